@@ -1,0 +1,41 @@
+//! # tsuitate-protocol
+//!
+//! The sans-IO wire format of tsuitate: every message that may cross between the Internet zone
+//! (host agents), the gateway and the LGWAN zone (viewers), the framing codec, the limits, and
+//! the H.264 NAL sanitizer. No async runtime, no sockets, no clock: callers pass bytes in and get
+//! typed values (or a typed error) out. The specification is `docs/protocol.md`; code comments
+//! quote the section they enforce.
+//!
+//! There is deliberately no clipboard, file, print, audio, URL or generic-data message.
+#![forbid(unsafe_code)]
+
+mod agent;
+mod codec;
+mod error;
+pub mod fuzzing;
+pub mod h264;
+mod input;
+mod keycode;
+mod limits;
+mod reader;
+mod reason;
+mod video;
+mod viewer;
+
+pub use agent::{AgentSessionToGateway, AgentToGateway, GatewayToAgent, GatewayToAgentSession};
+pub use codec::{frame_len, put_str, Message, Reader, FRAME_HEADER_BYTES};
+pub use error::WireError;
+pub use h264::{NalSanitizer, SanitizeError, SanitizerCounters};
+pub use input::{keysym_valid, text_valid, Button, InputEvent, Modifiers};
+pub use keycode::KeyCode;
+pub use limits::*;
+pub use reader::MessageBuffer;
+pub use reason::Reason;
+pub use video::{VideoFrame, VideoHeader};
+pub use viewer::{GatewayToViewer, LoginStatus, ViewerToGateway};
+
+/// The protocol version carried in every `Hello`/`Welcome` (docs/protocol.md §1).
+pub const PROTOCOL_VERSION: u16 = 1;
+
+/// The QUIC ALPN identifier (docs/protocol.md §1). Both listeners accept only this.
+pub const ALPN: &[u8] = b"tsuitate/1";
