@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Installs the Debian packages tsuitate needs, where missing:
+#   nasm (openh264's assembly, ≈3× faster encode), xvfb + chromium (the host agent's browser),
+#   fonts-noto-cjk (Japanese pages render), xauth, procps.
+# Usage: scripts/install-deps.sh   (as root, or with sudo available)
+set -euo pipefail
+
+packages=(nasm xvfb chromium fonts-noto-cjk xauth procps)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  exit 0
+fi
+echo "tsuitate: installing Debian packages / Debian パッケージをインストールします: ${missing[*]}"
+sudo=""
+if [ "$(id -u)" -ne 0 ]; then
+  if command -v sudo >/dev/null 2>&1; then
+    sudo="sudo"
+  else
+    echo "error: need root or sudo to install ${missing[*]} / root 権限または sudo が必要です" >&2
+    exit 1
+  fi
+fi
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -qq
+$sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"

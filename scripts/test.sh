@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Runs every test of tsuitate: the README's test command, and what .ci/run calls.
+#   1. installs the Debian packages the build and the real-browser tests need (scripts/install-deps.sh)
+#   2. cargo test --workspace (unit, property, integration and end-to-end tests with real
+#      Xvfb + Chromium + QUIC on loopback)
+#   3. a short fuzz smoke run of every protocol fuzz target (TSUITATE_FUZZ_SECONDS, default 20;
+#      0 skips it)
+# すべてのテストを実行します（依存パッケージの導入、cargo test、短いファジング）。
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/install-deps.sh
+scripts/setup-browser-user.sh
+
+cargo test --workspace --locked
+
+fuzz_seconds="${TSUITATE_FUZZ_SECONDS:-20}"
+if [ "$fuzz_seconds" -gt 0 ]; then
+  if ! command -v cargo-fuzz >/dev/null 2>&1; then
+    cargo install cargo-fuzz --locked --quiet
+  fi
+  work="$(mktemp -d)"
+  trap 'rm -rf "$work"' EXIT
+  for target in frame_decoder viewer_messages agent_messages sanitizer; do
+    mkdir -p "$work/$target"
+    cp protocol/fuzz/corpus/"$target"/* "$work/$target/"
+    echo "fuzz smoke: $target (${fuzz_seconds}s)"
+    if ! (cd protocol && RUSTC_BOOTSTRAP=1 cargo fuzz run "$target" "$work/$target" -- \
+      -max_total_time="$fuzz_seconds" -print_final_stats=1 >"$work/$target.log" 2>&1); then
+      tail -n 60 "$work/$target.log"
+      echo "fuzz target $target failed (reproducer in protocol/fuzz/artifacts/$target)" >&2
+      exit 1
+    fi
+    grep -E '^stat::number_of_executed_units' "$work/$target.log" || true
+  done
+fi
+echo "all tests passed / すべてのテストに合格しました"
