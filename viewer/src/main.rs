@@ -1,3 +1,134 @@
-fn main() {
-    println!("stub");
+//! `tsuitate-viewer`: see docs/viewer.md for usage, the script language, the report and the
+//! exit codes.
+
+use std::process::ExitCode as ProcessExit;
+
+use anyhow::Context;
+use clap::Parser;
+use tsuitate_viewer::args::Args;
+use tsuitate_viewer::config::{load_file, FileConfig, Settings, PASSWORD_ENV};
+use tsuitate_viewer::i18n::Lang;
+use tsuitate_viewer::outcome::ExitCode;
+use tsuitate_viewer::script::Script;
+use tsuitate_viewer::{headless, i18n};
+
+fn main() -> ProcessExit {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("TSUITATE_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .init();
+    let args = Args::parse();
+    let code = match run(&args) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("tsuitate-viewer: {e:#}");
+            ExitCode::Internal
+        }
+    };
+    ProcessExit::from(code.code() as u8)
+}
+
+fn usage_error(msg: impl std::fmt::Display) -> ExitCode {
+    eprintln!("tsuitate-viewer: {msg}");
+    ExitCode::Usage
+}
+
+fn run(args: &Args) -> anyhow::Result<ExitCode> {
+    let file = match &args.config {
+        Some(path) => match load_file(path) {
+            Ok(f) => f,
+            Err(e) => return Ok(usage_error(e)),
+        },
+        None => FileConfig::default(),
+    };
+    let settings = match Settings::resolve(args, file) {
+        Ok(s) => s,
+        Err(e) => return Ok(usage_error(e)),
+    };
+    // Scripts are checked before anything is sent (docs/viewer.md).
+    let script = match &settings.headless {
+        Some(h) => {
+            let text = match std::fs::read_to_string(&h.script) {
+                Ok(t) => t,
+                Err(e) => return Ok(usage_error(format!("{}: {e}", h.script.display()))),
+            };
+            let script = match Script::parse(&text) {
+                Ok(s) => s,
+                Err(e) => return Ok(usage_error(format!("{}:\n{e}", h.script.display()))),
+            };
+            if script.has_snapshots() {
+                let Some(dir) = &h.snapshot_dir else {
+                    return Ok(usage_error(
+                        "the script takes snapshots: --snapshot-dir DIR is needed",
+                    ));
+                };
+                if let Err(e) = std::fs::create_dir_all(dir) {
+                    return Ok(usage_error(format!("{}: {e}", dir.display())));
+                }
+            }
+            Some(script)
+        }
+        None => None,
+    };
+    let password = match read_password(settings.lang) {
+        Ok(p) => p,
+        Err(e) => return Ok(usage_error(e)),
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    match (&settings.headless, script) {
+        (Some(h), Some(script)) => {
+            let report = runtime.block_on(headless::run(&settings, h, &script, password));
+            let json = serde_json::to_string_pretty(&report)?;
+            std::fs::write(&h.report, json + "\n")
+                .with_context(|| format!("writing {}", h.report.display()))?;
+            if let Some(err) = &report.error {
+                eprintln!("tsuitate-viewer: {err}");
+            }
+            let code = exit_from(report.exit_code);
+            if let Some(msg) = &report.message {
+                eprintln!("{msg}");
+            }
+            Ok(code)
+        }
+        _ => Ok(tsuitate_viewer::window::run(settings, password, runtime)),
+    }
+}
+
+fn exit_from(code: i32) -> ExitCode {
+    use ExitCode::*;
+    [
+        Ok,
+        Internal,
+        Usage,
+        Unreachable,
+        Denied,
+        LockedOut,
+        NoCapacity,
+        SessionEnded,
+        ScriptFailed,
+        Protocol,
+        Certificate,
+    ]
+    .into_iter()
+    .find(|c| c.code() == code)
+    .unwrap_or(Internal)
+}
+
+fn read_password(lang: Lang) -> anyhow::Result<String> {
+    if let Ok(p) = std::env::var(PASSWORD_ENV) {
+        return Ok(p);
+    }
+    let prompt = match lang {
+        i18n::Lang::Ja => "パスワード: ",
+        i18n::Lang::En => "Password: ",
+    };
+    rpassword::prompt_password(prompt)
+        .with_context(|| format!("no terminal to ask for the password: set {PASSWORD_ENV}"))
 }

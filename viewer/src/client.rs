@@ -1,0 +1,358 @@
+//! The QUIC connection to the gateway and the login handshake (docs/protocol.md §5.1):
+//! `Hello → Welcome → Login → LoginResult → SessionReady`.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use quinn::crypto::rustls::QuicClientConfig;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::CertificateDer;
+use thiserror::Error;
+use tsuitate_protocol::{
+    GatewayToViewer, Limits, LoginStatus, Message, MessageBuffer, Reason, ViewerToGateway, ALPN,
+    PROTOCOL_VERSION,
+};
+
+/// Where and as whom to connect. The password lives only in memory.
+#[derive(Clone)]
+pub struct ClientConfig {
+    /// Gateway `host:port`.
+    pub gateway: String,
+    /// TLS server name to verify (defaults to the host part of `gateway`).
+    pub server_name: Option<String>,
+    /// PEM file with the CA certificate(s) that issued the gateway's certificate.
+    pub ca_file: PathBuf,
+    /// User name.
+    pub user: String,
+    /// Password (never logged, never written anywhere).
+    pub password: String,
+    /// Limit for each handshake step.
+    pub connect_timeout: Duration,
+    /// Wire limits for decoding gateway messages.
+    pub limits: Limits,
+}
+
+impl fmt::Debug for ClientConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientConfig")
+            .field("gateway", &self.gateway)
+            .field("server_name", &self.server_name)
+            .field("ca_file", &self.ca_file)
+            .field("user", &self.user)
+            .field("password", &"<hidden>")
+            .finish()
+    }
+}
+
+/// Why connecting or a session failed. Each maps to a user message and an exit code.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum ClientError {
+    /// The CA file is missing or holds no certificate.
+    #[error("cannot use CA file {path}: {message}")]
+    CaFile { path: String, message: String },
+    /// No route, no answer, or the name did not resolve.
+    #[error("gateway {gateway} unreachable: {message}")]
+    Unreachable { gateway: String, message: String },
+    /// TLS failed: the gateway's certificate is not trusted (or another handshake alert).
+    #[error("gateway certificate rejected: {0}")]
+    Certificate(String),
+    /// Wrong user or password.
+    #[error("wrong user name or password")]
+    Denied,
+    /// Too many failures.
+    #[error("locked out; retry after {retry_after_s} s")]
+    LockedOut { retry_after_s: u32 },
+    /// No free browser.
+    #[error("no browser is free")]
+    NoCapacity,
+    /// The gateway ended the session or connection.
+    #[error("ended by the gateway: {}", .0.name())]
+    Ended(Reason),
+    /// The gateway sent something malformed or out of order.
+    #[error("protocol error from the gateway: {0}")]
+    Protocol(String),
+    /// The connection dropped (network, idle timeout).
+    #[error("connection lost: {0}")]
+    ConnectionLost(String),
+}
+
+impl ClientError {
+    /// Whether reconnecting may resume the session (a network drop, not a decision).
+    pub fn is_network(&self) -> bool {
+        matches!(
+            self,
+            ClientError::ConnectionLost(_) | ClientError::Unreachable { .. }
+        )
+    }
+}
+
+/// An open, logged-in connection with a session attached.
+pub struct Connected {
+    /// Keeps the UDP socket alive.
+    pub endpoint: quinn::Endpoint,
+    /// The QUIC connection.
+    pub connection: quinn::Connection,
+    /// Our side of the viewer stream.
+    pub send: quinn::SendStream,
+    /// Their side.
+    pub recv: quinn::RecvStream,
+    /// Bytes received but not yet decoded into messages.
+    pub buffer: MessageBuffer<GatewayToViewer>,
+    /// Session size from `SessionReady`.
+    pub width: u16,
+    /// Session height.
+    pub height: u16,
+    /// Whether the gateway gave back a lingering session.
+    pub resumed: bool,
+}
+
+/// Build the QUIC client config: ring provider, TLS 1.3 only, our ALPN, the CA from `ca_file`.
+pub fn quic_client_config(ca_file: &std::path::Path) -> Result<quinn::ClientConfig, ClientError> {
+    let ca_err = |message: String| ClientError::CaFile {
+        path: ca_file.display().to_string(),
+        message,
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    let certs = CertificateDer::pem_file_iter(ca_file).map_err(|e| ca_err(e.to_string()))?;
+    for cert in certs {
+        let cert = cert.map_err(|e| ca_err(e.to_string()))?;
+        roots.add(cert).map_err(|e| ca_err(e.to_string()))?;
+    }
+    if roots.is_empty() {
+        return Err(ca_err("no certificate in the file".into()));
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| ca_err(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    tls.alpn_protocols = vec![ALPN.to_vec()];
+    let quic = QuicClientConfig::try_from(tls).map_err(|e| ca_err(e.to_string()))?;
+    let mut config = quinn::ClientConfig::new(Arc::new(quic));
+    let mut transport = quinn::TransportConfig::default();
+    transport.keep_alive_interval(Some(Duration::from_secs(2)));
+    if let Ok(idle) = quinn::IdleTimeout::try_from(Duration::from_secs(10)) {
+        transport.max_idle_timeout(Some(idle));
+    }
+    config.transport_config(Arc::new(transport));
+    Ok(config)
+}
+
+async fn resolve(gateway: &str) -> Result<SocketAddr, ClientError> {
+    let unreachable = |message: String| ClientError::Unreachable {
+        gateway: gateway.to_owned(),
+        message,
+    };
+    let mut addrs = tokio::net::lookup_host(gateway)
+        .await
+        .map_err(|e| unreachable(e.to_string()))?;
+    addrs
+        .next()
+        .ok_or_else(|| unreachable("the name has no address".into()))
+}
+
+/// Default TLS name: the host part of `host:port` (brackets of an IPv6 literal removed).
+pub fn default_server_name(gateway: &str) -> String {
+    let host = gateway.rsplit_once(':').map_or(gateway, |(h, _)| h);
+    host.trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_owned()
+}
+
+/// Map a QUIC connection error: TLS alerts (crypto codes 0x100–0x1ff) are certificate
+/// problems, the rest depends on whether we were connected yet.
+fn map_connection_error(e: quinn::ConnectionError, gateway: &str, connected: bool) -> ClientError {
+    if let quinn::ConnectionError::TransportError(t) = &e {
+        if u64::from(t.code) & !0xff == 0x100 {
+            return ClientError::Certificate(t.to_string());
+        }
+    }
+    if let quinn::ConnectionError::ConnectionClosed(c) = &e {
+        if u64::from(c.error_code) & !0xff == 0x100 {
+            return ClientError::Certificate(c.to_string());
+        }
+    }
+    if connected {
+        ClientError::ConnectionLost(e.to_string())
+    } else {
+        ClientError::Unreachable {
+            gateway: gateway.to_owned(),
+            message: e.to_string(),
+        }
+    }
+}
+
+/// Open the connection, the viewer stream, and log in.
+pub async fn connect(cfg: &ClientConfig) -> Result<Connected, ClientError> {
+    let quic = quic_client_config(&cfg.ca_file)?;
+    let addr = resolve(&cfg.gateway).await?;
+    let bind: SocketAddr = if addr.is_ipv6() {
+        "[::]:0"
+            .parse()
+            .map_err(|_| ClientError::Protocol("bind".into()))?
+    } else {
+        "0.0.0.0:0"
+            .parse()
+            .map_err(|_| ClientError::Protocol("bind".into()))?
+    };
+    let unreachable = |message: String| ClientError::Unreachable {
+        gateway: cfg.gateway.clone(),
+        message,
+    };
+    let mut endpoint = quinn::Endpoint::client(bind).map_err(|e| unreachable(e.to_string()))?;
+    endpoint.set_default_client_config(quic);
+    let name = cfg
+        .server_name
+        .clone()
+        .unwrap_or_else(|| default_server_name(&cfg.gateway));
+    let connecting = endpoint
+        .connect(addr, &name)
+        .map_err(|e| unreachable(e.to_string()))?;
+    let connection = tokio::time::timeout(cfg.connect_timeout, connecting)
+        .await
+        .map_err(|_| unreachable("no answer (timed out)".into()))?
+        .map_err(|e| map_connection_error(e, &cfg.gateway, false))?;
+    let (send, recv) = connection
+        .open_bi()
+        .await
+        .map_err(|e| map_connection_error(e, &cfg.gateway, true))?;
+    let mut conn = Connected {
+        endpoint,
+        connection,
+        send,
+        recv,
+        buffer: MessageBuffer::new(cfg.limits.clone()),
+        width: 0,
+        height: 0,
+        resumed: false,
+    };
+    login(&mut conn, cfg).await?;
+    Ok(conn)
+}
+
+impl Connected {
+    /// Send one message.
+    pub async fn send(&mut self, msg: &ViewerToGateway) -> Result<(), ClientError> {
+        write_message(&mut self.send, msg).await
+    }
+
+    /// Receive the next message, or `None` when the gateway finished the stream.
+    pub async fn recv(&mut self) -> Result<Option<GatewayToViewer>, ClientError> {
+        read_message(&mut self.recv, &mut self.buffer).await
+    }
+
+    /// Close the connection (after a Logout, or when the viewer quits).
+    pub fn close(&self) {
+        self.connection.close(0u32.into(), b"bye");
+    }
+}
+
+/// Frame and write a message.
+pub async fn write_message(
+    send: &mut quinn::SendStream,
+    msg: &ViewerToGateway,
+) -> Result<(), ClientError> {
+    send.write_all(&msg.to_bytes())
+        .await
+        .map_err(|e| ClientError::ConnectionLost(e.to_string()))
+}
+
+/// Read until one whole message is buffered. A malformed message is a protocol error.
+pub async fn read_message(
+    recv: &mut quinn::RecvStream,
+    buffer: &mut MessageBuffer<GatewayToViewer>,
+) -> Result<Option<GatewayToViewer>, ClientError> {
+    loop {
+        if let Some(msg) = buffer
+            .next_message()
+            .map_err(|e| ClientError::Protocol(e.to_string()))?
+        {
+            return Ok(Some(msg));
+        }
+        match recv.read_chunk(64 * 1024, true).await {
+            Ok(Some(chunk)) => buffer.push(&chunk.bytes),
+            Ok(None) if buffer.pending() == 0 => return Ok(None),
+            Ok(None) => return Err(ClientError::Protocol("stream ends inside a message".into())),
+            Err(e) => return Err(ClientError::ConnectionLost(e.to_string())),
+        }
+    }
+}
+
+async fn expect_message(
+    conn: &mut Connected,
+    timeout: Duration,
+    step: &str,
+) -> Result<GatewayToViewer, ClientError> {
+    match tokio::time::timeout(timeout, conn.recv()).await {
+        Err(_) => Err(ClientError::Protocol(format!("no {step} in time"))),
+        Ok(Err(e)) => Err(e),
+        Ok(Ok(None)) => Err(ClientError::ConnectionLost(format!(
+            "the gateway closed the stream before {step}"
+        ))),
+        Ok(Ok(Some(GatewayToViewer::Bye { reason }))) => Err(bye_error(reason)),
+        Ok(Ok(Some(msg))) => Ok(msg),
+    }
+}
+
+/// A `Bye` during login: a few reasons have their own errors (and exit codes).
+fn bye_error(reason: Reason) -> ClientError {
+    match reason {
+        Reason::AuthFailed => ClientError::Denied,
+        Reason::LockedOut => ClientError::LockedOut { retry_after_s: 0 },
+        Reason::NoCapacity => ClientError::NoCapacity,
+        other => ClientError::Ended(other),
+    }
+}
+
+fn unexpected(step: &str, msg: &GatewayToViewer) -> ClientError {
+    let kind = msg.kind();
+    ClientError::Protocol(format!("expected {step}, got message kind 0x{kind:02x}"))
+}
+
+async fn login(conn: &mut Connected, cfg: &ClientConfig) -> Result<(), ClientError> {
+    let t = cfg.connect_timeout;
+    conn.send(&ViewerToGateway::Hello {
+        version: PROTOCOL_VERSION,
+    })
+    .await?;
+    match expect_message(conn, t, "Welcome").await? {
+        GatewayToViewer::Welcome { version } if version == PROTOCOL_VERSION => {}
+        GatewayToViewer::Welcome { .. } => return Err(ClientError::Ended(Reason::VersionMismatch)),
+        other => return Err(unexpected("Welcome", &other)),
+    }
+    conn.send(&ViewerToGateway::Login {
+        user: cfg.user.clone(),
+        password: cfg.password.clone(),
+    })
+    .await?;
+    match expect_message(conn, t, "LoginResult").await? {
+        GatewayToViewer::LoginResult {
+            status,
+            retry_after_s,
+        } => match status {
+            LoginStatus::Ok => {}
+            LoginStatus::Denied => return Err(ClientError::Denied),
+            LoginStatus::LockedOut => return Err(ClientError::LockedOut { retry_after_s }),
+            LoginStatus::NoCapacity => return Err(ClientError::NoCapacity),
+        },
+        other => return Err(unexpected("LoginResult", &other)),
+    }
+    // Starting a browser can take a while: allow longer for SessionReady.
+    match expect_message(conn, t.saturating_mul(3), "SessionReady").await? {
+        GatewayToViewer::SessionReady {
+            width,
+            height,
+            resumed,
+        } => {
+            conn.width = width;
+            conn.height = height;
+            conn.resumed = resumed;
+            Ok(())
+        }
+        other => Err(unexpected("SessionReady", &other)),
+    }
+}
