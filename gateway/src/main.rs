@@ -1,3 +1,268 @@
-fn main() {
-    println!("stub");
+//! `tsuitate-gateway`: run the gateway and administer it (CA, users, audit log).
+#![forbid(unsafe_code)]
+
+use std::io::{BufRead, IsTerminal};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand, ValueEnum};
+use serde_json::json;
+use tsuitate_gateway::{audit, certs, config::Config, users, Gateway};
+
+#[derive(Parser)]
+#[command(
+    name = "tsuitate-gateway",
+    version,
+    about = "tsuitate gateway (衝立 ゲートウェイ)"
+)]
+struct Cli {
+    /// Log format on stderr.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the gateway. / ゲートウェイを起動します。
+    Run {
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Check a config file and exit. / 設定ファイルを検査します。
+    CheckConfig {
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Private CA. / 専用の認証局。
+    #[command(subcommand)]
+    Ca(CaCmd),
+    /// Viewer users. / 利用者の管理。
+    #[command(subcommand)]
+    User(UserCmd),
+    /// Audit log. / 監査ログ。
+    #[command(subcommand)]
+    Audit(AuditCmd),
+}
+
+#[derive(Subcommand)]
+enum CaCmd {
+    /// Create ca.pem, ca-key.pem, gateway.pem, gateway-key.pem in DIR.
+    Init {
+        #[arg(long)]
+        dir: PathBuf,
+        /// Extra DNS name or IP address for the gateway certificate (repeatable).
+        #[arg(long = "name")]
+        names: Vec<String>,
+        /// Overwrite existing files.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Create agent-ID.pem and agent-ID-key.pem (CN = ID) signed by the CA in DIR.
+    IssueAgent {
+        #[arg(long)]
+        dir: PathBuf,
+        /// The agent id (A-Z a-z 0-9 . _ -, 1-64 chars).
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+#[derive(Clone, clap::Args)]
+struct UserArgs {
+    /// User name.
+    name: String,
+    /// The users file (TOML, or JSON if it ends in .json).
+    #[arg(long)]
+    users: PathBuf,
+    /// Append the admin action to this audit log.
+    #[arg(long)]
+    audit: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum UserCmd {
+    /// Add a user; the password is read from the terminal (or stdin when not a terminal).
+    Add(UserArgs),
+    /// Set a new password.
+    Passwd(UserArgs),
+    /// Remove a user.
+    Remove(UserArgs),
+    /// Disable a user (kept, cannot log in).
+    Disable(UserArgs),
+    /// Enable a disabled user.
+    Enable(UserArgs),
+    /// List users.
+    List {
+        #[arg(long)]
+        users: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCmd {
+    /// Verify the hash chain of an audit log.
+    Verify { file: PathBuf },
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => b.init(),
+        LogFormat::Json => b.json().with_current_span(true).init(),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    match dispatch(cli.cmd) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("エラー / error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn dispatch(cmd: Cmd) -> Result<ExitCode> {
+    match cmd {
+        Cmd::Run { config } => run(config),
+        Cmd::CheckConfig { config } => match Config::load(&config) {
+            Ok(_) => {
+                println!("設定は正しいです / configuration OK");
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(e) => {
+                eprint!("{e}");
+                Ok(ExitCode::from(2))
+            }
+        },
+        Cmd::Ca(c) => ca(c),
+        Cmd::User(c) => user(c),
+        Cmd::Audit(AuditCmd::Verify { file }) => match audit::verify_file(&file) {
+            Ok(n) => {
+                println!("監査ログは正常です ({n} 行) / audit log OK ({n} lines)");
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                Ok(ExitCode::from(3))
+            }
+        },
+    }
+}
+
+fn run(config: PathBuf) -> Result<ExitCode> {
+    let cfg = match Config::load(&config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprint!("{e}");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("tokio runtime")?;
+    rt.block_on(async move {
+        let gw = Gateway::start(cfg).await?;
+        println!(
+            "tsuitate-gateway: viewers {} / agents {} / admin http://{}",
+            gw.viewer_addr, gw.agent_addr, gw.admin_addr
+        );
+        wait_for_signal().await?;
+        gw.shutdown().await;
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+async fn wait_for_signal() -> Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r.context("SIGINT handler")?,
+        _ = term.recv() => {}
+    }
+    Ok(())
+}
+
+fn ca(c: CaCmd) -> Result<ExitCode> {
+    let written = match c {
+        CaCmd::Init { dir, names, force } => certs::ca_init(&dir, &names, force)?,
+        CaCmd::IssueAgent { dir, name, force } => certs::issue_agent(&dir, &name, force)?,
+    };
+    for p in written {
+        println!("{}", p.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn read_password() -> Result<String> {
+    if std::io::stdin().is_terminal() {
+        let a = rpassword::prompt_password("パスワード / password: ")?;
+        let b = rpassword::prompt_password("もう一度 / again: ")?;
+        if a != b {
+            bail!("パスワードが一致しません / the passwords do not match");
+        }
+        Ok(a)
+    } else {
+        let mut line = String::new();
+        std::io::stdin().lock().read_line(&mut line)?;
+        Ok(line.trim_end_matches(['\r', '\n']).to_owned())
+    }
+}
+
+fn user(c: UserCmd) -> Result<ExitCode> {
+    if let UserCmd::List { users } = &c {
+        let f = users::UsersFile::load(users)?;
+        for (name, u) in &f.users {
+            println!("{name}{}", if u.disabled { " (disabled)" } else { "" });
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let (action, args) = match c {
+        UserCmd::Add(a) => ("user_add", a),
+        UserCmd::Passwd(a) => ("user_passwd", a),
+        UserCmd::Remove(a) => ("user_remove", a),
+        UserCmd::Disable(a) => ("user_disable", a),
+        UserCmd::Enable(a) => ("user_enable", a),
+        UserCmd::List { .. } => return Ok(ExitCode::SUCCESS),
+    };
+    let mut f = users::UsersFile::load(&args.users)?;
+    let params = argon2::Params::DEFAULT;
+    match action {
+        "user_add" => f.add(&args.name, &read_password()?, params)?,
+        "user_passwd" => {
+            let pw = read_password()?;
+            f.remove(&args.name)?;
+            f.add(&args.name, &pw, params)?;
+        }
+        "user_remove" => f.remove(&args.name)?,
+        "user_disable" => f.set_disabled(&args.name, true)?,
+        _ => f.set_disabled(&args.name, false)?,
+    }
+    f.save(&args.users)?;
+    if let Some(log) = &args.audit {
+        audit::append(
+            log,
+            json!({"event": "admin_action", "action": action, "user": args.name}),
+        )?;
+    }
+    println!("{action}: {}", args.name);
+    Ok(ExitCode::SUCCESS)
 }

@@ -1,0 +1,72 @@
+//! The admin listener: a tiny HTTP/1.1 responder for `/metrics` (Prometheus text) and
+//! `/healthz`. Loopback by default; one request per connection.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::state::State;
+
+/// Serve until shutdown.
+pub(crate) async fn serve(listener: TcpListener, state: Arc<State>) {
+    let mut shutdown = state.shutdown.clone();
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = crate::state::stopped(&mut shutdown) => return,
+        };
+        let Ok((stream, _)) = accepted else { continue };
+        let state = state.clone();
+        tokio::spawn(async move {
+            let _ = tokio::time::timeout(Duration::from_secs(5), respond(stream, &state)).await;
+        });
+    }
+}
+
+async fn respond(mut stream: TcpStream, state: &State) -> std::io::Result<()> {
+    let mut buf = vec![0u8; 4096];
+    let mut used = 0;
+    while !buf[..used].windows(4).any(|w| w == b"\r\n\r\n") {
+        if used == buf.len() {
+            break;
+        }
+        let n = stream.read(&mut buf[used..]).await?;
+        if n == 0 {
+            break;
+        }
+        used += n;
+    }
+    let head = String::from_utf8_lossy(&buf[..used]);
+    let mut parts = head.split_whitespace();
+    let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    let (status, ctype, body) = match (method, path) {
+        ("GET", "/metrics") => {
+            let gauges = state.hub().broker.gauges();
+            (
+                "200 OK",
+                "text/plain; version=0.0.4; charset=utf-8",
+                state.metrics.render(gauges),
+            )
+        }
+        ("GET", "/healthz") if state.shutting_down() => (
+            "503 Service Unavailable",
+            "text/plain",
+            "shutting down\n".into(),
+        ),
+        ("GET", "/healthz") => ("200 OK", "text/plain", "ok\n".into()),
+        ("GET", _) => ("404 Not Found", "text/plain", "not found\n".into()),
+        _ => (
+            "405 Method Not Allowed",
+            "text/plain",
+            "method not allowed\n".into(),
+        ),
+    };
+    let resp = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(resp.as_bytes()).await?;
+    stream.shutdown().await
+}

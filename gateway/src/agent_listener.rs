@@ -1,0 +1,209 @@
+//! The agent listener: host agents (Internet zone) connect with a client certificate from our
+//! CA, open a control stream, say `Hello`, and are pinged for clock offset.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use quinn::SendStream;
+use serde_json::json;
+use tokio::time::{interval, timeout, MissedTickBehavior};
+use tracing::Instrument;
+use tsuitate_protocol::{AgentToGateway, GatewayToAgent, Reason, PROTOCOL_VERSION};
+
+use crate::error::{GatewayError, Side, Violation};
+use crate::relay::clock::ClockSync;
+use crate::state::{lock, now_us, AgentLink, State};
+use crate::streams::{close_with, spawn_reader, write_msg, ReadEnd};
+use crate::tls::peer_common_name;
+
+/// Largest capacity an agent may announce.
+const MAX_CAPACITY: u16 = 4096;
+
+/// Serve one agent connection.
+pub(crate) async fn handle_agent(state: Arc<State>, conn: quinn::Connection) {
+    let peer = conn.remote_address();
+    let Some(cn) = peer_common_name(&conn) else {
+        tracing::warn!(%peer, "agent without a certificate common name");
+        close_with(&conn, Reason::ProtocolViolation);
+        return;
+    };
+    let span = tracing::info_span!("agent", agent = %cn, %peer);
+    async move {
+        match serve(&state, &conn, &cn, peer).await {
+            Ok(()) => {}
+            Err(GatewayError::Violation(side, v)) => {
+                state.violation(side, peer, &cn, &v);
+                close_with(&conn, v.reason());
+            }
+            Err(e) => tracing::info!(error = %e, "agent connection ended"),
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+fn violation(v: Violation) -> GatewayError {
+    GatewayError::Violation(Side::Agent, v)
+}
+
+async fn serve(
+    state: &Arc<State>,
+    conn: &quinn::Connection,
+    cn: &str,
+    peer: SocketAddr,
+) -> Result<(), GatewayError> {
+    let hello_timeout = Duration::from_secs(state.cfg.agent.hello_timeout_s);
+    let (mut send, recv) = match timeout(hello_timeout, conn.accept_bi()).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => return Err(GatewayError::Connection(Side::Agent, e)),
+        Err(_) => return Err(violation(Violation::Timeout("control stream"))),
+    };
+    let mut rx = spawn_reader::<AgentToGateway>(recv, state.limits.clone(), 8);
+    let first = match timeout(hello_timeout, rx.recv()).await {
+        Ok(Some(m)) => m,
+        Ok(None) => return Err(GatewayError::Closed(Side::Agent)),
+        Err(_) => return Err(violation(Violation::Timeout("Hello"))),
+    };
+    let (version, agent_id, capacity) = match first {
+        Ok(AgentToGateway::Hello {
+            version,
+            agent_id,
+            capacity,
+        }) => (version, agent_id, capacity),
+        Ok(_) => {
+            return Err(violation(Violation::Unexpected(
+                "first message must be Hello",
+            )))
+        }
+        Err(e) => return Err(read_end(e)),
+    };
+    if version != PROTOCOL_VERSION {
+        let _ = write_msg(
+            &mut send,
+            &GatewayToAgent::Bye {
+                reason: Reason::VersionMismatch,
+            },
+            Side::Agent,
+        )
+        .await;
+        let _ = send.finish();
+        close_with(conn, Reason::VersionMismatch);
+        return Ok(());
+    }
+    // The id the agent claims must be the one its certificate was issued for.
+    if agent_id != cn {
+        return Err(violation(Violation::IdentityMismatch));
+    }
+    if capacity > MAX_CAPACITY {
+        return Err(violation(Violation::Unexpected("capacity too large")));
+    }
+    write_msg(
+        &mut send,
+        &GatewayToAgent::Welcome {
+            version: PROTOCOL_VERSION,
+        },
+        Side::Agent,
+    )
+    .await?;
+    let clock = Arc::new(Mutex::new(ClockSync::default()));
+    let generation = state.next_id();
+    register(state, &agent_id, capacity, conn, &clock, generation);
+    state.audit(json!({"event": "agent_connected", "agent": agent_id, "peer": peer.to_string(), "capacity": capacity}));
+    tracing::info!(capacity, "agent connected");
+    let result = control_loop(state, conn, &mut send, &mut rx, &agent_id, &clock).await;
+    unregister(state, &agent_id, generation);
+    state
+        .audit(json!({"event": "agent_disconnected", "agent": agent_id, "peer": peer.to_string()}));
+    result
+}
+
+fn register(
+    state: &State,
+    id: &str,
+    capacity: u16,
+    conn: &quinn::Connection,
+    clock: &Arc<Mutex<ClockSync>>,
+    generation: u64,
+) {
+    let mut hub = state.hub();
+    hub.broker.add_agent(id, capacity);
+    let old = hub.agents.insert(
+        id.to_owned(),
+        AgentLink {
+            conn: conn.clone(),
+            clock: clock.clone(),
+            generation,
+        },
+    );
+    if let Some(old) = old {
+        tracing::warn!("agent reconnected: the previous connection is replaced");
+        close_with(&old.conn, Reason::Replaced);
+    }
+}
+
+fn unregister(state: &State, id: &str, generation: u64) {
+    let mut hub = state.hub();
+    if hub
+        .agents
+        .get(id)
+        .is_some_and(|a| a.generation == generation)
+    {
+        hub.agents.remove(id);
+        hub.broker.remove_agent(id);
+    }
+}
+
+fn read_end(e: ReadEnd) -> GatewayError {
+    match e {
+        ReadEnd::Wire(w) => violation(Violation::Wire(w)),
+        ReadEnd::Finished => GatewayError::Closed(Side::Agent),
+        ReadEnd::Io(s) => GatewayError::Internal(format!("agent stream: {s}")),
+    }
+}
+
+async fn control_loop(
+    state: &Arc<State>,
+    conn: &quinn::Connection,
+    send: &mut SendStream,
+    rx: &mut tokio::sync::mpsc::Receiver<crate::streams::ReadItem<AgentToGateway>>,
+    agent_id: &str,
+    clock: &Arc<Mutex<ClockSync>>,
+) -> Result<(), GatewayError> {
+    let mut ping = interval(Duration::from_secs(state.cfg.agent.ping_interval_s));
+    ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut shutdown = state.shutdown.clone();
+    loop {
+        tokio::select! {
+            msg = rx.recv() => {
+                let Some(msg) = msg else { return Err(GatewayError::Closed(Side::Agent)) };
+                match msg.map_err(read_end)? {
+                    AgentToGateway::Pong { gateway_us, agent_us, .. } => {
+                        lock(clock).pong(gateway_us, agent_us, now_us());
+                    }
+                    AgentToGateway::Capacity { free } => {
+                        state.hub().broker.set_reported_free(agent_id, free);
+                    }
+                    AgentToGateway::Stats { .. } => {}
+                    AgentToGateway::Hello { .. } => {
+                        return Err(violation(Violation::Unexpected("second Hello")));
+                    }
+                }
+            }
+            _ = ping.tick() => {
+                let msg = GatewayToAgent::Ping { nonce: state.next_id(), gateway_us: now_us() };
+                write_msg(send, &msg, Side::Agent).await?;
+            }
+            _ = crate::state::stopped(&mut shutdown) => {
+                // Sessions send their own Close first; give them a moment.
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                let _ = write_msg(send, &GatewayToAgent::Bye { reason: Reason::Shutdown }, Side::Agent).await;
+                let _ = send.finish();
+                let _ = timeout(Duration::from_secs(1), conn.closed()).await;
+                close_with(conn, Reason::Shutdown);
+                return Ok(());
+            }
+            e = conn.closed() => return Err(GatewayError::Connection(Side::Agent, e)),
+        }
+    }
+}

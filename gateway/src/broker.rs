@@ -1,0 +1,249 @@
+//! The session broker (sans-IO): agents and their capacity, sessions and their state,
+//! placement and the one-session-per-user rule. Time is passed in.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Instant;
+
+use crate::metrics::Gauges;
+
+/// A session's state as the broker sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionState {
+    /// The agent is starting the browser.
+    Starting,
+    /// A viewer is attached.
+    Attached,
+    /// The viewer left at this time; the session waits for it.
+    Lingering(Instant),
+}
+
+/// One session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionEntry {
+    /// Who owns it.
+    pub user: String,
+    /// Where the browser runs.
+    pub agent: String,
+    /// State.
+    pub state: SessionState,
+}
+
+#[derive(Debug, Clone)]
+struct AgentSlot {
+    capacity: u16,
+    reported_free: u16,
+    sessions: u16,
+}
+
+impl AgentSlot {
+    fn free(&self) -> u16 {
+        self.capacity
+            .saturating_sub(self.sessions)
+            .min(self.reported_free)
+    }
+}
+
+/// Where a logging-in user goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Placement {
+    /// Resume this existing session.
+    Resume(u64),
+    /// Start a new session on this agent (a slot is reserved under `session_id`).
+    New { session_id: u64, agent: String },
+    /// No agent has a free slot.
+    NoCapacity,
+}
+
+/// Agents, sessions and placement.
+#[derive(Debug, Default)]
+pub struct SessionBroker {
+    agents: BTreeMap<String, AgentSlot>,
+    sessions: HashMap<u64, SessionEntry>,
+}
+
+impl SessionBroker {
+    /// Register an agent (replacing one with the same id). Returns the sessions of the
+    /// replaced agent, which are lost.
+    pub fn add_agent(&mut self, id: &str, capacity: u16) -> Vec<u64> {
+        let lost = self.remove_agent(id);
+        self.agents.insert(
+            id.to_owned(),
+            AgentSlot {
+                capacity,
+                reported_free: capacity,
+                sessions: 0,
+            },
+        );
+        lost
+    }
+
+    /// Forget an agent. Returns the ids of its sessions (they are removed too).
+    pub fn remove_agent(&mut self, id: &str) -> Vec<u64> {
+        if self.agents.remove(id).is_none() {
+            return Vec::new();
+        }
+        let lost: Vec<u64> = self
+            .sessions
+            .iter()
+            .filter(|(_, s)| s.agent == id)
+            .map(|(k, _)| *k)
+            .collect();
+        for k in &lost {
+            self.sessions.remove(k);
+        }
+        lost
+    }
+
+    /// The agent reported its free slots (it may serve other gateways too).
+    pub fn set_reported_free(&mut self, id: &str, free: u16) {
+        if let Some(a) = self.agents.get_mut(id) {
+            a.reported_free = free;
+        }
+    }
+
+    /// Decide where `user` goes. With `one_per_user`, any session of the user is resumed
+    /// (taken over if attached elsewhere); otherwise only a lingering one is. New sessions go
+    /// to the agent with the most free slots (ties: lowest id). `new_id` is the id a new
+    /// session gets.
+    pub fn place(&mut self, user: &str, one_per_user: bool, new_id: u64) -> Placement {
+        let mut own: Vec<(&u64, &SessionEntry)> = self
+            .sessions
+            .iter()
+            .filter(|(_, s)| s.user == user)
+            .collect();
+        own.sort_by_key(|(id, _)| **id);
+        let resumable = own.iter().find(|(_, s)| match s.state {
+            SessionState::Lingering(_) => true,
+            SessionState::Attached | SessionState::Starting => one_per_user,
+        });
+        if let Some((id, _)) = resumable {
+            return Placement::Resume(**id);
+        }
+        let best = self
+            .agents
+            .iter()
+            .filter(|(_, a)| a.free() > 0)
+            .max_by(|(ia, a), (ib, b)| a.free().cmp(&b.free()).then(ib.cmp(ia)));
+        let Some((agent, _)) = best else {
+            return Placement::NoCapacity;
+        };
+        let agent = agent.clone();
+        if let Some(a) = self.agents.get_mut(&agent) {
+            a.sessions = a.sessions.saturating_add(1);
+            a.reported_free = a.reported_free.saturating_sub(1);
+        }
+        self.sessions.insert(
+            new_id,
+            SessionEntry {
+                user: user.to_owned(),
+                agent: agent.clone(),
+                state: SessionState::Starting,
+            },
+        );
+        Placement::New {
+            session_id: new_id,
+            agent,
+        }
+    }
+
+    /// Set a session's state.
+    pub fn set_state(&mut self, id: u64, state: SessionState) {
+        if let Some(s) = self.sessions.get_mut(&id) {
+            s.state = state;
+        }
+    }
+
+    /// A session.
+    pub fn session(&self, id: u64) -> Option<&SessionEntry> {
+        self.sessions.get(&id)
+    }
+
+    /// End a session and free its slot.
+    pub fn release(&mut self, id: u64) -> Option<SessionEntry> {
+        let s = self.sessions.remove(&id)?;
+        if let Some(a) = self.agents.get_mut(&s.agent) {
+            a.sessions = a.sessions.saturating_sub(1);
+            a.reported_free = a.reported_free.saturating_add(1).min(a.capacity);
+        }
+        Some(s)
+    }
+
+    /// Number of sessions.
+    pub fn session_count(&self) -> usize {
+        self.sessions.len()
+    }
+
+    /// Gauges for metrics.
+    pub fn gauges(&self) -> Gauges {
+        let mut g = Gauges {
+            agents: self.agents.len() as u64,
+            ..Gauges::default()
+        };
+        for a in self.agents.values() {
+            g.capacity += u64::from(a.capacity);
+            g.capacity_free += u64::from(a.free());
+        }
+        for s in self.sessions.values() {
+            match s.state {
+                SessionState::Lingering(_) => g.sessions_lingering += 1,
+                _ => g.sessions_active += 1,
+            }
+        }
+        g
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn places_on_the_agent_with_most_free_slots() {
+        let mut b = SessionBroker::default();
+        assert_eq!(b.place("u", true, 1), Placement::NoCapacity);
+        b.add_agent("a", 1);
+        b.add_agent("b", 2);
+        let p = b.place("u1", true, 1);
+        assert_eq!(
+            p,
+            Placement::New {
+                session_id: 1,
+                agent: "b".into()
+            }
+        );
+        // a and b both have 1 free: lowest id wins.
+        assert!(matches!(b.place("u2", true, 2), Placement::New { agent, .. } if agent == "a"));
+        assert!(matches!(b.place("u3", true, 3), Placement::New { agent, .. } if agent == "b"));
+        assert_eq!(b.place("u4", true, 4), Placement::NoCapacity);
+        b.release(2);
+        assert!(matches!(b.place("u4", true, 5), Placement::New { agent, .. } if agent == "a"));
+        assert_eq!(b.gauges().capacity_free, 0);
+        assert_eq!(b.gauges().sessions_active, 3);
+    }
+
+    #[test]
+    fn one_session_per_user_resumes() {
+        let mut b = SessionBroker::default();
+        b.add_agent("a", 4);
+        assert!(matches!(b.place("u", true, 1), Placement::New { .. }));
+        b.set_state(1, SessionState::Attached);
+        assert_eq!(b.place("u", true, 2), Placement::Resume(1));
+        // Without the rule an attached session is not taken over, a lingering one is.
+        assert!(matches!(b.place("u", false, 3), Placement::New { .. }));
+        b.set_state(1, SessionState::Lingering(Instant::now()));
+        assert_eq!(b.place("u", false, 4), Placement::Resume(1));
+        assert_eq!(b.gauges().sessions_lingering, 1);
+    }
+
+    #[test]
+    fn reported_free_bounds_placement_and_agent_loss_drops_sessions() {
+        let mut b = SessionBroker::default();
+        b.add_agent("a", 4);
+        b.set_reported_free("a", 0);
+        assert_eq!(b.place("u", true, 1), Placement::NoCapacity);
+        b.set_reported_free("a", 2);
+        assert!(matches!(b.place("u", true, 1), Placement::New { .. }));
+        assert_eq!(b.remove_agent("a"), vec![1]);
+        assert_eq!(b.session_count(), 0);
+    }
+}

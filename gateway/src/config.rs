@@ -1,0 +1,546 @@
+//! The gateway configuration: a typed TOML file parsed up front (docs/gateway.md §Config).
+//!
+//! Every section uses `deny_unknown_fields`, so a typo in a security setting fails loudly
+//! instead of falling back to a permissive default. Semantic errors are collected and reported
+//! together, before any port is bound. Relative paths are resolved against the config file's
+//! directory.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use tsuitate_protocol::{Limits, MIN_DIMENSION};
+
+/// The whole configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Where host agents (Internet zone) connect.
+    #[serde(default = "default_agent_listen")]
+    pub agent_listen: SocketAddr,
+    /// Where viewers (LGWAN zone) connect.
+    #[serde(default = "default_viewer_listen")]
+    pub viewer_listen: SocketAddr,
+    /// Metrics and health (HTTP). Loopback by default.
+    #[serde(default = "default_admin_listen")]
+    pub admin_listen: SocketAddr,
+    /// Certificates and keys.
+    pub tls: TlsConfig,
+    /// The users file (TOML, or JSON when the name ends in `.json`).
+    pub users_file: PathBuf,
+    /// The audit log (JSON lines with a hash chain).
+    pub audit_log: PathBuf,
+    /// Video and message limits.
+    #[serde(default)]
+    pub limits: LimitsConfig,
+    /// Input validation and rate limits.
+    #[serde(default)]
+    pub input: InputConfig,
+    /// Session lifetime.
+    #[serde(default)]
+    pub session: SessionConfig,
+    /// Login lockout.
+    #[serde(default)]
+    pub lockout: LockoutConfig,
+    /// QUIC transport limits.
+    #[serde(default)]
+    pub quic: QuicConfig,
+    /// Video relay policy.
+    #[serde(default)]
+    pub video: VideoConfig,
+    /// Agent control.
+    #[serde(default)]
+    pub agent: AgentConfig,
+}
+
+/// `[tls]`: PEM files made by `tsuitate-gateway ca init`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// The CA certificate that signs agent certificates (and the gateway's).
+    pub ca: PathBuf,
+    /// The gateway certificate chain.
+    pub cert: PathBuf,
+    /// The gateway private key.
+    pub key: PathBuf,
+}
+
+/// `[limits]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Largest access unit in bytes.
+    pub max_frame_bytes: usize,
+    /// Largest frame width.
+    pub max_width: u16,
+    /// Largest frame height.
+    pub max_height: u16,
+    /// Most frames per second an agent may send per session; excess frames are dropped up to
+    /// the next keyframe.
+    pub max_fps: u32,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        let l = Limits::default();
+        LimitsConfig {
+            max_frame_bytes: l.max_frame_bytes,
+            max_width: l.max_width,
+            max_height: l.max_height,
+            max_fps: 60,
+        }
+    }
+}
+
+/// `[input]`: token buckets per session. Events over a bucket are dropped (throttled); when
+/// more than `violation_budget` events were dropped (the budget refills fully in 60 s), the
+/// viewer is cut off with `RateLimited`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct InputConfig {
+    /// Input events per second (all kinds).
+    pub events_per_s: u32,
+    /// Key events per second.
+    pub keys_per_s: u32,
+    /// Committed-text characters per second.
+    pub text_chars_per_s: u32,
+    /// Bucket depth as seconds of rate.
+    pub burst_s: u32,
+    /// Dropped events tolerated before the viewer is cut off.
+    pub violation_budget: u32,
+}
+
+impl Default for InputConfig {
+    fn default() -> Self {
+        InputConfig {
+            events_per_s: 1000,
+            keys_per_s: 50,
+            text_chars_per_s: 200,
+            burst_s: 2,
+            violation_budget: 1000,
+        }
+    }
+}
+
+/// `[session]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SessionConfig {
+    /// Browser width when a session starts (the viewer may `Resize` later).
+    pub default_width: u16,
+    /// Browser height when a session starts.
+    pub default_height: u16,
+    /// Seconds a session waits for its viewer to come back after a disconnect.
+    pub linger_s: u64,
+    /// Seconds without input after which a session ends (0 = never).
+    pub idle_timeout_s: u64,
+    /// Longest session in seconds (0 = unlimited).
+    pub absolute_timeout_s: u64,
+    /// A user has at most one session; a second login takes the session over.
+    pub one_session_per_user: bool,
+    /// Frames queued per viewer before dropping up to the next keyframe.
+    pub viewer_queue_frames: usize,
+    /// Smallest interval between keyframe requests to an agent, in milliseconds.
+    pub keyframe_request_interval_ms: u64,
+    /// Seconds an agent has to answer `Open` with `Started`.
+    pub start_timeout_s: u64,
+    /// Seconds a viewer has to send `Hello` and `Login`.
+    pub login_timeout_s: u64,
+    /// Seconds to drain sessions on shutdown.
+    pub shutdown_drain_s: u64,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        SessionConfig {
+            default_width: 1280,
+            default_height: 720,
+            linger_s: 120,
+            idle_timeout_s: 1800,
+            absolute_timeout_s: 8 * 3600,
+            one_session_per_user: true,
+            viewer_queue_frames: 8,
+            keyframe_request_interval_ms: 500,
+            start_timeout_s: 20,
+            login_timeout_s: 30,
+            shutdown_drain_s: 5,
+        }
+    }
+}
+
+/// `[lockout]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LockoutConfig {
+    /// Failures per user name within `window_s` that lock the user.
+    pub max_failures_per_user: u32,
+    /// Failures per source IP within `window_s` that lock the address.
+    pub max_failures_per_ip: u32,
+    /// Window in seconds in which failures count.
+    pub window_s: u64,
+    /// How long a lock lasts, in seconds.
+    pub lockout_s: u64,
+}
+
+impl Default for LockoutConfig {
+    fn default() -> Self {
+        LockoutConfig {
+            max_failures_per_user: 5,
+            max_failures_per_ip: 20,
+            window_s: 900,
+            lockout_s: 900,
+        }
+    }
+}
+
+/// `[quic]`: transport limits, set explicitly rather than left at library defaults.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QuicConfig {
+    /// Idle timeout in seconds.
+    pub idle_timeout_s: u64,
+    /// Keep-alive interval in seconds.
+    pub keep_alive_s: u64,
+    /// Most connection attempts queued at once per endpoint.
+    pub max_incoming: usize,
+    /// Most live connections from one IP address per endpoint.
+    pub max_connections_per_ip: u32,
+    /// Send a Retry to clients whose address is not validated yet.
+    pub retry: bool,
+    /// Agent side: per-stream receive window (bytes).
+    pub agent_stream_window: u32,
+    /// Agent side: per-connection receive window (bytes).
+    pub agent_connection_window: u32,
+    /// Viewer side: per-stream receive window (bytes).
+    pub viewer_stream_window: u32,
+    /// Viewer side: per-connection receive window (bytes).
+    pub viewer_connection_window: u32,
+    /// Bytes the gateway buffers unacknowledged per connection.
+    pub send_window: u64,
+}
+
+impl Default for QuicConfig {
+    fn default() -> Self {
+        QuicConfig {
+            idle_timeout_s: 30,
+            keep_alive_s: 5,
+            max_incoming: 256,
+            max_connections_per_ip: 16,
+            retry: true,
+            agent_stream_window: 8 * 1024 * 1024,
+            agent_connection_window: 64 * 1024 * 1024,
+            viewer_stream_window: 256 * 1024,
+            viewer_connection_window: 512 * 1024,
+            send_window: 16 * 1024 * 1024,
+        }
+    }
+}
+
+/// What happens to a NAL unit outside the allow-list (types other than 1, 5, 7, 8).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DropPolicy {
+    /// Drop and count it; the rest of the access unit is forwarded.
+    Drop,
+    /// Cut the agent off: our agents never emit such units, so one means a hostile agent.
+    Close,
+}
+
+/// `[video]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct VideoConfig {
+    /// Policy for NAL units outside the allow-list.
+    pub drop_policy: DropPolicy,
+}
+
+impl Default for VideoConfig {
+    fn default() -> Self {
+        VideoConfig {
+            drop_policy: DropPolicy::Close,
+        }
+    }
+}
+
+/// `[agent]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AgentConfig {
+    /// Seconds between clock pings on each agent's control stream.
+    pub ping_interval_s: u64,
+    /// Seconds an agent has to send `Hello`.
+    pub hello_timeout_s: u64,
+}
+
+impl Default for AgentConfig {
+    fn default() -> Self {
+        AgentConfig {
+            ping_interval_s: 2,
+            hello_timeout_s: 10,
+        }
+    }
+}
+
+fn default_agent_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 4701))
+}
+fn default_viewer_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 4700))
+}
+fn default_admin_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 9470))
+}
+
+/// Every problem found in a configuration, reported together.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigErrors(pub Vec<String>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "設定に {} 件の誤りがあります / the configuration has {} error(s):",
+            self.0.len(),
+            self.0.len()
+        )?;
+        for e in &self.0 {
+            writeln!(f, "  - {e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+impl Config {
+    /// Read, parse and validate a config file; relative paths become relative to its folder.
+    pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigErrors(vec![format!("{}: {e}", path.display())]))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        let mut cfg = Config::parse(&text)?;
+        cfg.resolve_paths(base);
+        cfg.validate(true)?;
+        Ok(cfg)
+    }
+
+    /// Parse TOML text (no file checks).
+    pub fn parse(text: &str) -> Result<Config, ConfigErrors> {
+        toml::from_str(text).map_err(|e| ConfigErrors(vec![e.to_string()]))
+    }
+
+    fn resolve_paths(&mut self, base: &Path) {
+        for p in [
+            &mut self.tls.ca,
+            &mut self.tls.cert,
+            &mut self.tls.key,
+            &mut self.users_file,
+            &mut self.audit_log,
+        ] {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        }
+    }
+
+    /// Check every value; with `check_files`, also that the TLS and users files exist.
+    pub fn validate(&self, check_files: bool) -> Result<(), ConfigErrors> {
+        let mut errs = Vec::new();
+        let mut need = |ok: bool, msg: &str| {
+            if !ok {
+                errs.push(msg.to_owned());
+            }
+        };
+        let l = &self.limits;
+        need(
+            (1024..=64 * 1024 * 1024).contains(&l.max_frame_bytes),
+            "limits.max_frame_bytes must be 1024..=67108864",
+        );
+        need(l.max_width >= MIN_DIMENSION, "limits.max_width is below 64");
+        need(
+            l.max_height >= MIN_DIMENSION,
+            "limits.max_height is below 64",
+        );
+        need(
+            (1..=240).contains(&l.max_fps),
+            "limits.max_fps must be 1..=240",
+        );
+        let s = &self.session;
+        need(
+            (MIN_DIMENSION..=l.max_width).contains(&s.default_width),
+            "session.default_width must be 64..=limits.max_width",
+        );
+        need(
+            (MIN_DIMENSION..=l.max_height).contains(&s.default_height),
+            "session.default_height must be 64..=limits.max_height",
+        );
+        need(
+            (1..=1024).contains(&s.viewer_queue_frames),
+            "session.viewer_queue_frames must be 1..=1024",
+        );
+        need(
+            s.start_timeout_s >= 1,
+            "session.start_timeout_s must be >= 1",
+        );
+        need(
+            s.login_timeout_s >= 1,
+            "session.login_timeout_s must be >= 1",
+        );
+        let i = &self.input;
+        need(i.events_per_s >= 1, "input.events_per_s must be >= 1");
+        need(i.keys_per_s >= 1, "input.keys_per_s must be >= 1");
+        need(
+            i.text_chars_per_s >= 1,
+            "input.text_chars_per_s must be >= 1",
+        );
+        need(i.burst_s >= 1, "input.burst_s must be >= 1");
+        let k = &self.lockout;
+        need(
+            k.max_failures_per_user >= 1,
+            "lockout.max_failures_per_user must be >= 1",
+        );
+        need(
+            k.max_failures_per_ip >= 1,
+            "lockout.max_failures_per_ip must be >= 1",
+        );
+        need(k.window_s >= 1, "lockout.window_s must be >= 1");
+        need(k.lockout_s >= 1, "lockout.lockout_s must be >= 1");
+        let q = &self.quic;
+        need(q.idle_timeout_s >= 1, "quic.idle_timeout_s must be >= 1");
+        need(
+            q.keep_alive_s < q.idle_timeout_s,
+            "quic.keep_alive_s must be below quic.idle_timeout_s",
+        );
+        need(q.max_incoming >= 1, "quic.max_incoming must be >= 1");
+        need(
+            q.max_connections_per_ip >= 1,
+            "quic.max_connections_per_ip must be >= 1",
+        );
+        need(
+            q.agent_stream_window >= 65536 && q.viewer_stream_window >= 4096,
+            "quic stream windows are too small",
+        );
+        need(
+            self.agent.ping_interval_s >= 1,
+            "agent.ping_interval_s must be >= 1",
+        );
+        need(
+            self.agent.hello_timeout_s >= 1,
+            "agent.hello_timeout_s must be >= 1",
+        );
+        let fixed: Vec<SocketAddr> = [self.agent_listen, self.viewer_listen, self.admin_listen]
+            .into_iter()
+            .filter(|a| a.port() != 0)
+            .collect();
+        let distinct = fixed
+            .iter()
+            .enumerate()
+            .all(|(i, a)| !fixed[i + 1..].contains(a));
+        need(
+            distinct,
+            "agent_listen, viewer_listen and admin_listen must differ",
+        );
+        if check_files {
+            for (name, p) in [
+                ("tls.ca", &self.tls.ca),
+                ("tls.cert", &self.tls.cert),
+                ("tls.key", &self.tls.key),
+                ("users_file", &self.users_file),
+            ] {
+                if !p.is_file() {
+                    errs.push(format!("{name}: file not found: {}", p.display()));
+                }
+            }
+        }
+        if errs.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigErrors(errs))
+        }
+    }
+
+    /// The protocol limits this configuration asks for.
+    pub fn protocol_limits(&self) -> Limits {
+        Limits {
+            max_frame_bytes: self.limits.max_frame_bytes,
+            max_width: self.limits.max_width,
+            max_height: self.limits.max_height,
+            ..Limits::default()
+        }
+    }
+
+    /// A configuration with defaults and the given files, for tests and tools.
+    pub fn with_files(tls: TlsConfig, users_file: PathBuf, audit_log: PathBuf) -> Config {
+        Config {
+            agent_listen: default_agent_listen(),
+            viewer_listen: default_viewer_listen(),
+            admin_listen: default_admin_listen(),
+            tls,
+            users_file,
+            audit_log,
+            limits: LimitsConfig::default(),
+            input: InputConfig::default(),
+            session: SessionConfig::default(),
+            lockout: LockoutConfig::default(),
+            quic: QuicConfig::default(),
+            video: VideoConfig::default(),
+            agent: AgentConfig::default(),
+        }
+    }
+}
+
+/// Seconds as a `Duration`.
+pub fn secs(s: u64) -> Duration {
+    Duration::from_secs(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIN: &str = r#"
+users_file = "users.toml"
+audit_log = "audit.jsonl"
+[tls]
+ca = "ca.pem"
+cert = "gateway.pem"
+key = "gateway-key.pem"
+"#;
+
+    #[test]
+    fn minimal_config_gets_defaults() {
+        let c = Config::parse(MIN).unwrap();
+        assert_eq!(c.viewer_listen.port(), 4700);
+        assert_eq!(c.agent_listen.port(), 4701);
+        assert_eq!(c.admin_listen.port(), 9470);
+        assert!(c.session.one_session_per_user);
+        assert_eq!(c.video.drop_policy, DropPolicy::Close);
+        c.validate(false).unwrap();
+    }
+
+    #[test]
+    fn unknown_field_is_an_error() {
+        let text = format!("{MIN}\n[lockout]\nmax_failure = 3\n");
+        let e = Config::parse(&text).unwrap_err();
+        assert!(e.0[0].contains("max_failure"), "{e}");
+    }
+
+    #[test]
+    fn all_semantic_errors_are_reported_together() {
+        let text = format!(
+            "{MIN}\n[limits]\nmax_fps = 0\n[session]\ndefault_width = 10\n[input]\nkeys_per_s = 0\n"
+        );
+        let c = Config::parse(&text).unwrap();
+        let e = c.validate(false).unwrap_err();
+        assert_eq!(e.0.len(), 3, "{e}");
+    }
+
+    #[test]
+    fn missing_files_are_reported() {
+        let c = Config::parse(MIN).unwrap();
+        let e = c.validate(true).unwrap_err();
+        assert_eq!(e.0.len(), 4, "{e}");
+    }
+}

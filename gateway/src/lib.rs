@@ -1,0 +1,206 @@
+//! # tsuitate-gateway
+//!
+//! The zone boundary of tsuitate. Host agents (Internet zone) and viewers (LGWAN zone) both
+//! dial in; the gateway parses every message into a typed value, checks it, and rebuilds what
+//! it forwards: sanitized H.264 toward the viewer, validated input toward the agent. Nothing
+//! is passed through. See `docs/gateway.md`.
+//!
+//! ```no_run
+//! # async fn demo(cfg: tsuitate_gateway::config::Config) -> Result<(), Box<dyn std::error::Error>> {
+//! let gw = tsuitate_gateway::Gateway::start(cfg).await?;
+//! println!("viewers: {}, agents: {}", gw.viewer_addr, gw.agent_addr);
+//! gw.shutdown().await;
+//! # Ok(()) }
+//! ```
+#![forbid(unsafe_code)]
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
+mod accept;
+mod admin_http;
+mod agent_listener;
+pub mod audit;
+pub mod broker;
+pub mod certs;
+pub mod config;
+pub mod error;
+pub mod lockout;
+pub mod metrics;
+pub mod relay;
+mod session;
+mod session_end;
+mod state;
+mod streams;
+pub mod tls;
+pub mod users;
+mod viewer_listener;
+mod viewer_writer;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::json;
+use thiserror::Error;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+pub use crate::config::Config;
+use crate::error::Side;
+pub use crate::metrics::{Gauges, Metrics};
+pub use crate::state::now_us;
+use crate::state::State;
+
+/// Why the gateway could not start. Nothing is bound when this is returned for a config,
+/// TLS, users or audit problem.
+#[derive(Debug, Error)]
+pub enum StartError {
+    /// The configuration is invalid.
+    #[error("{0}")]
+    Config(#[from] config::ConfigErrors),
+    /// Certificates or keys could not be loaded.
+    #[error("TLS: {0}")]
+    Tls(#[from] tls::TlsError),
+    /// The users file is unreadable.
+    #[error("users: {0}")]
+    Users(#[from] users::UsersError),
+    /// The audit log cannot be opened.
+    #[error("audit: {0}")]
+    Audit(#[from] audit::AuditError),
+    /// A listener could not be bound.
+    #[error("bind {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// The gateway.
+#[derive(Debug)]
+pub struct Gateway;
+
+/// A running gateway.
+#[derive(Debug)]
+pub struct GatewayHandle {
+    /// Where agents connect (the bound address, useful with port 0).
+    pub agent_addr: SocketAddr,
+    /// Where viewers connect.
+    pub viewer_addr: SocketAddr,
+    /// Metrics and health (HTTP).
+    pub admin_addr: SocketAddr,
+    state: Arc<State>,
+    shutdown: watch::Sender<bool>,
+    endpoints: [quinn::Endpoint; 2],
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Gateway {
+    /// Validate everything, bind the three listeners and start serving.
+    pub async fn start(cfg: Config) -> Result<GatewayHandle, StartError> {
+        cfg.validate(true)?;
+        let agent_cfg = tls::agent_server_config(&cfg)?;
+        let viewer_cfg = tls::viewer_server_config(&cfg)?;
+        users::UsersFile::load(&cfg.users_file)?;
+        let audit = audit::AuditLog::open(&cfg.audit_log)?;
+        let bind = |addr: SocketAddr, c: quinn::ServerConfig| {
+            quinn::Endpoint::server(c, addr).map_err(|source| StartError::Bind { addr, source })
+        };
+        let agent_ep = bind(cfg.agent_listen, agent_cfg)?;
+        let viewer_ep = bind(cfg.viewer_listen, viewer_cfg)?;
+        let admin = tokio::net::TcpListener::bind(cfg.admin_listen)
+            .await
+            .map_err(|source| StartError::Bind {
+                addr: cfg.admin_listen,
+                source,
+            })?;
+        let local = |ep: &quinn::Endpoint, addr| {
+            ep.local_addr()
+                .map_err(|source| StartError::Bind { addr, source })
+        };
+        let agent_addr = local(&agent_ep, cfg.agent_listen)?;
+        let viewer_addr = local(&viewer_ep, cfg.viewer_listen)?;
+        let admin_addr = admin.local_addr().map_err(|source| StartError::Bind {
+            addr: cfg.admin_listen,
+            source,
+        })?;
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let metrics = Arc::new(Metrics::default());
+        let state = Arc::new(State::new(Arc::new(cfg), metrics, audit, shutdown_rx));
+        state.audit(json!({"event": "gateway_start", "agent_listen": agent_addr.to_string(), "viewer_listen": viewer_addr.to_string()}));
+        let tasks = vec![
+            tokio::spawn(accept::accept_loop(
+                agent_ep.clone(),
+                state.clone(),
+                Side::Agent,
+                agent_listener::handle_agent,
+            )),
+            tokio::spawn(accept::accept_loop(
+                viewer_ep.clone(),
+                state.clone(),
+                Side::Viewer,
+                viewer_listener::handle_viewer,
+            )),
+            tokio::spawn(admin_http::serve(admin, state.clone())),
+        ];
+        tracing::info!(%agent_addr, %viewer_addr, %admin_addr, "gateway started");
+        Ok(GatewayHandle {
+            agent_addr,
+            viewer_addr,
+            admin_addr,
+            state,
+            shutdown,
+            endpoints: [agent_ep, viewer_ep],
+            tasks,
+        })
+    }
+}
+
+impl GatewayHandle {
+    /// The metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.state.metrics
+    }
+
+    /// Current gauges (sessions, agents, capacity).
+    pub fn gauges(&self) -> Gauges {
+        self.state.hub().broker.gauges()
+    }
+
+    /// Wait until every audit event recorded so far is on disk.
+    pub async fn flush_audit(&self) {
+        self.state.audit.flush().await;
+    }
+
+    /// Graceful shutdown: stop accepting, send `Bye{Shutdown}` to viewers and `Close` to
+    /// agents, wait up to `session.shutdown_drain_s` for sessions to end, then close.
+    pub async fn shutdown(self) {
+        tracing::info!("shutting down");
+        let _ = self.shutdown.send(true);
+        let drain = Duration::from_secs(self.state.cfg.session.shutdown_drain_s);
+        let deadline = tokio::time::Instant::now() + drain;
+        while tokio::time::Instant::now() < deadline {
+            let busy = {
+                let hub = self.state.hub();
+                !hub.sessions.is_empty() || !hub.agents.is_empty()
+            };
+            if !busy {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        for ep in &self.endpoints {
+            ep.close(
+                quinn::VarInt::from_u32(u32::from(tsuitate_protocol::Reason::Shutdown.to_u16())),
+                b"Shutdown",
+            );
+        }
+        for ep in &self.endpoints {
+            let _ = tokio::time::timeout(Duration::from_secs(2), ep.wait_idle()).await;
+        }
+        for t in self.tasks {
+            t.abort();
+        }
+        self.state.audit(json!({"event": "gateway_stop"}));
+        self.state.audit.flush().await;
+    }
+}

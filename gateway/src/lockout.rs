@@ -1,0 +1,184 @@
+//! Login lockout per user name and per source address (sans-IO; time is passed in).
+//!
+//! `max_failures` failures within `window` lock the key for `lockout`. A success clears the
+//! user's failures (not the address's). The tables are bounded: when full, expired entries are
+//! pruned, and if still full the oldest entry is evicted.
+
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use crate::config::LockoutConfig;
+
+/// Most tracked keys per table.
+const MAX_ENTRIES: usize = 100_000;
+
+#[derive(Debug, Clone)]
+struct Entry {
+    window_start: Instant,
+    failures: u32,
+    locked_until: Option<Instant>,
+}
+
+#[derive(Debug)]
+struct Table<K> {
+    max_failures: u32,
+    entries: HashMap<K, Entry>,
+}
+
+impl<K: Hash + Eq + Clone> Table<K> {
+    fn new(max_failures: u32) -> Self {
+        Table {
+            max_failures,
+            entries: HashMap::new(),
+        }
+    }
+
+    fn locked(&self, now: Instant, key: &K) -> Option<Duration> {
+        let until = self.entries.get(key)?.locked_until?;
+        (until > now).then(|| until - now)
+    }
+
+    fn fail(&mut self, now: Instant, key: &K, window: Duration, lockout: Duration) {
+        if !self.entries.contains_key(key) && self.entries.len() >= MAX_ENTRIES {
+            self.prune(now, window);
+        }
+        let e = self.entries.entry(key.clone()).or_insert(Entry {
+            window_start: now,
+            failures: 0,
+            locked_until: None,
+        });
+        if now.duration_since(e.window_start) > window {
+            e.window_start = now;
+            e.failures = 0;
+        }
+        e.failures = e.failures.saturating_add(1);
+        if e.failures >= self.max_failures {
+            e.locked_until = Some(now + lockout);
+            e.failures = 0;
+            e.window_start = now;
+        }
+    }
+
+    fn prune(&mut self, now: Instant, window: Duration) {
+        self.entries.retain(|_, e| {
+            let locked = e.locked_until.is_some_and(|u| u > now);
+            locked || now.duration_since(e.window_start) <= window
+        });
+        if self.entries.len() >= MAX_ENTRIES {
+            let oldest = self
+                .entries
+                .iter()
+                .min_by_key(|(_, e)| e.window_start)
+                .map(|(k, _)| k.clone());
+            if let Some(k) = oldest {
+                self.entries.remove(&k);
+            }
+        }
+    }
+}
+
+/// Lockout state for the viewer listener.
+#[derive(Debug)]
+pub struct Lockout {
+    window: Duration,
+    lockout: Duration,
+    users: Table<String>,
+    addrs: Table<IpAddr>,
+}
+
+impl Lockout {
+    /// Lockout state from the configuration.
+    pub fn new(cfg: &LockoutConfig) -> Self {
+        Lockout {
+            window: Duration::from_secs(cfg.window_s),
+            lockout: Duration::from_secs(cfg.lockout_s),
+            users: Table::new(cfg.max_failures_per_user),
+            addrs: Table::new(cfg.max_failures_per_ip),
+        }
+    }
+
+    /// `Some(retry_after)` if either the user or the address is locked now.
+    pub fn locked(&self, now: Instant, user: &str, ip: IpAddr) -> Option<Duration> {
+        let u = self.users.locked(now, &user.to_owned());
+        let a = self.addrs.locked(now, &ip);
+        u.max(a)
+    }
+
+    /// Record a failed login.
+    pub fn fail(&mut self, now: Instant, user: &str, ip: IpAddr) {
+        self.users
+            .fail(now, &user.to_owned(), self.window, self.lockout);
+        self.addrs.fail(now, &ip, self.window, self.lockout);
+    }
+
+    /// Record a successful login: the user's failures are forgotten.
+    pub fn succeed(&mut self, user: &str) {
+        self.users.entries.remove(user);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg() -> LockoutConfig {
+        LockoutConfig {
+            max_failures_per_user: 3,
+            max_failures_per_ip: 5,
+            window_s: 60,
+            lockout_s: 300,
+        }
+    }
+
+    const IP: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+    const IP2: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, 2));
+
+    #[test]
+    fn user_locks_after_n_failures_then_unlocks() {
+        let t0 = Instant::now();
+        let mut l = Lockout::new(&cfg());
+        for i in 0..2 {
+            l.fail(t0 + Duration::from_secs(i), "a", IP);
+            assert!(l.locked(t0 + Duration::from_secs(i), "a", IP).is_none());
+        }
+        l.fail(t0 + Duration::from_secs(2), "a", IP);
+        let left = l.locked(t0 + Duration::from_secs(3), "a", IP2).unwrap();
+        assert_eq!(left, Duration::from_secs(299));
+        assert!(l.locked(t0 + Duration::from_secs(3), "b", IP2).is_none());
+        assert!(l.locked(t0 + Duration::from_secs(303), "a", IP2).is_none());
+    }
+
+    #[test]
+    fn failures_outside_the_window_do_not_add_up() {
+        let t0 = Instant::now();
+        let mut l = Lockout::new(&cfg());
+        l.fail(t0, "a", IP);
+        l.fail(t0 + Duration::from_secs(1), "a", IP);
+        l.fail(t0 + Duration::from_secs(100), "a", IP);
+        assert!(l.locked(t0 + Duration::from_secs(100), "a", IP2).is_none());
+    }
+
+    #[test]
+    fn address_locks_across_user_names() {
+        let t0 = Instant::now();
+        let mut l = Lockout::new(&cfg());
+        for (i, u) in ["a", "b", "c", "d", "e"].iter().enumerate() {
+            l.fail(t0 + Duration::from_secs(i as u64), u, IP);
+        }
+        assert!(l.locked(t0 + Duration::from_secs(6), "zzz", IP).is_some());
+        assert!(l.locked(t0 + Duration::from_secs(6), "zzz", IP2).is_none());
+    }
+
+    #[test]
+    fn success_clears_user_failures() {
+        let t0 = Instant::now();
+        let mut l = Lockout::new(&cfg());
+        l.fail(t0, "a", IP);
+        l.fail(t0, "a", IP);
+        l.succeed("a");
+        l.fail(t0, "a", IP);
+        assert!(l.locked(t0, "a", IP2).is_none());
+    }
+}

@@ -1,0 +1,5 @@
+//! The relay: sans-IO policy for what crosses in each direction.
+
+pub mod clock;
+pub mod input;
+pub mod video;

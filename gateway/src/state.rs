@@ -1,0 +1,196 @@
+//! State shared by the listeners and session tasks.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde_json::Value;
+use tokio::sync::{mpsc, watch};
+use tsuitate_protocol::Limits;
+
+use crate::audit::AuditLog;
+use crate::broker::SessionBroker;
+use crate::config::Config;
+use crate::lockout::Lockout;
+use crate::metrics::Metrics;
+use crate::relay::clock::ClockSync;
+use crate::session::SessionCommand;
+use crate::users::UsersFile;
+
+/// Microseconds since the UNIX epoch on the gateway clock.
+pub fn now_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+/// Resolves once shutdown has begun.
+pub(crate) async fn stopped(rx: &mut watch::Receiver<bool>) {
+    let _ = rx.wait_for(|s| *s).await;
+}
+
+/// A connected agent.
+#[derive(Debug, Clone)]
+pub(crate) struct AgentLink {
+    pub conn: quinn::Connection,
+    pub clock: Arc<Mutex<ClockSync>>,
+    pub generation: u64,
+}
+
+/// A running session.
+#[derive(Debug, Clone)]
+pub(crate) struct SessionLink {
+    pub tx: mpsc::Sender<SessionCommand>,
+}
+
+/// Everything behind the hub lock.
+#[derive(Debug, Default)]
+pub(crate) struct Hub {
+    pub broker: SessionBroker,
+    pub agents: HashMap<String, AgentLink>,
+    pub sessions: HashMap<u64, SessionLink>,
+}
+
+/// The user store, reloaded when the file changes (admins edit it while the gateway runs).
+#[derive(Debug)]
+pub(crate) struct UserStore {
+    path: PathBuf,
+    cache: Mutex<Option<(Option<SystemTime>, Arc<UsersFile>)>>,
+}
+
+impl UserStore {
+    pub fn new(path: PathBuf) -> Self {
+        UserStore {
+            path,
+            cache: Mutex::new(None),
+        }
+    }
+
+    /// The current users (blocking: call on a blocking thread).
+    pub fn current(&self) -> Result<Arc<UsersFile>, crate::users::UsersError> {
+        let mtime = std::fs::metadata(&self.path)
+            .and_then(|m| m.modified())
+            .ok();
+        let mut cache = lock(&self.cache);
+        if let Some((t, users)) = cache.as_ref() {
+            if *t == mtime {
+                return Ok(users.clone());
+            }
+        }
+        let users = Arc::new(UsersFile::load(&self.path)?);
+        *cache = Some((mtime, users.clone()));
+        Ok(users)
+    }
+
+    /// Check a login (blocking: argon2).
+    pub fn check(&self, user: &str, password: &str) -> bool {
+        match self.current() {
+            Ok(u) => u.check(user, password),
+            Err(e) => {
+                tracing::error!(error = %e, "users file unreadable: login refused");
+                false
+            }
+        }
+    }
+}
+
+/// Lock a mutex, recovering from poisoning (a panicked holder cannot leave our plain maps in
+/// a state worse than a lost update).
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Shared gateway state.
+#[derive(Debug)]
+pub(crate) struct State {
+    pub cfg: Arc<Config>,
+    pub limits: Limits,
+    pub metrics: Arc<Metrics>,
+    pub audit: AuditLog,
+    pub hub: Mutex<Hub>,
+    pub lockout: Mutex<Lockout>,
+    pub users: UserStore,
+    pub shutdown: watch::Receiver<bool>,
+    next_id: AtomicU64,
+}
+
+impl State {
+    pub fn new(
+        cfg: Arc<Config>,
+        metrics: Arc<Metrics>,
+        audit: AuditLog,
+        shutdown: watch::Receiver<bool>,
+    ) -> Self {
+        let start = u64::from_be_bytes(crate::users::random_bytes::<8>()) >> 8;
+        State {
+            limits: cfg.protocol_limits(),
+            lockout: Mutex::new(Lockout::new(&cfg.lockout)),
+            users: UserStore::new(cfg.users_file.clone()),
+            cfg,
+            metrics,
+            audit,
+            hub: Mutex::new(Hub::default()),
+            shutdown,
+            next_id: AtomicU64::new(start.max(1)),
+        }
+    }
+
+    /// A fresh id (sessions, viewers, agent generations, ping nonces).
+    pub fn next_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    pub fn hub(&self) -> MutexGuard<'_, Hub> {
+        lock(&self.hub)
+    }
+
+    /// Whether shutdown has begun.
+    pub fn shutting_down(&self) -> bool {
+        *self.shutdown.borrow()
+    }
+
+    /// The lockout's retry-after for a login attempt, if locked.
+    pub fn lockout_locked(&self, user: &str, ip: std::net::IpAddr) -> Option<std::time::Duration> {
+        lock(&self.lockout).locked(std::time::Instant::now(), user, ip)
+    }
+
+    /// Record a failed login.
+    pub fn lockout_fail(&self, user: &str, ip: std::net::IpAddr) {
+        lock(&self.lockout).fail(std::time::Instant::now(), user, ip);
+    }
+
+    /// Record a successful login.
+    pub fn lockout_succeed(&self, user: &str) {
+        lock(&self.lockout).succeed(user);
+    }
+
+    /// Write an audit event.
+    pub fn audit(&self, event: Value) {
+        self.audit.record(event);
+    }
+
+    /// Count and audit a violation.
+    pub fn violation(
+        &self,
+        side: crate::error::Side,
+        peer: SocketAddr,
+        who: &str,
+        v: &crate::error::Violation,
+    ) {
+        self.metrics.violation(side.name(), v.code());
+        tracing::warn!(side = side.name(), %peer, who, code = v.code(), error = %v, "peer cut off");
+        self.audit(serde_json::json!({
+            "event": "policy_violation",
+            "side": side.name(),
+            "peer": peer.to_string(),
+            "who": who,
+            "code": v.code(),
+            "detail": v.to_string(),
+            "reason": v.reason().name(),
+        }));
+    }
+}

@@ -1,0 +1,364 @@
+//! The viewer listener: viewers (LGWAN zone) open one stream, say `Hello`, log in, and are
+//! attached to a session (new or resumed). Afterwards every viewer message is decoded and
+//! turned into a command for the session; nothing is passed through.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::Duration;
+
+use quinn::SendStream;
+use serde_json::json;
+use tokio::sync::mpsc;
+use tokio::time::{timeout_at, Instant};
+use tracing::Instrument;
+use tsuitate_protocol::{GatewayToViewer, LoginStatus, Reason, ViewerToGateway, PROTOCOL_VERSION};
+
+use crate::broker::Placement;
+use crate::error::{GatewayError, Side, Violation};
+use crate::session::{self, SessionCommand, ToViewer, ViewerSink};
+use crate::state::{now_us, SessionLink, State};
+use crate::streams::{close_with, spawn_reader, write_msg, ReadEnd, ReadItem};
+use crate::viewer_writer::spawn_writer;
+
+type Rx = mpsc::Receiver<ReadItem<ViewerToGateway>>;
+
+fn violation(v: Violation) -> GatewayError {
+    GatewayError::Violation(Side::Viewer, v)
+}
+
+fn read_end(e: ReadEnd) -> GatewayError {
+    match e {
+        ReadEnd::Wire(w) => violation(Violation::Wire(w)),
+        ReadEnd::Finished => GatewayError::Closed(Side::Viewer),
+        ReadEnd::Io(s) => GatewayError::Internal(format!("viewer stream: {s}")),
+    }
+}
+
+/// Serve one viewer connection.
+pub(crate) async fn handle_viewer(state: Arc<State>, conn: quinn::Connection) {
+    let peer = conn.remote_address();
+    let span = tracing::info_span!("viewer", %peer);
+    async move {
+        match serve(&state, &conn, peer).await {
+            Ok(()) => {}
+            Err(GatewayError::Violation(side, v)) => {
+                state.violation(side, peer, "", &v);
+                close_with(&conn, v.reason());
+            }
+            Err(e) => tracing::info!(error = %e, "viewer connection ended"),
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+async fn recv_before(
+    rx: &mut Rx,
+    deadline: Instant,
+    what: &'static str,
+) -> Result<ViewerToGateway, GatewayError> {
+    match timeout_at(deadline, rx.recv()).await {
+        Ok(Some(m)) => m.map_err(read_end),
+        Ok(None) => Err(GatewayError::Closed(Side::Viewer)),
+        Err(_) => Err(violation(Violation::Timeout(what))),
+    }
+}
+
+async fn refuse(
+    send: &mut SendStream,
+    conn: &quinn::Connection,
+    status: LoginStatus,
+    retry: u32,
+    reason: Reason,
+) {
+    let lr = GatewayToViewer::LoginResult {
+        status,
+        retry_after_s: retry,
+    };
+    let _ = write_msg(send, &lr, Side::Viewer).await;
+    let _ = write_msg(send, &GatewayToViewer::Bye { reason }, Side::Viewer).await;
+    let _ = send.finish();
+    let _ = tokio::time::timeout(Duration::from_secs(1), conn.closed()).await;
+    close_with(conn, reason);
+}
+
+async fn serve(
+    state: &Arc<State>,
+    conn: &quinn::Connection,
+    peer: SocketAddr,
+) -> Result<(), GatewayError> {
+    let deadline = Instant::now() + Duration::from_secs(state.cfg.session.login_timeout_s);
+    let (mut send, recv) = match timeout_at(deadline, conn.accept_bi()).await {
+        Ok(r) => r.map_err(|e| GatewayError::Connection(Side::Viewer, e))?,
+        Err(_) => return Err(violation(Violation::Timeout("viewer stream"))),
+    };
+    let mut rx = spawn_reader::<ViewerToGateway>(recv, state.limits.clone(), 16);
+    let ViewerToGateway::Hello { version } = recv_before(&mut rx, deadline, "Hello").await? else {
+        return Err(violation(Violation::Unexpected(
+            "first message must be Hello",
+        )));
+    };
+    if version != PROTOCOL_VERSION {
+        let _ = write_msg(
+            &mut send,
+            &GatewayToViewer::Bye {
+                reason: Reason::VersionMismatch,
+            },
+            Side::Viewer,
+        )
+        .await;
+        let _ = send.finish();
+        close_with(conn, Reason::VersionMismatch);
+        return Ok(());
+    }
+    write_msg(
+        &mut send,
+        &GatewayToViewer::Welcome {
+            version: PROTOCOL_VERSION,
+        },
+        Side::Viewer,
+    )
+    .await?;
+    let ViewerToGateway::Login { user, password } = recv_before(&mut rx, deadline, "Login").await?
+    else {
+        return Err(violation(Violation::Unexpected("Login expected")));
+    };
+    if !login(state, conn, &mut send, peer, &user, password).await {
+        return Ok(());
+    }
+    let span = tracing::info_span!("login", user = %user);
+    attach(state, conn, send, rx, peer, &user)
+        .instrument(span)
+        .await
+}
+
+/// Check the lockout and the password. Sends the refusal itself; returns whether to go on.
+async fn login(
+    state: &Arc<State>,
+    conn: &quinn::Connection,
+    send: &mut SendStream,
+    peer: SocketAddr,
+    user: &str,
+    password: String,
+) -> bool {
+    let ip = peer.ip();
+    let locked = state.lockout_locked(user, ip);
+    if let Some(retry) = locked {
+        state.metrics.login_locked_out.fetch_add(1, Relaxed);
+        state.audit(json!({"event": "login_failure", "user": user, "viewer": peer.to_string(), "cause": "locked_out"}));
+        let retry = u32::try_from(retry.as_secs().max(1)).unwrap_or(u32::MAX);
+        refuse(send, conn, LoginStatus::LockedOut, retry, Reason::LockedOut).await;
+        return false;
+    }
+    let (st, u) = (state.clone(), user.to_owned());
+    let ok = tokio::task::spawn_blocking(move || st.users.check(&u, &password))
+        .await
+        .unwrap_or(false);
+    if !ok {
+        state.lockout_fail(user, ip);
+        state.metrics.login_denied.fetch_add(1, Relaxed);
+        state.audit(json!({"event": "login_failure", "user": user, "viewer": peer.to_string(), "cause": "denied"}));
+        tracing::info!(user, "login denied");
+        refuse(send, conn, LoginStatus::Denied, 0, Reason::AuthFailed).await;
+        return false;
+    }
+    state.lockout_succeed(user);
+    state.metrics.login_success.fetch_add(1, Relaxed);
+    state.audit(json!({"event": "login_success", "user": user, "viewer": peer.to_string()}));
+    true
+}
+
+/// Find or start the user's session; on failure the viewer is told why.
+async fn place(
+    state: &Arc<State>,
+    conn: &quinn::Connection,
+    send: &mut SendStream,
+    peer: SocketAddr,
+    user: &str,
+) -> Option<mpsc::Sender<SessionCommand>> {
+    let cfg = &state.cfg.session;
+    for _ in 0..(cfg.start_timeout_s * 10).max(1) {
+        let placement = state
+            .hub()
+            .broker
+            .place(user, cfg.one_session_per_user, state.next_id());
+        match placement {
+            Placement::NoCapacity => {
+                state.metrics.login_no_capacity.fetch_add(1, Relaxed);
+                state.audit(
+                    json!({"event": "no_capacity", "user": user, "viewer": peer.to_string()}),
+                );
+                refuse(send, conn, LoginStatus::NoCapacity, 10, Reason::NoCapacity).await;
+                return None;
+            }
+            Placement::Resume(id) => {
+                let link = state.hub().sessions.get(&id).cloned();
+                if let Some(link) = link {
+                    ok_result(send).await?;
+                    return Some(link.tx);
+                }
+                // Still starting on another connection of the same user: wait for it.
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Placement::New { session_id, agent } => {
+                ok_result(send).await?;
+                return start(state, conn, send, peer, user, session_id, &agent).await;
+            }
+        }
+    }
+    refuse(send, conn, LoginStatus::NoCapacity, 10, Reason::NoCapacity).await;
+    None
+}
+
+async fn ok_result(send: &mut SendStream) -> Option<()> {
+    let lr = GatewayToViewer::LoginResult {
+        status: LoginStatus::Ok,
+        retry_after_s: 0,
+    };
+    write_msg(send, &lr, Side::Viewer).await.ok()
+}
+
+async fn start(
+    state: &Arc<State>,
+    conn: &quinn::Connection,
+    send: &mut SendStream,
+    peer: SocketAddr,
+    user: &str,
+    id: u64,
+    agent: &str,
+) -> Option<mpsc::Sender<SessionCommand>> {
+    let cfg = &state.cfg.session;
+    match session::open(state, id, agent, cfg.default_width, cfg.default_height).await {
+        Ok(opened) => {
+            let tx = session::spawn(state, opened, id, user, agent);
+            state
+                .hub()
+                .sessions
+                .insert(id, SessionLink { tx: tx.clone() });
+            state.metrics.sessions_started.fetch_add(1, Relaxed);
+            state.audit(json!({"event": "session_start", "session": id, "user": user, "agent": agent, "viewer": peer.to_string()}));
+            Some(tx)
+        }
+        Err(e) => {
+            state.hub().broker.release(id);
+            tracing::warn!(agent, error = %e, "session start failed");
+            if let GatewayError::Violation(side, v) = &e {
+                state.violation(*side, peer, agent, v);
+                if let Some(a) = state.hub().agents.get(agent) {
+                    close_with(&a.conn, v.reason());
+                }
+            }
+            let _ = write_msg(
+                send,
+                &GatewayToViewer::Bye {
+                    reason: Reason::AgentLost,
+                },
+                Side::Viewer,
+            )
+            .await;
+            let _ = send.finish();
+            let _ = tokio::time::timeout(Duration::from_secs(1), conn.closed()).await;
+            close_with(conn, Reason::AgentLost);
+            None
+        }
+    }
+}
+
+async fn attach(
+    state: &Arc<State>,
+    conn: &quinn::Connection,
+    mut send: SendStream,
+    mut rx: Rx,
+    peer: SocketAddr,
+    user: &str,
+) -> Result<(), GatewayError> {
+    let Some(session) = place(state, conn, &mut send, peer, user).await else {
+        return Ok(());
+    };
+    let viewer_id = state.next_id();
+    let depth = state.cfg.session.viewer_queue_frames + 4;
+    let (tx, writer_rx) = mpsc::channel(depth);
+    let mut writer = spawn_writer(send, writer_rx, state.metrics.clone());
+    let sink = ViewerSink {
+        id: viewer_id,
+        addr: peer,
+        tx: tx.clone(),
+    };
+    if session.send(SessionCommand::Attach(sink)).await.is_err() {
+        let _ = tx.send(ToViewer::Bye(Reason::AgentLost)).await;
+    }
+    let result = relay_viewer(state, &session, &tx, &mut rx, &mut writer).await;
+    let reason = match &result {
+        Err(GatewayError::Violation(_, v)) => {
+            let _ = session
+                .send(SessionCommand::End { reason: v.reason() })
+                .await;
+            Some(v.reason())
+        }
+        _ => {
+            let _ = session.send(SessionCommand::Detach { viewer_id }).await;
+            None
+        }
+    };
+    drop(tx);
+    // Let the writer flush the last messages (Bye) before the connection goes.
+    // (A JoinHandle must not be polled again once it completed inside relay_viewer.)
+    if !writer.is_finished() {
+        let _ = tokio::time::timeout(Duration::from_secs(2), &mut writer).await;
+    }
+    let _ = tokio::time::timeout(Duration::from_millis(500), conn.closed()).await;
+    close_with(conn, reason.unwrap_or(Reason::Normal));
+    result
+}
+
+/// Turn viewer messages into session commands until the viewer leaves or the writer ends.
+async fn relay_viewer(
+    state: &Arc<State>,
+    session: &mpsc::Sender<SessionCommand>,
+    tx: &mpsc::Sender<ToViewer>,
+    rx: &mut Rx,
+    writer: &mut tokio::task::JoinHandle<()>,
+) -> Result<(), GatewayError> {
+    loop {
+        let msg = tokio::select! {
+            m = rx.recv() => m,
+            _ = &mut *writer => return Ok(()),
+        };
+        let Some(msg) = msg else { return Ok(()) };
+        let cmd = match msg.map_err(read_end)? {
+            ViewerToGateway::Input(events) => SessionCommand::Input(events),
+            ViewerToGateway::Resize { width, height } => SessionCommand::Resize { width, height },
+            ViewerToGateway::KeyframeRequest => SessionCommand::KeyframeRequest,
+            ViewerToGateway::Logout => SessionCommand::End {
+                reason: Reason::Logout,
+            },
+            ViewerToGateway::Ping { nonce, viewer_us } => {
+                let pong = GatewayToViewer::Pong {
+                    nonce,
+                    viewer_us,
+                    gateway_us: now_us(),
+                };
+                let _ = tx.try_send(ToViewer::Msg(pong));
+                continue;
+            }
+            ViewerToGateway::LatencyReport {
+                frames,
+                p50_us,
+                p95_us,
+            } => {
+                if frames > 0 {
+                    state.metrics.latency_p50.observe(u64::from(p50_us));
+                    state.metrics.latency_p95.observe(u64::from(p95_us));
+                }
+                continue;
+            }
+            ViewerToGateway::Hello { .. } | ViewerToGateway::Login { .. } => {
+                return Err(violation(Violation::Unexpected("Hello/Login after login")));
+            }
+        };
+        if session.send(cmd).await.is_err() {
+            return Ok(());
+        }
+    }
+}
