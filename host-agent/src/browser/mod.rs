@@ -1,0 +1,272 @@
+//! One browser session: its own Xvfb display, its own Chromium with an empty profile in a
+//! temporary directory, both in their own process groups, all killed and wiped at the end.
+
+mod chromium;
+mod process;
+mod user;
+mod xvfb;
+
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+pub use chromium::{preferences_json, ChromiumLaunch, SessionPaths};
+pub use process::{session_processes, GroupChild};
+pub use user::{running_as_root, BrowserUser, UserError};
+pub use xvfb::{DisplayAccess, AUTH_NAME};
+
+/// Why a browser session could not start or ended.
+#[derive(Debug, thiserror::Error)]
+pub enum BrowserError {
+    /// Preparing the session directory or a file failed.
+    #[error("session setup failed: {0}")]
+    Setup(String),
+    /// A program could not be started.
+    #[error("could not start {0}")]
+    Spawn(String),
+    /// A child exited.
+    #[error("{0}")]
+    Exited(String),
+    /// Refusing to run Chromium as root.
+    #[error("refusing to run Chromium as root: set browser_user / root で Chromium は起動しません (browser_user を設定してください)")]
+    WouldRunAsRoot,
+}
+
+/// Everything a session needs to start its browser (from the agent config).
+#[derive(Debug, Clone)]
+pub struct BrowserOptions {
+    /// Chromium binary.
+    pub chromium: PathBuf,
+    /// Xvfb binary.
+    pub xvfb: PathBuf,
+    /// First page.
+    pub start_url: String,
+    /// Account for Xvfb and Chromium (required when the agent is root).
+    pub user: Option<BrowserUser>,
+    /// Upstream HTTP proxy.
+    pub proxy: Option<String>,
+    /// Proxy bypass list.
+    pub proxy_bypass: Option<String>,
+    /// Parent of the per-session directories (default: the system temp dir).
+    pub work_dir: Option<PathBuf>,
+}
+
+/// A running Xvfb + Chromium pair.
+#[derive(Debug)]
+pub struct BrowserSession {
+    dir: Option<tempfile::TempDir>,
+    paths: SessionPaths,
+    xvfb: GroupChild,
+    chromium: GroupChild,
+    display: DisplayAccess,
+    width: u16,
+    height: u16,
+    stopped: bool,
+}
+
+impl BrowserSession {
+    /// Start Xvfb at `width`×`height` and Chromium filling it. Blocking (a few hundred ms).
+    pub fn start(opts: &BrowserOptions, width: u16, height: u16) -> Result<Self, BrowserError> {
+        if opts.user.is_none() && running_as_root() {
+            return Err(BrowserError::WouldRunAsRoot);
+        }
+        let dir = make_session_dir(opts.work_dir.as_deref())?;
+        let paths = SessionPaths::new(dir.path());
+        prepare_dirs(&paths, opts.user)?;
+        let log = |p: &Path| {
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(p)
+                .map_err(|e| BrowserError::Setup(format!("log file: {e}")))
+        };
+        let cookie = xvfb::random_cookie()?;
+        xvfb::write_xauthority(&paths.xauthority, &cookie)
+            .map_err(|e| BrowserError::Setup(format!("Xauthority: {e}")))?;
+        chown_to(&paths.xauthority, opts.user)?;
+        let (mut xvfb, display) = xvfb::start_xvfb(
+            &opts.xvfb,
+            width,
+            height,
+            &paths.xauthority,
+            cookie,
+            opts.user,
+            log(&paths.log)?,
+        )?;
+        let launch = ChromiumLaunch {
+            width,
+            height,
+            profile_dir: &paths.profile,
+            download_dir: &paths.downloads,
+            home_dir: &paths.home,
+            start_url: &opts.start_url,
+            proxy: opts.proxy.as_deref(),
+            proxy_bypass: opts.proxy_bypass.as_deref(),
+        };
+        let mut cmd = Command::new(&opts.chromium);
+        cmd.args(launch.args())
+            .env_clear()
+            .envs(launch.env(&display))
+            .current_dir(&paths.home)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log(&paths.log)?)
+            .process_group(0);
+        if let Some(u) = opts.user {
+            cmd.uid(u.uid).gid(u.gid);
+        }
+        let chromium = match cmd.spawn() {
+            Ok(c) => GroupChild::new("Chromium", c),
+            Err(e) => {
+                xvfb.terminate(Duration::from_millis(500));
+                return Err(BrowserError::Spawn(format!(
+                    "{}: {e}",
+                    opts.chromium.display()
+                )));
+            }
+        };
+        let number = display.number;
+        tracing::info!(display_number = number, width, height, "browser started");
+        Ok(BrowserSession {
+            dir: Some(dir),
+            paths,
+            xvfb,
+            chromium,
+            display,
+            width,
+            height,
+            stopped: false,
+        })
+    }
+
+    /// How to connect to this session's X server.
+    pub fn display(&self) -> &DisplayAccess {
+        &self.display
+    }
+
+    /// Display size.
+    pub fn size(&self) -> (u16, u16) {
+        (self.width, self.height)
+    }
+
+    /// The session directory (profile, downloads; deleted at the end).
+    pub fn dir(&self) -> &Path {
+        &self.paths.root
+    }
+
+    /// Where downloads land.
+    pub fn download_dir(&self) -> &Path {
+        &self.paths.downloads
+    }
+
+    /// Process-group ids of Xvfb and Chromium.
+    pub fn process_groups(&self) -> [u32; 2] {
+        [self.xvfb.pid(), self.chromium.pid()]
+    }
+
+    /// Which child exited, if one did (the session must end).
+    pub fn exited(&mut self) -> Option<String> {
+        for child in [&mut self.chromium, &mut self.xvfb] {
+            if let Some(status) = child.try_exited() {
+                return Some(format!("{} exited ({status})", child.name()));
+            }
+        }
+        None
+    }
+
+    /// Kill both process groups, sweep stragglers, delete the session directory. Returns the
+    /// pids that could not be killed (empty on success). Idempotent.
+    pub fn stop(&mut self) -> Vec<u32> {
+        if self.stopped {
+            return Vec::new();
+        }
+        self.stopped = true;
+        self.chromium.terminate(Duration::from_millis(1500));
+        self.xvfb.terminate(Duration::from_millis(500));
+        let left = process::sweep(&self.process_groups(), &self.paths.root);
+        if !left.is_empty() {
+            tracing::error!(?left, "session processes survived SIGKILL");
+        }
+        if let Some(dir) = self.dir.take() {
+            let path = dir.path().to_path_buf();
+            if let Err(e) = dir.close() {
+                tracing::error!(error = %e, path = %path.display(), "could not delete session directory");
+            }
+        }
+        tracing::info!(display = self.display.number, "browser stopped");
+        left
+    }
+}
+
+impl Drop for BrowserSession {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn make_session_dir(work_dir: Option<&Path>) -> Result<tempfile::TempDir, BrowserError> {
+    let mut b = tempfile::Builder::new();
+    b.prefix("tsuitate-session-");
+    match work_dir {
+        Some(w) => b.tempdir_in(w),
+        None => b.tempdir(),
+    }
+    .map_err(|e| BrowserError::Setup(format!("session directory: {e}")))
+}
+
+/// Create the layout, write the initial preferences, hand everything to the browser user.
+fn prepare_dirs(paths: &SessionPaths, user: Option<BrowserUser>) -> Result<(), BrowserError> {
+    let err = |what: &str, e: std::io::Error| BrowserError::Setup(format!("{what}: {e}"));
+    let default_profile = paths.profile.join("Default");
+    for d in [&paths.downloads, &paths.home, &default_profile] {
+        std::fs::create_dir_all(d).map_err(|e| err("mkdir", e))?;
+    }
+    std::fs::write(
+        default_profile.join("Preferences"),
+        preferences_json(&paths.downloads),
+    )
+    .map_err(|e| err("Preferences", e))?;
+    std::fs::write(
+        paths.profile.join("Local State"),
+        chromium::local_state_json(),
+    )
+    .map_err(|e| err("Local State", e))?;
+    std::fs::write(paths.profile.join("First Run"), b"").map_err(|e| err("First Run", e))?;
+    std::fs::set_permissions(&paths.root, std::fs::Permissions::from_mode(0o700))
+        .map_err(|e| err("chmod", e))?;
+    for p in [
+        &paths.root,
+        &paths.downloads,
+        &paths.home,
+        &paths.profile,
+        &default_profile,
+        &default_profile.join("Preferences"),
+        &paths.profile.join("Local State"),
+        &paths.profile.join("First Run"),
+    ] {
+        chown_to(p, user)?;
+    }
+    Ok(())
+}
+
+fn chown_to(path: &Path, user: Option<BrowserUser>) -> Result<(), BrowserError> {
+    match user {
+        Some(u) => std::os::unix::fs::chown(path, Some(u.uid), Some(u.gid))
+            .map_err(|e| BrowserError::Setup(format!("chown {}: {e}", path.display()))),
+        None => Ok(()),
+    }
+}
+
+/// The Chromium binary to use when the config names none: the real binary of Debian's
+/// package (bypassing the /usr/bin/chromium wrapper script, which adds flags such as
+/// `--enable-remote-extensions`), else /usr/bin/chromium.
+pub fn default_chromium() -> PathBuf {
+    let direct = Path::new("/usr/lib/chromium/chromium");
+    if direct.exists() {
+        direct.to_path_buf()
+    } else {
+        PathBuf::from("/usr/bin/chromium")
+    }
+}

@@ -1,0 +1,287 @@
+//! Per-session capture and encode threads. Capture is damage-driven and rate-limited to the
+//! configured fps; the encoder always takes the newest capture (older ones are dropped, never
+//! queued), so when encoding is slower than the frame interval the frame rate drops and the
+//! latency does not grow.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use tokio::sync::mpsc;
+use tsuitate_protocol::{VideoFrame, VideoHeader};
+
+use crate::convert::{bgra_to_i420, I420};
+use crate::encode::VideoEncoder;
+use crate::frame::{Change, Frame, FrameSource};
+
+/// Counters shared with the session (for `Stats`).
+#[derive(Debug, Default)]
+pub struct PipelineStats {
+    /// Access units sent.
+    pub frames_encoded: AtomicU64,
+    /// Captures replaced by a newer one before encoding, or skipped by rate control.
+    pub frames_skipped: AtomicU64,
+}
+
+#[derive(Debug, Default)]
+struct Slot {
+    newest: Option<Frame>,
+}
+
+#[derive(Debug, Default)]
+struct Shared {
+    stop: AtomicBool,
+    keyframe: AtomicBool,
+    slot: Mutex<Slot>,
+    cv: Condvar,
+    ended: Mutex<Option<String>>,
+    stats: PipelineStats,
+}
+
+impl Shared {
+    fn end(&self, why: String) {
+        if let Ok(mut e) = self.ended.lock() {
+            e.get_or_insert(why);
+        }
+        self.stop.store(true, Ordering::SeqCst);
+        self.cv.notify_all();
+    }
+}
+
+/// The two threads of one session.
+#[derive(Debug)]
+pub struct Pipeline {
+    shared: Arc<Shared>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Pipeline {
+    /// Start capturing from `source` at up to `fps` and sending frames into `out` (a bounded
+    /// channel: when it is full the encoder waits, and the newest-capture slot absorbs the
+    /// difference).
+    pub fn start(
+        source: Box<dyn FrameSource>,
+        encoder: Box<dyn VideoEncoder>,
+        fps: u32,
+        out: mpsc::Sender<VideoFrame>,
+    ) -> std::io::Result<Pipeline> {
+        let shared = Arc::new(Shared::default());
+        shared.keyframe.store(true, Ordering::SeqCst);
+        let interval = Duration::from_micros(1_000_000 / u64::from(fps.clamp(1, 60)));
+        let s1 = Arc::clone(&shared);
+        let capture = std::thread::Builder::new()
+            .name("capture".into())
+            .spawn(move || capture_loop(source, interval, &s1))?;
+        let s2 = Arc::clone(&shared);
+        let encode = std::thread::Builder::new()
+            .name("encode".into())
+            .spawn(move || encode_loop(encoder, interval, out, &s2))?;
+        Ok(Pipeline {
+            shared,
+            threads: vec![capture, encode],
+        })
+    }
+
+    /// Make the next frame an IDR (re-encoding the last picture if the screen is idle).
+    pub fn request_keyframe(&self) {
+        self.shared.keyframe.store(true, Ordering::SeqCst);
+        self.shared.cv.notify_all();
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> &PipelineStats {
+        &self.shared.stats
+    }
+
+    /// Why the pipeline stopped by itself (capture or encode failure), if it did.
+    pub fn ended(&self) -> Option<String> {
+        self.shared.ended.lock().ok().and_then(|e| e.clone())
+    }
+
+    /// Stop both threads and wait for them.
+    pub fn stop(&mut self) {
+        self.shared.stop.store(true, Ordering::SeqCst);
+        self.shared.cv.notify_all();
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Pipeline {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn capture_loop(mut source: Box<dyn FrameSource>, interval: Duration, shared: &Shared) {
+    let mut last: Option<Instant> = None;
+    while !shared.stop.load(Ordering::SeqCst) {
+        match source.wait_change(Duration::from_millis(100)) {
+            Ok(Change::Idle) => continue,
+            Ok(Change::Damaged) => {}
+            Err(e) => return shared.end(format!("capture: {e}")),
+        }
+        // Rate limit: at most one capture per interval; damage meanwhile is coalesced.
+        if let Some(t) = last {
+            let next = t + interval;
+            let now = Instant::now();
+            if next > now {
+                std::thread::sleep(next - now);
+            }
+        }
+        last = Some(Instant::now());
+        let frame = match source.capture() {
+            Ok(f) => f,
+            Err(e) => return shared.end(format!("capture: {e}")),
+        };
+        let Ok(mut slot) = shared.slot.lock() else {
+            return shared.end("capture: poisoned slot".into());
+        };
+        if slot.newest.replace(frame).is_some() {
+            shared.stats.frames_skipped.fetch_add(1, Ordering::Relaxed);
+        }
+        drop(slot);
+        shared.cv.notify_all();
+    }
+}
+
+/// What the encode loop should do next.
+enum Work {
+    Encode(Frame, bool),
+    Stop,
+}
+
+fn next_work(shared: &Shared, last: &mut Option<Frame>, retry: bool, interval: Duration) -> Work {
+    let Ok(mut slot) = shared.slot.lock() else {
+        return Work::Stop;
+    };
+    loop {
+        if shared.stop.load(Ordering::SeqCst) {
+            return Work::Stop;
+        }
+        if let Some(f) = slot.newest.take() {
+            return Work::Encode(f, shared.keyframe.swap(false, Ordering::SeqCst));
+        }
+        let want_idr = shared.keyframe.load(Ordering::SeqCst);
+        if want_idr || retry {
+            if let Some(f) = last.take() {
+                return Work::Encode(f, shared.keyframe.swap(false, Ordering::SeqCst));
+            }
+        }
+        let wait = if retry {
+            interval
+        } else {
+            Duration::from_millis(500)
+        };
+        slot = match shared.cv.wait_timeout(slot, wait) {
+            Ok((s, _)) => s,
+            Err(_) => return Work::Stop,
+        };
+        if retry && slot.newest.is_none() {
+            if let Some(f) = last.take() {
+                return Work::Encode(f, shared.keyframe.swap(false, Ordering::SeqCst));
+            }
+        }
+    }
+}
+
+fn encode_loop(
+    mut encoder: Box<dyn VideoEncoder>,
+    interval: Duration,
+    out: mpsc::Sender<VideoFrame>,
+    shared: &Shared,
+) {
+    let mut last: Option<Frame> = None;
+    let mut picture: Option<I420> = None;
+    let mut sequence = 0u64;
+    let mut retry = false;
+    loop {
+        let (frame, idr) = match next_work(shared, &mut last, retry, interval) {
+            Work::Encode(f, idr) => (f, idr),
+            Work::Stop => return,
+        };
+        let pic = picture.get_or_insert_with(|| I420::new(frame.width, frame.height));
+        if (pic.width, pic.height) != (frame.width, frame.height) {
+            *pic = I420::new(frame.width, frame.height);
+        }
+        if let Err(e) = bgra_to_i420(&frame.bgra, frame.stride, pic) {
+            return shared.end(e.to_string());
+        }
+        let au = match encoder.encode(pic, idr) {
+            Ok(au) => au,
+            Err(e) => return shared.end(format!("encode: {e}")),
+        };
+        let header = VideoHeader {
+            sequence,
+            capture_us: frame.capture_us,
+            keyframe: false,
+            width: frame.width,
+            height: frame.height,
+        };
+        last = Some(frame);
+        let Some(au) = au else {
+            // Rate control skipped this picture: try again after an interval unless a newer
+            // capture arrives first, so the viewer never keeps a stale screen.
+            shared.stats.frames_skipped.fetch_add(1, Ordering::Relaxed);
+            if idr {
+                shared.keyframe.store(true, Ordering::SeqCst);
+            }
+            retry = true;
+            continue;
+        };
+        retry = false;
+        let vf = VideoFrame {
+            header: VideoHeader {
+                keyframe: au.keyframe,
+                ..header
+            },
+            data: Bytes::from(au.data),
+        };
+        if out.blocking_send(vf).is_err() {
+            return shared.end("video receiver closed".into());
+        }
+        sequence += 1;
+        shared.stats.frames_encoded.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::encode::{EncoderSettings, OpenH264Encoder};
+    use crate::frame::{SyntheticContent, SyntheticSource};
+
+    #[test]
+    fn synthetic_source_produces_increasing_frames_starting_with_idr() {
+        let src = SyntheticSource::new(320, 240, SyntheticContent::Scroll);
+        let enc = OpenH264Encoder::new(EncoderSettings {
+            width: 320,
+            height: 240,
+            fps: 30,
+            bitrate_kbps: 2000,
+            screen_content: true,
+        });
+        let Ok(enc) = enc else {
+            panic!("encoder");
+        };
+        let (tx, mut rx) = mpsc::channel(2);
+        let p = Pipeline::start(Box::new(src), Box::new(enc), 30, tx);
+        let Ok(mut p) = p else { panic!("pipeline") };
+        let mut frames = Vec::new();
+        while frames.len() < 5 {
+            match rx.blocking_recv() {
+                Some(f) => frames.push(f),
+                None => break,
+            }
+        }
+        p.stop();
+        assert_eq!(frames.len(), 5);
+        assert!(frames[0].header.keyframe);
+        assert!(frames
+            .windows(2)
+            .all(|w| w[0].header.sequence < w[1].header.sequence));
+    }
+}

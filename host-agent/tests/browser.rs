@@ -1,0 +1,237 @@
+//! Real Xvfb + Chromium on a loopback page: input goes in, the page changes, the decoded
+//! frame shows it; the screen idles without frames; scrolling makes frames; the session
+//! leaves nothing behind. One browser is shared by the steps (CI has two cores).
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+use tsuitate_agent::x11::{self, CaptureMode, X11Capture, X11Injector};
+use tsuitate_agent::{BrowserSession, EncoderSettings, OpenH264Encoder, Pipeline};
+use tsuitate_protocol::{Button, InputEvent, KeyCode, Modifiers, VideoFrame};
+
+const W: u16 = 800;
+const H: u16 = 600;
+
+const PAGE: &str = r#"<!doctype html><html><head><meta charset="utf-8"><style>
+body{margin:0;background:#fff;font:20px sans-serif}
+#btn{position:absolute;left:0;top:0;width:300px;height:200px;background:rgb(0,0,255)}
+#in{position:absolute;left:20px;top:260px;width:500px;height:40px;font-size:20px}
+#tall{position:absolute;left:0;top:400px;width:700px;height:6000px;
+ background:repeating-linear-gradient(#000 0 20px,#fff 20px 40px)}
+</style></head><body>
+<div id="btn"></div><input id="in" autocomplete="off"><div id="tall"></div>
+<script>
+function report(s){fetch('/report',{method:'POST',body:s});}
+document.getElementById('btn').onclick=function(){this.style.background='rgb(255,0,0)';report('clicked');};
+document.getElementById('in').addEventListener('keydown',function(e){if(e.key==='Enter'){report('value:'+this.value);}});
+window.addEventListener('scroll',function(){report('scrolled:'+window.scrollY);});
+window.addEventListener('load',function(){report('offset:'+(window.outerHeight-window.innerHeight));});
+</script></body></html>"#;
+
+fn key(down: bool, code: KeyCode, keysym: u32) -> InputEvent {
+    InputEvent::Key {
+        down,
+        code,
+        keysym,
+        modifiers: Modifiers::default(),
+    }
+}
+
+/// Type `s` as key presses with US codes and the characters' keysyms (Shift for capitals).
+fn type_ascii(s: &str) -> Vec<InputEvent> {
+    let mut ev = Vec::new();
+    for c in s.chars() {
+        let shift = c.is_ascii_uppercase() || "!@#$%^&*()_+{}|:\"<>?~".contains(c);
+        if shift {
+            ev.push(key(true, KeyCode::ShiftLeft, 0xffe1));
+        }
+        let ks = x11::char_keysym(c);
+        ev.push(key(true, KeyCode::Unidentified, ks));
+        ev.push(key(false, KeyCode::Unidentified, ks));
+        if shift {
+            ev.push(key(false, KeyCode::ShiftLeft, 0xffe1));
+        }
+    }
+    ev
+}
+
+fn click(x: u16, y: u16) -> Vec<InputEvent> {
+    vec![
+        InputEvent::PointerMove { x, y },
+        InputEvent::Button {
+            down: true,
+            button: Button::Left,
+        },
+        InputEvent::Button {
+            down: false,
+            button: Button::Left,
+        },
+    ]
+}
+
+/// Frames received within `d`, decoded into `view`.
+fn collect(rx: &mut mpsc::Receiver<VideoFrame>, view: &mut common::View, d: Duration) -> usize {
+    let deadline = Instant::now() + d;
+    let mut n = 0;
+    while Instant::now() < deadline {
+        match rx.try_recv() {
+            Ok(f) => {
+                view.decode(&f.data);
+                n += 1;
+            }
+            Err(mpsc::error::TryRecvError::Empty) => std::thread::sleep(Duration::from_millis(10)),
+            Err(mpsc::error::TryRecvError::Disconnected) => break,
+        }
+    }
+    n
+}
+
+#[test]
+fn real_chromium_session() {
+    let (url, reports) = common::serve(PAGE);
+    let opts = common::options(&url);
+    let mut browser = BrowserSession::start(&opts, W, H).expect("browser starts");
+    let dir = browser.dir().to_path_buf();
+    let groups = browser.process_groups();
+
+    let offset: u16 = reports
+        .wait_for(Duration::from_secs(60), |r| r.starts_with("offset:"))
+        .and_then(|r| r["offset:".len()..].parse().ok())
+        .expect("page loaded and reported its offset");
+    assert!(
+        offset > 40 && offset < 200,
+        "browser toolbar height {offset}"
+    );
+
+    let conn = x11::connect(browser.display(), Duration::from_secs(5)).expect("x11 connect");
+    let mut capture = X11Capture::new(conn, CaptureMode::Shm).expect("capture");
+    assert_eq!(capture.mode(), CaptureMode::Shm);
+    let conn = x11::connect(browser.display(), Duration::from_secs(5)).expect("x11 connect");
+    let mut inject = X11Injector::new(conn, Some(capture.waker())).expect("injector");
+
+    // The pointer is visible: with the cursor drawn in, the frame differs near the pointer.
+    inject
+        .apply(&[InputEvent::PointerMove {
+            x: 600,
+            y: offset + 150,
+        }])
+        .expect("move");
+    std::thread::sleep(Duration::from_millis(300));
+    let plain = capture.grab().expect("grab");
+    let with_cursor = tsuitate_agent::FrameSource::capture(&mut capture).expect("capture");
+    let differs = (600..616).any(|x| {
+        (offset as usize + 150..offset as usize + 166)
+            .any(|y| plain.pixel(x, y) != with_cursor.pixel(x, y))
+    });
+    assert!(differs, "cursor composited into the frame");
+
+    let enc = OpenH264Encoder::new(EncoderSettings {
+        width: W,
+        height: H,
+        fps: 30,
+        bitrate_kbps: 4000,
+        screen_content: true,
+    })
+    .expect("encoder");
+    let (tx, mut rx) = mpsc::channel(4);
+    let mut pipeline = Pipeline::start(Box::new(capture), Box::new(enc), 30, tx).expect("pipeline");
+    let mut view = common::View::new();
+    pipeline.request_keyframe();
+    inject
+        .apply(&[InputEvent::PointerMove {
+            x: 601,
+            y: offset + 150,
+        }])
+        .expect("move");
+    assert!(
+        collect(&mut rx, &mut view, Duration::from_secs(2)) > 0,
+        "first frames"
+    );
+    let blue = view.rgb_at(50, offset as usize + 50);
+    assert!(
+        blue[2] > 200 && blue[0] < 60,
+        "button starts blue: {blue:?}"
+    );
+
+    // 1. A click changes the page: the page reports it and the next frames show red.
+    inject.apply(&click(150, offset + 100)).expect("click");
+    assert!(
+        reports
+            .wait_for(Duration::from_secs(10), |r| r == "clicked")
+            .is_some(),
+        "page saw the click"
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut red = false;
+    while !red && Instant::now() < deadline {
+        collect(&mut rx, &mut view, Duration::from_millis(200));
+        let p = view.rgb_at(50, offset as usize + 50);
+        red = p[0] > 200 && p[2] < 60;
+    }
+    view.save_ppm("/tmp/agent-click.ppm");
+    assert!(
+        red,
+        "decoded frame shows the red button: {:?}",
+        view.rgb_at(50, offset as usize + 50)
+    );
+
+    // 2. Typed ASCII (incl. JIS-relevant symbols) and committed Japanese text arrive exactly.
+    inject
+        .apply(&click(200, offset + 280))
+        .expect("focus input");
+    std::thread::sleep(Duration::from_millis(300));
+    let ascii = "Hello, World! _|\\~ 123";
+    inject.apply(&type_ascii(ascii)).expect("type ascii");
+    inject
+        .apply(&[
+            key(true, KeyCode::IntlYen, 0xa5),
+            key(false, KeyCode::IntlYen, 0xa5),
+            InputEvent::Text("情報セキュリティ".into()),
+            key(true, KeyCode::Enter, 0xff0d),
+            key(false, KeyCode::Enter, 0xff0d),
+        ])
+        .expect("type text");
+    let expected = format!("value:{ascii}¥情報セキュリティ");
+    let got = reports.wait_for(Duration::from_secs(10), |r| r.starts_with("value:"));
+    assert_eq!(
+        got.as_deref(),
+        Some(expected.as_str()),
+        "typed text arrives exactly"
+    );
+
+    // 3. An idle page produces no frames once it settles (focus off the input: no caret).
+    inject.apply(&click(750, offset + 150)).expect("blur");
+    collect(&mut rx, &mut view, Duration::from_secs(2));
+    let idle = collect(&mut rx, &mut view, Duration::from_secs(2));
+    assert_eq!(idle, 0, "no frames while idle");
+
+    // 4. Scrolling produces frames.
+    inject
+        .apply(&[
+            InputEvent::PointerMove {
+                x: 400,
+                y: offset + 300,
+            },
+            InputEvent::Wheel { dx: 0, dy: 3 },
+        ])
+        .expect("wheel");
+    assert!(
+        reports
+            .wait_for(Duration::from_secs(10), |r| r.starts_with("scrolled:"))
+            .is_some(),
+        "page scrolled"
+    );
+    let scrolled = collect(&mut rx, &mut view, Duration::from_secs(2));
+    assert!(scrolled > 0, "scrolling makes frames");
+
+    // 5. Session end leaves no process and no directory.
+    pipeline.stop();
+    drop(inject);
+    let left = browser.stop();
+    assert!(left.is_empty(), "processes left: {left:?}");
+    let still = tsuitate_agent::browser::session_processes(&groups, &dir);
+    assert!(still.is_empty(), "processes still running: {still:?}");
+    assert!(!dir.exists(), "session directory removed");
+}
