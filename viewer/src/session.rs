@@ -89,6 +89,7 @@ impl SessionDriver {
         let mut tick = tokio::time::interval(TICK);
         let mut nonce = 0u64;
         let mut logging_out = false;
+        let mut writer_done = false;
         self.decoder.resync();
         let end = loop {
             tokio::select! {
@@ -105,14 +106,15 @@ impl SessionDriver {
                     Err(ClientError::ConnectionLost(_)) if logging_out => break SessionEnd::LoggedOut,
                     Err(e) => break SessionEnd::Error(e),
                 },
-                cmd = self.commands.recv(), if writer_tx.capacity() > 0 => match cmd {
+                cmd = self.commands.recv(), if !logging_out && writer_tx.capacity() > 0 => match cmd {
                     Some(cmd) => {
-                        logging_out |= cmd == ViewerToGateway::Logout;
+                        // After Logout nothing more is sent; we wait for the gateway's Bye.
+                        logging_out = cmd == ViewerToGateway::Logout;
                         let _ = writer_tx.try_send(cmd);
                     }
                     None => break SessionEnd::Closed,
                 },
-                _ = tick.tick() => {
+                _ = tick.tick(), if !logging_out => {
                     nonce += 1;
                     let _ = writer_tx.try_send(ViewerToGateway::Ping { nonce, viewer_us: unix_us() });
                     let w = self.stats.take_window();
@@ -122,15 +124,13 @@ impl SessionDriver {
                         });
                     }
                 }
-                res = &mut writer => {
-                    let msg = match res {
-                        Ok(Err(e)) => e.to_string(),
-                        _ => "writer stopped".into(),
-                    };
-                    if logging_out {
-                        break SessionEnd::LoggedOut;
+                res = &mut writer, if !writer_done => {
+                    writer_done = true;
+                    match res {
+                        Ok(Ok(())) if logging_out => {}
+                        Ok(Err(e)) => break SessionEnd::Error(e),
+                        _ => break SessionEnd::Error(ClientError::ConnectionLost("writer stopped".into())),
                     }
-                    break SessionEnd::Error(ClientError::ConnectionLost(msg));
                 }
             }
         };
@@ -203,6 +203,7 @@ async fn write_loop(
         write_message(&mut send, &msg).await?;
         if msg == ViewerToGateway::Logout {
             let _ = send.finish();
+            return Ok(());
         }
     }
     Ok(())
