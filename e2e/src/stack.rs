@@ -1,0 +1,311 @@
+//! The whole product on loopback: a private CA, a demo user, a gateway and an agent process,
+//! and headless viewer runs against them.
+
+use std::net::UdpSocket;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+use tempfile::TempDir;
+
+use crate::procs::{bin, descendants, wait_for, Child};
+
+/// The demo user the stack creates.
+pub const USER: &str = "yamada";
+/// Its password.
+pub const PASSWORD: &str = "e2e-パスワード-1";
+
+/// A free UDP port on 127.0.0.1 (the gateway listens on QUIC/UDP).
+pub fn free_udp_port() -> u16 {
+    let s = UdpSocket::bind("127.0.0.1:0").expect("bind udp");
+    s.local_addr().expect("addr").port()
+}
+
+fn free_tcp_port() -> u16 {
+    let s = std::net::TcpListener::bind("127.0.0.1:0").expect("bind tcp");
+    s.local_addr().expect("addr").port()
+}
+
+/// A running gateway + agent, with everything in a temporary directory.
+pub struct Stack {
+    /// Working directory (PKI, configs, logs, audit log).
+    pub dir: TempDir,
+    /// The viewer listener address.
+    pub viewer_addr: String,
+    /// The admin (metrics) address.
+    pub admin_addr: String,
+    /// Gateway process.
+    pub gateway: Child,
+    /// Agent process (None when the test brings its own agent).
+    pub agent: Option<Child>,
+}
+
+/// What a headless viewer run produced.
+#[derive(Debug)]
+pub struct ViewerRun {
+    /// Exit code.
+    pub code: Option<i32>,
+    /// The JSON report (Null if none was written).
+    pub report: Value,
+    /// stderr.
+    pub stderr: String,
+    /// Snapshot directory.
+    pub snapshots: PathBuf,
+}
+
+fn run_ok(cmd: &mut Command, what: &str) {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{what}: {e}"));
+    assert!(
+        out.status.success(),
+        "{what} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+impl Stack {
+    /// Create the PKI and user, start the gateway, and (if `start_url` is given) an agent whose
+    /// browsers open `start_url`.
+    pub fn start(start_url: Option<&str>, gateway_extra: &str) -> Stack {
+        let dir = tempfile::Builder::new()
+            .prefix("tsuitate-e2e-")
+            .tempdir()
+            .expect("tempdir");
+        let d = dir.path();
+        let gw = bin("tsuitate-gateway");
+        let pki = d.join("pki");
+        run_ok(
+            Command::new(&gw).args(["ca", "init", "--dir"]).arg(&pki),
+            "tsuitate-gateway ca init",
+        );
+        run_ok(
+            Command::new(&gw)
+                .args(["ca", "issue-agent", "--name", "agent-1", "--dir"])
+                .arg(&pki),
+            "tsuitate-gateway ca issue-agent",
+        );
+        add_user(&gw, &d.join("users.toml"));
+        let (vport, aport, admin) = (free_udp_port(), free_udp_port(), free_tcp_port());
+        let viewer_addr = format!("127.0.0.1:{vport}");
+        let admin_addr = format!("127.0.0.1:{admin}");
+        let config = format!(
+            r#"agent_listen = "127.0.0.1:{aport}"
+viewer_listen = "{viewer_addr}"
+admin_listen = "{admin_addr}"
+users_file = "users.toml"
+audit_log = "audit.jsonl"
+
+[tls]
+ca = "pki/ca.pem"
+cert = "pki/gateway.pem"
+key = "pki/gateway-key.pem"
+{gateway_extra}
+"#
+        );
+        std::fs::write(d.join("gateway.toml"), config).expect("write gateway.toml");
+        let gateway = Child::spawn(
+            "gateway",
+            Command::new(&gw)
+                .args(["run", "--config"])
+                .arg(d.join("gateway.toml"))
+                .stderr(log_file(d, "gateway.log")),
+        );
+        let agent = start_url.map(|url| start_agent(d, aport, url));
+        let stack = Stack {
+            dir,
+            viewer_addr,
+            admin_addr,
+            gateway,
+            agent,
+        };
+        stack.wait_agent_registered();
+        stack
+    }
+
+    /// Path of a file in the working directory.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// The gateway's Prometheus metrics text.
+    pub fn metrics(&self) -> String {
+        http_get(&self.admin_addr, "/metrics").unwrap_or_default()
+    }
+
+    fn wait_agent_registered(&self) {
+        if self.agent.is_none() {
+            wait_for(Duration::from_secs(20), || {
+                http_get(&self.admin_addr, "/healthz")
+            })
+            .expect("gateway admin listener answers");
+            return;
+        }
+        let ok = wait_for(Duration::from_secs(30), || {
+            let m = self.metrics();
+            metric(&m, "tsuitate_agents_connected").filter(|v| *v >= 1.0)
+        });
+        assert!(
+            ok.is_some(),
+            "agent did not register with the gateway.\ngateway log:\n{}\nagent log:\n{}",
+            self.log("gateway.log"),
+            self.log("agent.log")
+        );
+    }
+
+    /// A log file's content.
+    pub fn log(&self, name: &str) -> String {
+        std::fs::read_to_string(self.path(name)).unwrap_or_default()
+    }
+
+    /// Run the headless viewer with `script` (and extra args), wait for it to exit.
+    pub fn viewer(&self, name: &str, script: &str, extra: &[&str]) -> ViewerRun {
+        self.viewer_with_password(name, script, extra, PASSWORD)
+    }
+
+    /// Same as [`Stack::viewer`] with another password.
+    pub fn viewer_with_password(
+        &self,
+        name: &str,
+        script: &str,
+        extra: &[&str],
+        password: &str,
+    ) -> ViewerRun {
+        let d = self.dir.path();
+        let script_path = d.join(format!("{name}.script"));
+        std::fs::write(&script_path, script).expect("write script");
+        let report = d.join(format!("{name}.report.json"));
+        let snapshots = d.join(format!("{name}-snapshots"));
+        let out = Command::new(bin("tsuitate-viewer"))
+            .args([
+                "--headless",
+                "--gateway",
+                &self.viewer_addr,
+                "--server-name",
+                "localhost",
+            ])
+            .args(["--user", USER, "--lang", "en", "--ca"])
+            .arg(d.join("pki/ca.pem"))
+            .arg("--script")
+            .arg(&script_path)
+            .arg("--report")
+            .arg(&report)
+            .arg("--snapshot-dir")
+            .arg(&snapshots)
+            .args(extra)
+            .env("TSUITATE_PASSWORD", password)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run viewer");
+        let report = std::fs::read_to_string(&report)
+            .ok()
+            .and_then(|s| serde_json::from_str(&s).ok())
+            .unwrap_or(Value::Null);
+        ViewerRun {
+            code: out.status.code(),
+            report,
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            snapshots,
+        }
+    }
+
+    /// Browser processes (Xvfb, chromium) below the agent.
+    pub fn browser_processes(&self) -> Vec<(u32, String)> {
+        let Some(agent) = &self.agent else {
+            return Vec::new();
+        };
+        descendants(agent.pid())
+            .into_iter()
+            .filter(|(_, comm)| comm.contains("Xvfb") || comm.contains("chrom"))
+            .collect()
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        if let Some(agent) = &mut self.agent {
+            agent.stop(Duration::from_secs(15));
+        }
+        self.gateway.stop(Duration::from_secs(10));
+        if std::thread::panicking() {
+            eprintln!("--- gateway.log ---\n{}", self.log("gateway.log"));
+            eprintln!("--- agent.log ---\n{}", self.log("agent.log"));
+        }
+    }
+}
+
+fn log_file(dir: &Path, name: &str) -> Stdio {
+    std::fs::File::create(dir.join(name))
+        .map(Stdio::from)
+        .unwrap_or_else(|_| Stdio::null())
+}
+
+fn add_user(gw: &Path, users: &Path) {
+    use std::io::Write;
+    let mut child = Command::new(gw)
+        .args(["user", "add", USER, "--users"])
+        .arg(users)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run user add");
+    if let Some(mut stdin) = child.stdin.take() {
+        let _ = writeln!(stdin, "{PASSWORD}");
+    }
+    let out = child.wait_with_output().expect("user add");
+    assert!(
+        out.status.success(),
+        "user add failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn start_agent(d: &Path, agent_port: u16, url: &str) -> Child {
+    let config = format!(
+        r#"agent_id = "agent-1"
+max_sessions = 2
+start_url = "{url}"
+ca = "pki/ca.pem"
+cert = "pki/agent-agent-1.pem"
+key = "pki/agent-agent-1-key.pem"
+
+[[gateways]]
+addr = "127.0.0.1:{agent_port}"
+server_name = "localhost"
+"#
+    );
+    std::fs::write(d.join("agent.toml"), config).expect("write agent.toml");
+    Child::spawn(
+        "agent",
+        Command::new(bin("tsuitate-agent"))
+            .args(["--config"])
+            .arg(d.join("agent.toml"))
+            .current_dir(d)
+            .stderr(log_file(d, "agent.log")),
+    )
+}
+
+/// A plain HTTP/1.1 GET on the admin listener.
+pub fn http_get(addr: &str, path: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut body = String::new();
+    s.read_to_string(&mut body).ok()?;
+    let (head, rest) = body.split_once("\r\n\r\n")?;
+    head.starts_with("HTTP/1.1 200").then(|| rest.to_string())
+}
+
+/// The value of an unlabelled metric line `name value`.
+pub fn metric(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .find_map(|l| l.strip_prefix(name).and_then(|r| r.strip_prefix(' ')))
+        .and_then(|v| v.trim().parse().ok())
+}

@@ -1,0 +1,172 @@
+//! End to end with real processes on loopback: `tsuitate-gateway`, `tsuitate-agent` (Xvfb +
+//! Chromium) and the headless `tsuitate-viewer`, against a local test page served by the test.
+//!
+//! Coordinates: the test page's button covers page y 40–240 and its text field page y 280–360;
+//! Chromium's tab strip and toolbar sit above the page (≈70–110 px), so frame y 230 is inside
+//! the button and frame y 410 inside the field for any toolbar height in that range.
+
+use std::time::Duration;
+
+use tsuitate_e2e::procs::wait_for;
+use tsuitate_e2e::{Stack, TestPage};
+
+/// Share of pixels in a PNG that are the page's "clicked" green (#00c000).
+fn green_share(path: &std::path::Path) -> f64 {
+    let decoder = png::Decoder::new(std::io::BufReader::new(
+        std::fs::File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())),
+    ));
+    let mut reader = decoder.read_info().expect("png header");
+    let mut buf = vec![0; reader.output_buffer_size()];
+    let info = reader.next_frame(&mut buf).expect("png frame");
+    let channels = info.color_type.samples();
+    let px = &buf[..info.buffer_size()];
+    let total = px.len() / channels;
+    let green = px
+        .chunks_exact(channels)
+        .filter(|p| p[0] < 60 && p[1] > 150 && p[1] < 230 && p[2] < 60)
+        .count();
+    green as f64 / total as f64
+}
+
+const FIRST_FRAME: &str = "expect-change 30000\nwait 3000\n";
+
+#[test]
+fn click_and_typed_text_arrive_and_the_change_is_seen() {
+    let page = TestPage::start();
+    let stack = Stack::start(Some(&page.url), "");
+    let script = format!(
+        "{FIRST_FRAME}snapshot before.png\n\
+         click 200 230\n\
+         expect-change 5000\n\
+         wait 1000\n\
+         snapshot after-click.png\n\
+         click 300 410\n\
+         wait 500\n\
+         type abcX\n\
+         key Backspace\n\
+         key d\n\
+         type 情報セキュリティ\n\
+         wait 2000\n"
+    );
+    let run = stack.viewer("browse", &script, &[]);
+    assert_eq!(
+        run.code,
+        Some(0),
+        "viewer failed: {}\nreport: {}",
+        run.stderr,
+        run.report
+    );
+
+    assert!(
+        page.wait_event(Duration::from_secs(10), |e| e == "click=1")
+            .is_some(),
+        "the page saw the click: {:?}",
+        page.events()
+    );
+    let text = page.wait_event(Duration::from_secs(10), |e| {
+        e == "text=abcd情報セキュリティ"
+    });
+    assert!(
+        text.is_some(),
+        "the exact text arrived; the page saw {:?}",
+        page.events()
+    );
+
+    let before = green_share(&run.snapshots.join("before.png"));
+    let after = green_share(&run.snapshots.join("after-click.png"));
+    assert!(before < 0.01, "no green before the click ({before})");
+    assert!(
+        after > 0.3,
+        "the decoded frame shows the page turned green ({after})"
+    );
+
+    let r = &run.report;
+    assert!(
+        r["frames_decoded"].as_u64().unwrap_or(0) >= 2,
+        "report: {r}"
+    );
+    assert!(r["keyframes"].as_u64().unwrap_or(0) >= 1, "report: {r}");
+    assert!(r["latency_ms"]["p50"].as_f64().is_some(), "report: {r}");
+    assert_eq!(r["script_completed"], true);
+}
+
+#[test]
+fn reconnect_within_linger_finds_the_same_page() {
+    let page = TestPage::start();
+    let stack = Stack::start(Some(&page.url), "[session]\nlinger_s = 60\n");
+    let first = format!("{FIRST_FRAME}click 200 230\nexpect-change 5000\nwait 500\n");
+    let run = stack.viewer("first", &first, &["--keep-session"]);
+    assert_eq!(
+        run.code,
+        Some(0),
+        "first viewer failed: {}\nreport: {}",
+        run.stderr,
+        run.report
+    );
+    assert!(page
+        .wait_event(Duration::from_secs(10), |e| e == "click=1")
+        .is_some());
+
+    let second = format!("{FIRST_FRAME}snapshot again.png\n");
+    let run = stack.viewer("second", &second, &[]);
+    assert_eq!(
+        run.code,
+        Some(0),
+        "second viewer failed: {}\nreport: {}",
+        run.stderr,
+        run.report
+    );
+    let green = green_share(&run.snapshots.join("again.png"));
+    assert!(
+        green > 0.3,
+        "the same browser, still green after reconnecting ({green})"
+    );
+    let loads = page.events().iter().filter(|e| *e == "loaded=1").count();
+    assert_eq!(loads, 1, "the page was not reloaded: {:?}", page.events());
+}
+
+#[test]
+fn killing_chromium_ends_the_session_with_a_reason_and_leaves_no_process() {
+    let page = TestPage::start();
+    let stack = Stack::start(Some(&page.url), "");
+    let viewer = std::thread::scope(|s| {
+        let handle = s.spawn(|| stack.viewer("crash", &format!("{FIRST_FRAME}wait 60000\n"), &[]));
+        let chromium = wait_for(Duration::from_secs(40), || {
+            page.events()
+                .iter()
+                .any(|e| e == "loaded=1")
+                .then_some(())?;
+            stack
+                .browser_processes()
+                .into_iter()
+                .find(|(_, c)| c.starts_with("chrom"))
+        })
+        .expect("a chromium process runs below the agent");
+        std::thread::sleep(Duration::from_secs(4));
+        tsuitate_e2e::procs::signal(chromium.0, libc::SIGKILL);
+        handle.join().expect("viewer thread")
+    });
+    assert_eq!(
+        viewer.report["end_reason"], "BrowserExited",
+        "report: {}",
+        viewer.report
+    );
+    assert_ne!(viewer.code, Some(0));
+    let leftovers = wait_for(Duration::from_secs(15), || {
+        let left = stack.browser_processes();
+        left.is_empty().then_some(())
+    });
+    assert!(
+        leftovers.is_some(),
+        "processes left: {:?}",
+        stack.browser_processes()
+    );
+}
+
+#[test]
+fn wrong_password_is_refused_with_its_exit_code() {
+    let stack = Stack::start(None, "");
+    let run = stack.viewer_with_password("denied", "wait 10\n", &[], "wrong");
+    assert_eq!(run.code, Some(4), "stderr: {}", run.stderr);
+    assert_eq!(run.report["end_reason"], "denied");
+}
