@@ -1,0 +1,74 @@
+//! A temporary PKI, users file, audit log and config for one test.
+
+use std::path::{Path, PathBuf};
+
+use tempfile::TempDir;
+use tsuitate_gateway::certs;
+use tsuitate_gateway::config::{Config, TlsConfig};
+use tsuitate_gateway::users::UsersFile;
+use tsuitate_gateway::{Gateway, GatewayHandle};
+
+/// Password of every test user.
+pub const PASSWORD: &str = "correct horse battery";
+
+/// Files for one gateway.
+pub struct Fixture {
+    pub dir: TempDir,
+    pub config: Config,
+}
+
+impl Fixture {
+    /// A CA, gateway certificate, agent certificates for `agents`, users `users` (cheap
+    /// argon2 cost, for test speed only) and a config on 127.0.0.1 port 0.
+    pub fn new(agents: &[&str], users: &[&str]) -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = dir.path().join("pki");
+        certs::ca_init(&pki, &[], false).unwrap();
+        for a in agents {
+            certs::issue_agent(&pki, a, false).unwrap();
+        }
+        let users_path = dir.path().join("users.toml");
+        let mut u = UsersFile::default();
+        let cheap = argon2::Params::new(1024, 1, 1, None).unwrap();
+        for name in users {
+            u.add(name, PASSWORD, cheap.clone()).unwrap();
+        }
+        u.save(&users_path).unwrap();
+        let tls = TlsConfig {
+            ca: pki.join("ca.pem"),
+            cert: pki.join("gateway.pem"),
+            key: pki.join("gateway-key.pem"),
+        };
+        let mut config = Config::with_files(tls, users_path, dir.path().join("audit.jsonl"));
+        let any = "127.0.0.1:0".parse().unwrap();
+        config.agent_listen = any;
+        config.viewer_listen = any;
+        config.admin_listen = any;
+        config.session.default_width = crate::support::frames::WIDTH as u16;
+        config.session.default_height = crate::support::frames::HEIGHT as u16;
+        config.agent.ping_interval_s = 1;
+        Fixture { dir, config }
+    }
+
+    pub fn pki(&self) -> PathBuf {
+        self.dir.path().join("pki")
+    }
+
+    pub fn ca(&self) -> PathBuf {
+        self.pki().join("ca.pem")
+    }
+
+    /// (certificate, key) of agent `id`.
+    pub fn agent_identity(&self, id: &str) -> (PathBuf, PathBuf) {
+        let (c, k) = certs::agent_file_names(id);
+        (self.pki().join(c), self.pki().join(k))
+    }
+
+    pub fn audit_path(&self) -> &Path {
+        &self.config.audit_log
+    }
+
+    pub async fn start(&self) -> GatewayHandle {
+        Gateway::start(self.config.clone()).await.unwrap()
+    }
+}

@@ -1,0 +1,155 @@
+//! A test viewer: real QUIC, the real protocol, and a record of every byte it received.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use quinn::{RecvStream, SendStream, TransportConfig, VarInt};
+use tsuitate_protocol::{
+    GatewayToViewer, Limits, LoginStatus, Message, MessageBuffer, ViewerToGateway, PROTOCOL_VERSION,
+};
+
+/// A connected viewer.
+pub struct TestViewer {
+    pub conn: quinn::Connection,
+    pub endpoint: quinn::Endpoint,
+    send: SendStream,
+    recv: RecvStream,
+    buf: MessageBuffer<GatewayToViewer>,
+    /// Every byte received on the viewer stream.
+    pub raw: Vec<u8>,
+}
+
+impl TestViewer {
+    /// Connect; `window` bounds the stream receive window (small = a slow viewer fills it).
+    pub async fn connect(gw: SocketAddr, ca: &Path, window: Option<u32>) -> TestViewer {
+        let mut cfg = tsuitate_gateway::tls::client_config(ca, None).unwrap();
+        if let Some(w) = window {
+            let mut t = TransportConfig::default();
+            t.stream_receive_window(VarInt::from_u32(w))
+                .receive_window(VarInt::from_u32(w * 2));
+            cfg.transport_config(Arc::new(t));
+        }
+        let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+        endpoint.set_default_client_config(cfg);
+        let conn = endpoint.connect(gw, "localhost").unwrap().await.unwrap();
+        let (send, recv) = conn.open_bi().await.unwrap();
+        TestViewer {
+            conn,
+            endpoint,
+            send,
+            recv,
+            buf: MessageBuffer::new(Limits::default()),
+            raw: Vec::new(),
+        }
+    }
+
+    pub async fn send(&mut self, m: &ViewerToGateway) -> bool {
+        self.send.write_all(&m.to_bytes()).await.is_ok()
+    }
+
+    pub async fn send_raw(&mut self, b: &[u8]) -> bool {
+        self.send.write_all(b).await.is_ok()
+    }
+
+    /// The next message within `limit`; `None` on timeout, end of stream or error.
+    pub async fn next(&mut self, limit: Duration) -> Option<GatewayToViewer> {
+        tokio::time::timeout(limit, self.next_inner())
+            .await
+            .ok()
+            .flatten()
+    }
+
+    async fn next_inner(&mut self) -> Option<GatewayToViewer> {
+        loop {
+            if let Ok(Some(m)) = self.buf.next_message() {
+                return Some(m);
+            }
+            match self.recv.read_chunk(65536, true).await {
+                Ok(Some(c)) => {
+                    self.raw.extend_from_slice(&c.bytes);
+                    self.buf.push(&c.bytes);
+                }
+                _ => return None,
+            }
+        }
+    }
+
+    /// Hello + Login; returns the login status.
+    pub async fn login(&mut self, user: &str, password: &str) -> (LoginStatus, u32) {
+        assert!(
+            self.send(&ViewerToGateway::Hello {
+                version: PROTOCOL_VERSION
+            })
+            .await
+        );
+        let welcome = self.next(Duration::from_secs(10)).await;
+        assert!(
+            matches!(welcome, Some(GatewayToViewer::Welcome { .. })),
+            "{welcome:?}"
+        );
+        let login = ViewerToGateway::Login {
+            user: user.into(),
+            password: password.into(),
+        };
+        assert!(self.send(&login).await);
+        match self.next(Duration::from_secs(20)).await {
+            Some(GatewayToViewer::LoginResult {
+                status,
+                retry_after_s,
+            }) => (status, retry_after_s),
+            other => panic!("expected LoginResult, got {other:?}"),
+        }
+    }
+
+    /// Log in and wait for `SessionReady`; returns `resumed`.
+    pub async fn login_ready(&mut self, user: &str) -> bool {
+        let (status, _) = self.login(user, super::fixture::PASSWORD).await;
+        assert_eq!(status, LoginStatus::Ok);
+        match self.next(Duration::from_secs(20)).await {
+            Some(GatewayToViewer::SessionReady { resumed, .. }) => resumed,
+            other => panic!("expected SessionReady, got {other:?}"),
+        }
+    }
+
+    /// Read until a `Bye` (returned) or the stream ends (`None`), collecting video on the way.
+    pub async fn until_bye(
+        &mut self,
+        limit: Duration,
+    ) -> (Option<tsuitate_protocol::Reason>, usize) {
+        let deadline = tokio::time::Instant::now() + limit;
+        let mut frames = 0;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match self.next(left).await {
+                Some(GatewayToViewer::Bye { reason }) => return (Some(reason), frames),
+                Some(GatewayToViewer::Video(_)) => frames += 1,
+                Some(_) => {}
+                None => return (None, frames),
+            }
+        }
+    }
+
+    /// Collect `n` video frames (other messages are skipped).
+    pub async fn frames(
+        &mut self,
+        n: usize,
+        limit: Duration,
+    ) -> Vec<tsuitate_protocol::VideoFrame> {
+        let deadline = tokio::time::Instant::now() + limit;
+        let mut out = Vec::new();
+        while out.len() < n {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match self.next(left).await {
+                Some(GatewayToViewer::Video(f)) => out.push(f),
+                Some(GatewayToViewer::Bye { reason }) => {
+                    panic!("Bye {reason:?} after {} frames", out.len())
+                }
+                Some(_) => {}
+                None => break,
+            }
+        }
+        out
+    }
+}
