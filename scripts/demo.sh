@@ -1,0 +1,128 @@
+#!/usr/bin/env bash
+# Runs the whole product on this machine: the README's first command.
+#   - installs missing Debian packages (nasm, xvfb, chromium, fonts-noto-cjk, xauth)
+#   - builds the release binaries
+#   - creates a throwaway CA, gateway and agent certificates, and a demo user in .demo/
+#   - starts the gateway, an agent with a real Chromium on the bundled Japanese welcome page,
+#     and a viewer: a window when a display exists, otherwise headless (prints fps/latency and
+#     saves a snapshot PNG)
+#   - stops everything cleanly on Ctrl-C
+# 製品一式をこのマシンで起動します。Ctrl-C ですべて停止します。
+#
+# Environment: TSUITATE_DEMO_DIR (default .demo), TSUITATE_DEMO_HEADLESS=1 forces headless,
+# TSUITATE_DEMO_SECONDS (headless run length, default 20).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root="$(pwd)"
+demo="${TSUITATE_DEMO_DIR:-$root/.demo}"
+seconds="${TSUITATE_DEMO_SECONDS:-20}"
+password="demo-password"
+
+metrics() {
+  # Plain bash HTTP GET of the gateway's admin listener (no curl needed).
+  exec 3<>/dev/tcp/127.0.0.1/9470 || return 1
+  printf 'GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n' >&3
+  cat <&3
+  exec 3>&-
+}
+say() { printf '\033[1m[tsuitate]\033[0m %s\n' "$*"; }
+
+scripts/install-deps.sh
+scripts/setup-browser-user.sh
+say "building (release) / ビルド中…"
+cargo build --release --locked --bins -q
+bin="$root/target/release"
+
+rm -rf "$demo"
+mkdir -p "$demo"
+chmod 755 "$demo"
+say "creating a throwaway CA and demo user / 使い捨ての認証局とデモ利用者を作成"
+"$bin/tsuitate-gateway" ca init --dir "$demo/pki" >/dev/null
+"$bin/tsuitate-gateway" ca issue-agent --dir "$demo/pki" --name demo-agent >/dev/null
+printf '%s\n' "$password" | "$bin/tsuitate-gateway" user add demo --users "$demo/users.toml" >/dev/null
+
+cat >"$demo/gateway.toml" <<TOML
+agent_listen = "127.0.0.1:4701"
+viewer_listen = "127.0.0.1:4700"
+admin_listen = "127.0.0.1:9470"
+users_file = "users.toml"
+audit_log = "audit.jsonl"
+
+[tls]
+ca = "pki/ca.pem"
+cert = "pki/gateway.pem"
+key = "pki/gateway-key.pem"
+TOML
+
+# The browser runs as an unprivileged user: give it a world-readable copy of the welcome page.
+welcome="$(mktemp -d /tmp/tsuitate-welcome.XXXXXX)"
+cp deploy/welcome/index.html "$welcome/"
+chmod 755 "$welcome"
+chmod 644 "$welcome/index.html"
+
+cat >"$demo/agent.toml" <<TOML
+agent_id = "demo-agent"
+max_sessions = 2
+start_url = "file://$welcome/index.html"
+ca = "pki/ca.pem"
+cert = "pki/agent-demo-agent.pem"
+key = "pki/agent-demo-agent-key.pem"
+
+[[gateways]]
+addr = "127.0.0.1:4701"
+server_name = "localhost"
+TOML
+
+pids=()
+cleanup() {
+  say "stopping / 停止しています…"
+  for ((i = ${#pids[@]} - 1; i >= 0; i--)); do
+    kill -TERM "${pids[$i]}" 2>/dev/null || true
+    for _ in $(seq 1 100); do kill -0 "${pids[$i]}" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "${pids[$i]}" 2>/dev/null || true
+  done
+  rm -rf "$welcome"
+  say "stopped / 停止しました (logs: $demo)"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+"$bin/tsuitate-gateway" run --config "$demo/gateway.toml" 2>"$demo/gateway.log" &
+pids+=($!)
+(cd "$demo" && exec "$bin/tsuitate-agent" --config "$demo/agent.toml") 2>"$demo/agent.log" &
+pids+=($!)
+
+say "waiting for the agent to register / エージェントの接続を待っています…"
+for _ in $(seq 1 100); do
+  if metrics 2>/dev/null | grep -Eq '^tsuitate_agents_connected [1-9]'; then
+    break
+  fi
+  sleep 0.2
+done
+
+export TSUITATE_PASSWORD="$password"
+viewer_args=(--gateway 127.0.0.1:4700 --server-name localhost --ca "$demo/pki/ca.pem" --user demo)
+if [ -n "${DISPLAY:-}" ] && [ "${TSUITATE_DEMO_HEADLESS:-0}" != 1 ]; then
+  say "opening the viewer window (close it or press Ctrl-C to stop) / ビューアを表示します"
+  "$bin/tsuitate-viewer" "${viewer_args[@]}" &
+  pids+=($!)
+  wait "${pids[-1]}" || true
+else
+  say "no display: headless viewer for ${seconds}s / 画面がないためヘッドレスで ${seconds} 秒実行"
+  cat >"$demo/demo.script" <<SCRIPT
+expect-change 30000
+wait 2000
+snapshot welcome.png
+click 300 360
+wait 500
+type tsuitate 情報セキュリティ
+wait $((seconds * 1000))
+snapshot after.png
+SCRIPT
+  "$bin/tsuitate-viewer" --headless "${viewer_args[@]}" --script "$demo/demo.script" \
+    --report "$demo/report.json" --snapshot-dir "$demo" || true
+  say "report / 結果: $demo/report.json"
+  cat "$demo/report.json" 2>/dev/null || true
+  echo
+  say "snapshots / スナップショット: $demo/welcome.png $demo/after.png"
+fi
