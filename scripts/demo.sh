@@ -81,7 +81,7 @@ cleanup() {
     for _ in $(seq 1 100); do kill -0 "${pids[$i]}" 2>/dev/null || break; sleep 0.1; done
     kill -KILL "${pids[$i]}" 2>/dev/null || true
   done
-  rm -rf "$welcome"
+  if [ -n "${welcome:-}" ]; then rm -rf "$welcome"; fi
   say "stopped / 停止しました (logs: $demo)"
 }
 trap cleanup EXIT
