@@ -58,6 +58,8 @@ pub struct AgentOptions {
     pub fps: u32,
     pub behaviour: Behaviour,
     pub hostile_after: u64,
+    /// Keep sending hostile frames instead of stopping after the first.
+    pub hostile_repeat: bool,
 }
 
 impl AgentOptions {
@@ -69,7 +71,18 @@ impl AgentOptions {
             fps: 30,
             behaviour: Behaviour::Normal,
             hostile_after: 5,
+            hostile_repeat: false,
         }
+    }
+}
+
+/// The reason code a connection was closed with by its peer, if it was an application close.
+pub fn close_reason(conn: &quinn::Connection) -> Option<Reason> {
+    match conn.close_reason()? {
+        quinn::ConnectionError::ApplicationClosed(c) => {
+            Reason::from_u16(u16::try_from(c.error_code.into_inner()).ok()?)
+        }
+        _ => None,
     }
 }
 
@@ -319,7 +332,7 @@ async fn send_frames(
             return;
         }
         stats.frames_sent.fetch_add(1, Relaxed);
-        if seq > opts.hostile_after && opts.behaviour != Behaviour::Normal {
+        if seq > opts.hostile_after && opts.behaviour != Behaviour::Normal && !opts.hostile_repeat {
             // One hostile message is enough; wait to be cut off.
             let _ = send.stopped().await;
             return;

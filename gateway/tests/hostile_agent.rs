@@ -1,0 +1,130 @@
+//! Hostile agents are cut off; the viewer receives none of their bytes; other sessions go on.
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
+
+use support::agent::{self, close_reason, AgentOptions, Behaviour};
+use support::fixture::Fixture;
+use support::frames::{nal_types, MARKER};
+use support::viewer::TestViewer;
+use tsuitate_gateway::config::DropPolicy;
+use tsuitate_protocol::Reason;
+
+const T: Duration = Duration::from_secs(20);
+
+async fn hostile_case(behaviour: Behaviour, code: &str) {
+    let fx = Fixture::new(&["good", "evil"], &["u1", "u2"]);
+    let gw = fx.start().await;
+    let (c, k) = fx.agent_identity("good");
+    let mut opts = AgentOptions::new("good");
+    opts.capacity = 1;
+    let _good = agent::connect(gw.agent_addr, &fx.ca(), Some((&c, &k)), opts)
+        .await
+        .unwrap();
+    let mut a = TestViewer::connect(gw.viewer_addr, &fx.ca(), None).await;
+    a.login_ready("u1").await;
+    assert_eq!(a.frames(3, T).await.len(), 3);
+
+    let (c, k) = fx.agent_identity("evil");
+    let mut opts = AgentOptions::new("evil");
+    opts.capacity = 1;
+    opts.behaviour = behaviour;
+    let evil = agent::connect(gw.agent_addr, &fx.ca(), Some((&c, &k)), opts)
+        .await
+        .unwrap();
+    let mut b = TestViewer::connect(gw.viewer_addr, &fx.ca(), None).await;
+    b.login_ready("u2").await;
+    let (bye, frames) = b.until_bye(T).await;
+    assert!(
+        bye == Some(Reason::AgentLost) || close_reason(&b.conn) == Some(Reason::AgentLost),
+        "{behaviour:?}: viewer told {bye:?}"
+    );
+    assert!(
+        frames <= 5,
+        "{behaviour:?}: only the good frames crossed ({frames})"
+    );
+    assert!(
+        !support::contains(&b.raw, MARKER),
+        "{behaviour:?}: hostile bytes reached the viewer"
+    );
+    // The hostile agent is cut off with a reason code.
+    let _ = tokio::time::timeout(T, evil.conn.closed()).await;
+    assert_eq!(
+        close_reason(&evil.conn),
+        Some(Reason::ProtocolViolation),
+        "{behaviour:?}"
+    );
+    assert!(
+        gw.metrics().violations("agent", code) >= 1,
+        "{behaviour:?}: counted as {code}"
+    );
+    // Nothing else is disturbed.
+    assert_eq!(
+        a.frames(10, T).await.len(),
+        10,
+        "{behaviour:?}: other session stopped"
+    );
+    assert!(!support::contains(&a.raw, MARKER));
+    gw.flush_audit().await;
+    let log = std::fs::read_to_string(fx.audit_path()).unwrap();
+    assert!(
+        log.contains("policy_violation") && log.contains(code),
+        "{behaviour:?}"
+    );
+    assert!(!log.contains(std::str::from_utf8(MARKER).unwrap()));
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sei_with_payload_cuts_the_agent_off() {
+    hostile_case(Behaviour::Sei, "forbidden_nal").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unspecified_and_reserved_nal_types_cut_the_agent_off() {
+    for ty in [0, 24, 27, 31] {
+        hostile_case(Behaviour::NalType(ty), "forbidden_nal").await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversize_frame_cuts_the_agent_off() {
+    hostile_case(Behaviour::Oversize, "oversize").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_message_kind_cuts_the_agent_off() {
+    hostile_case(Behaviour::WrongKind, "unexpected_kind").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_cuts_the_agent_off() {
+    hostile_case(Behaviour::Garbage, "unexpected_kind").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drop_policy_strips_sei_and_keeps_the_session() {
+    let mut fx = Fixture::new(&["a"], &["u1"]);
+    fx.config.video.drop_policy = DropPolicy::Drop;
+    let gw = fx.start().await;
+    let (c, k) = fx.agent_identity("a");
+    let mut opts = AgentOptions::new("a");
+    opts.behaviour = Behaviour::Sei;
+    opts.hostile_after = 0;
+    opts.hostile_repeat = true;
+    let ag = agent::connect(gw.agent_addr, &fx.ca(), Some((&c, &k)), opts)
+        .await
+        .unwrap();
+    let mut v = TestViewer::connect(gw.viewer_addr, &fx.ca(), None).await;
+    v.login_ready("u1").await;
+    let frames = v.frames(20, T).await;
+    assert_eq!(frames.len(), 20);
+    assert!(frames.iter().all(|f| !nal_types(&f.data).contains(&6)));
+    assert!(!support::contains(&v.raw, MARKER));
+    assert!(gw.metrics().sanitizer_dropped[6].load(Relaxed) >= 20);
+    assert!(ag.conn.close_reason().is_none());
+    gw.shutdown().await;
+}
