@@ -7,14 +7,14 @@
 #![forbid(unsafe_code)]
 
 pub mod browser;
-// pub mod client;
-// pub mod config;
+pub mod client;
+pub mod config;
 pub mod convert;
 pub mod encode;
 pub mod frame;
 pub mod pipeline;
-// pub mod session;
-// pub mod tls;
+pub mod session;
+pub mod tls;
 pub mod x11;
 
 pub use browser::{BrowserError, BrowserOptions, BrowserSession, BrowserUser};

@@ -1,0 +1,303 @@
+//! QUIC client: one connection per configured gateway, each reconnecting with backoff. On each
+//! connection the agent opens the control stream (Hello → Welcome, Ping → Pong, Capacity,
+//! Stats) and accepts the session streams the gateway opens (docs/protocol.md §5.2).
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use quinn::{Connection, Endpoint, RecvStream, SendStream};
+use tokio::sync::watch;
+use tracing::Instrument;
+use tsuitate_protocol::{
+    AgentSessionToGateway, AgentToGateway, GatewayToAgent, Limits, Message, MessageBuffer, Reason,
+    PROTOCOL_VERSION,
+};
+
+use crate::config::{AgentConfig, GatewayEntry};
+use crate::frame::now_us;
+use crate::session::{self, AgentStats};
+use crate::tls;
+
+/// Why the client could not run or a connection ended.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// TLS material could not be loaded.
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
+    /// The UDP socket could not be opened.
+    #[error("endpoint: {0}")]
+    Endpoint(std::io::Error),
+    /// Connecting failed.
+    #[error("connect {0}: {1}")]
+    Connect(SocketAddr, String),
+    /// The control stream failed.
+    #[error("control stream: {0}")]
+    Control(String),
+    /// The gateway broke the protocol.
+    #[error("protocol violation by gateway: {0}")]
+    Protocol(String),
+    /// The gateway said goodbye.
+    #[error("gateway closed the connection: {0}")]
+    Bye(&'static str),
+}
+
+/// Session slots shared by all gateway connections.
+#[derive(Debug)]
+pub struct Slots {
+    max: u16,
+    used: AtomicU16,
+    changed: watch::Sender<u16>,
+}
+
+impl Slots {
+    /// `max` free slots.
+    pub fn new(max: u16) -> Arc<Slots> {
+        let (changed, _) = watch::channel(max);
+        Arc::new(Slots {
+            max,
+            used: AtomicU16::new(0),
+            changed,
+        })
+    }
+    /// Free slots now.
+    pub fn free(&self) -> u16 {
+        self.max.saturating_sub(self.used.load(Ordering::SeqCst))
+    }
+    /// Take a slot, released when the guard drops.
+    pub fn take(self: &Arc<Self>) -> Option<SlotGuard> {
+        let taken = self
+            .used
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |u| {
+                (u < self.max).then_some(u + 1)
+            })
+            .is_ok();
+        if !taken {
+            return None;
+        }
+        self.changed.send_replace(self.free());
+        Some(SlotGuard(Arc::clone(self)))
+    }
+    /// Watch free-slot changes.
+    pub fn subscribe(&self) -> watch::Receiver<u16> {
+        self.changed.subscribe()
+    }
+}
+
+/// A taken session slot.
+#[derive(Debug)]
+pub struct SlotGuard(Arc<Slots>);
+
+impl Drop for SlotGuard {
+    fn drop(&mut self) {
+        self.0.used.fetch_sub(1, Ordering::SeqCst);
+        self.0.changed.send_replace(self.0.free());
+    }
+}
+
+/// Shared by every connection.
+#[derive(Debug)]
+struct Shared {
+    config: Arc<AgentConfig>,
+    slots: Arc<Slots>,
+    stats: Arc<AgentStats>,
+}
+
+/// Connect to every configured gateway and serve until `shutdown` becomes true.
+pub async fn run(config: AgentConfig, shutdown: watch::Receiver<bool>) -> Result<(), ClientError> {
+    let client_config = tls::client_config(&config.ca, &config.cert, &config.key)?;
+    let mut endpoint = Endpoint::client(SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)))
+        .map_err(ClientError::Endpoint)?;
+    endpoint.set_default_client_config(client_config);
+    let shared = Arc::new(Shared {
+        slots: Slots::new(config.max_sessions),
+        config: Arc::new(config),
+        stats: Arc::new(AgentStats::default()),
+    });
+    let mut tasks = Vec::new();
+    for gw in shared.config.gateways.clone() {
+        let (endpoint, shared, shutdown) =
+            (endpoint.clone(), Arc::clone(&shared), shutdown.clone());
+        let span = tracing::info_span!("gateway", addr = %gw.addr);
+        tasks.push(tokio::spawn(
+            gateway_loop(endpoint, gw, shared, shutdown).instrument(span),
+        ));
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+    endpoint.close(0u32.into(), b"shutdown");
+    endpoint.wait_idle().await;
+    Ok(())
+}
+
+/// Keep one gateway connected: reconnect with exponential backoff (1 s … 30 s), reset after a
+/// connection that lasted a minute.
+async fn gateway_loop(
+    endpoint: Endpoint,
+    gw: GatewayEntry,
+    shared: Arc<Shared>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut backoff = Duration::from_secs(1);
+    while !*shutdown.borrow() {
+        let started = Instant::now();
+        let result = tokio::select! {
+            r = connect_and_serve(&endpoint, &gw, &shared) => r,
+            _ = shutdown.changed() => return,
+        };
+        match result {
+            Ok(()) => tracing::info!("gateway connection closed"),
+            Err(e) => tracing::warn!(error = %e, "gateway connection failed"),
+        }
+        if started.elapsed() > Duration::from_secs(60) {
+            backoff = Duration::from_secs(1);
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = shutdown.changed() => return,
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(30));
+    }
+}
+
+async fn connect_and_serve(
+    endpoint: &Endpoint,
+    gw: &GatewayEntry,
+    shared: &Arc<Shared>,
+) -> Result<(), ClientError> {
+    let connecting = endpoint
+        .connect(gw.addr, &gw.server_name)
+        .map_err(|e| ClientError::Connect(gw.addr, e.to_string()))?;
+    let conn = tokio::time::timeout(Duration::from_secs(10), connecting)
+        .await
+        .map_err(|_| ClientError::Connect(gw.addr, "timeout".into()))?
+        .map_err(|e| ClientError::Connect(gw.addr, e.to_string()))?;
+    tracing::info!("connected");
+    let (mut send, recv) = conn
+        .open_bi()
+        .await
+        .map_err(|e| ClientError::Control(e.to_string()))?;
+    let hello = AgentToGateway::Hello {
+        version: PROTOCOL_VERSION,
+        agent_id: shared.config.agent_id.clone(),
+        capacity: shared.slots.free(),
+    };
+    write(&mut send, &hello).await?;
+    let mut control = ControlReader::new(recv);
+    match tokio::time::timeout(Duration::from_secs(10), control.next()).await {
+        Ok(Ok(GatewayToAgent::Welcome { version })) if version == PROTOCOL_VERSION => {}
+        Ok(Ok(GatewayToAgent::Welcome { version })) => {
+            return Err(ClientError::Protocol(format!(
+                "version {version} (want {PROTOCOL_VERSION})"
+            )))
+        }
+        Ok(Ok(GatewayToAgent::Bye { reason })) => return Err(ClientError::Bye(reason.name())),
+        Ok(Ok(_)) => {
+            return Err(ClientError::Protocol(
+                "first message must be Welcome".into(),
+            ))
+        }
+        Ok(Err(e)) => return Err(e),
+        Err(_) => return Err(ClientError::Control("no Welcome within 10 s".into())),
+    }
+    let result = control_loop(&conn, &mut send, &mut control, shared).await;
+    conn.close(0u32.into(), b"bye");
+    result
+}
+
+async fn write(send: &mut SendStream, msg: &AgentToGateway) -> Result<(), ClientError> {
+    send.write_all(&msg.to_bytes())
+        .await
+        .map_err(|e| ClientError::Control(e.to_string()))
+}
+
+struct ControlReader {
+    recv: RecvStream,
+    buf: MessageBuffer<GatewayToAgent>,
+}
+
+impl ControlReader {
+    fn new(recv: RecvStream) -> Self {
+        ControlReader {
+            recv,
+            buf: MessageBuffer::new(Limits::default()),
+        }
+    }
+    /// The next message (cancel-safe: bytes already read stay in the buffer).
+    async fn next(&mut self) -> Result<GatewayToAgent, ClientError> {
+        loop {
+            match self.buf.next_message() {
+                Ok(Some(m)) => return Ok(m),
+                Ok(None) => {}
+                Err(e) => return Err(ClientError::Protocol(e.to_string())),
+            }
+            match self.recv.read_chunk(16 * 1024, true).await {
+                Ok(Some(c)) => self.buf.push(&c.bytes),
+                Ok(None) => return Err(ClientError::Control("finished by gateway".into())),
+                Err(e) => return Err(ClientError::Control(e.to_string())),
+            }
+        }
+    }
+}
+
+async fn control_loop(
+    conn: &Connection,
+    send: &mut SendStream,
+    control: &mut ControlReader,
+    shared: &Arc<Shared>,
+) -> Result<(), ClientError> {
+    let mut free = shared.slots.subscribe();
+    let mut stats_tick = tokio::time::interval(Duration::from_secs(10));
+    loop {
+        tokio::select! {
+            msg = control.next() => match msg? {
+                GatewayToAgent::Ping { nonce, gateway_us } => {
+                    write(send, &AgentToGateway::Pong { nonce, gateway_us, agent_us: now_us() }).await?;
+                }
+                GatewayToAgent::Bye { reason } => return Err(ClientError::Bye(reason.name())),
+                GatewayToAgent::Welcome { .. } => return Err(ClientError::Protocol("second Welcome".into())),
+            },
+            stream = conn.accept_bi() => {
+                let (s, r) = stream.map_err(|e| ClientError::Control(e.to_string()))?;
+                accept_session(s, r, shared);
+            }
+            changed = free.changed() => {
+                if changed.is_ok() {
+                    let f = *free.borrow_and_update();
+                    write(send, &AgentToGateway::Capacity { free: f }).await?;
+                }
+            }
+            _ = stats_tick.tick() => {
+                let s = &shared.stats;
+                write(send, &AgentToGateway::Stats {
+                    sessions: shared.config.max_sessions.saturating_sub(shared.slots.free()),
+                    frames_encoded: s.frames_encoded.load(Ordering::Relaxed),
+                    frames_skipped: s.frames_skipped.load(Ordering::Relaxed),
+                }).await?;
+            }
+        }
+    }
+}
+
+/// Start a session task, or answer `Ended{NoCapacity}` when every slot is taken.
+fn accept_session(mut send: SendStream, recv: RecvStream, shared: &Arc<Shared>) {
+    let Some(slot) = shared.slots.take() else {
+        tracing::warn!("session refused: no capacity");
+        tokio::spawn(async move {
+            let msg = AgentSessionToGateway::Ended {
+                reason: Reason::NoCapacity,
+            };
+            let _ = send.write_all(&msg.to_bytes()).await;
+            let _ = send.finish();
+            drop(recv);
+        });
+        return;
+    };
+    let (config, stats) = (Arc::clone(&shared.config), Arc::clone(&shared.stats));
+    tokio::spawn(async move {
+        session::serve(send, recv, config, stats).await;
+        drop(slot);
+    });
+}

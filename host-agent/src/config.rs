@@ -1,0 +1,387 @@
+//! The agent's TOML configuration: typed, `deny_unknown_fields`, every problem reported at
+//! once, and the process exits before connecting anywhere (docs/agent.md §Configuration).
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+
+use crate::browser::{self, BrowserOptions, BrowserUser};
+use crate::x11::CaptureMode;
+
+/// One gateway to connect to.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewayEntry {
+    /// UDP address of the gateway's agent listener.
+    pub addr: SocketAddr,
+    /// Name in the gateway's certificate (checked by TLS).
+    pub server_name: String,
+}
+
+/// Encoder tuning.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum EncoderUsage {
+    /// openh264 screen-content mode (default: text and UI stay sharp at low bitrates).
+    #[default]
+    Screen,
+    /// openh264 camera mode (faster on motion, more bytes on text).
+    Camera,
+}
+
+/// How pixels are read from the X server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum CaptureSetting {
+    /// MIT-SHM (falls back to GetImage if unavailable).
+    #[default]
+    Shm,
+    /// Plain GetImage.
+    Getimage,
+}
+
+/// The file as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConfigFile {
+    agent_id: String,
+    #[serde(default = "default_max_sessions")]
+    max_sessions: u16,
+    gateways: Vec<GatewayEntry>,
+    ca: PathBuf,
+    cert: PathBuf,
+    key: PathBuf,
+    #[serde(default = "default_start_url")]
+    start_url: String,
+    #[serde(default = "default_fps")]
+    fps: u32,
+    #[serde(default = "default_bitrate")]
+    bitrate_kbps: u32,
+    #[serde(default)]
+    encoder: EncoderUsage,
+    #[serde(default)]
+    capture: CaptureSetting,
+    browser_user: Option<String>,
+    proxy: Option<String>,
+    proxy_bypass: Option<String>,
+    extra_ca: Option<PathBuf>,
+    chromium: Option<PathBuf>,
+    xvfb: Option<PathBuf>,
+    work_dir: Option<PathBuf>,
+}
+
+fn default_max_sessions() -> u16 {
+    4
+}
+fn default_start_url() -> String {
+    "about:blank".into()
+}
+fn default_fps() -> u32 {
+    30
+}
+fn default_bitrate() -> u32 {
+    5000
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    /// This agent's id (= CN of its certificate).
+    pub agent_id: String,
+    /// Most concurrent sessions.
+    pub max_sessions: u16,
+    /// Gateways to connect to (each one independently).
+    pub gateways: Vec<GatewayEntry>,
+    /// CA certificate (PEM) that signed the gateways' certificates.
+    pub ca: PathBuf,
+    /// This agent's client certificate (PEM).
+    pub cert: PathBuf,
+    /// Its private key (PEM).
+    pub key: PathBuf,
+    /// Highest frame rate.
+    pub fps: u32,
+    /// Bitrate cap per session (kbit/s).
+    pub bitrate_kbps: u32,
+    /// Encoder tuning.
+    pub encoder: EncoderUsage,
+    /// Capture path.
+    pub capture: CaptureMode,
+    /// Extra CA bundle for the browser (documented; see docs/agent.md).
+    pub extra_ca: Option<PathBuf>,
+    /// Everything the browser needs.
+    pub browser: BrowserOptions,
+}
+
+/// Every problem found in a configuration file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigErrors(pub Vec<String>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "設定ファイルに {} 件の誤りがあります / {} error(s) in the configuration:",
+            self.0.len(),
+            self.0.len()
+        )?;
+        for e in &self.0 {
+            writeln!(f, "  - {e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+impl AgentConfig {
+    /// Read and validate `path`.
+    pub fn load(path: &Path) -> Result<AgentConfig, ConfigErrors> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigErrors(vec![format!("{}: {e}", path.display())]))?;
+        Self::parse(&text)
+    }
+
+    /// Parse and validate TOML text.
+    pub fn parse(text: &str) -> Result<AgentConfig, ConfigErrors> {
+        let file: ConfigFile = match toml::from_str(text) {
+            Ok(f) => f,
+            Err(first) => return Err(ConfigErrors(diagnose(text, first))),
+        };
+        validate(file)
+    }
+}
+
+/// When the typed parse fails, find every field-level problem, not just the first.
+fn diagnose(text: &str, first: toml::de::Error) -> Vec<String> {
+    let table: toml::Table = match toml::from_str(text) {
+        Ok(t) => t,
+        Err(_) => return vec![first.message().to_string()],
+    };
+    let mut errors = Vec::new();
+    for (key, value) in &table {
+        if let Some(e) = check_field(key, value) {
+            errors.push(e);
+        }
+    }
+    for required in ["agent_id", "gateways", "ca", "cert", "key"] {
+        if !table.contains_key(required) {
+            errors.push(format!("{required}: missing / 必須項目がありません"));
+        }
+    }
+    if errors.is_empty() {
+        errors.push(first.message().to_string());
+    }
+    errors
+}
+
+fn check<T: DeserializeOwned>(key: &str, value: &toml::Value) -> Option<String> {
+    T::deserialize(value.clone())
+        .err()
+        .map(|e| format!("{key}: {}", e.message()))
+}
+
+fn check_field(key: &str, v: &toml::Value) -> Option<String> {
+    match key {
+        "agent_id" => check::<String>(key, v).or_else(|| {
+            (!v.as_str().is_some_and(agent_id_valid)).then(|| AGENT_ID_RULE.to_string())
+        }),
+        "start_url" | "browser_user" | "proxy" | "proxy_bypass" => check::<String>(key, v),
+        "ca" | "cert" | "key" | "extra_ca" | "chromium" | "xvfb" | "work_dir" => {
+            check::<PathBuf>(key, v)
+        }
+        "max_sessions" => check::<u16>(key, v),
+        "fps" | "bitrate_kbps" => check::<u32>(key, v),
+        "gateways" => check::<Vec<GatewayEntry>>(key, v),
+        "encoder" => check::<EncoderUsage>(key, v),
+        "capture" => check::<CaptureSetting>(key, v),
+        other => Some(format!("{other}: unknown field / 不明な項目です")),
+    }
+}
+
+fn validate(f: ConfigFile) -> Result<AgentConfig, ConfigErrors> {
+    let mut errors = Vec::new();
+    let mut err = |s: String| errors.push(s);
+    if !agent_id_valid(&f.agent_id) {
+        err(AGENT_ID_RULE.into());
+    }
+    if f.max_sessions == 0 {
+        err("max_sessions: must be at least 1 / 1以上にしてください".into());
+    }
+    if f.gateways.is_empty() {
+        err("gateways: at least one gateway / ゲートウェイを1つ以上指定してください".into());
+    }
+    for g in &f.gateways {
+        if g.server_name.is_empty()
+            || rustls_pki_types::ServerName::try_from(g.server_name.as_str()).is_err()
+        {
+            err(format!("gateways: invalid server_name {:?}", g.server_name));
+        }
+    }
+    if !(1..=60).contains(&f.fps) {
+        err("fps: 1-60".into());
+    }
+    if !(100..=50_000).contains(&f.bitrate_kbps) {
+        err("bitrate_kbps: 100-50000".into());
+    }
+    for (name, p) in [
+        ("ca", Some(&f.ca)),
+        ("cert", Some(&f.cert)),
+        ("key", Some(&f.key)),
+        ("extra_ca", f.extra_ca.as_ref()),
+    ] {
+        if let Some(p) = p {
+            if !p.is_file() {
+                err(format!(
+                    "{name}: {} is not a readable file / ファイルがありません",
+                    p.display()
+                ));
+            }
+        }
+    }
+    let chromium = f.chromium.clone().unwrap_or_else(browser::default_chromium);
+    let xvfb = f
+        .xvfb
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("/usr/bin/Xvfb"));
+    for (name, p) in [("chromium", &chromium), ("xvfb", &xvfb)] {
+        if !p.is_file() {
+            err(format!(
+                "{name}: {} not found / 見つかりません",
+                p.display()
+            ));
+        }
+    }
+    if let Some(w) = &f.work_dir {
+        if !w.is_dir() {
+            err(format!("work_dir: {} is not a directory", w.display()));
+        }
+    }
+    if f.start_url.is_empty() || f.start_url.starts_with('-') {
+        err("start_url: must be a URL".into());
+    }
+    if let Some(p) = &f.proxy {
+        if p.is_empty() || p.starts_with('-') || p.contains(char::is_whitespace) {
+            err(format!("proxy: invalid value {p:?}"));
+        }
+    }
+    let user = match (&f.browser_user, browser::running_as_root()) {
+        (Some(name), _) => match BrowserUser::lookup(name) {
+            Ok(u) => Some(u),
+            Err(e) => {
+                err(format!("browser_user: {e}"));
+                None
+            }
+        },
+        (None, true) => {
+            err("browser_user: required when the agent runs as root (Chromium never runs as root) / root で動かす場合は必須です".into());
+            None
+        }
+        (None, false) => None,
+    };
+    if !errors.is_empty() {
+        return Err(ConfigErrors(errors));
+    }
+    Ok(AgentConfig {
+        agent_id: f.agent_id,
+        max_sessions: f.max_sessions,
+        gateways: f.gateways,
+        ca: f.ca,
+        cert: f.cert,
+        key: f.key,
+        fps: f.fps,
+        bitrate_kbps: f.bitrate_kbps,
+        encoder: f.encoder,
+        capture: match f.capture {
+            CaptureSetting::Shm => CaptureMode::Shm,
+            CaptureSetting::Getimage => CaptureMode::GetImage,
+        },
+        extra_ca: f.extra_ca,
+        browser: BrowserOptions {
+            chromium,
+            xvfb,
+            start_url: f.start_url,
+            user,
+            proxy: f.proxy,
+            proxy_bypass: f.proxy_bypass,
+            work_dir: f.work_dir,
+        },
+    })
+}
+
+const AGENT_ID_RULE: &str =
+    "agent_id: 1-64 characters of A-Z a-z 0-9 . _ - / 英数字と . _ - で1〜64文字";
+
+/// Agent ids: what the gateway's CA issues as certificate CN.
+pub fn agent_id_valid(id: &str) -> bool {
+    (1..=tsuitate_protocol::MAX_AGENT_ID_BYTES).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn files() -> tempfile::TempDir {
+        let d = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        for n in ["ca.pem", "a.pem", "a-key.pem"] {
+            let _ = std::fs::write(d.path().join(n), "x");
+        }
+        d
+    }
+
+    fn text(d: &Path, extra: &str) -> String {
+        format!(
+            "agent_id = \"agent-1\"\nbrowser_user = \"65534:65534\"\n\
+             gateways = [{{ addr = \"127.0.0.1:4701\", server_name = \"localhost\" }}]\n\
+             ca = \"{0}/ca.pem\"\ncert = \"{0}/a.pem\"\nkey = \"{0}/a-key.pem\"\n{extra}",
+            d.display()
+        )
+    }
+
+    #[test]
+    fn minimal_config_gets_defaults() {
+        let d = files();
+        let c = AgentConfig::parse(&text(d.path(), ""));
+        let c = c.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!((c.fps, c.bitrate_kbps, c.max_sessions), (30, 5000, 4));
+        assert_eq!(c.encoder, EncoderUsage::Screen);
+        assert_eq!(c.browser.start_url, "about:blank");
+    }
+
+    #[test]
+    fn every_error_is_reported_at_once() {
+        let d = files();
+        let t = text(
+            d.path(),
+            "fps = \"fast\"\nbitrat_kbps = 1\nencoder = \"film\"\n",
+        );
+        let errs = AgentConfig::parse(&t)
+            .err()
+            .map(|e| e.0)
+            .unwrap_or_default();
+        assert_eq!(errs.len(), 3, "{errs:?}");
+        assert!(errs.iter().any(|e| e.starts_with("fps:")));
+        assert!(errs.iter().any(|e| e.starts_with("bitrat_kbps: unknown")));
+        assert!(errs.iter().any(|e| e.starts_with("encoder:")));
+    }
+
+    #[test]
+    fn semantic_errors_are_collected() {
+        let d = files();
+        let t = text(
+            d.path(),
+            "fps = 0\nbitrate_kbps = 1\nmax_sessions = 0\nextra_ca = \"/nonexistent/x.pem\"\n",
+        )
+        .replace("agent-1", "bad id");
+        let errs = AgentConfig::parse(&t)
+            .err()
+            .map(|e| e.0)
+            .unwrap_or_default();
+        assert_eq!(errs.len(), 5, "{errs:?}");
+    }
+}

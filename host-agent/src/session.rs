@@ -1,0 +1,304 @@
+//! One session stream opened by the gateway: `Open` → start the browser → `Started` → video;
+//! apply `Input`, `KeyframeRequest`, `Resize`, `Close`; `Ended` when the browser or display
+//! dies. Anything malformed from the gateway ends the session with a clear error, never a
+//! panic (docs/protocol.md §5.2).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use quinn::{RecvStream, SendStream};
+use tokio::sync::mpsc;
+use tracing::Instrument;
+use tsuitate_protocol::{
+    AgentSessionToGateway, GatewayToAgentSession, InputEvent, Limits, Message, MessageBuffer,
+    Reason, VideoFrame,
+};
+
+use crate::browser::BrowserSession;
+use crate::config::{AgentConfig, EncoderUsage};
+use crate::encode::{EncoderSettings, OpenH264Encoder};
+use crate::pipeline::Pipeline;
+use crate::x11::{self, X11Capture, X11Injector};
+
+/// Counters across all sessions (for `Stats`).
+#[derive(Debug, Default)]
+pub struct AgentStats {
+    /// Frames sent.
+    pub frames_encoded: AtomicU64,
+    /// Captures dropped or skipped.
+    pub frames_skipped: AtomicU64,
+}
+
+/// Why a session stream failed before or while running.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    /// The gateway broke the protocol on this stream.
+    #[error("protocol violation by gateway: {0}")]
+    Protocol(String),
+    /// The stream or connection failed.
+    #[error("stream: {0}")]
+    Stream(String),
+    /// The browser could not start.
+    #[error("browser: {0}")]
+    Browser(String),
+}
+
+type Incoming = Result<GatewayToAgentSession, SessionError>;
+
+/// Decode messages from the session's receive stream into a bounded channel (full → stop
+/// reading → QUIC flow control pushes back on the gateway).
+fn spawn_reader(mut recv: RecvStream) -> mpsc::Receiver<Incoming> {
+    let (tx, rx) = mpsc::channel(16);
+    tokio::spawn(async move {
+        let mut buf = MessageBuffer::<GatewayToAgentSession>::new(Limits::default());
+        loop {
+            loop {
+                match buf.next_message() {
+                    Ok(Some(m)) => {
+                        if tx.send(Ok(m)).await.is_err() {
+                            return;
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        let _ = tx.send(Err(SessionError::Protocol(e.to_string()))).await;
+                        return;
+                    }
+                }
+            }
+            match recv.read_chunk(64 * 1024, true).await {
+                Ok(Some(chunk)) => buf.push(&chunk.bytes),
+                Ok(None) => {
+                    let _ = tx.send(Err(SessionError::Stream("finished".into()))).await;
+                    return;
+                }
+                Err(e) => {
+                    let _ = tx.send(Err(SessionError::Stream(e.to_string()))).await;
+                    return;
+                }
+            }
+        }
+    });
+    rx
+}
+
+async fn send_msg(send: &mut SendStream, msg: &AgentSessionToGateway) -> Result<(), SessionError> {
+    send.write_all(&msg.to_bytes())
+        .await
+        .map_err(|e| SessionError::Stream(e.to_string()))
+}
+
+/// Serve one session stream to its end. Never panics on gateway input.
+pub async fn serve(
+    mut send: SendStream,
+    recv: RecvStream,
+    config: Arc<AgentConfig>,
+    stats: Arc<AgentStats>,
+) {
+    let mut incoming = spawn_reader(recv);
+    let first = tokio::time::timeout(Duration::from_secs(10), incoming.recv()).await;
+    let (session_id, width, height) = match first {
+        Ok(Some(Ok(GatewayToAgentSession::Open {
+            session_id,
+            width,
+            height,
+        }))) => (session_id, width, height),
+        other => {
+            let why = match other {
+                Err(_) => "no Open within 10 s".to_string(),
+                Ok(Some(Err(e))) => e.to_string(),
+                Ok(None) => "stream closed".into(),
+                Ok(Some(Ok(m))) => format!("first message must be Open, got kind {:#x}", m.kind()),
+            };
+            tracing::warn!(error = %why, "session stream rejected");
+            let _ = send_msg(
+                &mut send,
+                &AgentSessionToGateway::Ended {
+                    reason: Reason::ProtocolViolation,
+                },
+            )
+            .await;
+            let _ = send.finish();
+            return;
+        }
+    };
+    let span = tracing::info_span!("session", session = session_id);
+    async move {
+        let reason = match run(&mut send, &mut incoming, &config, &stats, width, height).await {
+            Ok(reason) => reason,
+            Err(e) => {
+                tracing::warn!(error = %e, "session failed");
+                match e {
+                    SessionError::Protocol(_) => Some(Reason::ProtocolViolation),
+                    SessionError::Browser(_) => Some(Reason::Internal),
+                    SessionError::Stream(_) => None,
+                }
+            }
+        };
+        if let Some(reason) = reason {
+            tracing::info!(reason = reason.name(), "session ended");
+            let _ = send_msg(&mut send, &AgentSessionToGateway::Ended { reason }).await;
+        }
+        let _ = send.finish();
+    }
+    .instrument(span)
+    .await
+}
+
+/// Everything running for one session; dropped (in a blocking task) to kill and wipe it.
+struct Running {
+    browser: Arc<Mutex<BrowserSession>>,
+    pipeline: Pipeline,
+    input: mpsc::Sender<Vec<InputEvent>>,
+}
+
+fn start_blocking(
+    config: &AgentConfig,
+    width: u16,
+    height: u16,
+    video: mpsc::Sender<VideoFrame>,
+) -> Result<Running, SessionError> {
+    let b = |e: &dyn std::fmt::Display| SessionError::Browser(e.to_string());
+    let browser = BrowserSession::start(&config.browser, width, height).map_err(|e| b(&e))?;
+    let conn = x11::connect(browser.display(), Duration::from_secs(5)).map_err(|e| b(&e))?;
+    let capture = X11Capture::new(conn, config.capture).map_err(|e| b(&e))?;
+    let conn = x11::connect(browser.display(), Duration::from_secs(5)).map_err(|e| b(&e))?;
+    let mut injector = X11Injector::new(conn, Some(capture.waker())).map_err(|e| b(&e))?;
+    let encoder = OpenH264Encoder::new(EncoderSettings {
+        width,
+        height,
+        fps: config.fps,
+        bitrate_kbps: config.bitrate_kbps,
+        screen_content: config.encoder == EncoderUsage::Screen,
+    })
+    .map_err(|e| b(&e))?;
+    let pipeline = Pipeline::start(Box::new(capture), Box::new(encoder), config.fps, video)
+        .map_err(|e| b(&e))?;
+    let (input, mut input_rx) = mpsc::channel::<Vec<InputEvent>>(32);
+    std::thread::Builder::new()
+        .name("inject".into())
+        .spawn(move || {
+            while let Some(events) = input_rx.blocking_recv() {
+                if let Err(e) = injector.apply(&events) {
+                    tracing::warn!(error = %e, "input injection stopped");
+                    return;
+                }
+            }
+            let _ = injector.release_all();
+        })
+        .map_err(|e| b(&e))?;
+    Ok(Running {
+        browser: Arc::new(Mutex::new(browser)),
+        pipeline,
+        input,
+    })
+}
+
+async fn run(
+    send: &mut SendStream,
+    incoming: &mut mpsc::Receiver<Incoming>,
+    config: &Arc<AgentConfig>,
+    stats: &AgentStats,
+    width: u16,
+    height: u16,
+) -> Result<Option<Reason>, SessionError> {
+    // The encoder needs even sizes; the gateway learns the real size from Started.
+    let (width, height) = (width & !1, height & !1);
+    let (video_tx, mut video_rx) = mpsc::channel::<VideoFrame>(4);
+    let cfg = Arc::clone(config);
+    let running =
+        tokio::task::spawn_blocking(move || start_blocking(&cfg, width, height, video_tx))
+            .await
+            .map_err(|e| SessionError::Browser(e.to_string()))??;
+    let result = drive(
+        send,
+        incoming,
+        &running,
+        &mut video_rx,
+        stats,
+        (width, height),
+    )
+    .await;
+    let skipped = running
+        .pipeline
+        .stats()
+        .frames_skipped
+        .load(Ordering::Relaxed);
+    stats.frames_skipped.fetch_add(skipped, Ordering::Relaxed);
+    let _ = tokio::task::spawn_blocking(move || {
+        let Running {
+            browser,
+            mut pipeline,
+            input,
+        } = running;
+        pipeline.stop();
+        drop(input);
+        let stopped = browser.lock().map(|mut b| b.stop());
+        if let Ok(left) = stopped {
+            if !left.is_empty() {
+                tracing::error!(?left, "session processes left behind");
+            }
+        }
+    })
+    .await;
+    result
+}
+
+async fn drive(
+    send: &mut SendStream,
+    incoming: &mut mpsc::Receiver<Incoming>,
+    running: &Running,
+    video_rx: &mut mpsc::Receiver<VideoFrame>,
+    stats: &AgentStats,
+    (width, height): (u16, u16),
+) -> Result<Option<Reason>, SessionError> {
+    send_msg(send, &AgentSessionToGateway::Started { width, height }).await?;
+    tracing::info!(width, height, "session started");
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    loop {
+        tokio::select! {
+            frame = video_rx.recv() => match frame {
+                Some(f) => {
+                    send_msg(send, &AgentSessionToGateway::Video(f)).await?;
+                    stats.frames_encoded.fetch_add(1, Ordering::Relaxed);
+                }
+                None => {
+                    tracing::warn!(why = ?running.pipeline.ended(), "capture ended");
+                    return Ok(Some(Reason::BrowserExited));
+                }
+            },
+            msg = incoming.recv() => match msg {
+                Some(Ok(GatewayToAgentSession::Input(events))) => {
+                    tracing::trace!(events = events.len(), "input");
+                    if running.input.send(events).await.is_err() {
+                        return Ok(Some(Reason::BrowserExited));
+                    }
+                }
+                Some(Ok(GatewayToAgentSession::KeyframeRequest)) => running.pipeline.request_keyframe(),
+                Some(Ok(GatewayToAgentSession::Resize { width: w, height: h })) => {
+                    // docs/agent.md: the display size is fixed for a session's life; the
+                    // gateway sees the real size in every frame header.
+                    tracing::info!(requested_w = w, requested_h = h, width, height, "resize not supported; size kept");
+                    running.pipeline.request_keyframe();
+                }
+                Some(Ok(GatewayToAgentSession::Close { reason })) => {
+                    tracing::info!(reason = reason.name(), "closed by gateway");
+                    return Ok(None);
+                }
+                Some(Ok(GatewayToAgentSession::Open { .. })) => {
+                    return Err(SessionError::Protocol("second Open on a session stream".into()));
+                }
+                Some(Err(e)) => return Err(e),
+                None => return Err(SessionError::Stream("reader ended".into())),
+            },
+            _ = tick.tick() => {
+                let exited = running.browser.lock().ok().and_then(|mut b| b.exited());
+                if let Some(why) = exited {
+                    tracing::warn!(why, "browser exited");
+                    return Ok(Some(Reason::BrowserExited));
+                }
+            }
+        }
+    }
+}
