@@ -14,7 +14,7 @@ use tsuitate_protocol::{AgentToGateway, GatewayToAgent, Reason, PROTOCOL_VERSION
 use crate::error::{GatewayError, Side, Violation};
 use crate::relay::clock::ClockSync;
 use crate::state::{lock, now_us, AgentLink, State};
-use crate::streams::{close_with, spawn_reader, write_msg, ReadEnd};
+use crate::streams::{close_with, last_words, spawn_reader, write_msg, ReadEnd};
 use crate::tls::peer_common_name;
 
 /// Largest capacity an agent may announce.
@@ -79,16 +79,10 @@ async fn serve(
         Err(e) => return Err(read_end(e)),
     };
     if version != PROTOCOL_VERSION {
-        let _ = write_msg(
-            &mut send,
-            &GatewayToAgent::Bye {
-                reason: Reason::VersionMismatch,
-            },
-            Side::Agent,
-        )
-        .await;
-        let _ = send.finish();
-        close_with(conn, Reason::VersionMismatch);
+        let bye = GatewayToAgent::Bye {
+            reason: Reason::VersionMismatch,
+        };
+        last_words(&mut send, conn, &[bye], Reason::VersionMismatch).await;
         return Ok(());
     }
     // The id the agent claims must be the one its certificate was issued for.

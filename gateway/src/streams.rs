@@ -95,6 +95,23 @@ pub(crate) async fn write_msg_timeout<M: Message>(
     }
 }
 
+/// Send a final message, finish the stream, wait (briefly) until the peer has it, then close
+/// the connection with `reason`.
+pub(crate) async fn last_words<M: Message>(
+    send: &mut SendStream,
+    conn: &quinn::Connection,
+    msgs: &[M],
+    reason: tsuitate_protocol::Reason,
+) {
+    let limit = Duration::from_secs(1);
+    for m in msgs {
+        let _ = write_msg_timeout(send, m, Side::Internal, limit).await;
+    }
+    let _ = send.finish();
+    let _ = tokio::time::timeout(limit, send.stopped()).await;
+    close_with(conn, reason);
+}
+
 /// Close a connection with a reason code (the QUIC application error code is the reason's
 /// wire value).
 pub(crate) fn close_with(conn: &quinn::Connection, reason: tsuitate_protocol::Reason) {

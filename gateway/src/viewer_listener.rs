@@ -18,7 +18,7 @@ use crate::broker::Placement;
 use crate::error::{GatewayError, Side, Violation};
 use crate::session::{self, SessionCommand, ToViewer, ViewerSink};
 use crate::state::{now_us, SessionLink, State};
-use crate::streams::{close_with, spawn_reader, write_msg, ReadEnd, ReadItem};
+use crate::streams::{close_with, last_words, spawn_reader, write_msg, ReadEnd, ReadItem};
 use crate::viewer_writer::spawn_writer;
 
 type Rx = mpsc::Receiver<ReadItem<ViewerToGateway>>;
@@ -76,11 +76,7 @@ async fn refuse(
         status,
         retry_after_s: retry,
     };
-    let _ = write_msg(send, &lr, Side::Viewer).await;
-    let _ = write_msg(send, &GatewayToViewer::Bye { reason }, Side::Viewer).await;
-    let _ = send.finish();
-    let _ = tokio::time::timeout(Duration::from_secs(1), conn.closed()).await;
-    close_with(conn, reason);
+    last_words(send, conn, &[lr, GatewayToViewer::Bye { reason }], reason).await;
 }
 
 async fn serve(
@@ -100,16 +96,10 @@ async fn serve(
         )));
     };
     if version != PROTOCOL_VERSION {
-        let _ = write_msg(
-            &mut send,
-            &GatewayToViewer::Bye {
-                reason: Reason::VersionMismatch,
-            },
-            Side::Viewer,
-        )
-        .await;
-        let _ = send.finish();
-        close_with(conn, Reason::VersionMismatch);
+        let bye = GatewayToViewer::Bye {
+            reason: Reason::VersionMismatch,
+        };
+        last_words(&mut send, conn, &[bye], Reason::VersionMismatch).await;
         return Ok(());
     }
     write_msg(
@@ -249,17 +239,10 @@ async fn start(
                     close_with(&a.conn, v.reason());
                 }
             }
-            let _ = write_msg(
-                send,
-                &GatewayToViewer::Bye {
-                    reason: Reason::AgentLost,
-                },
-                Side::Viewer,
-            )
-            .await;
-            let _ = send.finish();
-            let _ = tokio::time::timeout(Duration::from_secs(1), conn.closed()).await;
-            close_with(conn, Reason::AgentLost);
+            let bye = GatewayToViewer::Bye {
+                reason: Reason::AgentLost,
+            };
+            last_words(send, conn, &[bye], Reason::AgentLost).await;
             None
         }
     }

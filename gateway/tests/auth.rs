@@ -1,0 +1,150 @@
+//! Authentication: viewer passwords and lockout, agent certificates.
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::time::Duration;
+
+use support::agent::{self, close_reason, AgentOptions};
+use support::fixture::{Fixture, PASSWORD};
+use support::viewer::TestViewer;
+use tsuitate_gateway::users::UsersFile;
+use tsuitate_protocol::{GatewayToViewer, LoginStatus, Reason, ViewerToGateway};
+
+const T: Duration = Duration::from_secs(20);
+
+async fn try_login(
+    fx: &Fixture,
+    addr: std::net::SocketAddr,
+    user: &str,
+    pw: &str,
+) -> (LoginStatus, u32) {
+    let mut v = TestViewer::connect(addr, &fx.ca(), None).await;
+    v.login(user, pw).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_password_is_denied_and_locks_out_after_n() {
+    let mut fx = Fixture::new(&["a"], &["yamada", "suzuki"]);
+    fx.config.lockout.max_failures_per_user = 3;
+    let gw = fx.start().await;
+    let (c, k) = fx.agent_identity("a");
+    let _ag = agent::connect(
+        gw.agent_addr,
+        &fx.ca(),
+        Some((&c, &k)),
+        AgentOptions::new("a"),
+    )
+    .await
+    .unwrap();
+    for _ in 0..3 {
+        assert_eq!(
+            try_login(&fx, gw.viewer_addr, "yamada", "wrong").await.0,
+            LoginStatus::Denied
+        );
+    }
+    // Locked now, even with the right password.
+    let (status, retry) = try_login(&fx, gw.viewer_addr, "yamada", PASSWORD).await;
+    assert_eq!(status, LoginStatus::LockedOut);
+    assert!(retry > 0);
+    // Other users are not affected.
+    assert_eq!(
+        try_login(&fx, gw.viewer_addr, "suzuki", PASSWORD).await.0,
+        LoginStatus::Ok
+    );
+    // Unknown users are denied like wrong passwords.
+    assert_eq!(
+        try_login(&fx, gw.viewer_addr, "nobody", PASSWORD).await.0,
+        LoginStatus::Denied
+    );
+    let m = gw.metrics();
+    assert_eq!(m.login_denied.load(std::sync::atomic::Ordering::Relaxed), 4);
+    assert_eq!(
+        m.login_locked_out
+            .load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
+    gw.flush_audit().await;
+    let log = std::fs::read_to_string(fx.audit_path()).unwrap();
+    assert!(log.contains("\"cause\":\"locked_out\""));
+    assert!(!log.contains("wrong") && !log.contains(PASSWORD));
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disabled_user_is_denied_and_changes_apply_without_restart() {
+    let fx = Fixture::new(&[], &["yamada"]);
+    let gw = fx.start().await;
+    let mut users = UsersFile::load(&fx.config.users_file).unwrap();
+    users.set_disabled("yamada", true).unwrap();
+    // A different mtime is needed for the reload; make sure it differs.
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    users.save(&fx.config.users_file).unwrap();
+    assert_eq!(
+        try_login(&fx, gw.viewer_addr, "yamada", PASSWORD).await.0,
+        LoginStatus::Denied
+    );
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_capacity_and_version_mismatch() {
+    let fx = Fixture::new(&[], &["yamada"]);
+    let gw = fx.start().await;
+    assert_eq!(
+        try_login(&fx, gw.viewer_addr, "yamada", PASSWORD).await.0,
+        LoginStatus::NoCapacity
+    );
+    let mut v = TestViewer::connect(gw.viewer_addr, &fx.ca(), None).await;
+    v.send(&ViewerToGateway::Hello { version: 999 }).await;
+    match v.next(T).await {
+        Some(GatewayToViewer::Bye { reason }) => assert_eq!(reason, Reason::VersionMismatch),
+        other => panic!("{other:?}"),
+    }
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agent_without_a_valid_certificate_cannot_connect() {
+    let fx = Fixture::new(&["a"], &[]);
+    let other = Fixture::new(&["a"], &[]);
+    let gw = fx.start().await;
+    // No client certificate.
+    let r = agent::connect(gw.agent_addr, &fx.ca(), None, AgentOptions::new("a")).await;
+    assert!(r.is_err());
+    // A certificate from another CA.
+    let (c, k) = other.agent_identity("a");
+    let r = agent::connect(
+        gw.agent_addr,
+        &fx.ca(),
+        Some((&c, &k)),
+        AgentOptions::new("a"),
+    )
+    .await;
+    assert!(r.is_err());
+    // The gateway's own server certificate is not a client certificate.
+    let pki = fx.pki();
+    let r = agent::connect(
+        gw.agent_addr,
+        &fx.ca(),
+        Some((&pki.join("gateway.pem"), &pki.join("gateway-key.pem"))),
+        AgentOptions::new("a"),
+    )
+    .await;
+    assert!(r.is_err());
+    assert_eq!(gw.gauges().agents, 0);
+    // A valid certificate, but Hello claims another id.
+    let (c, k) = fx.agent_identity("a");
+    let mut opts = AgentOptions::new("a");
+    opts.hello_id = "b".into();
+    match agent::connect(gw.agent_addr, &fx.ca(), Some((&c, &k)), opts).await {
+        Err(_) => {}
+        Ok(ag) => {
+            let _ = tokio::time::timeout(T, ag.conn.closed()).await;
+            assert_eq!(close_reason(&ag.conn), Some(Reason::ProtocolViolation));
+        }
+    }
+    assert!(gw.metrics().violations("agent", "identity_mismatch") >= 1);
+    assert_eq!(gw.gauges().agents, 0);
+    gw.shutdown().await;
+}

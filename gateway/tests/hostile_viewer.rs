@@ -1,0 +1,119 @@
+//! Hostile viewers: input floods are throttled then cut off, protocol violations close the
+//! connection, and other sessions keep running.
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
+
+use support::agent::{self, close_reason, AgentOptions};
+use support::fixture::Fixture;
+use support::viewer::TestViewer;
+use tsuitate_protocol::{InputEvent, Reason, ViewerToGateway};
+
+const T: Duration = Duration::from_secs(20);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn input_flood_is_throttled_then_cut_off_while_another_session_runs() {
+    let fx = Fixture::new(&["a"], &["calm", "flood"]);
+    let gw = fx.start().await;
+    let (c, k) = fx.agent_identity("a");
+    let ag = agent::connect(
+        gw.agent_addr,
+        &fx.ca(),
+        Some((&c, &k)),
+        AgentOptions::new("a"),
+    )
+    .await
+    .unwrap();
+    let mut calm = TestViewer::connect(gw.viewer_addr, &fx.ca(), None).await;
+    calm.login_ready("calm").await;
+    let mut flood = TestViewer::connect(gw.viewer_addr, &fx.ca(), None).await;
+    flood.login_ready("flood").await;
+    let batch = ViewerToGateway::Input(vec![InputEvent::PointerMove { x: 5, y: 5 }; 64]);
+    for _ in 0..2000 {
+        if !flood.send(&batch).await {
+            break;
+        }
+    }
+    let (bye, _) = flood.until_bye(T).await;
+    let _ = tokio::time::timeout(T, flood.conn.closed()).await;
+    assert!(
+        bye == Some(Reason::RateLimited) || close_reason(&flood.conn) == Some(Reason::RateLimited),
+        "told {bye:?} / {:?}",
+        close_reason(&flood.conn)
+    );
+    let m = gw.metrics();
+    assert!(
+        m.input_dropped.load(Relaxed) > 0,
+        "throttled before the cut"
+    );
+    assert!(m.input_events.load(Relaxed) > 0, "some input crossed");
+    assert!(m.violations("viewer", "rate_limited") >= 1);
+    let stats = ag.stats.clone();
+    assert!(
+        support::eventually(T, || async {
+            stats.closes.lock().unwrap().contains(&Reason::RateLimited)
+        })
+        .await
+    );
+    // The calm session keeps running.
+    assert_eq!(calm.frames(10, T).await.len(), 10);
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn video_from_a_viewer_closes_it() {
+    let fx = Fixture::new(&["a"], &["u1"]);
+    let gw = fx.start().await;
+    let (c, k) = fx.agent_identity("a");
+    let ag = agent::connect(
+        gw.agent_addr,
+        &fx.ca(),
+        Some((&c, &k)),
+        AgentOptions::new("a"),
+    )
+    .await
+    .unwrap();
+    let mut v = TestViewer::connect(gw.viewer_addr, &fx.ca(), None).await;
+    v.login_ready("u1").await;
+    // A GatewayToViewer::Video kind (0x23) sent by the viewer.
+    let mut msg = vec![0x23, 0, 0, 0, 4];
+    msg.extend_from_slice(b"evil");
+    v.send_raw(&msg).await;
+    let (bye, _) = v.until_bye(T).await;
+    let _ = tokio::time::timeout(T, v.conn.closed()).await;
+    assert!(
+        bye == Some(Reason::ProtocolViolation)
+            || close_reason(&v.conn) == Some(Reason::ProtocolViolation),
+        "{bye:?}"
+    );
+    assert!(gw.metrics().violations("viewer", "unexpected_kind") >= 1);
+    let stats = ag.stats.clone();
+    assert!(
+        support::eventually(T, || async {
+            stats
+                .closes
+                .lock()
+                .unwrap()
+                .contains(&Reason::ProtocolViolation)
+        })
+        .await
+    );
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_before_hello_closes_the_connection() {
+    let fx = Fixture::new(&[], &["u1"]);
+    let gw = fx.start().await;
+    let mut v = TestViewer::connect(gw.viewer_addr, &fx.ca(), None).await;
+    v.send_raw(&[0xff; 32]).await;
+    let _ = tokio::time::timeout(T, v.conn.closed()).await;
+    assert_eq!(close_reason(&v.conn), Some(Reason::ProtocolViolation));
+    gw.flush_audit().await;
+    let log = std::fs::read_to_string(fx.audit_path()).unwrap();
+    assert!(log.contains("policy_violation"));
+    gw.shutdown().await;
+}
