@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use thiserror::Error;
-use tsuitate_protocol::MAX_USER_BYTES;
+use tsuitate_protocol::{Limits, MAX_USER_BYTES};
+
+use crate::client::ClientConfig;
 
 use crate::args::{Args, LangArg, ScaleArg};
 use crate::i18n::Lang;
@@ -95,6 +97,19 @@ pub fn load_file(path: &Path) -> Result<FileConfig, ConfigError> {
 }
 
 impl Settings {
+    /// The connection settings, with the password (kept in memory only).
+    pub fn client_config(&self, password: String) -> ClientConfig {
+        ClientConfig {
+            gateway: self.gateway.clone(),
+            server_name: self.server_name.clone(),
+            ca_file: self.ca.clone(),
+            user: self.user.clone(),
+            password,
+            connect_timeout: self.connect_timeout,
+            limits: Limits::default(),
+        }
+    }
+
     /// Merge the command line over the file and validate.
     pub fn resolve(args: &Args, file: FileConfig) -> Result<Settings, ConfigError> {
         let mut errors = Vec::new();

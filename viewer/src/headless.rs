@@ -7,7 +7,6 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tsuitate_protocol::{InputEvent, Limits, ViewerToGateway};
 
-use crate::client::ClientConfig;
 use crate::config::{HeadlessSettings, Settings};
 use crate::i18n::{error_message, reason_message, Lang};
 use crate::outcome::{exit_code_for, ExitCode};
@@ -22,19 +21,6 @@ const FIRST_PICTURE_WAIT: Duration = Duration::from_secs(10);
 /// How long to wait for the gateway's goodbye after `Logout`.
 const LOGOUT_WAIT: Duration = Duration::from_secs(5);
 
-/// Build the connection settings.
-pub fn client_config(settings: &Settings, password: String) -> ClientConfig {
-    ClientConfig {
-        gateway: settings.gateway.clone(),
-        server_name: settings.server_name.clone(),
-        ca_file: settings.ca.clone(),
-        user: settings.user.clone(),
-        password,
-        connect_timeout: settings.connect_timeout,
-        limits: Limits::default(),
-    }
-}
-
 /// A failed script step.
 struct StepFailure {
     line: usize,
@@ -48,7 +34,7 @@ pub async fn run(
     script: &Script,
     password: String,
 ) -> Report {
-    let cfg = client_config(settings, password);
+    let cfg = settings.client_config(password);
     let (ready_tx, mut ready_rx) = mpsc::channel::<SessionEvent>(16);
     let started = pipeline::start(
         cfg.limits.clone(),

@@ -24,6 +24,7 @@ struct Inner {
     window_bytes: u64,
     window_frames: u64,
     window_start: Option<Instant>,
+    last_window: WindowStats,
 }
 
 /// Counters shared by the connection loop, the decode thread and the UI.
@@ -156,7 +157,18 @@ impl Stats {
         s.window_frames = 0;
         s.window_bytes = 0;
         s.window_start = Some(now);
+        s.last_window = out;
         out
+    }
+
+    /// The most recent window taken by [`Stats::take_window`] (for the overlay).
+    pub fn last_window(&self) -> WindowStats {
+        self.lock().last_window
+    }
+
+    /// Frames dropped so far.
+    pub fn dropped_frames(&self) -> u64 {
+        self.lock().dropped_frames
     }
 
     /// The report's numbers (everything but the end reason and script outcome).

@@ -1,0 +1,212 @@
+//! The real viewer window under Xvfb: it shows the gateway's picture (compared with an X
+//! screenshot), and X keyboard/pointer input arrives at the gateway as the right events.
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use support::{psnr, render, GatewayOptions, TestGateway, PASSWORD, USER};
+use tsuitate_protocol::{Button, InputEvent, KeyCode};
+use x11rb::connection::Connection;
+use x11rb::protocol::xproto::{ConnectionExt, ImageFormat, Window};
+
+/// An Xvfb server, killed (and reaped) on drop.
+struct Xvfb {
+    child: Child,
+    display: String,
+}
+
+impl Xvfb {
+    fn start() -> Xvfb {
+        let mut child = Command::new("/usr/bin/Xvfb")
+            .args([
+                "-displayfd",
+                "1",
+                "-screen",
+                "0",
+                "1024x768x24",
+                "-nolisten",
+                "tcp",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let display = format!(":{}", line.trim());
+        assert!(line.trim().parse::<u32>().is_ok(), "Xvfb said {line:?}");
+        Xvfb { child, display }
+    }
+}
+
+impl Drop for Xvfb {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The viewer process, killed on drop.
+struct Viewer(Child);
+
+impl Drop for Viewer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start_viewer(gw: &TestGateway, x: &Xvfb, password: &str) -> Viewer {
+    Viewer(
+        Command::new(env!("CARGO_BIN_EXE_tsuitate-viewer"))
+            .args([
+                "--gateway",
+                &gw.addr.to_string(),
+                "--server-name",
+                "localhost",
+                "--ca",
+            ])
+            .arg(&gw.ca_path)
+            .args(["--user", USER, "--scale", "nearest"])
+            .env("DISPLAY", &x.display)
+            .env_remove("WAYLAND_DISPLAY")
+            .env("TSUITATE_PASSWORD", password)
+            .env("LANG", "C")
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    )
+}
+
+/// The viewer's top-level window: (id, x, y, width, height), once it is mapped at `want` size.
+fn find_window(
+    conn: &impl Connection,
+    root: Window,
+    want: (u16, u16),
+) -> Option<(Window, i16, i16)> {
+    let tree = conn.query_tree(root).ok()?.reply().ok()?;
+    tree.children.into_iter().rev().find_map(|w| {
+        let attrs = conn.get_window_attributes(w).ok()?.reply().ok()?;
+        if attrs.map_state != x11rb::protocol::xproto::MapState::VIEWABLE {
+            return None;
+        }
+        let g = conn.get_geometry(w).ok()?.reply().ok()?;
+        ((g.width, g.height) == want).then_some((w, g.x, g.y))
+    })
+}
+
+/// RGB8 pixels of a window.
+fn screenshot(conn: &impl Connection, win: Window, w: u16, h: u16) -> Option<Vec<u8>> {
+    let img = conn
+        .get_image(ImageFormat::Z_PIXMAP, win, 0, 0, w, h, !0)
+        .ok()?
+        .reply()
+        .ok()?;
+    // 24-bit depth on a little-endian server: BGRX per pixel.
+    Some(
+        img.data
+            .chunks_exact(4)
+            .flat_map(|p| [p[2], p[1], p[0]])
+            .collect(),
+    )
+}
+
+fn wait_until<T>(limit: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    None
+}
+
+#[test]
+fn window_shows_the_picture_and_sends_x_input() {
+    let x = Xvfb::start();
+    let gw = TestGateway::start(GatewayOptions::default());
+    let _viewer = start_viewer(&gw, &x, PASSWORD);
+    let (conn, screen) = x11rb::connect(Some(&x.display)).unwrap();
+    let root = conn.setup().roots[screen].root;
+    let source = render(0, 640, 360);
+    // The window resizes itself to the session size and shows picture 0.
+    let mut best = 0.0;
+    let found = wait_until(Duration::from_secs(20), || {
+        let (win, _, _) = find_window(&conn, root, (640, 360))?;
+        let shot = screenshot(&conn, win, 640, 360)?;
+        let p = psnr(&shot, &source);
+        best = f64::max(best, p);
+        (p > 30.0).then_some(win)
+    });
+    let Some(win) = found else {
+        panic!("no window showing the picture (best PSNR {best:.1} dB)");
+    };
+    // X input through the real window: a click and a key.
+    let (_, wx, wy) = find_window(&conn, root, (640, 360)).unwrap();
+    let xdo = |args: &[&str]| {
+        let ok = Command::new("xdotool")
+            .args(args)
+            .env("DISPLAY", &x.display)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "xdotool {args:?}");
+    };
+    let (cx, cy) = (i32::from(wx) + 100, i32::from(wy) + 50);
+    xdo(&["mousemove", &cx.to_string(), &cy.to_string()]);
+    xdo(&["click", "1"]);
+    // No window manager under Xvfb: give the viewer the keyboard focus ourselves.
+    xdo(&["windowfocus", "--sync", &win.to_string()]);
+    xdo(&["key", "Return"]);
+    let got = wait_until(Duration::from_secs(10), || {
+        let inputs = gw.recorded().inputs;
+        let has_key_up = inputs.iter().any(|e| {
+            matches!(
+                e,
+                InputEvent::Key {
+                    down: false,
+                    code: KeyCode::Enter,
+                    keysym: 0xff0d,
+                    ..
+                }
+            )
+        });
+        has_key_up.then_some(inputs)
+    });
+    let inputs = got.unwrap_or_else(|| panic!("inputs: {:?}", gw.recorded().inputs));
+    assert!(
+        inputs.contains(&InputEvent::PointerMove { x: 100, y: 50 }),
+        "{inputs:?}"
+    );
+    let down = inputs.iter().position(|e| {
+        *e == InputEvent::Button {
+            down: true,
+            button: Button::Left,
+        }
+    });
+    let up = inputs.iter().position(|e| {
+        *e == InputEvent::Button {
+            down: false,
+            button: Button::Left,
+        }
+    });
+    assert!(down.is_some() && up > down, "{inputs:?}");
+    assert!(inputs.iter().any(|e| matches!(
+        e,
+        InputEvent::Key {
+            down: true,
+            code: KeyCode::Enter,
+            keysym: 0xff0d,
+            ..
+        }
+    )));
+}
