@@ -337,3 +337,43 @@ fn continuous_video_gives_sane_numbers() {
         run_report = run.report
     );
 }
+
+#[test]
+fn reconnects_after_a_network_drop_and_finishes_the_script() {
+    let gw = TestGateway::start(GatewayOptions {
+        fps: Some(10),
+        drop_first_connection_after: Some(5),
+        ..GatewayOptions::default()
+    });
+    let run = viewer(
+        &gw,
+        USER,
+        PASSWORD,
+        "wait 2500\nexpect-change 5000\nclick 1 1\nwait 200\n",
+        &[],
+    );
+    assert_eq!(run.code(), 0, "{}\n{}", run.stderr(), run.report);
+    let rec = gw.recorded();
+    assert_eq!(rec.connections, 2, "{rec:?}");
+    assert_eq!(rec.logins, vec![USER.to_string(), USER.to_string()]);
+    assert!(rec.inputs.contains(&InputEvent::PointerMove { x: 1, y: 1 }));
+}
+
+#[test]
+fn a_malformed_gateway_message_ends_cleanly_with_the_protocol_exit_code() {
+    for raw in [
+        vec![0x99, 0, 0, 0, 0],             // unknown kind
+        vec![0x23, 0xff, 0xff, 0xff, 0xff], // oversize video
+        vec![0x25, 0, 0, 0, 2, 0xff, 0xff], // Bye with an unknown reason
+        vec![0x20, 0, 0, 0, 2, 0, 1],       // Welcome in the middle of a session
+    ] {
+        let gw = TestGateway::start(GatewayOptions {
+            raw_after_first_frame: Some(raw.clone()),
+            ..GatewayOptions::default()
+        });
+        let run = viewer(&gw, USER, PASSWORD, "wait 3000\n", &[]);
+        assert_eq!(run.code(), 9, "{raw:02x?}: {}", run.stderr());
+        assert_eq!(run.report["end_reason"], "protocol_error");
+        assert!(!run.stderr().contains("panicked"), "{}", run.stderr());
+    }
+}

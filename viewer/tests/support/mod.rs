@@ -34,6 +34,8 @@ pub struct GatewayOptions {
     pub frame_on_input: bool,
     /// Close the first connection (no Bye) after this many frames, to test reconnecting.
     pub drop_first_connection_after: Option<u64>,
+    /// Raw bytes written on the stream right after the first frame (a hostile gateway).
+    pub raw_after_first_frame: Option<Vec<u8>>,
 }
 
 impl Default for GatewayOptions {
@@ -44,6 +46,7 @@ impl Default for GatewayOptions {
             fps: None,
             frame_on_input: false,
             drop_first_connection_after: None,
+            raw_after_first_frame: None,
         }
     }
 }
@@ -347,6 +350,9 @@ async fn handle(
         h: opts.height.into(),
     };
     feeder.send_next(&mut s, &rec).await?;
+    if let Some(raw) = &opts.raw_after_first_frame {
+        s.write_all(raw).await?;
+    }
     let period = Duration::from_millis(1000 / u64::from(opts.fps.unwrap_or(1).max(1)));
     let mut tick = tokio::time::interval(period);
     loop {
