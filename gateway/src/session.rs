@@ -150,6 +150,7 @@ pub(crate) struct Session {
     last_input: Instant,
     linger_since: Option<Instant>,
     ever_attached: bool,
+    requested_size: Option<(u16, u16)>,
 }
 
 impl Session {
@@ -193,6 +194,7 @@ pub(crate) fn spawn(
         last_input: now,
         linger_since: Some(now),
         ever_attached: false,
+        requested_size: None,
     };
     let span = tracing::info_span!("session", session = id, user = %user, agent = %agent);
     tokio::spawn(session.run(opened.rx, rx).instrument(span));
@@ -380,10 +382,7 @@ impl Session {
             SessionCommand::Attach(sink) => self.attach(sink).await,
             SessionCommand::Detach { viewer_id } => self.detach(viewer_id).await,
             SessionCommand::Input(events) => self.on_input(events).await,
-            SessionCommand::Resize { width, height } => {
-                self.send_agent(&GatewayToAgentSession::Resize { width, height })
-                    .await
-            }
+            SessionCommand::Resize { width, height } => self.on_resize(width, height).await,
             SessionCommand::KeyframeRequest => self.request_keyframe(false).await,
             SessionCommand::End { reason } => Err(End::both(reason)),
         }
@@ -446,6 +445,25 @@ impl Session {
             return Ok(());
         }
         self.send_agent(&GatewayToAgentSession::Input(held)).await
+    }
+
+    /// A resize costs one input event (so a flood is throttled and cut off like any other)
+    /// and is forwarded only when the size differs from the last one asked for.
+    async fn on_resize(&mut self, width: u16, height: u16) -> Result<(), End> {
+        let now = Instant::now().into_std();
+        if !self
+            .input
+            .admit_control(now)
+            .map_err(End::viewer_violation)?
+        {
+            return Ok(());
+        }
+        if self.requested_size == Some((width, height)) {
+            return Ok(());
+        }
+        self.requested_size = Some((width, height));
+        self.send_agent(&GatewayToAgentSession::Resize { width, height })
+            .await
     }
 
     async fn on_input(&mut self, events: Vec<InputEvent>) -> Result<(), End> {

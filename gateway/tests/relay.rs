@@ -86,6 +86,22 @@ async fn frames_arrive_in_order_sanitized_and_decodable() {
         (WIDTH as u16, HEIGHT as u16)
     );
 
+    // Resize is forwarded once per new size.
+    for _ in 0..3 {
+        let r = ViewerToGateway::Resize {
+            width: 640,
+            height: 480,
+        };
+        assert!(v.send(&r).await);
+    }
+    let stats = ag.stats.clone();
+    assert!(
+        support::eventually(T, || async {
+            stats.resizes.load(std::sync::atomic::Ordering::Relaxed) == 1
+        })
+        .await
+    );
+
     // Metrics over HTTP.
     let mut s = tokio::net::TcpStream::connect(gw.admin_addr).await.unwrap();
     s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")

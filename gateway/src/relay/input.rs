@@ -146,6 +146,19 @@ impl InputPolicy {
         }
     }
 
+    /// A control message from the viewer (e.g. `Resize`) that costs one event. `Ok(false)`:
+    /// throttled (dropped); `Err`: the violation budget is spent.
+    pub fn admit_control(&mut self, now: Instant) -> Result<bool, Violation> {
+        if self.events.take(now, 1.0) {
+            return Ok(true);
+        }
+        if self.budget.take(now, 1.0) {
+            Ok(false)
+        } else {
+            Err(Violation::RateLimited("resize"))
+        }
+    }
+
     /// Releases for everything still held (sent to the agent when a viewer detaches, so no
     /// key or button stays down while nobody watches).
     pub fn release_all(&mut self) -> Vec<InputEvent> {
