@@ -168,6 +168,11 @@ pub(crate) fn spawn(
     agent: &str,
 ) -> mpsc::Sender<SessionCommand> {
     let (tx, rx) = mpsc::channel(16);
+    // Registered before the task runs, so a session that ends at once also unregisters.
+    state
+        .hub()
+        .sessions
+        .insert(id, crate::state::SessionLink { tx: tx.clone() });
     let now = Instant::now();
     let cfg = &state.cfg;
     let session = Session {

@@ -17,7 +17,7 @@ use tsuitate_protocol::{GatewayToViewer, LoginStatus, Reason, ViewerToGateway, P
 use crate::broker::Placement;
 use crate::error::{GatewayError, Side, Violation};
 use crate::session::{self, SessionCommand, ToViewer, ViewerSink};
-use crate::state::{now_us, SessionLink, State};
+use crate::state::{now_us, State};
 use crate::streams::{close_with, last_words, spawn_reader, write_msg, ReadEnd, ReadItem};
 use crate::viewer_writer::spawn_writer;
 
@@ -221,13 +221,9 @@ async fn start(
     let cfg = &state.cfg.session;
     match session::open(state, id, agent, cfg.default_width, cfg.default_height).await {
         Ok(opened) => {
-            let tx = session::spawn(state, opened, id, user, agent);
-            state
-                .hub()
-                .sessions
-                .insert(id, SessionLink { tx: tx.clone() });
             state.metrics.sessions_started.fetch_add(1, Relaxed);
             state.audit(json!({"event": "session_start", "session": id, "user": user, "agent": agent, "viewer": peer.to_string()}));
+            let tx = session::spawn(state, opened, id, user, agent);
             Some(tx)
         }
         Err(e) => {
@@ -307,6 +303,8 @@ async fn relay_viewer(
         let msg = tokio::select! {
             m = rx.recv() => m,
             _ = &mut *writer => return Ok(()),
+            // The session ended (its Bye may be stuck behind a full queue): stop here.
+            _ = session.closed() => return Ok(()),
         };
         let Some(msg) = msg else { return Ok(()) };
         let cmd = match msg.map_err(read_end)? {

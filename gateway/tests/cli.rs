@@ -1,0 +1,178 @@
+//! The admin CLI as the team's scripts use it: the real binary, real files.
+#![allow(clippy::unwrap_used)]
+
+use std::io::{Read, Write};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+const BIN: &str = env!("CARGO_BIN_EXE_tsuitate-gateway");
+
+fn run(args: &[&str], stdin: Option<&str>) -> (i32, String, String) {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    if let Some(s) = stdin {
+        child.stdin.take().unwrap().write_all(s.as_bytes()).unwrap();
+    }
+    drop(child.stdin.take());
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}
+
+fn p(path: &Path) -> &str {
+    path.to_str().unwrap()
+}
+
+#[test]
+fn ca_users_config_and_audit_commands() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = dir.path().join("pki");
+    let (code, out, _) = run(
+        &["ca", "init", "--dir", p(&pki), "--name", "gw.example.lg.jp"],
+        None,
+    );
+    assert_eq!(code, 0);
+    for f in ["ca.pem", "ca-key.pem", "gateway.pem", "gateway-key.pem"] {
+        assert!(out.contains(f) && pki.join(f).is_file(), "{f}");
+    }
+    assert_ne!(
+        run(&["ca", "init", "--dir", p(&pki)], None).0,
+        0,
+        "no silent overwrite"
+    );
+    let (code, _, _) = run(
+        &["ca", "issue-agent", "--dir", p(&pki), "--name", "agent-1"],
+        None,
+    );
+    assert_eq!(code, 0);
+    assert!(pki.join("agent-agent-1.pem").is_file() && pki.join("agent-agent-1-key.pem").is_file());
+
+    let users = dir.path().join("users.toml");
+    let audit = dir.path().join("audit.jsonl");
+    let (code, _, err) = run(
+        &[
+            "user",
+            "add",
+            "yamada",
+            "--users",
+            p(&users),
+            "--audit",
+            p(&audit),
+        ],
+        Some("correct horse battery\n"),
+    );
+    assert_eq!(code, 0, "{err}");
+    let text = std::fs::read_to_string(&users).unwrap();
+    assert!(text.contains("[users.yamada]") && text.contains("$argon2id$"));
+    assert!(!text.contains("correct horse"));
+    assert_eq!(
+        run(
+            &[
+                "user",
+                "disable",
+                "yamada",
+                "--users",
+                p(&users),
+                "--audit",
+                p(&audit)
+            ],
+            None
+        )
+        .0,
+        0
+    );
+    assert!(std::fs::read_to_string(&users)
+        .unwrap()
+        .contains("disabled = true"));
+    assert_ne!(
+        run(&["user", "remove", "nobody", "--users", p(&users)], None).0,
+        0
+    );
+
+    let (code, out, _) = run(&["audit", "verify", p(&audit)], None);
+    assert_eq!(code, 0);
+    assert!(out.contains("2"));
+    let tampered = std::fs::read_to_string(&audit)
+        .unwrap()
+        .replace("yamada", "tanaka");
+    std::fs::write(&audit, tampered).unwrap();
+    assert_eq!(run(&["audit", "verify", p(&audit)], None).0, 3);
+
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        "users_file = \"missing.toml\"\naudit_log = \"a.jsonl\"\n[tls]\nca = \"pki/ca.pem\"\ncert = \"pki/gateway.pem\"\nkey = \"nokey.pem\"\n[limits]\nmax_fps = 0\n",
+    )
+    .unwrap();
+    let (code, _, err) = run(&["run", "--config", p(&bad)], None);
+    assert_eq!(code, 2);
+    for e in ["max_fps", "tls.key", "users_file"] {
+        assert!(err.contains(e), "{e} not reported: {err}");
+    }
+}
+
+#[test]
+fn run_serves_health_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = dir.path().join("pki");
+    assert_eq!(run(&["ca", "init", "--dir", p(&pki)], None).0, 0);
+    std::fs::write(dir.path().join("users.toml"), "").unwrap();
+    let admin = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let admin_addr = admin.local_addr().unwrap();
+    drop(admin);
+    let cfg = dir.path().join("gateway.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "agent_listen = \"127.0.0.1:0\"\nviewer_listen = \"127.0.0.1:0\"\nadmin_listen = \"{admin_addr}\"\nusers_file = \"users.toml\"\naudit_log = \"audit.jsonl\"\n[tls]\nca = \"pki/ca.pem\"\ncert = \"pki/gateway.pem\"\nkey = \"pki/gateway-key.pem\"\n"
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(BIN)
+        .args(["--log-format", "json", "run", "--config", p(&cfg)])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut healthy = false;
+    for _ in 0..200 {
+        if let Ok(mut s) = std::net::TcpStream::connect(admin_addr) {
+            s.write_all(b"GET /healthz HTTP/1.1\r\n\r\n").unwrap();
+            let mut body = String::new();
+            let _ = s.read_to_string(&mut body);
+            healthy = body.starts_with("HTTP/1.1 200");
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let mut code = None;
+    for _ in 0..200 {
+        if let Some(s) = child.try_wait().unwrap() {
+            code = s.code();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    if code.is_none() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    assert!(healthy);
+    assert_eq!(code, Some(0), "graceful exit on SIGTERM");
+    let log = std::fs::read_to_string(dir.path().join("audit.jsonl")).unwrap();
+    assert!(log.contains("gateway_start") && log.contains("gateway_stop"));
+}
