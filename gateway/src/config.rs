@@ -442,6 +442,29 @@ impl Config {
             distinct,
             "agent_listen, viewer_listen and admin_listen must differ",
         );
+        // Durations are bounded so that `Instant + Duration` can never overflow.
+        const YEAR: u64 = 365 * 24 * 3600;
+        for (name, v) in [
+            ("session.linger_s", s.linger_s),
+            ("session.idle_timeout_s", s.idle_timeout_s),
+            ("session.absolute_timeout_s", s.absolute_timeout_s),
+            ("session.start_timeout_s", s.start_timeout_s),
+            ("session.login_timeout_s", s.login_timeout_s),
+            ("session.shutdown_drain_s", s.shutdown_drain_s),
+            (
+                "session.keyframe_request_interval_ms",
+                s.keyframe_request_interval_ms / 1000,
+            ),
+            ("lockout.window_s", k.window_s),
+            ("lockout.lockout_s", k.lockout_s),
+            ("quic.idle_timeout_s", q.idle_timeout_s),
+            ("agent.ping_interval_s", self.agent.ping_interval_s),
+            ("agent.hello_timeout_s", self.agent.hello_timeout_s),
+        ] {
+            if v > YEAR {
+                errs.push(format!("{name} is longer than a year"));
+            }
+        }
         if check_files {
             for (name, p) in [
                 ("tls.ca", &self.tls.ca),
@@ -535,6 +558,13 @@ key = "gateway-key.pem"
         let c = Config::parse(&text).unwrap();
         let e = c.validate(false).unwrap_err();
         assert_eq!(e.0.len(), 3, "{e}");
+    }
+
+    #[test]
+    fn absurd_durations_are_refused() {
+        let text = format!("{MIN}\n[session]\nidle_timeout_s = 18446744073709551615\n");
+        let e = Config::parse(&text).unwrap().validate(false).unwrap_err();
+        assert!(e.0[0].contains("idle_timeout_s"), "{e}");
     }
 
     #[test]
