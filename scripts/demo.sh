@@ -60,7 +60,12 @@ cp deploy/welcome/index.html "$welcome/"
 chmod 755 "$welcome"
 chmod 644 "$welcome/index.html"
 
+browser_user=""
+if [ "$(id -u)" -eq 0 ]; then
+  browser_user='browser_user = "tsuitate-browser"'
+fi
 cat >"$demo/agent.toml" <<TOML
+$browser_user
 agent_id = "demo-agent"
 max_sessions = 2
 start_url = "file://$welcome/index.html"

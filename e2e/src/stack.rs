@@ -261,9 +261,23 @@ fn add_user(gw: &Path, users: &Path) {
     );
 }
 
+/// Whether the tests run as root (then Chromium runs as the unprivileged browser user that
+/// `scripts/setup-browser-user.sh` creates).
+fn running_as_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).map(str::to_owned))
+        .is_some_and(|l| l.split_whitespace().nth(1) == Some("0"))
+}
+
 fn start_agent(d: &Path, agent_port: u16, url: &str) -> Child {
+    let browser_user = if running_as_root() {
+        "browser_user = \"tsuitate-browser\"\n"
+    } else {
+        ""
+    };
     let config = format!(
-        r#"agent_id = "agent-1"
+        r#"{browser_user}agent_id = "agent-1"
 max_sessions = 2
 start_url = "{url}"
 ca = "pki/ca.pem"
