@@ -35,6 +35,8 @@ pub struct Stack {
     pub viewer_addr: String,
     /// The admin (metrics) address.
     pub admin_addr: String,
+    /// The agent listener address.
+    pub agent_addr: String,
     /// Gateway process.
     pub gateway: Child,
     /// Agent process (None when the test brings its own agent).
@@ -116,11 +118,27 @@ key = "pki/gateway-key.pem"
             dir,
             viewer_addr,
             admin_addr,
+            agent_addr: format!("127.0.0.1:{aport}"),
             gateway,
             agent,
         };
         stack.wait_agent_registered();
         stack
+    }
+
+    /// Issue an agent certificate with the gateway CLI; returns (cert, key).
+    pub fn issue_agent(&self, name: &str) -> (PathBuf, PathBuf) {
+        let pki = self.path("pki");
+        run_ok(
+            Command::new(bin("tsuitate-gateway"))
+                .args(["ca", "issue-agent", "--name", name, "--dir"])
+                .arg(&pki),
+            "tsuitate-gateway ca issue-agent",
+        );
+        (
+            pki.join(format!("agent-{name}.pem")),
+            pki.join(format!("agent-{name}-key.pem")),
+        )
     }
 
     /// Path of a file in the working directory.
