@@ -195,3 +195,40 @@ fn key_code_names_round_trip() {
     assert_eq!(KeyCode::from_name("IntlYen"), Some(KeyCode::IntlYen));
     assert_eq!(KeyCode::from_name("Clipboard"), None);
 }
+
+/// The message catalogue is closed: each direction accepts exactly the kinds docs/protocol.md §5
+/// lists, and no other byte value (there is no clipboard, file, print, audio or data kind).
+#[test]
+fn catalogue_is_closed() {
+    fn accepted<M: Message>() -> Vec<u8> {
+        (0..=255u8)
+            .filter(|k| {
+                !matches!(
+                    M::decode(&[*k], &Limits::default()),
+                    Err(WireError::UnexpectedKind(_))
+                )
+            })
+            .collect()
+    }
+    assert_eq!(
+        accepted::<ViewerToGateway>(),
+        (0x10..=0x17).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        accepted::<GatewayToViewer>(),
+        (0x20..=0x25).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        accepted::<AgentToGateway>(),
+        (0x30..=0x33).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        accepted::<GatewayToAgent>(),
+        (0x40..=0x42).collect::<Vec<_>>()
+    );
+    assert_eq!(accepted::<AgentSessionToGateway>(), vec![0x50, 0x51, 0x52]);
+    assert_eq!(
+        accepted::<GatewayToAgentSession>(),
+        (0x60..=0x64).collect::<Vec<_>>()
+    );
+}
