@@ -118,9 +118,11 @@ else
 expect-change 30000
 wait 2000
 snapshot welcome.png
-click 300 360
+click 280 585
 wait 500
 type tsuitate 情報セキュリティ
+wait 500
+click 588 583
 wait $((seconds * 1000))
 snapshot after.png
 SCRIPT
