@@ -45,7 +45,8 @@ pub struct Args {
     /// Window: scaling filter when the window and the frame differ in size [default: bilinear].
     #[arg(long, value_enum)]
     pub scale: Option<ScaleArg>,
-    /// How long to keep trying to reconnect after a network drop, in seconds [default: 60].
+    /// How long to keep trying to reconnect after a network drop, in seconds
+    /// [default: 120, the gateway's default linger].
     #[arg(long, value_name = "S")]
     pub reconnect_window_s: Option<u64>,
     /// Limit for each connection/login step, in seconds [default: 10].

@@ -149,7 +149,7 @@ impl Settings {
             reconnect_window: Duration::from_secs(
                 args.reconnect_window_s
                     .or(file.reconnect_window_s)
-                    .unwrap_or(60),
+                    .unwrap_or(120),
             ),
             connect_timeout: Duration::from_secs(
                 args.connect_timeout_s

@@ -65,6 +65,10 @@ impl Drop for Viewer {
 }
 
 fn start_viewer(gw: &TestGateway, x: &Xvfb, password: &str) -> Viewer {
+    start_viewer_lang(gw, x, password, "C")
+}
+
+fn start_viewer_lang(gw: &TestGateway, x: &Xvfb, password: &str, lang: &str) -> Viewer {
     Viewer(
         Command::new(env!("CARGO_BIN_EXE_tsuitate-viewer"))
             .args([
@@ -79,7 +83,9 @@ fn start_viewer(gw: &TestGateway, x: &Xvfb, password: &str) -> Viewer {
             .env("DISPLAY", &x.display)
             .env_remove("WAYLAND_DISPLAY")
             .env("TSUITATE_PASSWORD", password)
-            .env("LANG", "C")
+            .env("LANG", lang)
+            .env_remove("LC_ALL")
+            .env_remove("LC_MESSAGES")
             .stdout(Stdio::null())
             .spawn()
             .unwrap(),
@@ -209,4 +215,50 @@ fn window_shows_the_picture_and_sends_x_input() {
             ..
         }
     )));
+}
+
+/// The `_NET_WM_NAME` (UTF-8 title) of every top-level window.
+fn titles(conn: &impl Connection, root: Window) -> Vec<String> {
+    let Ok(atom) = conn.intern_atom(false, b"_NET_WM_NAME").map(|c| c.reply()) else {
+        return Vec::new();
+    };
+    let Ok(atom) = atom else { return Vec::new() };
+    let Some(tree) = conn.query_tree(root).ok().and_then(|c| c.reply().ok()) else {
+        return Vec::new();
+    };
+    tree.children
+        .into_iter()
+        .filter_map(|w| {
+            let r = conn
+                .get_property(
+                    false,
+                    w,
+                    atom.atom,
+                    x11rb::protocol::xproto::AtomEnum::ANY,
+                    0,
+                    1024,
+                )
+                .ok()?
+                .reply()
+                .ok()?;
+            String::from_utf8(r.value).ok()
+        })
+        .collect()
+}
+
+#[test]
+fn window_shows_a_translated_message_for_a_wrong_password() {
+    let x = Xvfb::start();
+    let gw = TestGateway::start(GatewayOptions::default());
+    let mut viewer = start_viewer_lang(&gw, &x, "wrong", "ja_JP.UTF-8");
+    let (conn, screen) = x11rb::connect(Some(&x.display)).unwrap();
+    let root = conn.setup().roots[screen].root;
+    let want = "ユーザー名またはパスワードが違います。";
+    let found = wait_until(Duration::from_secs(20), || {
+        titles(&conn, root).into_iter().find(|t| t.contains(want))
+    });
+    assert!(found.is_some(), "titles: {:?}", titles(&conn, root));
+    // The window stays open with the message; the process is still running.
+    assert!(viewer.0.try_wait().unwrap().is_none());
+    assert_eq!(gw.recorded().logins, vec![USER.to_string()]);
 }
