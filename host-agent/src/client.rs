@@ -23,6 +23,9 @@ use crate::tls;
 /// Why the client could not run or a connection ended.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
+    /// The session work directory could not be prepared.
+    #[error(transparent)]
+    WorkDir(#[from] crate::browser::BrowserError),
     /// TLS material could not be loaded.
     #[error(transparent)]
     Tls(#[from] tls::TlsError),
@@ -107,6 +110,9 @@ struct Shared {
 /// Connect to every configured gateway and serve until `shutdown` becomes true.
 pub async fn run(config: AgentConfig, shutdown: watch::Receiver<bool>) -> Result<(), ClientError> {
     let client_config = tls::client_config(&config.ca, &config.cert, &config.key)?;
+    if let Some(dir) = &config.browser.work_dir {
+        crate::browser::prepare_work_dir(dir)?;
+    }
     let mut endpoint = Endpoint::client(SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)))
         .map_err(ClientError::Endpoint)?;
     endpoint.set_default_client_config(client_config);

@@ -109,8 +109,6 @@ pub struct AgentConfig {
     pub encoder: EncoderUsage,
     /// Capture path.
     pub capture: CaptureMode,
-    /// Extra CA bundle for the browser (documented; see docs/agent.md).
-    pub extra_ca: Option<PathBuf>,
     /// Everything the browser needs.
     pub browser: BrowserOptions,
 }
@@ -241,6 +239,17 @@ fn validate(f: ConfigFile) -> Result<AgentConfig, ConfigErrors> {
             }
         }
     }
+    if let Some(bundle) = f.extra_ca.as_ref().filter(|p| p.is_file()) {
+        if let Err(e) = browser::read_bundle(bundle) {
+            err(format!("extra_ca: {e}"));
+        }
+        if !Path::new(browser::CERTUTIL).is_file() {
+            err(format!(
+                "extra_ca: needs {} (Debian package libnss3-tools)",
+                browser::CERTUTIL
+            ));
+        }
+    }
     let chromium = f.chromium.clone().unwrap_or_else(browser::default_chromium);
     let xvfb = f
         .xvfb
@@ -259,6 +268,11 @@ fn validate(f: ConfigFile) -> Result<AgentConfig, ConfigErrors> {
             err(format!("work_dir: {} is not a directory", w.display()));
         }
     }
+    let work_dir = f
+        .work_dir
+        .clone()
+        .unwrap_or_else(std::env::temp_dir)
+        .join(format!("tsuitate-agent-{}", f.agent_id));
     if f.start_url.is_empty() || f.start_url.starts_with('-') {
         err("start_url: must be a URL".into());
     }
@@ -298,15 +312,15 @@ fn validate(f: ConfigFile) -> Result<AgentConfig, ConfigErrors> {
             CaptureSetting::Shm => CaptureMode::Shm,
             CaptureSetting::Getimage => CaptureMode::GetImage,
         },
-        extra_ca: f.extra_ca,
         browser: BrowserOptions {
+            extra_ca: f.extra_ca,
             chromium,
             xvfb,
             start_url: f.start_url,
             user,
             proxy: f.proxy,
             proxy_bypass: f.proxy_bypass,
-            work_dir: f.work_dir,
+            work_dir: Some(work_dir),
         },
     })
 }

@@ -27,7 +27,7 @@ function report(s){fetch('/report',{method:'POST',body:s});}
 document.getElementById('btn').onclick=function(){this.style.background='rgb(255,0,0)';report('clicked');};
 document.getElementById('in').addEventListener('keydown',function(e){if(e.key==='Enter'){report('value:'+this.value);}});
 window.addEventListener('scroll',function(){report('scrolled:'+window.scrollY);});
-window.addEventListener('load',function(){report('offset:'+(window.outerHeight-window.innerHeight));});
+window.addEventListener('load',function(){report('lang:'+navigator.language);report('offset:'+(window.outerHeight-window.innerHeight));});
 </script></body></html>"#;
 
 fn key(down: bool, code: KeyCode, keysym: u32) -> InputEvent {

@@ -47,6 +47,20 @@ fn make_pki(dir: &Path) {
     }
 }
 
+fn page_tls(dir: &Path) -> Arc<rustls::ServerConfig> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let tls = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![CertificateDer::from_pem_file(dir.join("gateway.pem")).expect("cert")],
+            PrivateKeyDer::from_pem_file(dir.join("gateway-key.pem")).expect("key"),
+        )
+        .expect("page tls");
+    Arc::new(tls)
+}
+
 fn server(dir: &Path) -> Endpoint {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut roots = RootCertStore::empty();
@@ -111,9 +125,20 @@ async fn agent_serves_a_gateway() {
     let pki = tempfile::tempdir().expect("tempdir");
     make_pki(pki.path());
     let work = tempfile::tempdir().expect("work dir");
+    // The browser user must be able to traverse to its session directory.
+    std::fs::set_permissions(
+        work.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o711),
+    )
+    .expect("chmod work dir");
     let endpoint = server(pki.path());
     let addr = endpoint.local_addr().expect("addr");
-    let (url, _reports) = common::serve("<html><body style='background:#0a0'>ok</body></html>");
+    // The start page is HTTPS with a certificate from the test CA, trusted only through
+    // `extra_ca`: the page reporting back proves the browser trusts the bundle.
+    let (url, reports) = common::serve_tls(
+        "<html><body style='background:#0a0'>ok<script>fetch('/report',{method:'POST',body:'loaded'})</script></body></html>",
+        page_tls(pki.path()),
+    );
     let user = match common::browser_user() {
         Some(u) => format!("browser_user = \"{}:{}\"\n", u.uid, u.gid),
         None => String::new(),
@@ -122,7 +147,7 @@ async fn agent_serves_a_gateway() {
         "agent_id = \"agent-1\"\nmax_sessions = 1\n{user}start_url = \"{url}\"\n\
          gateways = [{{ addr = \"{addr}\", server_name = \"localhost\" }}]\n\
          ca = \"{0}/ca.pem\"\ncert = \"{0}/agent.pem\"\nkey = \"{0}/agent-key.pem\"\n\
-         work_dir = \"{1}\"\nbitrate_kbps = 2000\n",
+         work_dir = \"{1}\"\nbitrate_kbps = 2000\nextra_ca = \"{0}/ca.pem\"\n",
         pki.path().display(),
         work.path().display()
     );
@@ -214,6 +239,12 @@ async fn agent_serves_a_gateway() {
         }
         other => panic!("expected Video, got {other:?}"),
     }
+    assert!(
+        reports
+            .wait_for(Duration::from_secs(30), |r| r == "loaded")
+            .is_some(),
+        "HTTPS page trusted through extra_ca loaded"
+    );
     let free_is = |want: u16| move |m: &AgentToGateway| matches!(m, AgentToGateway::Capacity { free } if *free == want);
     let mut saw_zero = false;
     while !saw_zero {
@@ -266,12 +297,57 @@ async fn agent_serves_a_gateway() {
         }
     }
     // The session's browser is gone and its directory wiped.
-    let left = tsuitate_agent::browser::session_processes(&[], work.path());
+    let agent_dir = work.path().join("tsuitate-agent-agent-1");
+    let left = tsuitate_agent::browser::session_processes(&[], &agent_dir);
     assert!(left.is_empty(), "processes left: {left:?}");
-    let entries = std::fs::read_dir(work.path())
+    let entries = std::fs::read_dir(&agent_dir)
         .map(|d| d.count())
-        .unwrap_or(0);
+        .unwrap_or(99);
     assert_eq!(entries, 0, "session directory removed");
+
+    // A crashed browser ends its session with BrowserExited.
+    let (mut s3, r3) = conn.open_bi().await.expect("third stream");
+    send(
+        &mut s3,
+        &GatewayToAgentSession::Open {
+            session_id: 3,
+            width: 640,
+            height: 480,
+        },
+    )
+    .await;
+    let mut r3 = Reader::<AgentSessionToGateway>::new(r3);
+    assert!(matches!(
+        r3.next().await,
+        Some(AgentSessionToGateway::Started { .. })
+    ));
+    let chromium: Vec<u32> = tsuitate_agent::browser::session_processes(&[], &agent_dir)
+        .into_iter()
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| c.windows(15).any(|w| w == b"--user-data-dir"))
+        })
+        .collect();
+    assert!(!chromium.is_empty(), "chromium runs");
+    for pid in &chromium {
+        let _ = std::process::Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .status();
+    }
+    let ended = loop {
+        match r3.next().await {
+            Some(AgentSessionToGateway::Video(_)) => continue,
+            other => break other,
+        }
+    };
+    assert_eq!(
+        ended,
+        Some(AgentSessionToGateway::Ended {
+            reason: Reason::BrowserExited
+        })
+    );
+    let left = tsuitate_agent::browser::session_processes(&[], &agent_dir);
+    assert!(left.is_empty(), "processes left after crash: {left:?}");
 
     let _ = stop_tx.send(true);
     let _ = tokio::time::timeout(Duration::from_secs(10), agent).await;

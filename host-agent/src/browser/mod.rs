@@ -2,6 +2,7 @@
 //! temporary directory, both in their own process groups, all killed and wiped at the end.
 
 mod chromium;
+mod nssdb;
 mod process;
 mod user;
 mod xvfb;
@@ -13,6 +14,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 pub use chromium::{preferences_json, ChromiumLaunch, SessionPaths};
+pub use nssdb::{read_bundle, CERTUTIL};
 pub use process::{session_processes, GroupChild};
 pub use user::{running_as_root, BrowserUser, UserError};
 pub use xvfb::{DisplayAccess, AUTH_NAME};
@@ -51,6 +53,8 @@ pub struct BrowserOptions {
     pub proxy_bypass: Option<String>,
     /// Parent of the per-session directories (default: the system temp dir).
     pub work_dir: Option<PathBuf>,
+    /// Extra CA bundle (PEM) the browser trusts, installed into the session's NSS database.
+    pub extra_ca: Option<PathBuf>,
 }
 
 /// A running Xvfb + Chromium pair.
@@ -72,9 +76,17 @@ impl BrowserSession {
         if opts.user.is_none() && running_as_root() {
             return Err(BrowserError::WouldRunAsRoot);
         }
+        if opts.user.is_some() {
+            check_traversable(opts.work_dir.as_deref())?;
+        }
         let dir = make_session_dir(opts.work_dir.as_deref())?;
         let paths = SessionPaths::new(dir.path());
         prepare_dirs(&paths, opts.user)?;
+        if let Some(bundle) = &opts.extra_ca {
+            for p in nssdb::install_extra_ca(&paths.home, bundle)? {
+                chown_to(&p, opts.user)?;
+            }
+        }
         let log = |p: &Path| {
             std::fs::OpenOptions::new()
                 .create(true)
@@ -204,6 +216,54 @@ impl Drop for BrowserSession {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// The browser user must be able to reach its session directory: every ancestor needs o+x.
+fn check_traversable(work_dir: Option<&Path>) -> Result<(), BrowserError> {
+    let dir = work_dir.map_or_else(std::env::temp_dir, Path::to_path_buf);
+    for d in dir.ancestors() {
+        let mode = std::fs::metadata(d)
+            .map_err(|e| BrowserError::Setup(format!("{}: {e}", d.display())))?
+            .permissions()
+            .mode();
+        if mode & 0o001 == 0 {
+            return Err(BrowserError::Setup(format!(
+                "{} is not searchable by the browser user (needs o+x) / ブラウザ用ユーザーが {} に入れません",
+                d.display(),
+                d.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Prepare the agent's own directory for session directories (mode 0711) and remove what a
+/// previous run left behind after a crash: kill every process that mentions a session
+/// directory inside it, then delete the directories. Only ever touches `tsuitate-session-*`
+/// entries of `dir`, so one agent must not share its directory with another.
+pub fn prepare_work_dir(dir: &Path) -> Result<usize, BrowserError> {
+    let err = |e: std::io::Error| BrowserError::Setup(format!("{}: {e}", dir.display()));
+    std::fs::create_dir_all(dir).map_err(err)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o711)).map_err(err)?;
+    let mut reaped = 0;
+    for entry in std::fs::read_dir(dir).map_err(err)?.flatten() {
+        let name = entry.file_name();
+        if !name.to_string_lossy().starts_with("tsuitate-session-") {
+            continue;
+        }
+        let path = entry.path();
+        let left = process::sweep(&[], &path);
+        if !left.is_empty() {
+            tracing::error!(?left, path = %path.display(), "stale session processes survived");
+        }
+        if std::fs::remove_dir_all(&path).is_ok() {
+            reaped += 1;
+        }
+    }
+    if reaped > 0 {
+        tracing::warn!(reaped, "removed sessions left by a previous run");
+    }
+    Ok(reaped)
 }
 
 fn make_session_dir(work_dir: Option<&Path>) -> Result<tempfile::TempDir, BrowserError> {

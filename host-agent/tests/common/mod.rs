@@ -3,7 +3,7 @@
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::path::PathBuf;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
@@ -45,26 +45,41 @@ impl Reports {
 
 /// Serve `page` at `/` on 127.0.0.1; returns the URL and the report log.
 pub fn serve(page: &'static str) -> (String, Reports) {
+    serve_with(page, None)
+}
+
+/// Like [`serve`] but over HTTPS with `tls` (URL host `localhost`).
+pub fn serve_tls(page: &'static str, tls: Arc<rustls::ServerConfig>) -> (String, Reports) {
+    serve_with(page, Some(tls))
+}
+
+fn serve_with(page: &'static str, tls: Option<Arc<rustls::ServerConfig>>) -> (String, Reports) {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
-    let url = format!("http://{}/", listener.local_addr().expect("addr"));
+    let port = listener.local_addr().expect("addr").port();
+    let url = match tls {
+        Some(_) => format!("https://localhost:{port}/"),
+        None => format!("http://127.0.0.1:{port}/"),
+    };
     let reports = Reports::default();
     let r = reports.clone();
     std::thread::spawn(move || {
         for stream in listener.incoming().flatten() {
             let r = r.clone();
-            std::thread::spawn(move || handle(stream, page, &r));
+            let tls = tls.clone();
+            std::thread::spawn(move || {
+                let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+                match tls.and_then(|c| rustls::ServerConnection::new(c).ok()) {
+                    Some(conn) => handle(rustls::StreamOwned::new(conn, stream), page, &r),
+                    None => handle(stream, page, &r),
+                }
+            });
         }
     });
     (url, reports)
 }
 
-fn handle(stream: TcpStream, page: &str, reports: &Reports) {
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
-    let mut reader = BufReader::new(match stream.try_clone() {
-        Ok(s) => s,
-        Err(_) => return,
-    });
-    let mut out = stream;
+fn handle<S: Read + Write>(stream: S, page: &str, reports: &Reports) {
+    let mut reader = BufReader::new(stream);
     loop {
         let mut line = String::new();
         if reader.read_line(&mut line).unwrap_or(0) == 0 {
@@ -103,7 +118,12 @@ fn handle(stream: TcpStream, page: &str, reports: &Reports) {
         } else {
             "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n".to_string()
         };
-        if out.write_all(resp.as_bytes()).is_err() {
+        let out = reader.get_mut();
+        if out
+            .write_all(resp.as_bytes())
+            .and_then(|_| out.flush())
+            .is_err()
+        {
             return;
         }
     }
@@ -138,6 +158,7 @@ pub fn options(url: &str) -> BrowserOptions {
         proxy: None,
         proxy_bypass: None,
         work_dir: None,
+        extra_ca: None,
     }
 }
 
