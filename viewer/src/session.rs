@@ -110,6 +110,10 @@ impl SessionDriver {
                     Some(cmd) => {
                         // After Logout nothing more is sent; we wait for the gateway's Bye.
                         logging_out = cmd == ViewerToGateway::Logout;
+                        if logging_out && writer_tx.capacity() >= 2 {
+                            // The last window's latency goes out before we leave.
+                            self.send_latency_report(&writer_tx);
+                        }
                         let _ = writer_tx.try_send(cmd);
                     }
                     None => break SessionEnd::Closed,
@@ -117,12 +121,7 @@ impl SessionDriver {
                 _ = tick.tick(), if !logging_out => {
                     nonce += 1;
                     let _ = writer_tx.try_send(ViewerToGateway::Ping { nonce, viewer_us: unix_us() });
-                    let w = self.stats.take_window();
-                    if w.frames > 0 {
-                        let _ = writer_tx.try_send(ViewerToGateway::LatencyReport {
-                            frames: w.frames, p50_us: w.p50_us, p95_us: w.p95_us,
-                        });
-                    }
+                    self.send_latency_report(&writer_tx);
                 }
                 res = &mut writer, if !writer_done => {
                     writer_done = true;
@@ -140,6 +139,17 @@ impl SessionDriver {
         }
         connection.close(0u32.into(), b"bye");
         end
+    }
+
+    fn send_latency_report(&self, writer: &mpsc::Sender<ViewerToGateway>) {
+        let w = self.stats.take_window();
+        if w.frames > 0 {
+            let _ = writer.try_send(ViewerToGateway::LatencyReport {
+                frames: w.frames,
+                p50_us: w.p50_us,
+                p95_us: w.p95_us,
+            });
+        }
     }
 
     fn on_message(

@@ -377,3 +377,21 @@ fn a_malformed_gateway_message_ends_cleanly_with_the_protocol_exit_code() {
         assert!(!run.stderr().contains("panicked"), "{}", run.stderr());
     }
 }
+
+#[test]
+fn a_bye_during_the_script_gives_the_reason_and_exit_code_7() {
+    use tsuitate_protocol::{GatewayToViewer, Message, Reason};
+    let bye = GatewayToViewer::Bye {
+        reason: Reason::IdleTimeout,
+    }
+    .to_bytes();
+    let gw = TestGateway::start(GatewayOptions {
+        raw_after_first_frame: Some(bye),
+        ..GatewayOptions::default()
+    });
+    let run = viewer(&gw, USER, PASSWORD, "wait 3000\n", &[]);
+    assert_eq!(run.code(), 7, "{}", run.stderr());
+    assert_eq!(run.report["end_reason"], "IdleTimeout");
+    assert_eq!(run.report["script_completed"], false);
+    assert_eq!(run.report["message"], Reason::IdleTimeout.message_en());
+}

@@ -10,7 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use support::{psnr, render, GatewayOptions, TestGateway, PASSWORD, USER};
-use tsuitate_protocol::{Button, InputEvent, KeyCode};
+use tsuitate_protocol::{Button, InputEvent, KeyCode, ViewerToGateway};
 use x11rb::connection::Connection;
 use x11rb::protocol::xproto::{ConnectionExt, ImageFormat, Window};
 
@@ -215,6 +215,23 @@ fn window_shows_the_picture_and_sends_x_input() {
             ..
         }
     )));
+    // Resizing the window asks the gateway for that size (debounced, once).
+    xdo(&["windowsize", &win.to_string(), "800", "600"]);
+    let resized = wait_until(Duration::from_secs(10), || {
+        let control = gw.recorded().control;
+        control
+            .contains(&ViewerToGateway::Resize {
+                width: 800,
+                height: 600,
+            })
+            .then_some(control)
+    });
+    let control = resized.unwrap_or_else(|| panic!("control: {:?}", gw.recorded().control));
+    let resizes = control
+        .iter()
+        .filter(|m| matches!(m, ViewerToGateway::Resize { .. }))
+        .count();
+    assert_eq!(resizes, 1, "{control:?}");
 }
 
 /// The `_NET_WM_NAME` (UTF-8 title) of every top-level window.
