@@ -364,8 +364,8 @@ impl Config {
             "limits.max_height is below 64",
         );
         need(
-            (1..=240).contains(&l.max_fps),
-            "limits.max_fps must be 1..=240",
+            (1..=1000).contains(&l.max_fps),
+            "limits.max_fps must be 1..=1000",
         );
         let s = &self.session;
         need(

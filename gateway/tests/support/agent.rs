@@ -306,7 +306,12 @@ async fn send_frames(
     ));
     let (mut i, mut seq) = (0usize, 0u64);
     while !stop.load(Relaxed) {
-        tick.tick().await;
+        // fps 0: as fast as the stream takes them (throughput measurements).
+        if opts.fps > 0 {
+            tick.tick().await;
+        } else {
+            tokio::task::yield_now().await;
+        }
         if want_key.swap(false, Relaxed) {
             i = i.div_ceil(frames::GOP) * frames::GOP;
         }
