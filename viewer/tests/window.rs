@@ -12,7 +12,11 @@ use std::time::{Duration, Instant};
 use support::{psnr, render, GatewayOptions, TestGateway, PASSWORD, USER};
 use tsuitate_protocol::{Button, InputEvent, KeyCode, ViewerToGateway};
 use x11rb::connection::Connection;
-use x11rb::protocol::xproto::{ConnectionExt, ImageFormat, Window};
+use x11rb::protocol::xproto::{
+    ConfigureWindowAux, ConnectionExt, ImageFormat, InputFocus, Window, BUTTON_PRESS_EVENT,
+    BUTTON_RELEASE_EVENT, KEY_PRESS_EVENT, KEY_RELEASE_EVENT, MOTION_NOTIFY_EVENT,
+};
+use x11rb::protocol::xtest::ConnectionExt as _;
 
 /// An Xvfb server, killed (and reaped) on drop.
 struct Xvfb {
@@ -125,6 +129,23 @@ fn screenshot(conn: &impl Connection, win: Window, w: u16, h: u16) -> Option<Vec
     )
 }
 
+/// The keycode that produces `keysym` in the server's keymap.
+fn keycode_of(conn: &impl Connection, keysym: u32) -> Option<u8> {
+    let setup = conn.setup();
+    let (min, max) = (setup.min_keycode, setup.max_keycode);
+    let map = conn
+        .get_keyboard_mapping(min, max - min + 1)
+        .ok()?
+        .reply()
+        .ok()?;
+    let per = usize::from(map.keysyms_per_keycode);
+    map.keysyms
+        .chunks(per.max(1))
+        .position(|syms| syms.contains(&keysym))
+        .and_then(|i| u8::try_from(i).ok())
+        .map(|i| min + i)
+}
+
 fn wait_until<T>(limit: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
     let start = Instant::now();
     while start.elapsed() < limit {
@@ -156,23 +177,22 @@ fn window_shows_the_picture_and_sends_x_input() {
     let Some(win) = found else {
         panic!("no window showing the picture (best PSNR {best:.1} dB)");
     };
-    // X input through the real window: a click and a key.
+    // X input through the real window (XTEST, as a user's hardware would): a click and a key.
     let (_, wx, wy) = find_window(&conn, root, (640, 360)).unwrap();
-    let xdo = |args: &[&str]| {
-        let ok = Command::new("xdotool")
-            .args(args)
-            .env("DISPLAY", &x.display)
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "xdotool {args:?}");
-    };
-    let (cx, cy) = (i32::from(wx) + 100, i32::from(wy) + 50);
-    xdo(&["mousemove", &cx.to_string(), &cy.to_string()]);
-    xdo(&["click", "1"]);
     // No window manager under Xvfb: give the viewer the keyboard focus ourselves.
-    xdo(&["windowfocus", "--sync", &win.to_string()]);
-    xdo(&["key", "Return"]);
+    conn.set_input_focus(InputFocus::PARENT, win, x11rb::CURRENT_TIME)
+        .unwrap();
+    let fake = |kind: u8, detail: u8, x: i16, y: i16| {
+        conn.xtest_fake_input(kind, detail, x11rb::CURRENT_TIME, root, x, y, 0)
+            .unwrap();
+        conn.flush().unwrap();
+    };
+    fake(MOTION_NOTIFY_EVENT, 0, wx + 100, wy + 50);
+    fake(BUTTON_PRESS_EVENT, 1, 0, 0);
+    fake(BUTTON_RELEASE_EVENT, 1, 0, 0);
+    let ret = keycode_of(&conn, 0xff0d).expect("a keycode for Return");
+    fake(KEY_PRESS_EVENT, ret, 0, 0);
+    fake(KEY_RELEASE_EVENT, ret, 0, 0);
     let got = wait_until(Duration::from_secs(10), || {
         let inputs = gw.recorded().inputs;
         let has_key_up = inputs.iter().any(|e| {
@@ -216,7 +236,9 @@ fn window_shows_the_picture_and_sends_x_input() {
         }
     )));
     // Resizing the window asks the gateway for that size (debounced, once).
-    xdo(&["windowsize", &win.to_string(), "800", "600"]);
+    conn.configure_window(win, &ConfigureWindowAux::new().width(800).height(600))
+        .unwrap();
+    conn.flush().unwrap();
     let resized = wait_until(Duration::from_secs(10), || {
         let control = gw.recorded().control;
         control
