@@ -258,7 +258,7 @@ async fn attach(
     let viewer_id = state.next_id();
     let depth = state.cfg.session.viewer_queue_frames + 4;
     let (tx, writer_rx) = mpsc::channel(depth);
-    let mut writer = spawn_writer(send, writer_rx, state.metrics.clone());
+    let mut writer = spawn_writer(send, writer_rx);
     let sink = ViewerSink {
         id: viewer_id,
         addr: peer,

@@ -1,21 +1,17 @@
 //! The viewer writer task: drains a viewer's bounded queue onto its stream. Frames are written
 //! as two shared `Bytes` chunks (header, access unit), never copied per viewer.
 
-use std::sync::Arc;
-
 use quinn::SendStream;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tsuitate_protocol::{GatewayToViewer, Message};
 
-use crate::metrics::Metrics;
 use crate::session::ToViewer;
 
 /// Spawn the writer; it ends after `Bye`, when the queue closes, or on a write error.
 pub(crate) fn spawn_writer(
     mut send: SendStream,
     mut rx: mpsc::Receiver<ToViewer>,
-    _metrics: Arc<Metrics>,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
         while let Some(item) = rx.recv().await {
