@@ -259,3 +259,50 @@ fn decode_one(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use tsuitate_protocol::VideoHeader;
+
+    fn frame(sequence: u64, keyframe: bool) -> VideoFrame {
+        VideoFrame {
+            header: VideoHeader {
+                sequence,
+                capture_us: 0,
+                keyframe,
+                width: 64,
+                height: 64,
+            },
+            data: Bytes::from_static(&[0, 0, 0, 1, 0x65]),
+        }
+    }
+
+    #[test]
+    fn a_full_queue_drops_until_the_next_keyframe() {
+        let (tx, rx) = mpsc::sync_channel(2);
+        let mut input = DecoderInput {
+            tx,
+            waiting_for_keyframe: true,
+        };
+        assert_eq!(
+            input.submit(frame(1, false)),
+            Submit::Skipped,
+            "no keyframe yet"
+        );
+        assert_eq!(input.submit(frame(2, true)), Submit::Queued);
+        assert_eq!(input.submit(frame(3, false)), Submit::Queued);
+        assert_eq!(input.submit(frame(4, false)), Submit::DroppedNeedKeyframe);
+        assert_eq!(input.submit(frame(5, false)), Submit::Skipped);
+        let _ = rx.recv();
+        assert_eq!(
+            input.submit(frame(6, false)),
+            Submit::Skipped,
+            "still no keyframe"
+        );
+        assert_eq!(input.submit(frame(7, true)), Submit::Queued);
+        drop(rx);
+        assert_eq!(input.submit(frame(8, false)), Submit::Closed);
+    }
+}

@@ -395,3 +395,53 @@ fn a_bye_during_the_script_gives_the_reason_and_exit_code_7() {
     assert_eq!(run.report["script_completed"], false);
     assert_eq!(run.report["message"], Reason::IdleTimeout.message_en());
 }
+
+/// An Annex-B IDR slice NAL whose payload is noise.
+fn noise_idr() -> Vec<u8> {
+    let mut v = vec![0, 0, 0, 1, 0x65];
+    v.extend((5..4000u32).map(|i| (i * 7919 % 251) as u8));
+    v
+}
+
+#[test]
+fn garbage_video_is_a_decode_error_not_a_crash() {
+    use bytes::Bytes;
+    use tsuitate_protocol::{GatewayToViewer, Message, VideoFrame, VideoHeader};
+    let junk = GatewayToViewer::Video(VideoFrame {
+        header: VideoHeader {
+            sequence: 1,
+            capture_us: 0,
+            keyframe: true,
+            width: 640,
+            height: 360,
+        },
+        // An IDR slice NAL whose payload is noise.
+        data: Bytes::from(noise_idr()),
+    })
+    .to_bytes();
+    let gw = TestGateway::start(GatewayOptions {
+        raw_after_first_frame: Some(junk),
+        ..GatewayOptions::default()
+    });
+    let run = viewer(&gw, USER, PASSWORD, "wait 1500\nsnapshot s.png\n", &[]);
+    assert_eq!(run.code(), 0, "{}\n{}", run.stderr(), run.report);
+    assert!(!run.stderr().contains("panicked"));
+    assert!(
+        run.report["decode_errors"].as_u64().unwrap() >= 1,
+        "{}",
+        run.report
+    );
+    assert!(
+        gw.recorded()
+            .control
+            .contains(&ViewerToGateway::KeyframeRequest),
+        "a decode error asks for a keyframe"
+    );
+    // The viewer recovered with the keyframe that followed.
+    let (_, _, rgb) = read_png(&gw.dir.path().join("snaps/s.png"));
+    let p = f64::max(
+        psnr(&rgb, &render(0, 640, 360)),
+        psnr(&rgb, &render(1, 640, 360)),
+    );
+    assert!(p > 30.0, "PSNR {p:.1}");
+}

@@ -378,8 +378,9 @@ async fn handle(
                         return Ok(());
                     }
                     ViewerToGateway::KeyframeRequest => {
-                        feeder.enc.force_intra_frame();
                         rec.lock().unwrap().control.push(msg);
+                        feeder.enc.force_intra_frame();
+                        feeder.send_next(&mut s, &rec).await?;
                     }
                     other => rec.lock().unwrap().control.push(other),
                 }
