@@ -269,7 +269,9 @@ async fn attach(
     }
     let result = relay_viewer(state, &session, &tx, &mut rx, &mut writer).await;
     let reason = match &result {
-        Err(GatewayError::Violation(_, v)) => {
+        Err(GatewayError::Violation(side, v)) => {
+            // Counted and audited here, before the connection closes.
+            state.violation(*side, peer, user, v);
             let _ = session
                 .send(SessionCommand::End { reason: v.reason() })
                 .await;
@@ -288,7 +290,10 @@ async fn attach(
     }
     let _ = tokio::time::timeout(Duration::from_millis(500), conn.closed()).await;
     close_with(conn, reason.unwrap_or(Reason::Normal));
-    result
+    match result {
+        Err(GatewayError::Violation(..)) => Ok(()),
+        other => other,
+    }
 }
 
 /// Turn viewer messages into session commands until the viewer leaves or the writer ends.
