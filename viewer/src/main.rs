@@ -73,9 +73,14 @@ fn run(args: &Args) -> anyhow::Result<ExitCode> {
         }
         None => None,
     };
-    let password = match read_password(settings.lang) {
-        Ok(p) => p,
-        Err(e) => return Ok(usage_error(e)),
+    // Headless: the environment or the terminal. Window: the environment, else the window asks.
+    let password = match (&settings.headless, std::env::var(PASSWORD_ENV)) {
+        (_, Ok(p)) => Some(p),
+        (Some(_), Err(_)) => match read_password(settings.lang) {
+            Ok(p) => Some(p),
+            Err(e) => return Ok(usage_error(e)),
+        },
+        (None, Err(_)) => None,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -84,6 +89,7 @@ fn run(args: &Args) -> anyhow::Result<ExitCode> {
         .context("starting the async runtime")?;
     match (&settings.headless, script) {
         (Some(h), Some(script)) => {
+            let password = password.unwrap_or_default();
             let report = runtime.block_on(headless::run(&settings, h, &script, password));
             let json = serde_json::to_string_pretty(&report)?;
             std::fs::write(&h.report, json + "\n")
@@ -122,9 +128,6 @@ fn exit_from(code: i32) -> ExitCode {
 }
 
 fn read_password(lang: Lang) -> anyhow::Result<String> {
-    if let Ok(p) = std::env::var(PASSWORD_ENV) {
-        return Ok(p);
-    }
     let prompt = match lang {
         i18n::Lang::Ja => "パスワード: ",
         i18n::Lang::En => "Password: ",

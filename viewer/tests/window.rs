@@ -73,27 +73,31 @@ fn start_viewer(gw: &TestGateway, x: &Xvfb, password: &str) -> Viewer {
 }
 
 fn start_viewer_lang(gw: &TestGateway, x: &Xvfb, password: &str, lang: &str) -> Viewer {
-    Viewer(
-        Command::new(env!("CARGO_BIN_EXE_tsuitate-viewer"))
-            .args([
-                "--gateway",
-                &gw.addr.to_string(),
-                "--server-name",
-                "localhost",
-                "--ca",
-            ])
-            .arg(&gw.ca_path)
-            .args(["--user", USER, "--scale", "nearest"])
-            .env("DISPLAY", &x.display)
-            .env_remove("WAYLAND_DISPLAY")
-            .env("TSUITATE_PASSWORD", password)
-            .env("LANG", lang)
-            .env_remove("LC_ALL")
-            .env_remove("LC_MESSAGES")
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap(),
-    )
+    let mut cmd = viewer_command(gw, x, lang);
+    cmd.env("TSUITATE_PASSWORD", password);
+    Viewer(cmd.spawn().unwrap())
+}
+
+fn viewer_command(gw: &TestGateway, x: &Xvfb, lang: &str) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tsuitate-viewer"));
+    cmd.args([
+        "--gateway",
+        &gw.addr.to_string(),
+        "--server-name",
+        "localhost",
+        "--ca",
+    ])
+    .arg(&gw.ca_path)
+    .args(["--user", USER, "--scale", "nearest"])
+    .env("DISPLAY", &x.display)
+    .env_remove("WAYLAND_DISPLAY")
+    .env_remove("TSUITATE_PASSWORD")
+    .env("LANG", lang)
+    .env_remove("LC_ALL")
+    .env_remove("LC_MESSAGES")
+    .stdin(Stdio::null())
+    .stdout(Stdio::null());
+    cmd
 }
 
 /// The viewer's top-level window: (id, x, y, width, height), once it is mapped at `want` size.
@@ -300,4 +304,61 @@ fn window_shows_a_translated_message_for_a_wrong_password() {
     // The window stays open with the message; the process is still running.
     assert!(viewer.0.try_wait().unwrap().is_none());
     assert_eq!(gw.recorded().logins, vec![USER.to_string()]);
+}
+
+#[test]
+fn window_asks_for_the_password_and_logs_in() {
+    let x = Xvfb::start();
+    let gw = TestGateway::start(GatewayOptions::default());
+    let _viewer = Viewer(viewer_command(&gw, &x, "C").spawn().unwrap());
+    let (conn, screen) = x11rb::connect(Some(&x.display)).unwrap();
+    let root = conn.setup().roots[screen].root;
+    // The login form: the title shows the user line, no connection yet.
+    let win = wait_until(Duration::from_secs(20), || {
+        titles(&conn, root)
+            .iter()
+            .any(|t| t.contains("User: alice"))
+            .then(|| find_window(&conn, root, (1280, 720)).map(|w| w.0))
+            .flatten()
+    })
+    .unwrap_or_else(|| panic!("titles: {:?}", titles(&conn, root)));
+    assert_eq!(gw.recorded().connections, 0);
+    conn.set_input_focus(InputFocus::PARENT, win, x11rb::CURRENT_TIME)
+        .unwrap();
+    let shift = keycode_of(&conn, 0xffe1).unwrap();
+    for c in PASSWORD.chars().chain(['\r']) {
+        let keysym = if c == '\r' {
+            0xff0d
+        } else {
+            u32::from(c.to_ascii_lowercase())
+        };
+        let code = keycode_of(&conn, keysym).unwrap_or_else(|| panic!("no keycode for {c:?}"));
+        let upper = c.is_ascii_uppercase();
+        for (kind, key, on) in [
+            (KEY_PRESS_EVENT, shift, upper),
+            (KEY_PRESS_EVENT, code, true),
+            (KEY_RELEASE_EVENT, code, true),
+            (KEY_RELEASE_EVENT, shift, upper),
+        ] {
+            if on {
+                conn.xtest_fake_input(kind, key, x11rb::CURRENT_TIME, root, 0, 0, 0)
+                    .unwrap();
+            }
+        }
+        conn.flush().unwrap();
+    }
+    let source = render(0, 640, 360);
+    let shown = wait_until(Duration::from_secs(20), || {
+        let (win, _, _) = find_window(&conn, root, (640, 360))?;
+        let shot = screenshot(&conn, win, 640, 360)?;
+        (psnr(&shot, &source) > 30.0).then_some(())
+    });
+    assert!(shown.is_some(), "logins: {:?}", gw.recorded().logins);
+    assert_eq!(gw.recorded().logins, vec![USER.to_string()]);
+    // Typing into the form is not input for the browser.
+    assert!(
+        gw.recorded().inputs.is_empty(),
+        "{:?}",
+        gw.recorded().inputs
+    );
 }

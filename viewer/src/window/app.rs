@@ -21,10 +21,12 @@ use crate::args::ScaleArg;
 use crate::i18n::{error_message, reason_message, status_message, Lang, Status};
 use crate::outcome::{exit_code_for, ExitCode};
 use crate::pipeline::Pipeline;
-use crate::session::{SessionEnd, SessionEvent};
+use crate::session::{SessionDriver, SessionEnd, SessionEvent};
 use crate::window::input::InputState;
+use crate::window::login::{FormAction, LoginForm};
 use crate::window::overlay;
 use crate::window::scale::{blit, Viewport};
+use crate::window::starter::{Starter, UserEvent};
 use crate::window::text::TextRenderer;
 
 /// How long the window size must be stable before a `Resize` is requested.
@@ -32,23 +34,12 @@ const RESIZE_DEBOUNCE: Duration = Duration::from_millis(400);
 /// How long to wait for the gateway after Logout when the window is closed.
 const QUIT_WAIT: Duration = Duration::from_secs(2);
 
-/// Events from the connection and decoder threads into the event loop.
-#[derive(Debug)]
-pub enum UserEvent {
-    /// A new picture is in the slot.
-    Picture,
-    /// Session progress.
-    Session(SessionEvent),
-    /// The session is over (no reconnect).
-    Ended(SessionEnd),
-}
-
 #[derive(Debug, Clone, PartialEq)]
 enum Phase {
+    Login(LoginForm),
     Connecting,
     Reconnecting,
     Live,
-    Ended(String),
 }
 
 type Surface = softbuffer::Surface<Rc<Window>, Rc<Window>>;
@@ -56,6 +47,8 @@ type Surface = softbuffer::Surface<Rc<Window>, Rc<Window>>;
 /// The window application.
 pub struct App {
     lang: Lang,
+    user: String,
+    starter: Starter,
     filter: ScaleArg,
     pipe: Pipeline,
     picture_pending: Arc<AtomicBool>,
@@ -77,22 +70,33 @@ pub struct App {
 }
 
 impl App {
-    /// A new app over a started pipeline.
+    /// A new app over a started pipeline. Without a password it asks for one in the window.
     pub fn new(
         lang: Lang,
         filter: ScaleArg,
+        user: String,
         pipe: Pipeline,
         picture_pending: Arc<AtomicBool>,
+        mut starter: Starter,
+        password: Option<String>,
     ) -> App {
+        let started = password.is_some_and(|p| starter.start(p));
+        let phase = if started {
+            Phase::Connecting
+        } else {
+            Phase::Login(LoginForm::new(&user, None))
+        };
         App {
             lang,
+            user,
+            starter,
             filter,
             pipe,
             picture_pending,
             window: None,
             surface: None,
             text: TextRenderer::load(None),
-            phase: Phase::Connecting,
+            phase,
             session_size: None,
             sized_once: false,
             viewport: Viewport::default(),
@@ -114,9 +118,9 @@ impl App {
 
     fn message(&self) -> Option<String> {
         match &self.phase {
+            Phase::Login(form) => Some(form.text(self.lang)),
             Phase::Connecting => Some(status_message(self.lang, Status::Connecting).into()),
             Phase::Reconnecting => Some(status_message(self.lang, Status::Reconnecting).into()),
-            Phase::Ended(m) => Some(m.clone()),
             Phase::Live if self.pipe.slot.latest().is_none() => {
                 Some(status_message(self.lang, Status::WaitingForPicture).into())
             }
@@ -233,7 +237,15 @@ impl App {
         }
     }
 
-    fn on_end(&mut self, end: SessionEnd, event_loop: &ActiveEventLoop) {
+    fn on_end(
+        &mut self,
+        end: SessionEnd,
+        driver: Option<SessionDriver>,
+        event_loop: &ActiveEventLoop,
+    ) {
+        if let Some(d) = driver {
+            self.starter.give_back(d);
+        }
         let (msg, code) = match &end {
             SessionEnd::Bye(r) => (
                 reason_message(self.lang, *r).to_string(),
@@ -252,7 +264,9 @@ impl App {
             return;
         }
         self.exit_code = code;
-        self.set_phase(Phase::Ended(msg));
+        // Show why, and let the user log in again in the same window.
+        let error = (!msg.is_empty()).then_some(msg);
+        self.set_phase(Phase::Login(LoginForm::new(&self.user, error)));
     }
 
     fn pointer_to_frame(&self, x: f64, y: f64) -> Option<(u16, u16)> {
@@ -305,7 +319,7 @@ impl ApplicationHandler<UserEvent> for App {
                 self.redraw();
             }
             UserEvent::Session(ev) => self.on_session(ev),
-            UserEvent::Ended(end) => self.on_end(end, event_loop),
+            UserEvent::Ended(end, driver) => self.on_end(end, driver, event_loop),
         }
     }
 
@@ -324,6 +338,25 @@ impl ApplicationHandler<UserEvent> for App {
             WindowEvent::Resized(_) => {
                 if live {
                     self.resize_at = Some(Instant::now() + RESIZE_DEBOUNCE);
+                }
+                self.redraw();
+            }
+            WindowEvent::KeyboardInput { event, .. } if matches!(self.phase, Phase::Login(_)) => {
+                let Phase::Login(form) = &mut self.phase else {
+                    return;
+                };
+                if let FormAction::Submit(password) = form.key(&event) {
+                    if self.starter.start(password) {
+                        self.set_phase(Phase::Connecting);
+                    }
+                } else {
+                    let phase = self.phase.clone();
+                    self.set_phase(phase);
+                }
+            }
+            WindowEvent::Ime(Ime::Commit(text)) if matches!(self.phase, Phase::Login(_)) => {
+                if let Phase::Login(form) = &mut self.phase {
+                    form.commit(&text);
                 }
                 self.redraw();
             }

@@ -2,8 +2,10 @@
 
 pub mod app;
 pub mod input;
+pub mod login;
 pub mod overlay;
 pub mod scale;
+pub mod starter;
 pub mod text;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -15,11 +17,16 @@ use winit::event_loop::EventLoop;
 use crate::config::Settings;
 use crate::outcome::ExitCode;
 use crate::pipeline;
-use crate::session::run_with_reconnect;
-use app::{App, UserEvent};
+use app::App;
+use starter::{Starter, UserEvent};
 
-/// Run the window until the user closes it. The exit code tells how the session ended.
-pub fn run(settings: Settings, password: String, runtime: tokio::runtime::Runtime) -> ExitCode {
+/// Run the window until the user closes it. Without a password the window asks for one. The
+/// exit code tells how the last session ended.
+pub fn run(
+    settings: Settings,
+    password: Option<String>,
+    runtime: tokio::runtime::Runtime,
+) -> ExitCode {
     let event_loop = match EventLoop::<UserEvent>::with_user_event().build() {
         Ok(e) => e,
         Err(e) => {
@@ -27,7 +34,7 @@ pub fn run(settings: Settings, password: String, runtime: tokio::runtime::Runtim
             return ExitCode::Internal;
         }
     };
-    let cfg = settings.client_config(password);
+    let cfg = settings.client_config(String::new());
     let picture_pending = Arc::new(AtomicBool::new(false));
     let proxy = event_loop.create_proxy();
     let pending = picture_pending.clone();
@@ -41,7 +48,7 @@ pub fn run(settings: Settings, password: String, runtime: tokio::runtime::Runtim
     let events = Box::new(move |ev| {
         let _ = proxy.send_event(UserEvent::Session(ev));
     });
-    let (pipe, mut driver, decode_thread) =
+    let (pipe, driver, decode_thread) =
         match pipeline::start(cfg.limits.clone(), on_picture, events) {
             Ok(p) => p,
             Err(e) => {
@@ -49,14 +56,22 @@ pub fn run(settings: Settings, password: String, runtime: tokio::runtime::Runtim
                 return ExitCode::Internal;
             }
         };
-    let proxy = event_loop.create_proxy();
-    let linger = settings.reconnect_window;
-    runtime.spawn(async move {
-        let end = run_with_reconnect(&cfg, &mut driver, linger).await;
-        drop(driver);
-        let _ = proxy.send_event(UserEvent::Ended(end));
-    });
-    let mut app = App::new(settings.lang, settings.scale, pipe, picture_pending);
+    let starter = Starter::new(
+        runtime.handle().clone(),
+        cfg,
+        settings.reconnect_window,
+        driver,
+        event_loop.create_proxy(),
+    );
+    let mut app = App::new(
+        settings.lang,
+        settings.scale,
+        settings.user.clone(),
+        pipe,
+        picture_pending,
+        starter,
+        password,
+    );
     if let Err(e) = event_loop.run_app(&mut app) {
         eprintln!("tsuitate-viewer: {e}");
         return ExitCode::Internal;
