@@ -6,9 +6,8 @@
 //! `tsuitate-gateway audit verify FILE` reports. Keystroke and text content never appear:
 //! input is recorded as counts only.
 //!
-//! Every append re-reads the tail of the file to continue the chain, so the gateway and the
-//! admin CLI can both append to the same file (two appends at the very same instant can still
-//! race; `audit verify` would then show the break).
+//! Every append takes an exclusive lock on the file (`flock`), re-reads its tail and continues
+//! the chain, so the gateway and the admin CLI can both append to the same file.
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
@@ -196,6 +195,8 @@ pub fn append(path: &Path, event: Value) -> Result<(), AuditError> {
         .create(true)
         .open(path)
         .map_err(io)?;
+    // Held until `f` is dropped: a concurrent appender waits instead of forking the chain.
+    f.lock().map_err(io)?;
     let mut chain = tail_chain(&mut f).map_err(io)?;
     let mut line = chain.next_line(SystemTime::now(), event);
     line.push('\n');
@@ -337,5 +338,22 @@ mod tests {
         append(&p, json!({"event": "x", "pad": "a".repeat(10_000)})).unwrap();
         append(&p, json!({"event": "y"})).unwrap();
         assert_eq!(verify_file(&p).unwrap(), 2);
+    }
+
+    #[test]
+    fn concurrent_appenders_keep_one_chain() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("audit.jsonl");
+        std::thread::scope(|s| {
+            for t in 0..4 {
+                let p = &p;
+                s.spawn(move || {
+                    for i in 0..25 {
+                        append(p, json!({"event": "admin_action", "t": t, "i": i})).unwrap();
+                    }
+                });
+            }
+        });
+        assert_eq!(verify_file(&p).unwrap(), 100);
     }
 }
