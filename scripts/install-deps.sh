@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Installs the Debian packages tsuitate needs, where missing:
-#   nasm (openh264's assembly, ≈3× faster encode), xvfb + chromium (the host agent's browser),
+#   nasm (openh264's assembly, ≈3× faster encode), xvfb + chromium (the host agent's browser)
+#   + chromium-l10n (its Japanese UI), libnss3-tools (certutil, for the agent's extra_ca),
 #   fonts-noto-cjk (Japanese pages render), xauth, procps, and the X libraries the viewer
 #   window loads at run time (libxkbcommon-x11-0, libxcursor1, libx11-xcb1).
 # Usage: scripts/install-deps.sh   (as root, or with sudo available)
 set -euo pipefail
 
-packages=(nasm xvfb chromium fonts-noto-cjk xauth procps libxkbcommon-x11-0 libxcursor1 libx11-xcb1)
+packages=(nasm xvfb chromium chromium-l10n fonts-noto-cjk libnss3-tools xauth procps util-linux
+  libxkbcommon-x11-0 libxcursor1 libx11-xcb1)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
