@@ -119,10 +119,14 @@ impl Drop for Pipeline {
 fn capture_loop(mut source: Box<dyn FrameSource>, interval: Duration, shared: &Shared) {
     let mut last: Option<Instant> = None;
     while !shared.stop.load(Ordering::SeqCst) {
-        match source.wait_change(Duration::from_millis(100)) {
-            Ok(Change::Idle) => continue,
-            Ok(Change::Damaged) => {}
-            Err(e) => return shared.end(format!("capture: {e}")),
+        // The first picture is taken without waiting for damage: the viewer needs a keyframe
+        // even if the screen never changes.
+        if last.is_some() {
+            match source.wait_change(Duration::from_millis(100)) {
+                Ok(Change::Idle) => continue,
+                Ok(Change::Damaged) => {}
+                Err(e) => return shared.end(format!("capture: {e}")),
+            }
         }
         // Rate limit: at most one capture per interval; damage meanwhile is coalesced.
         if let Some(t) = last {
@@ -240,11 +244,32 @@ fn encode_loop(
             },
             data: Bytes::from(au.data),
         };
-        if out.blocking_send(vf).is_err() {
-            return shared.end("video receiver closed".into());
+        if !send_or_stop(&out, vf, shared) {
+            return;
         }
         sequence += 1;
         shared.stats.frames_encoded.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Send a frame, waiting while the channel is full (backpressure from the QUIC stream) but
+/// giving up when the pipeline is stopped, so `stop` never hangs on an undrained receiver.
+fn send_or_stop(out: &mpsc::Sender<VideoFrame>, mut frame: VideoFrame, shared: &Shared) -> bool {
+    loop {
+        match out.try_send(frame) {
+            Ok(()) => return true,
+            Err(mpsc::error::TrySendError::Full(f)) => {
+                if shared.stop.load(Ordering::SeqCst) {
+                    return false;
+                }
+                frame = f;
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                shared.end("video receiver closed".into());
+                return false;
+            }
+        }
     }
 }
 
@@ -277,6 +302,8 @@ mod tests {
                 None => break,
             }
         }
+        // The receiver is full and not drained: stop must still return.
+        std::thread::sleep(Duration::from_millis(300));
         p.stop();
         assert_eq!(frames.len(), 5);
         assert!(frames[0].header.keyframe);

@@ -226,7 +226,32 @@ fn real_chromium_session() {
     let scrolled = collect(&mut rx, &mut view, Duration::from_secs(2));
     assert!(scrolled > 0, "scrolling makes frames");
 
-    // 5. Session end leaves no process and no directory.
+    // 5. Printing is disabled: Ctrl+P opens no print dialog (whose overlay greys the page
+    // around it; the strip at the left edge is outside the dialog itself).
+    collect(&mut rx, &mut view, Duration::from_millis(500));
+    let before = view.rgb.clone();
+    inject
+        .apply(&[
+            key(true, KeyCode::ControlLeft, 0xffe3),
+            key(true, KeyCode::KeyP, 0x70),
+            key(false, KeyCode::KeyP, 0x70),
+            key(false, KeyCode::ControlLeft, 0xffe3),
+        ])
+        .expect("ctrl+p");
+    collect(&mut rx, &mut view, Duration::from_secs(4));
+    let changed = (offset as usize + 10..H as usize - 10)
+        .flat_map(|y| (0..16).map(move |x| (x, y)))
+        .filter(|&(x, y)| {
+            let i = (y * view.width + x) * 3;
+            (0..3).any(|c| before[i + c].abs_diff(view.rgb[i + c]) > 40)
+        })
+        .count();
+    assert!(
+        changed < 100,
+        "no print dialog over the page ({changed} pixels changed)"
+    );
+
+    // 6. Session end leaves no process and no directory.
     pipeline.stop();
     drop(inject);
     let left = browser.stop();

@@ -66,7 +66,8 @@ impl ChromiumLaunch<'_> {
             "--disable-features=Translate,TranslateUI,MediaRouter,OptimizationHints,\
              AutofillServerCommunication,InterestFeedContentSuggestions,\
              CertificateTransparencyComponentUpdater,DialMediaRouteProvider,\
-             GlobalMediaControls,PrivacySandboxSettings4",
+             GlobalMediaControls,PrivacySandboxSettings4,OptimizationGuideModelDownloading,\
+             OptimizationGuideOnDeviceModel,OnDeviceModelService",
         ] {
             s(flag.into());
         }
