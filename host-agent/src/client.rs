@@ -133,7 +133,13 @@ pub async fn run(config: AgentConfig, shutdown: watch::Receiver<bool>) -> Result
     for t in tasks {
         let _ = t.await;
     }
+    // Drain: closing the endpoint fails every session stream; wait (bounded) until every
+    // session has killed its browser and wiped its directory.
     endpoint.close(0u32.into(), b"shutdown");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while shared.slots.free() < shared.config.max_sessions && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     endpoint.wait_idle().await;
     Ok(())
 }
