@@ -68,7 +68,11 @@ impl X11Capture {
     /// supports fd passing) a shared-memory segment.
     pub fn new(conn: RustConnection, mode: CaptureMode) -> Result<X11Capture, CaptureError> {
         let conn = Arc::new(conn);
-        let screen = &conn.setup().roots[0];
+        let screen = conn
+            .setup()
+            .roots
+            .first()
+            .ok_or_else(|| CaptureError::Unsupported("no screen".into()))?;
         let (root, width, height) = (screen.root, screen.width_in_pixels, screen.height_in_pixels);
         if screen.root_depth != 24 {
             return Err(CaptureError::Unsupported(format!(

@@ -55,7 +55,11 @@ impl X11Injector {
     /// An injector on its own connection; `wake` is told about pointer moves so the capture
     /// loop redraws the cursor.
     pub fn new(conn: RustConnection, wake: Option<SyncSender<Wake>>) -> Result<Self, CaptureError> {
-        let screen = &conn.setup().roots[0];
+        let screen = conn
+            .setup()
+            .roots
+            .first()
+            .ok_or_else(|| CaptureError::Unsupported("no screen".into()))?;
         let (root, width, height) = (screen.root, screen.width_in_pixels, screen.height_in_pixels);
         conn.xtest_get_version(2, 2)
             .map_err(lost)?
