@@ -130,7 +130,7 @@ fn handle<S: Read + Write>(stream: S, page: &str, reports: &Reports) {
 }
 
 /// The account the browser runs as in tests. As root (CI), the `tsuitate-browser` system user
-/// is created if missing (host-agent/scripts/ci-setup.sh does the same).
+/// is created if missing (scripts/setup-browser-user.sh does the same).
 pub fn browser_user() -> Option<BrowserUser> {
     if !tsuitate_agent::browser::running_as_root() {
         return None;
