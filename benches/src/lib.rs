@@ -1,5 +1,25 @@
-//! Shared inputs for the criterion benchmarks in `benches/benches/`.
+//! Shared inputs and harnesses for the criterion benchmarks in `benches/benches/`:
+//! the benchmark cases ([`content`]), the in-process video path ([`full_path`]), the relay over
+//! loopback QUIC through a real gateway or a bare quinn forward ([`relay`]), and summary
+//! statistics ([`summary`]).
 #![forbid(unsafe_code)]
+
+pub mod content;
+pub mod full_path;
+pub mod relay;
+pub mod summary;
+
+/// Why a benchmark could not run (setup failure or an unexpected answer from a component).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct BenchError(String);
+
+impl BenchError {
+    /// An error with this message.
+    pub fn new(msg: impl Into<String>) -> Self {
+        BenchError(msg.into())
+    }
+}
 
 use openh264::encoder::Encoder;
 use openh264::formats::{RgbSliceU8, YUVBuffer};
