@@ -102,14 +102,15 @@ async fn serve(
         last_words(&mut send, conn, &[bye], Reason::VersionMismatch).await;
         return Ok(());
     }
-    write_msg(
-        &mut send,
-        &GatewayToViewer::Welcome {
-            version: PROTOCOL_VERSION,
-        },
-        Side::Viewer,
-    )
-    .await?;
+    // A viewer that does not read (zero receive window) must not hold its connection past
+    // the login deadline.
+    let welcome = GatewayToViewer::Welcome {
+        version: PROTOCOL_VERSION,
+    };
+    match timeout_at(deadline, write_msg(&mut send, &welcome, Side::Viewer)).await {
+        Ok(r) => r?,
+        Err(_) => return Err(violation(Violation::Timeout("the viewer to read Welcome"))),
+    }
     let ViewerToGateway::Login { user, password } = recv_before(&mut rx, deadline, "Login").await?
     else {
         return Err(violation(Violation::Unexpected("Login expected")));
@@ -118,7 +119,7 @@ async fn serve(
         return Ok(());
     }
     let span = tracing::info_span!("login", user = %user);
-    attach(state, conn, send, rx, peer, &user)
+    attach(state, conn, send, rx, peer, &user, deadline)
         .instrument(span)
         .await
 }
@@ -166,6 +167,7 @@ async fn place(
     send: &mut SendStream,
     peer: SocketAddr,
     user: &str,
+    deadline: Instant,
 ) -> Option<mpsc::Sender<SessionCommand>> {
     let cfg = &state.cfg.session;
     for _ in 0..(cfg.start_timeout_s * 10).max(1) {
@@ -185,14 +187,14 @@ async fn place(
             Placement::Resume(id) => {
                 let link = state.hub().sessions.get(&id).cloned();
                 if let Some(link) = link {
-                    ok_result(send).await?;
+                    ok_result(send, deadline).await?;
                     return Some(link.tx);
                 }
                 // Still starting on another connection of the same user: wait for it.
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
             Placement::New { session_id, agent } => {
-                ok_result(send).await?;
+                ok_result(send, deadline).await?;
                 return start(state, conn, send, peer, user, session_id, &agent).await;
             }
         }
@@ -201,12 +203,17 @@ async fn place(
     None
 }
 
-async fn ok_result(send: &mut SendStream) -> Option<()> {
+/// Tell the viewer its login worked; `None` if it cannot be told by `deadline` (the login
+/// deadline, or now if that passed: the write only has to not be blocked).
+async fn ok_result(send: &mut SendStream, deadline: Instant) -> Option<()> {
     let lr = GatewayToViewer::LoginResult {
         status: LoginStatus::Ok,
         retry_after_s: 0,
     };
-    write_msg(send, &lr, Side::Viewer).await.ok()
+    timeout_at(deadline, write_msg(send, &lr, Side::Viewer))
+        .await
+        .ok()?
+        .ok()
 }
 
 async fn start(
@@ -251,8 +258,9 @@ async fn attach(
     mut rx: Rx,
     peer: SocketAddr,
     user: &str,
+    deadline: Instant,
 ) -> Result<(), GatewayError> {
-    let Some(session) = place(state, conn, &mut send, peer, user).await else {
+    let Some(session) = place(state, conn, &mut send, peer, user, deadline).await else {
         return Ok(());
     };
     let viewer_id = state.next_id();

@@ -10,7 +10,7 @@ use std::time::Duration;
 use support::agent::{self, close_reason, AgentOptions};
 use support::fixture::Fixture;
 use support::viewer::TestViewer;
-use tsuitate_protocol::{InputEvent, Reason, ViewerToGateway};
+use tsuitate_protocol::{InputEvent, Reason, ViewerToGateway, PROTOCOL_VERSION};
 
 const T: Duration = Duration::from_secs(20);
 
@@ -115,5 +115,27 @@ async fn garbage_before_hello_closes_the_connection() {
     gw.flush_audit().await;
     let log = std::fs::read_to_string(fx.audit_path()).unwrap();
     assert!(log.contains("policy_violation"));
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn viewer_that_never_reads_is_cut_off_at_the_login_deadline() {
+    let mut fx = Fixture::new(&[], &["u1"]);
+    fx.config.session.login_timeout_s = 1;
+    let gw = fx.start().await;
+    // A zero receive window: the gateway's Welcome can never be written.
+    let mut v = TestViewer::connect(gw.viewer_addr, &fx.ca(), Some(0)).await;
+    assert!(
+        v.send(&ViewerToGateway::Hello {
+            version: PROTOCOL_VERSION
+        })
+        .await
+    );
+    let closed = tokio::time::timeout(T, v.conn.closed()).await;
+    assert!(
+        closed.is_ok(),
+        "connection still open past the login deadline"
+    );
+    assert!(gw.metrics().violations("viewer", "timeout") >= 1);
     gw.shutdown().await;
 }
