@@ -194,7 +194,12 @@ async fn place(
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
             Placement::New { session_id, agent } => {
-                ok_result(send, deadline).await?;
+                if ok_result(send, deadline).await.is_none() {
+                    // The viewer is gone: give the reserved slot back, or the user's next
+                    // login would wait for a session that never starts.
+                    state.hub().broker.release(session_id);
+                    return None;
+                }
                 return start(state, conn, send, peer, user, session_id, &agent).await;
             }
         }

@@ -8,9 +8,11 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use support::agent::{self, close_reason, AgentOptions};
-use support::fixture::Fixture;
+use support::fixture::{Fixture, PASSWORD};
 use support::viewer::TestViewer;
-use tsuitate_protocol::{InputEvent, Reason, ViewerToGateway, PROTOCOL_VERSION};
+use tsuitate_protocol::{
+    GatewayToViewer, InputEvent, LoginStatus, Reason, ViewerToGateway, PROTOCOL_VERSION,
+};
 
 const T: Duration = Duration::from_secs(20);
 
@@ -137,5 +139,54 @@ async fn viewer_that_never_reads_is_cut_off_at_the_login_deadline() {
         "connection still open past the login deadline"
     );
     assert!(gw.metrics().violations("viewer", "timeout") >= 1);
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn viewer_gone_before_its_login_result_does_not_keep_a_session_slot() {
+    let mut fx = Fixture::new(&["a"], &["u1"]);
+    // Bounds how long a second login waits for a session still "starting".
+    fx.config.session.start_timeout_s = 2;
+    let gw = fx.start().await;
+    let (c, k) = fx.agent_identity("a");
+    let _ag = agent::connect(
+        gw.agent_addr,
+        &fx.ca(),
+        Some((&c, &k)),
+        AgentOptions::new("a"),
+    )
+    .await
+    .unwrap();
+    let mut gone = TestViewer::connect(gw.viewer_addr, &fx.ca(), None).await;
+    let hello = ViewerToGateway::Hello {
+        version: PROTOCOL_VERSION,
+    };
+    assert!(gone.send(&hello).await);
+    let welcome = gone.next(T).await;
+    assert!(matches!(welcome, Some(GatewayToViewer::Welcome { .. })));
+    // The LoginResult write fails: the viewer stopped reading before it logged in.
+    gone.stop_reading();
+    let login = ViewerToGateway::Login {
+        user: "u1".into(),
+        password: PASSWORD.into(),
+    };
+    assert!(gone.send(&login).await);
+    let m = gw.metrics();
+    assert!(
+        support::eventually(T, || async { m.login_success.load(Relaxed) >= 1 }).await,
+        "the first login was not checked"
+    );
+    let mut v = TestViewer::connect(gw.viewer_addr, &fx.ca(), None).await;
+    let (status, _) = v.login("u1", PASSWORD).await;
+    assert_eq!(
+        status,
+        LoginStatus::Ok,
+        "the first login left its slot behind"
+    );
+    let ready = v.next(T).await;
+    assert!(
+        matches!(ready, Some(GatewayToViewer::SessionReady { .. })),
+        "{ready:?}"
+    );
     gw.shutdown().await;
 }

@@ -49,6 +49,11 @@ impl TestViewer {
         self.send.write_all(&m.to_bytes()).await.is_ok()
     }
 
+    /// Tell the gateway we will read nothing more (STOP_SENDING on the viewer stream).
+    pub fn stop_reading(&mut self) {
+        let _ = self.recv.stop(VarInt::from_u32(0));
+    }
+
     pub async fn send_raw(&mut self, b: &[u8]) -> bool {
         self.send.write_all(b).await.is_ok()
     }
