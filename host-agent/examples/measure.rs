@@ -54,6 +54,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         proxy_bypass: None,
         work_dir: None,
         extra_ca: None,
+        // The screen is the measured size: capture reads all of it.
+        max_size: (w, h),
     };
     let mut browser = BrowserSession::start(&opts, w, h)?;
     std::thread::sleep(Duration::from_secs(6));

@@ -9,6 +9,7 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
 use crate::browser::{self, BrowserOptions, BrowserUser};
+use crate::size;
 use crate::x11::CaptureMode;
 
 /// One gateway to connect to.
@@ -64,6 +65,10 @@ struct ConfigFile {
     encoder: EncoderUsage,
     #[serde(default)]
     capture: CaptureSetting,
+    #[serde(default = "default_max_width")]
+    max_width: u16,
+    #[serde(default = "default_max_height")]
+    max_height: u16,
     browser_user: Option<String>,
     proxy: Option<String>,
     proxy_bypass: Option<String>,
@@ -84,6 +89,12 @@ fn default_fps() -> u32 {
 }
 fn default_bitrate() -> u32 {
     5000
+}
+fn default_max_width() -> u16 {
+    size::DEFAULT_MAX_SIZE.0
+}
+fn default_max_height() -> u16 {
+    size::DEFAULT_MAX_SIZE.1
 }
 
 /// The validated configuration.
@@ -190,7 +201,7 @@ fn check_field(key: &str, v: &toml::Value) -> Option<String> {
         "ca" | "cert" | "key" | "extra_ca" | "chromium" | "xvfb" | "work_dir" => {
             check::<PathBuf>(key, v)
         }
-        "max_sessions" => check::<u16>(key, v),
+        "max_sessions" | "max_width" | "max_height" => check::<u16>(key, v),
         "fps" | "bitrate_kbps" => check::<u32>(key, v),
         "gateways" => check::<Vec<GatewayEntry>>(key, v),
         "encoder" => check::<EncoderUsage>(key, v),
@@ -223,6 +234,17 @@ fn validate(f: ConfigFile) -> Result<AgentConfig, ConfigErrors> {
     }
     if !(100..=50_000).contains(&f.bitrate_kbps) {
         err("bitrate_kbps: 100-50000".into());
+    }
+    let min = tsuitate_protocol::MIN_DIMENSION;
+    for (name, v, largest) in [
+        ("max_width", f.max_width, size::LARGEST_MAX_SIZE.0),
+        ("max_height", f.max_height, size::LARGEST_MAX_SIZE.1),
+    ] {
+        if !(min..=largest).contains(&v) || v % 2 != 0 {
+            err(format!(
+                "{name}: an even number {min}-{largest} / {min}〜{largest} の偶数にしてください"
+            ));
+        }
     }
     for (name, p) in [
         ("ca", Some(&f.ca)),
@@ -321,6 +343,7 @@ fn validate(f: ConfigFile) -> Result<AgentConfig, ConfigErrors> {
             proxy: f.proxy,
             proxy_bypass: f.proxy_bypass,
             work_dir: Some(work_dir),
+            max_size: (f.max_width, f.max_height),
         },
     })
 }
@@ -365,6 +388,21 @@ mod tests {
         assert_eq!((c.fps, c.bitrate_kbps, c.max_sessions), (30, 5000, 4));
         assert_eq!(c.encoder, EncoderUsage::Screen);
         assert_eq!(c.browser.start_url, "about:blank");
+        assert_eq!(c.browser.max_size, (1920, 1080));
+    }
+
+    #[test]
+    fn max_size_must_be_even_and_in_range() {
+        let d = files();
+        let ok = AgentConfig::parse(&text(d.path(), "max_width = 1280\nmax_height = 720\n"));
+        assert_eq!(ok.map(|c| c.browser.max_size).ok(), Some((1280, 720)));
+        let t = text(d.path(), "max_width = 1281\nmax_height = 4000\n");
+        let errs = AgentConfig::parse(&t)
+            .err()
+            .map(|e| e.0)
+            .unwrap_or_default();
+        assert_eq!(errs.len(), 2, "{errs:?}");
+        assert!(errs.iter().all(|e| e.starts_with("max_")));
     }
 
     #[test]

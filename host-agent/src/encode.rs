@@ -55,6 +55,9 @@ pub trait VideoEncoder: Send {
     /// Encode one picture. `Ok(None)`: the rate control skipped it (nothing to send).
     fn encode(&mut self, picture: &I420, force_idr: bool)
         -> Result<Option<EncodedAu>, EncodeError>;
+    /// Encode `width`×`height` pictures from now on. A changed size starts a new stream: the
+    /// next access unit is an IDR with new SPS/PPS. The same size changes nothing.
+    fn resize(&mut self, width: u16, height: u16) -> Result<(), EncodeError>;
 }
 
 /// The H.264 level (`level_idc` × 10 encoded as in the standard, e.g. 31 = 3.1) that a stream
@@ -133,53 +136,73 @@ impl std::fmt::Debug for OpenH264Encoder {
 impl OpenH264Encoder {
     /// An encoder for pictures of `settings.width`×`settings.height`.
     pub fn new(settings: EncoderSettings) -> Result<Self, EncodeError> {
-        let (w, h) = (settings.width, settings.height);
-        if w % 2 != 0 || h % 2 != 0 || w > 3840 || h > 2160 {
-            return Err(EncodeError::Unsupported(format!(
-                "{w}x{h}: sizes must be even and at most 3840x2160"
-            )));
-        }
-        let fps = settings.fps.clamp(1, 60);
-        let level = level_from_idc(level_idc_for(w, h, fps, settings.bitrate_kbps));
-        let usage = if settings.screen_content {
-            UsageType::ScreenContentRealTime
-        } else {
-            UsageType::CameraVideoRealTime
-        };
-        let config = EncoderConfig::new()
-            .usage_type(usage)
-            .profile(Profile::Baseline)
-            .level(level)
-            .rate_control_mode(RateControlMode::Bitrate)
-            .bitrate(BitRate::from_bps(
-                settings.bitrate_kbps.saturating_mul(1000),
-            ))
-            .max_frame_rate(FrameRate::from_hz(fps as f32))
-            .skip_frames(true)
-            .sps_pps_strategy(SpsPpsStrategy::ConstantId)
-            .intra_frame_period(IntraFramePeriod::from_num_frames(0))
-            .adaptive_quantization(!settings.screen_content)
-            .background_detection(!settings.screen_content)
-            .complexity(Complexity::Medium)
-            .num_threads(1)
-            .debug(false);
-        let inner = Encoder::with_api_config(OpenH264API::from_source(), config)
-            .map_err(|e| EncodeError::Codec(e.to_string()))?;
         Ok(OpenH264Encoder {
-            inner,
+            inner: build(&settings)?,
             settings,
             started: false,
             scratch: Vec::new(),
         })
     }
 
-    /// The settings this encoder was made with.
+    /// The current settings (the size follows [`VideoEncoder::resize`]).
     pub fn settings(&self) -> EncoderSettings {
         self.settings
     }
 }
 
+/// A fresh openh264 encoder for `settings` (its first picture is an IDR with SPS/PPS).
+fn build(settings: &EncoderSettings) -> Result<Encoder, EncodeError> {
+    let (w, h) = (settings.width, settings.height);
+    if w % 2 != 0 || h % 2 != 0 || w > 3840 || h > 2160 || w == 0 || h == 0 {
+        return Err(EncodeError::Unsupported(format!(
+            "{w}x{h}: sizes must be even and at most 3840x2160"
+        )));
+    }
+    let fps = settings.fps.clamp(1, 60);
+    let level = level_from_idc(level_idc_for(w, h, fps, settings.bitrate_kbps));
+    let usage = if settings.screen_content {
+        UsageType::ScreenContentRealTime
+    } else {
+        UsageType::CameraVideoRealTime
+    };
+    let config = EncoderConfig::new()
+        .usage_type(usage)
+        .profile(Profile::Baseline)
+        .level(level)
+        .rate_control_mode(RateControlMode::Bitrate)
+        .bitrate(BitRate::from_bps(
+            settings.bitrate_kbps.saturating_mul(1000),
+        ))
+        .max_frame_rate(FrameRate::from_hz(fps as f32))
+        .skip_frames(true)
+        .sps_pps_strategy(SpsPpsStrategy::ConstantId)
+        .intra_frame_period(IntraFramePeriod::from_num_frames(0))
+        .adaptive_quantization(!settings.screen_content)
+        .background_detection(!settings.screen_content)
+        .complexity(Complexity::Medium)
+        .num_threads(1)
+        .debug(false);
+    Encoder::with_api_config(OpenH264API::from_source(), config)
+        .map_err(|e| EncodeError::Codec(e.to_string()))
+}
+
 impl VideoEncoder for OpenH264Encoder {
+    fn resize(&mut self, width: u16, height: u16) -> Result<(), EncodeError> {
+        if (width, height) == (self.settings.width, self.settings.height) {
+            return Ok(());
+        }
+        // openh264 cannot change the picture size of a running encoder: start a new one.
+        let settings = EncoderSettings {
+            width,
+            height,
+            ..self.settings
+        };
+        self.inner = build(&settings)?;
+        self.settings = settings;
+        self.started = false;
+        Ok(())
+    }
+
     fn encode(&mut self, pic: &I420, force_idr: bool) -> Result<Option<EncodedAu>, EncodeError> {
         if (pic.width, pic.height) != (self.settings.width, self.settings.height) {
             return Err(EncodeError::Unsupported(format!(

@@ -93,6 +93,10 @@ pub trait FrameSource: Send {
     fn wait_change(&mut self, timeout: Duration) -> Result<Change, CaptureError>;
     /// Take a picture of the whole screen now (pointer included where the source has one).
     fn capture(&mut self) -> Result<Frame, CaptureError>;
+    /// From now on produce `width`×`height` pictures (the session was resized; the X11
+    /// capture reads the rectangle at the screen's top-left corner). Fails, changing
+    /// nothing, when the size does not fit the source.
+    fn set_size(&mut self, width: u16, height: u16) -> Result<(), CaptureError>;
 }
 
 /// Content a [`SyntheticSource`] draws.
@@ -195,6 +199,14 @@ impl FrameSource for SyntheticSource {
         let frame = self.render();
         self.tick += 1;
         Ok(frame)
+    }
+    fn set_size(&mut self, width: u16, height: u16) -> Result<(), CaptureError> {
+        if width == 0 || height == 0 {
+            return Err(CaptureError::Unsupported(format!("size {width}x{height}")));
+        }
+        self.width = width;
+        self.height = height;
+        Ok(())
     }
 }
 

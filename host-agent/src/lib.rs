@@ -14,6 +14,7 @@ pub mod encode;
 pub mod frame;
 pub mod pipeline;
 pub mod session;
+pub mod size;
 pub mod tls;
 pub mod x11;
 
@@ -24,3 +25,4 @@ pub use frame::{
     now_us, CaptureError, Change, Frame, FrameSource, SyntheticContent, SyntheticSource,
 };
 pub use pipeline::Pipeline;
+pub use size::{clamp_size, DEFAULT_MAX_SIZE};

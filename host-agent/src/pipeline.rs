@@ -34,6 +34,8 @@ struct Slot {
 struct Shared {
     stop: AtomicBool,
     keyframe: AtomicBool,
+    /// A new capture size the capture thread has not applied yet.
+    resize: Mutex<Option<(u16, u16)>>,
     slot: Mutex<Slot>,
     cv: Condvar,
     ended: Mutex<Option<String>>,
@@ -90,6 +92,17 @@ impl Pipeline {
         self.shared.cv.notify_all();
     }
 
+    /// Capture and encode `width`×`height` pictures from now on (the session was resized).
+    /// The capture thread applies it before its next picture, which it takes at once; the
+    /// encoder starts a new stream (an IDR with new SPS/PPS) at the first picture of the new
+    /// size. The frame headers carry the new size from that IDR on.
+    pub fn resize(&self, width: u16, height: u16) {
+        if let Ok(mut r) = self.shared.resize.lock() {
+            *r = Some((width, height));
+        }
+        self.shared.cv.notify_all();
+    }
+
     /// Counters.
     pub fn stats(&self) -> &PipelineStats {
         &self.shared.stats
@@ -116,20 +129,40 @@ impl Drop for Pipeline {
     }
 }
 
+/// Apply a pending resize to the source. `Ok(true)` when the size changed.
+fn apply_resize(source: &mut dyn FrameSource, shared: &Shared) -> Result<bool, String> {
+    let pending = shared.resize.lock().map_err(|_| "poisoned resize")?.take();
+    match pending {
+        Some((w, h)) if (w, h) != source.size() => {
+            source.set_size(w, h).map_err(|e| format!("resize: {e}"))?;
+            Ok(true)
+        }
+        _ => Ok(false),
+    }
+}
+
 fn capture_loop(mut source: Box<dyn FrameSource>, interval: Duration, shared: &Shared) {
     let mut last: Option<Instant> = None;
     while !shared.stop.load(Ordering::SeqCst) {
+        let mut resized = match apply_resize(source.as_mut(), shared) {
+            Ok(r) => r,
+            Err(e) => return shared.end(e),
+        };
         // The first picture is taken without waiting for damage: the viewer needs a keyframe
-        // even if the screen never changes.
-        if last.is_some() {
+        // even if the screen never changes. So is the first one after a resize.
+        if last.is_some() && !resized {
             match source.wait_change(Duration::from_millis(100)) {
                 Ok(Change::Idle) => continue,
                 Ok(Change::Damaged) => {}
                 Err(e) => return shared.end(format!("capture: {e}")),
             }
+            resized = match apply_resize(source.as_mut(), shared) {
+                Ok(r) => r,
+                Err(e) => return shared.end(e),
+            };
         }
         // Rate limit: at most one capture per interval; damage meanwhile is coalesced.
-        if let Some(t) = last {
+        if let (Some(t), false) = (last, resized) {
             let next = t + interval;
             let now = Instant::now();
             if next > now {
@@ -202,11 +235,20 @@ fn encode_loop(
     let mut picture: Option<I420> = None;
     let mut sequence = 0u64;
     let mut retry = false;
+    let mut size: Option<(u16, u16)> = None;
     loop {
-        let (frame, idr) = match next_work(shared, &mut last, retry, interval) {
+        let (frame, mut idr) = match next_work(shared, &mut last, retry, interval) {
             Work::Encode(f, idr) => (f, idr),
             Work::Stop => return,
         };
+        // A new picture size starts a new stream (SPS/PPS + IDR, docs/protocol.md §3.3).
+        if size != Some((frame.width, frame.height)) {
+            if let Err(e) = encoder.resize(frame.width, frame.height) {
+                return shared.end(format!("encode: {e}"));
+            }
+            idr |= size.is_some();
+            size = Some((frame.width, frame.height));
+        }
         let pic = picture.get_or_insert_with(|| I420::new(frame.width, frame.height));
         if (pic.width, pic.height) != (frame.width, frame.height) {
             *pic = I420::new(frame.width, frame.height);
@@ -310,5 +352,54 @@ mod tests {
         assert!(frames
             .windows(2)
             .all(|w| w[0].header.sequence < w[1].header.sequence));
+    }
+
+    #[test]
+    fn resize_starts_a_new_stream_the_gateway_accepts() {
+        use tsuitate_protocol::{Limits, NalSanitizer};
+        let src = SyntheticSource::new(320, 240, SyntheticContent::Scroll);
+        let enc = OpenH264Encoder::new(EncoderSettings {
+            width: 320,
+            height: 240,
+            fps: 30,
+            bitrate_kbps: 2000,
+            screen_content: true,
+        });
+        let Ok(enc) = enc else { panic!("encoder") };
+        let (tx, mut rx) = mpsc::channel(4);
+        let Ok(mut p) = Pipeline::start(Box::new(src), Box::new(enc), 30, tx) else {
+            panic!("pipeline")
+        };
+        let mut frames = Vec::new();
+        let mut resized = false;
+        while let Some(f) = rx.blocking_recv() {
+            frames.push(f);
+            if frames.len() == 3 && !resized {
+                p.resize(480, 272);
+                resized = true;
+            }
+            if frames.iter().filter(|f| f.header.width == 480).count() >= 3 {
+                break;
+            }
+        }
+        p.stop();
+        // The gateway's sanitizer checks that a new SPS comes with an IDR and that the SPS
+        // size equals the header size.
+        let mut sanitizer = NalSanitizer::new(Limits::default());
+        for f in &frames {
+            let r = sanitizer.sanitize(&f.header, &f.data);
+            assert!(r.is_ok(), "frame {} refused: {r:?}", f.header.sequence);
+        }
+        let first_new = frames.iter().position(|f| f.header.width == 480);
+        let Some(first_new) = first_new else {
+            panic!("no frame at the new size")
+        };
+        assert!(
+            frames[first_new].header.keyframe,
+            "new size starts with an IDR"
+        );
+        assert_eq!(frames[first_new].header.height, 272);
+        assert!(frames[first_new..].iter().all(|f| f.header.width == 480));
+        assert!(frames[..first_new].iter().all(|f| f.header.width == 320));
     }
 }

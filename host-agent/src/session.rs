@@ -18,8 +18,10 @@ use tsuitate_protocol::{
 use crate::browser::BrowserSession;
 use crate::config::{AgentConfig, EncoderUsage};
 use crate::encode::{EncoderSettings, OpenH264Encoder};
+use crate::frame::FrameSource;
 use crate::pipeline::Pipeline;
-use crate::x11::{self, X11Capture, X11Injector};
+use crate::size::clamp_size;
+use crate::x11::{self, WindowSizer, X11Capture, X11Injector};
 
 /// Counters across all sessions (for `Stats`).
 #[derive(Debug, Default)]
@@ -150,7 +152,18 @@ pub async fn serve(
 struct Running {
     browser: Arc<Mutex<BrowserSession>>,
     pipeline: Pipeline,
-    input: mpsc::Sender<Vec<InputEvent>>,
+    input: mpsc::Sender<Inject>,
+    windows: Arc<WindowSizer>,
+    /// The session size now (even, within the screen).
+    size: (u16, u16),
+}
+
+/// What the injection thread is told, in order.
+enum Inject {
+    /// Viewer input in frame coordinates.
+    Events(Vec<InputEvent>),
+    /// The frame size changed: clamp pointer moves to it.
+    Resize(u16, u16),
 }
 
 fn start_blocking(
@@ -161,10 +174,13 @@ fn start_blocking(
 ) -> Result<Running, SessionError> {
     let b = |e: &dyn std::fmt::Display| SessionError::Browser(e.to_string());
     let browser = BrowserSession::start(&config.browser, width, height).map_err(|e| b(&e))?;
-    let conn = x11::connect(browser.display(), Duration::from_secs(5)).map_err(|e| b(&e))?;
-    let capture = X11Capture::new(conn, config.capture).map_err(|e| b(&e))?;
-    let conn = x11::connect(browser.display(), Duration::from_secs(5)).map_err(|e| b(&e))?;
-    let mut injector = X11Injector::new(conn, Some(capture.waker())).map_err(|e| b(&e))?;
+    let (width, height) = browser.size();
+    let connect = || x11::connect(browser.display(), Duration::from_secs(5)).map_err(|e| b(&e));
+    let mut capture = X11Capture::new(connect()?, config.capture).map_err(|e| b(&e))?;
+    capture.set_size(width, height).map_err(|e| b(&e))?;
+    let mut injector = X11Injector::new(connect()?, Some(capture.waker())).map_err(|e| b(&e))?;
+    injector.set_size(width, height);
+    let windows = WindowSizer::new(connect()?, width, height).map_err(|e| b(&e))?;
     let encoder = OpenH264Encoder::new(EncoderSettings {
         width,
         height,
@@ -175,11 +191,18 @@ fn start_blocking(
     .map_err(|e| b(&e))?;
     let pipeline = Pipeline::start(Box::new(capture), Box::new(encoder), config.fps, video)
         .map_err(|e| b(&e))?;
-    let (input, mut input_rx) = mpsc::channel::<Vec<InputEvent>>(32);
+    let (input, mut input_rx) = mpsc::channel::<Inject>(32);
     std::thread::Builder::new()
         .name("inject".into())
         .spawn(move || {
-            while let Some(events) = input_rx.blocking_recv() {
+            while let Some(cmd) = input_rx.blocking_recv() {
+                let events = match cmd {
+                    Inject::Events(events) => events,
+                    Inject::Resize(w, h) => {
+                        injector.set_size(w, h);
+                        continue;
+                    }
+                };
                 if let Err(e) = injector.apply(&events) {
                     tracing::warn!(error = %e, "input injection stopped");
                     return;
@@ -192,6 +215,8 @@ fn start_blocking(
         browser: Arc::new(Mutex::new(browser)),
         pipeline,
         input,
+        windows: Arc::new(windows),
+        size: (width, height),
     })
 }
 
@@ -203,23 +228,16 @@ async fn run(
     width: u16,
     height: u16,
 ) -> Result<Option<Reason>, SessionError> {
-    // The encoder needs even sizes; the gateway learns the real size from Started.
-    let (width, height) = (width & !1, height & !1);
+    // Even sizes within the screen (docs/agent.md §Sizes); the gateway learns the real
+    // size from Started.
+    let (width, height) = clamp_size((width, height), config.browser.max_size);
     let (video_tx, mut video_rx) = mpsc::channel::<VideoFrame>(4);
     let cfg = Arc::clone(config);
-    let running =
+    let mut running =
         tokio::task::spawn_blocking(move || start_blocking(&cfg, width, height, video_tx))
             .await
             .map_err(|e| SessionError::Browser(e.to_string()))??;
-    let result = drive(
-        send,
-        incoming,
-        &running,
-        &mut video_rx,
-        stats,
-        (width, height),
-    )
-    .await;
+    let result = drive(send, incoming, &mut running, &mut video_rx, stats).await;
     let skipped = running
         .pipeline
         .stats()
@@ -231,6 +249,7 @@ async fn run(
             browser,
             mut pipeline,
             input,
+            ..
         } = running;
         pipeline.stop();
         drop(input);
@@ -248,11 +267,11 @@ async fn run(
 async fn drive(
     send: &mut SendStream,
     incoming: &mut mpsc::Receiver<Incoming>,
-    running: &Running,
+    running: &mut Running,
     video_rx: &mut mpsc::Receiver<VideoFrame>,
     stats: &AgentStats,
-    (width, height): (u16, u16),
 ) -> Result<Option<Reason>, SessionError> {
+    let (width, height) = running.size;
     send_msg(send, &AgentSessionToGateway::Started { width, height }).await?;
     tracing::info!(width, height, "session started");
     let mut tick = tokio::time::interval(Duration::from_millis(500));
@@ -271,16 +290,15 @@ async fn drive(
             msg = incoming.recv() => match msg {
                 Some(Ok(GatewayToAgentSession::Input(events))) => {
                     tracing::trace!(events = events.len(), "input");
-                    if running.input.send(events).await.is_err() {
+                    if running.input.send(Inject::Events(events)).await.is_err() {
                         return Ok(Some(Reason::BrowserExited));
                     }
                 }
                 Some(Ok(GatewayToAgentSession::KeyframeRequest)) => running.pipeline.request_keyframe(),
                 Some(Ok(GatewayToAgentSession::Resize { width: w, height: h })) => {
-                    // docs/agent.md: the display size is fixed for a session's life; the
-                    // gateway sees the real size in every frame header.
-                    tracing::info!(requested_w = w, requested_h = h, width, height, "resize not supported; size kept");
-                    running.pipeline.request_keyframe();
+                    if !resize(running, (w, h)).await {
+                        return Ok(Some(Reason::BrowserExited));
+                    }
                 }
                 Some(Ok(GatewayToAgentSession::Close { reason })) => {
                     tracing::info!(reason = reason.name(), "closed by gateway");
@@ -301,4 +319,54 @@ async fn drive(
             }
         }
     }
+}
+
+/// docs/agent.md §Resize: fit the browser windows to the new size, then switch the injector,
+/// the capture rectangle and the encoder (a new stream: SPS/PPS + IDR whose header carries the
+/// new size, which is how the gateway learns it). `false` when the display is gone.
+async fn resize(running: &mut Running, requested: (u16, u16)) -> bool {
+    let max = running
+        .browser
+        .lock()
+        .map_or(running.size, |b| b.screen_size());
+    let size = clamp_size(requested, max);
+    if size == running.size {
+        tracing::debug!(
+            requested_w = requested.0,
+            requested_h = requested.1,
+            "resize: size unchanged"
+        );
+        return true;
+    }
+    let windows = Arc::clone(&running.windows);
+    let fitted = tokio::task::spawn_blocking(move || windows.resize(size.0, size.1)).await;
+    match fitted {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "resize: display lost");
+            return false;
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "resize task failed");
+            return false;
+        }
+    }
+    if running
+        .input
+        .send(Inject::Resize(size.0, size.1))
+        .await
+        .is_err()
+    {
+        return false;
+    }
+    running.pipeline.resize(size.0, size.1);
+    tracing::info!(
+        requested_w = requested.0,
+        requested_h = requested.1,
+        width = size.0,
+        height = size.1,
+        "session resized"
+    );
+    running.size = size;
+    true
 }

@@ -1,15 +1,19 @@
 //! Real Xvfb + Chromium on a loopback page: input goes in, the page changes, the decoded
-//! frame shows it; the screen idles without frames; scrolling makes frames; the session
-//! leaves nothing behind. One browser is shared by the steps (CI has two cores).
+//! frame shows it; the screen idles without frames; scrolling makes frames; a resize reaches
+//! the page and the frames, menus stay inside the session, new windows are fitted; the
+//! session leaves nothing behind. One browser is shared by the steps (CI has two cores).
 
 mod common;
 
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
-use tsuitate_agent::x11::{self, CaptureMode, X11Capture, X11Injector};
-use tsuitate_agent::{BrowserSession, EncoderSettings, OpenH264Encoder, Pipeline};
+use tsuitate_agent::x11::{self, CaptureMode, WindowSizer, X11Capture, X11Injector};
+use tsuitate_agent::{BrowserSession, EncoderSettings, FrameSource, OpenH264Encoder, Pipeline};
 use tsuitate_protocol::{Button, InputEvent, KeyCode, Modifiers, VideoFrame};
+use x11rb::connection::Connection;
+use x11rb::protocol::xproto::{ConnectionExt as _, MapState};
+use x11rb::rust_connection::RustConnection;
 
 const W: u16 = 800;
 const H: u16 = 600;
@@ -28,6 +32,8 @@ document.getElementById('btn').onclick=function(){this.style.background='rgb(255
 document.getElementById('in').addEventListener('keydown',function(e){if(e.key==='Enter'){report('value:'+this.value);}});
 window.addEventListener('scroll',function(){report('scrolled:'+window.scrollY);});
 window.addEventListener('load',function(){report('lang:'+navigator.language);report('offset:'+(window.outerHeight-window.innerHeight));});
+window.addEventListener('resize',function(){report('inner:'+innerWidth+'x'+innerHeight);});
+var avail='';setInterval(function(){var a=screen.availWidth+'x'+screen.availHeight;if(a!==avail){avail=a;report('avail:'+a);}},100);
 </script></body></html>"#;
 
 fn key(down: bool, code: KeyCode, keysym: u32) -> InputEvent {
@@ -105,11 +111,17 @@ fn real_chromium_session() {
         "browser toolbar height {offset}"
     );
 
-    let conn = x11::connect(browser.display(), Duration::from_secs(5)).expect("x11 connect");
-    let mut capture = X11Capture::new(conn, CaptureMode::Shm).expect("capture");
+    // The screen is larger than the session: capture, input and windows use W×H.
+    assert_eq!(browser.size(), (W, H));
+    assert!(browser.screen_size() > (W, H), "room to grow");
+    let connect = || x11::connect(browser.display(), Duration::from_secs(5)).expect("connect");
+    let mut capture = X11Capture::new(connect(), CaptureMode::Shm).expect("capture");
     assert_eq!(capture.mode(), CaptureMode::Shm);
-    let conn = x11::connect(browser.display(), Duration::from_secs(5)).expect("x11 connect");
-    let mut inject = X11Injector::new(conn, Some(capture.waker())).expect("injector");
+    capture.set_size(W, H).expect("capture rectangle");
+    let mut inject = X11Injector::new(connect(), Some(capture.waker())).expect("injector");
+    inject.set_size(W, H);
+    let sizer = WindowSizer::new(connect(), W, H).expect("window sizer");
+    let probe = connect();
 
     // The pointer is visible: with the cursor drawn in, the frame differs near the pointer.
     inject
@@ -251,12 +263,144 @@ fn real_chromium_session() {
         "no print dialog over the page ({changed} pixels changed)"
     );
 
-    // 6. Session end leaves no process and no directory.
+    // 6. Resize: the page sees the new window size, the frames get it (new stream).
+    let (w2, h2) = (1024u16, 640u16);
+    sizer.resize(w2, h2).expect("fit windows");
+    inject.set_size(w2, h2);
+    pipeline.resize(w2, h2);
+    let inner = format!("inner:{w2}x{}", h2 - offset);
+    assert_eq!(
+        reports.wait_for(Duration::from_secs(10), |r| r == inner),
+        Some(inner.clone()),
+        "page sees the new window size"
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while view.width != usize::from(w2) && Instant::now() < deadline {
+        collect(&mut rx, &mut view, Duration::from_millis(200));
+    }
+    assert_eq!(
+        (view.width, view.height),
+        (usize::from(w2), usize::from(h2))
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let page_at = |v: &common::View| v.rgb_at(900, offset as usize + 100) == [255, 255, 255];
+    while !page_at(&view) && Instant::now() < deadline {
+        collect(&mut rx, &mut view, Duration::from_millis(200));
+    }
+    view.save_ppm("/tmp/agent-resized.ppm");
+    assert!(page_at(&view), "page drawn in the grown area");
+
+    // 7. Menus stay inside the session: Chromium took the work area, and a context menu
+    // opened at the bottom-right corner fits in it.
+    let avail = format!("avail:{w2}x{h2}");
+    assert!(
+        reports
+            .wait_for(Duration::from_secs(10), |r| r == avail)
+            .is_some(),
+        "screen.availWidth follows the work area"
+    );
+    inject
+        .apply(&[
+            InputEvent::PointerMove {
+                x: w2 - 20,
+                y: h2 - 20,
+            },
+            InputEvent::Button {
+                down: true,
+                button: Button::Right,
+            },
+            InputEvent::Button {
+                down: false,
+                button: Button::Right,
+            },
+        ])
+        .expect("right click");
+    let menus = wait_windows(&probe, |w| w.iter().any(|t| t.override_redirect));
+    let menus: Vec<_> = menus.into_iter().filter(|t| t.override_redirect).collect();
+    assert!(!menus.is_empty(), "context menu opened");
+    for m in &menus {
+        assert!(m.inside(w2, h2), "menu {m:?} inside {w2}x{h2}");
+    }
+    inject
+        .apply(&[
+            key(true, KeyCode::Escape, 0xff1b),
+            key(false, KeyCode::Escape, 0xff1b),
+        ])
+        .expect("escape");
+
+    // 8. A new browser window (Ctrl+N) is fitted to the session as soon as it is mapped.
+    inject
+        .apply(&[
+            key(true, KeyCode::ControlLeft, 0xffe3),
+            key(true, KeyCode::KeyN, 0x6e),
+            key(false, KeyCode::KeyN, 0x6e),
+            key(false, KeyCode::ControlLeft, 0xffe3),
+        ])
+        .expect("ctrl+n");
+    let fitted = |w: &[TopLevel]| {
+        let browsers: Vec<_> = w.iter().filter(|t| !t.override_redirect).collect();
+        browsers.len() >= 2 && browsers.iter().all(|t| t.rect == (0, 0, w2, h2))
+    };
+    let windows = wait_windows(&probe, fitted);
+    assert!(fitted(&windows), "every browser window fitted: {windows:?}");
+
+    // 9. Session end leaves no process and no directory.
     pipeline.stop();
     drop(inject);
+    drop(sizer);
     let left = browser.stop();
     assert!(left.is_empty(), "processes left: {left:?}");
     let still = tsuitate_agent::browser::session_processes(&groups, &dir);
     assert!(still.is_empty(), "processes still running: {still:?}");
     assert!(!dir.exists(), "session directory removed");
+}
+
+/// A viewable child of the root window.
+#[derive(Debug, Clone, Copy)]
+struct TopLevel {
+    override_redirect: bool,
+    rect: (i16, i16, u16, u16),
+}
+
+impl TopLevel {
+    fn inside(&self, w: u16, h: u16) -> bool {
+        let (x, y, ww, hh) = self.rect;
+        x >= 0
+            && y >= 0
+            && i32::from(x) + i32::from(ww) <= i32::from(w)
+            && i32::from(y) + i32::from(hh) <= i32::from(h)
+    }
+}
+
+fn top_levels(conn: &RustConnection) -> Vec<TopLevel> {
+    let root = conn.setup().roots[0].root;
+    let tree = conn.query_tree(root).expect("query").reply().expect("tree");
+    let mut out = Vec::new();
+    for w in tree.children {
+        let Ok(Ok(a)) = conn.get_window_attributes(w).map(|c| c.reply()) else {
+            continue;
+        };
+        let Ok(Ok(g)) = conn.get_geometry(w).map(|c| c.reply()) else {
+            continue;
+        };
+        if a.map_state == MapState::VIEWABLE {
+            out.push(TopLevel {
+                override_redirect: a.override_redirect,
+                rect: (g.x, g.y, g.width, g.height),
+            });
+        }
+    }
+    out
+}
+
+/// The viewable top-level windows once `pred` holds for them (or after 10 s).
+fn wait_windows(conn: &RustConnection, pred: impl Fn(&[TopLevel]) -> bool) -> Vec<TopLevel> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let w = top_levels(conn);
+        if pred(&w) || Instant::now() >= deadline {
+            return w;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }

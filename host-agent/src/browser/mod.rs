@@ -19,6 +19,8 @@ pub use process::{session_processes, GroupChild};
 pub use user::{running_as_root, BrowserUser, UserError};
 pub use xvfb::{DisplayAccess, AUTH_NAME};
 
+use crate::size::{clamp_size, LARGEST_MAX_SIZE};
+
 /// Why a browser session could not start or ended.
 #[derive(Debug, thiserror::Error)]
 pub enum BrowserError {
@@ -55,6 +57,9 @@ pub struct BrowserOptions {
     pub work_dir: Option<PathBuf>,
     /// Extra CA bundle (PEM) the browser trusts, installed into the session's NSS database.
     pub extra_ca: Option<PathBuf>,
+    /// The largest session size (`max_width`×`max_height`): the size of the Xvfb screen, so
+    /// the browser window can grow up to it without restarting the X server.
+    pub max_size: (u16, u16),
 }
 
 /// A running Xvfb + Chromium pair.
@@ -67,12 +72,17 @@ pub struct BrowserSession {
     display: DisplayAccess,
     width: u16,
     height: u16,
+    screen: (u16, u16),
     stopped: bool,
 }
 
 impl BrowserSession {
-    /// Start Xvfb at `width`×`height` and Chromium filling it. Blocking (a few hundred ms).
+    /// Start Xvfb with a screen of `opts.max_size` and Chromium in a `width`×`height` window
+    /// at its top-left corner (the size is clamped with [`clamp_size`]; see [`Self::size`]).
+    /// Blocking (a few hundred ms).
     pub fn start(opts: &BrowserOptions, width: u16, height: u16) -> Result<Self, BrowserError> {
+        let screen = clamp_size(opts.max_size, LARGEST_MAX_SIZE);
+        let (width, height) = clamp_size((width, height), screen);
         if opts.user.is_none() && running_as_root() {
             return Err(BrowserError::WouldRunAsRoot);
         }
@@ -100,8 +110,7 @@ impl BrowserSession {
         chown_to(&paths.xauthority, opts.user)?;
         let (mut xvfb, display) = xvfb::start_xvfb(
             &opts.xvfb,
-            width,
-            height,
+            screen,
             &paths.xauthority,
             cookie,
             opts.user,
@@ -140,7 +149,14 @@ impl BrowserSession {
             }
         };
         let number = display.number;
-        tracing::info!(display_number = number, width, height, "browser started");
+        tracing::info!(
+            display_number = number,
+            width,
+            height,
+            screen_width = screen.0,
+            screen_height = screen.1,
+            "browser started"
+        );
         Ok(BrowserSession {
             dir: Some(dir),
             paths,
@@ -149,6 +165,7 @@ impl BrowserSession {
             display,
             width,
             height,
+            screen,
             stopped: false,
         })
     }
@@ -158,9 +175,14 @@ impl BrowserSession {
         &self.display
     }
 
-    /// Display size.
+    /// The session size the browser window was started with (even, within the screen).
     pub fn size(&self) -> (u16, u16) {
         (self.width, self.height)
+    }
+
+    /// The Xvfb screen size (the largest size the session can take).
+    pub fn screen_size(&self) -> (u16, u16) {
+        self.screen
     }
 
     /// The session directory (profile, downloads; deleted at the end).

@@ -61,11 +61,11 @@ pub fn write_xauthority(path: &Path, cookie: &[u8]) -> std::io::Result<()> {
     f.sync_all()
 }
 
-/// Start Xvfb at `width`×`height`×24 and wait until it reports its display number.
+/// Start Xvfb with a `screen` (width, height) × 24 bit screen and wait until it reports its
+/// display number.
 pub fn start_xvfb(
     xvfb: &Path,
-    width: u16,
-    height: u16,
+    (width, height): (u16, u16),
     xauthority: &Path,
     cookie: Vec<u8>,
     user: Option<BrowserUser>,

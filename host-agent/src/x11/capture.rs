@@ -35,10 +35,12 @@ struct ShmSegment {
 }
 
 /// Capture of one X display: XDamage on the root window wakes it, pixels come through MIT-SHM
-/// (or GetImage), the XFixes cursor is drawn in.
+/// (or GetImage), the XFixes cursor is drawn in. It reads the rectangle (0, 0, width, height)
+/// of the screen: the whole screen unless [`FrameSource::set_size`] chose a smaller one.
 pub struct X11Capture {
     conn: Arc<RustConnection>,
     root: Window,
+    screen: (u16, u16),
     width: u16,
     height: u16,
     damage: damage::Damage,
@@ -117,6 +119,7 @@ impl X11Capture {
         Ok(X11Capture {
             conn,
             root,
+            screen: (width, height),
             width,
             height,
             damage,
@@ -228,6 +231,19 @@ fn lost(e: x11rb::errors::ConnectionError) -> CaptureError {
 impl FrameSource for X11Capture {
     fn size(&self) -> (u16, u16) {
         (self.width, self.height)
+    }
+
+    fn set_size(&mut self, width: u16, height: u16) -> Result<(), CaptureError> {
+        // The SHM segment is as large as the screen, so any rectangle inside it fits.
+        if width == 0 || height == 0 || width > self.screen.0 || height > self.screen.1 {
+            return Err(CaptureError::Unsupported(format!(
+                "capture {width}x{height} outside the {}x{} screen",
+                self.screen.0, self.screen.1
+            )));
+        }
+        self.width = width;
+        self.height = height;
+        Ok(())
     }
 
     fn wait_change(&mut self, timeout: Duration) -> Result<Change, CaptureError> {

@@ -79,6 +79,12 @@ impl X11Injector {
         })
     }
 
+    /// Clamp pointer moves to `width`×`height` from now on (the session was resized).
+    pub fn set_size(&mut self, width: u16, height: u16) {
+        self.width = width;
+        self.height = height;
+    }
+
     /// Inject a batch and flush it to the server.
     pub fn apply(&mut self, events: &[InputEvent]) -> Result<(), CaptureError> {
         let mut moved = false;

@@ -1,5 +1,6 @@
 //! X11 side of a session: capture (MIT-SHM over a memfd, XDamage-driven, plain GetImage
-//! fallback), the XFixes cursor composited into each frame, and XTEST input injection.
+//! fallback), the XFixes cursor composited into each frame, XTEST input injection, and the
+//! browser windows kept at the session size (there is no window manager).
 //!
 //! No `unsafe` here: the SHM segment is a memfd passed with `ShmAttachFd` and read back with
 //! `pread`, so nothing is mapped into this process.
@@ -8,6 +9,7 @@ mod capture;
 mod cursor;
 mod inject;
 mod keymap;
+mod window;
 
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
@@ -21,6 +23,7 @@ pub use capture::{CaptureMode, X11Capture};
 pub use cursor::composite_cursor;
 pub use inject::X11Injector;
 pub use keymap::{char_keysym, Keymap};
+pub use window::WindowSizer;
 
 /// A wake-up for the capture loop: something changed, or the display is gone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

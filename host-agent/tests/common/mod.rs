@@ -159,6 +159,8 @@ pub fn options(url: &str) -> BrowserOptions {
         proxy_bypass: None,
         work_dir: None,
         extra_ca: None,
+        // Room for the resize steps, small enough for CI.
+        max_size: (1280, 720),
     }
 }
 
