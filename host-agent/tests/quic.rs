@@ -1,6 +1,8 @@
 //! The agent against a minimal in-test gateway over loopback QUIC with mTLS: Hello/Welcome,
 //! Ping/Pong, a session opened with a real browser (Started, then a keyframe), capacity
-//! reporting and refusal, and a malformed message ending the session cleanly.
+//! reporting and refusal, a resize (the page and the frames follow, the stream stays valid for
+//! the gateway's sanitizer, the size is clamped to `max_width`×`max_height`), and a malformed
+//! message ending the session cleanly.
 
 mod common;
 
@@ -18,7 +20,7 @@ use tokio::sync::watch;
 use tsuitate_agent::config::AgentConfig;
 use tsuitate_protocol::{
     AgentSessionToGateway, AgentToGateway, GatewayToAgent, GatewayToAgentSession, Limits, Message,
-    MessageBuffer, Reason, ALPN, PROTOCOL_VERSION,
+    MessageBuffer, NalSanitizer, Reason, ALPN, PROTOCOL_VERSION,
 };
 
 /// Write ca.pem, gateway.pem/-key.pem and agent.pem/-key.pem (CN agent-1) into `dir`.
@@ -136,7 +138,8 @@ async fn agent_serves_a_gateway() {
     // The start page is HTTPS with a certificate from the test CA, trusted only through
     // `extra_ca`: the page reporting back proves the browser trusts the bundle.
     let (url, reports) = common::serve_tls(
-        "<html><body style='background:#0a0'>ok<script>fetch('/report',{method:'POST',body:'loaded'})</script></body></html>",
+        "<html><body style='background:#0a0'>ok<script>fetch('/report',{method:'POST',body:'loaded'});\
+         addEventListener('resize',function(){fetch('/report',{method:'POST',body:'inner:'+innerWidth})})</script></body></html>",
         page_tls(pki.path()),
     );
     let user = match common::browser_user() {
@@ -147,7 +150,8 @@ async fn agent_serves_a_gateway() {
         "agent_id = \"agent-1\"\nmax_sessions = 1\n{user}start_url = \"{url}\"\n\
          gateways = [{{ addr = \"{addr}\", server_name = \"localhost\" }}]\n\
          ca = \"{0}/ca.pem\"\ncert = \"{0}/agent.pem\"\nkey = \"{0}/agent-key.pem\"\n\
-         work_dir = \"{1}\"\nbitrate_kbps = 2000\nextra_ca = \"{0}/ca.pem\"\n",
+         work_dir = \"{1}\"\nbitrate_kbps = 2000\nextra_ca = \"{0}/ca.pem\"\n\
+         max_width = 1024\nmax_height = 768\n",
         pki.path().display(),
         work.path().display()
     );
@@ -229,8 +233,10 @@ async fn agent_serves_a_gateway() {
         }
         other => panic!("expected Started, got {other:?}"),
     }
+    let mut sanitizer = NalSanitizer::new(Limits::default());
     match r1.next().await {
         Some(AgentSessionToGateway::Video(f)) => {
+            assert!(sanitizer.sanitize(&f.header, &f.data).is_ok(), "sanitizer");
             assert!(f.header.keyframe, "first frame is a keyframe");
             assert_eq!((f.header.width, f.header.height), (640, 480));
             let mut view = common::View::new();
@@ -245,6 +251,28 @@ async fn agent_serves_a_gateway() {
             .is_some(),
         "HTTPS page trusted through extra_ca loaded"
     );
+
+    // Resize: odd sizes round down to even; beyond max_width×max_height is clamped. Each
+    // new size arrives as an IDR of that size which the gateway's sanitizer accepts, and the
+    // page sees the new window width.
+    for ((w, h), want) in [((801, 601), (800, 600)), ((3840, 2160), (1024, 768))] {
+        send(
+            &mut s1,
+            &GatewayToAgentSession::Resize {
+                width: w,
+                height: h,
+            },
+        )
+        .await;
+        resized_keyframe(&mut r1, &mut sanitizer, want).await;
+        let inner = format!("inner:{}", want.0);
+        assert!(
+            reports
+                .wait_for(Duration::from_secs(30), |r| r == inner)
+                .is_some(),
+            "page sees {inner}"
+        );
+    }
     let free_is = |want: u16| move |m: &AgentToGateway| matches!(m, AgentToGateway::Capacity { free } if *free == want);
     let mut saw_zero = false;
     while !saw_zero {
@@ -351,4 +379,29 @@ async fn agent_serves_a_gateway() {
 
     let _ = stop_tx.send(true);
     let _ = tokio::time::timeout(Duration::from_secs(10), agent).await;
+}
+
+/// Read frames (each must pass the gateway's sanitizer) until a keyframe of `want` that
+/// decodes to that size.
+async fn resized_keyframe(
+    r: &mut Reader<AgentSessionToGateway>,
+    sanitizer: &mut NalSanitizer,
+    want: (u16, u16),
+) {
+    loop {
+        let f = match r.next().await {
+            Some(AgentSessionToGateway::Video(f)) => f,
+            other => panic!("expected video at {want:?}, got {other:?}"),
+        };
+        let checked = sanitizer.sanitize(&f.header, &f.data);
+        assert!(checked.is_ok(), "sanitizer refused: {checked:?}");
+        if (f.header.width, f.header.height) != want {
+            continue;
+        }
+        assert!(f.header.keyframe, "a new size starts with an IDR");
+        let mut view = common::View::new();
+        assert!(view.decode(&f.data), "keyframe decodes");
+        assert_eq!((view.width, view.height), (want.0.into(), want.1.into()));
+        return;
+    }
 }
