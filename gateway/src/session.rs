@@ -73,8 +73,26 @@ pub(crate) struct Opened {
     clock: Arc<Mutex<ClockSync>>,
 }
 
-/// Open a session stream on `agent` and wait for `Started`.
+/// Open a session stream on `agent` and wait for `Started`, all within
+/// `session.start_timeout_s`: an agent that never grants a stream, never reads `Open` or
+/// never answers must not hold the viewer's login (and its broker slot) forever.
 pub(crate) async fn open(
+    state: &Arc<State>,
+    session_id: u64,
+    agent: &str,
+    width: u16,
+    height: u16,
+) -> Result<Opened, GatewayError> {
+    let limit = Duration::from_secs(state.cfg.session.start_timeout_s);
+    match timeout(limit, open_stream(state, session_id, agent, width, height)).await {
+        Ok(r) => r,
+        Err(_) => Err(GatewayError::Internal(
+            "agent did not start the browser in time".into(),
+        )),
+    }
+}
+
+async fn open_stream(
     state: &Arc<State>,
     session_id: u64,
     agent: &str,
@@ -95,15 +113,8 @@ pub(crate) async fn open(
     };
     write_msg(&mut send, &open, Side::Agent).await?;
     let mut rx = spawn_reader::<AgentSessionToGateway>(recv, state.limits.clone(), 4);
-    let limit = Duration::from_secs(state.cfg.session.start_timeout_s);
-    let first = match timeout(limit, rx.recv()).await {
-        Ok(Some(m)) => m,
-        Ok(None) => return Err(GatewayError::Closed(Side::Agent)),
-        Err(_) => {
-            return Err(GatewayError::Internal(
-                "agent did not start the browser in time".into(),
-            ))
-        }
+    let Some(first) = rx.recv().await else {
+        return Err(GatewayError::Closed(Side::Agent));
     };
     match first {
         Ok(AgentSessionToGateway::Started { width, height }) => Ok(Opened {

@@ -7,11 +7,11 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use support::agent::{self, close_reason, AgentOptions, Behaviour};
-use support::fixture::Fixture;
+use support::fixture::{Fixture, PASSWORD};
 use support::frames::{nal_types, MARKER};
 use support::viewer::TestViewer;
 use tsuitate_gateway::config::DropPolicy;
-use tsuitate_protocol::Reason;
+use tsuitate_protocol::{LoginStatus, Reason};
 
 const T: Duration = Duration::from_secs(20);
 
@@ -126,5 +126,28 @@ async fn drop_policy_strips_sei_and_keeps_the_session() {
     assert!(!support::contains(&v.raw, MARKER));
     assert!(gw.metrics().sanitizer_dropped[6].load(Relaxed) >= 20);
     assert!(ag.conn.close_reason().is_none());
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agent_that_never_takes_a_session_stream_does_not_hang_the_login() {
+    let mut fx = Fixture::new(&["a"], &["u1"]);
+    fx.config.session.start_timeout_s = 2;
+    let gw = fx.start().await;
+    let (c, k) = fx.agent_identity("a");
+    let mut opts = AgentOptions::new("a");
+    opts.accept_streams = false;
+    let _ag = agent::connect(gw.agent_addr, &fx.ca(), Some((&c, &k)), opts)
+        .await
+        .unwrap();
+    let mut v = TestViewer::connect(gw.viewer_addr, &fx.ca(), None).await;
+    let (status, _) = v.login("u1", PASSWORD).await;
+    assert_eq!(status, LoginStatus::Ok);
+    let (bye, _) = v.until_bye(T).await;
+    assert_eq!(bye, Some(Reason::AgentLost), "the login hung on the agent");
+    assert!(
+        support::eventually(T, || async { gw.gauges().sessions_active == 0 }).await,
+        "the session slot was not released"
+    );
     gw.shutdown().await;
 }

@@ -60,6 +60,8 @@ pub struct AgentOptions {
     pub hostile_after: u64,
     /// Keep sending hostile frames instead of stopping after the first.
     pub hostile_repeat: bool,
+    /// Let the gateway open session streams (false: a stream limit of 0, so it never can).
+    pub accept_streams: bool,
 }
 
 impl AgentOptions {
@@ -72,6 +74,7 @@ impl AgentOptions {
             behaviour: Behaviour::Normal,
             hostile_after: 5,
             hostile_repeat: false,
+            accept_streams: true,
         }
     }
 }
@@ -108,7 +111,13 @@ pub async fn connect(
     identity: Option<(&Path, &Path)>,
     opts: AgentOptions,
 ) -> Result<SyntheticAgent, String> {
-    let cfg = tsuitate_gateway::tls::client_config(ca, identity).map_err(|e| e.to_string())?;
+    let mut cfg = tsuitate_gateway::tls::client_config(ca, identity).map_err(|e| e.to_string())?;
+    if !opts.accept_streams {
+        let mut t = quinn::TransportConfig::default();
+        t.max_concurrent_bidi_streams(0u32.into())
+            .keep_alive_interval(Some(Duration::from_secs(5)));
+        cfg.transport_config(Arc::new(t));
+    }
     let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
     endpoint.set_default_client_config(cfg);
     let conn = endpoint
