@@ -14,6 +14,12 @@ use crate::config::LockoutConfig;
 /// Most tracked keys per table.
 const MAX_ENTRIES: usize = 100_000;
 
+/// Password checks run at once, gateway-wide. The lockout is consulted after a check slot is
+/// taken and the failure recorded before it is given back, so parallel guesses cannot all
+/// pass the lockout before the first failure lands: at most `CONCURRENT_CHECKS - 1` guesses
+/// beyond the limit. It also bounds argon2's CPU and memory under a login flood.
+pub const CONCURRENT_CHECKS: usize = 4;
+
 #[derive(Debug, Clone)]
 struct Entry {
     window_start: Instant,

@@ -114,6 +114,8 @@ pub(crate) struct State {
     pub hub: Mutex<Hub>,
     pub lockout: Mutex<Lockout>,
     pub users: UserStore,
+    /// Slots for password checks (see [`crate::lockout::CONCURRENT_CHECKS`]).
+    pub login_checks: tokio::sync::Semaphore,
     pub shutdown: watch::Receiver<bool>,
     next_id: AtomicU64,
 }
@@ -130,6 +132,7 @@ impl State {
             limits: cfg.protocol_limits(),
             lockout: Mutex::new(Lockout::new(&cfg.lockout)),
             users: UserStore::new(cfg.users_file.clone()),
+            login_checks: tokio::sync::Semaphore::new(crate::lockout::CONCURRENT_CHECKS),
             cfg,
             metrics,
             audit,

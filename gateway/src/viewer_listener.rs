@@ -115,7 +115,7 @@ async fn serve(
     else {
         return Err(violation(Violation::Unexpected("Login expected")));
     };
-    if !login(state, conn, &mut send, peer, &user, password).await {
+    if !login(state, conn, &mut send, peer, &user, password, deadline).await {
         return Ok(());
     }
     let span = tracing::info_span!("login", user = %user);
@@ -132,8 +132,15 @@ async fn login(
     peer: SocketAddr,
     user: &str,
     password: String,
+    deadline: Instant,
 ) -> bool {
     let ip = peer.ip();
+    // Held until the outcome is recorded in the lockout (see lockout::CONCURRENT_CHECKS).
+    let Ok(Ok(_check)) = timeout_at(deadline, state.login_checks.acquire()).await else {
+        tracing::warn!("login checks busy until the login deadline: refused");
+        refuse(send, conn, LoginStatus::NoCapacity, 10, Reason::NoCapacity).await;
+        return false;
+    };
     let locked = state.lockout_locked(user, ip);
     if let Some(retry) = locked {
         state.metrics.login_locked_out.fetch_add(1, Relaxed);

@@ -148,3 +148,51 @@ async fn agent_without_a_valid_certificate_cannot_connect() {
     assert_eq!(gw.gauges().agents, 0);
     gw.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_wrong_passwords_do_not_outrun_the_user_lockout() {
+    const VIEWERS: usize = 12;
+    let mut fx = Fixture::new(&[], &["yamada"]);
+    fx.config.lockout.max_failures_per_user = 2;
+    fx.config.lockout.max_failures_per_ip = 1000;
+    fx.config.quic.max_connections_per_ip = 64;
+    let gw = fx.start().await;
+    let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(VIEWERS));
+    let mut tasks = Vec::new();
+    for _ in 0..VIEWERS {
+        let mut v = TestViewer::connect(gw.viewer_addr, &fx.ca(), None).await;
+        let barrier = barrier.clone();
+        tasks.push(tokio::spawn(async move {
+            let hello = ViewerToGateway::Hello {
+                version: tsuitate_protocol::PROTOCOL_VERSION,
+            };
+            assert!(v.send(&hello).await);
+            let welcome = v.next(T).await;
+            assert!(matches!(welcome, Some(GatewayToViewer::Welcome { .. })));
+            // Every guess arrives at once.
+            barrier.wait().await;
+            let login = ViewerToGateway::Login {
+                user: "yamada".into(),
+                password: "wrong guess".into(),
+            };
+            assert!(v.send(&login).await);
+            match v.next(T).await {
+                Some(GatewayToViewer::LoginResult { status, .. }) => status,
+                other => panic!("expected LoginResult, got {other:?}"),
+            }
+        }));
+    }
+    let mut denied = 0;
+    for t in tasks {
+        if t.await.unwrap() == LoginStatus::Denied {
+            denied += 1;
+        }
+    }
+    // Only the checks already running when the lock fell may still be answered Denied.
+    let bound = 2 + tsuitate_gateway::lockout::CONCURRENT_CHECKS - 1;
+    assert!(
+        denied <= bound,
+        "{denied} of {VIEWERS} guesses were checked"
+    );
+    gw.shutdown().await;
+}
