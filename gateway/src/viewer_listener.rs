@@ -16,6 +16,7 @@ use tsuitate_protocol::{GatewayToViewer, LoginStatus, Reason, ViewerToGateway, P
 
 use crate::broker::Placement;
 use crate::error::{GatewayError, Side, Violation};
+use crate::relay::input::ControlLimit;
 use crate::session::{self, SessionCommand, ToViewer, ViewerSink};
 use crate::state::{now_us, State};
 use crate::streams::{close_with, last_words, spawn_reader, write_msg, ReadEnd, ReadItem};
@@ -324,6 +325,7 @@ async fn relay_viewer(
     rx: &mut Rx,
     writer: &mut tokio::task::JoinHandle<()>,
 ) -> Result<(), GatewayError> {
+    let mut control = ControlLimit::new(std::time::Instant::now(), &state.cfg.input);
     loop {
         let msg = tokio::select! {
             m = rx.recv() => m,
@@ -332,7 +334,20 @@ async fn relay_viewer(
             _ = session.closed() => return Ok(()),
         };
         let Some(msg) = msg else { return Ok(()) };
-        let cmd = match msg.map_err(read_end)? {
+        let msg = msg.map_err(read_end)?;
+        // Input and Resize are limited by the session; these are limited here.
+        if matches!(
+            msg,
+            ViewerToGateway::Ping { .. }
+                | ViewerToGateway::LatencyReport { .. }
+                | ViewerToGateway::KeyframeRequest
+        ) && !control
+            .admit(std::time::Instant::now())
+            .map_err(violation)?
+        {
+            continue;
+        }
+        let cmd = match msg {
             ViewerToGateway::Input(events) => SessionCommand::Input(events),
             ViewerToGateway::Resize { width, height } => SessionCommand::Resize { width, height },
             ViewerToGateway::KeyframeRequest => SessionCommand::KeyframeRequest,

@@ -11,7 +11,7 @@ use support::agent::{self, close_reason, AgentOptions};
 use support::fixture::{Fixture, PASSWORD};
 use support::viewer::TestViewer;
 use tsuitate_protocol::{
-    GatewayToViewer, InputEvent, LoginStatus, Reason, ViewerToGateway, PROTOCOL_VERSION,
+    GatewayToViewer, InputEvent, LoginStatus, Message, Reason, ViewerToGateway, PROTOCOL_VERSION,
 };
 
 const T: Duration = Duration::from_secs(20);
@@ -188,5 +188,46 @@ async fn viewer_gone_before_its_login_result_does_not_keep_a_session_slot() {
         matches!(ready, Some(GatewayToViewer::SessionReady { .. })),
         "{ready:?}"
     );
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn control_message_flood_is_cut_off() {
+    let fx = Fixture::new(&["a"], &["flood"]);
+    let gw = fx.start().await;
+    let (c, k) = fx.agent_identity("a");
+    let _ag = agent::connect(
+        gw.agent_addr,
+        &fx.ca(),
+        Some((&c, &k)),
+        AgentOptions::new("a"),
+    )
+    .await
+    .unwrap();
+    let mut v = TestViewer::connect(gw.viewer_addr, &fx.ca(), None).await;
+    v.login_ready("flood").await;
+    // Pings and keyframe requests cost the gateway work but are not input: still limited.
+    let ping = ViewerToGateway::Ping {
+        nonce: 1,
+        viewer_us: 1,
+    };
+    let mut burst = Vec::new();
+    for _ in 0..100 {
+        burst.extend_from_slice(&ViewerToGateway::KeyframeRequest.to_bytes());
+        burst.extend_from_slice(&ping.to_bytes());
+    }
+    for _ in 0..100 {
+        if !v.send_raw(&burst).await {
+            break;
+        }
+    }
+    let (bye, _) = v.until_bye(T).await;
+    let _ = tokio::time::timeout(T, v.conn.closed()).await;
+    assert!(
+        bye == Some(Reason::RateLimited) || close_reason(&v.conn) == Some(Reason::RateLimited),
+        "told {bye:?} / {:?}",
+        close_reason(&v.conn)
+    );
+    assert!(gw.metrics().violations("viewer", "rate_limited") >= 1);
     gw.shutdown().await;
 }

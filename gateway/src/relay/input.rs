@@ -180,6 +180,43 @@ impl InputPolicy {
     }
 }
 
+/// Viewer control messages (`Ping`, `LatencyReport`, `KeyframeRequest`) per second. An honest
+/// viewer sends a few every couple of seconds.
+pub const CONTROL_PER_S: u32 = 20;
+
+/// Rate limit for viewer messages that are not input: over [`CONTROL_PER_S`] (two seconds of
+/// burst) they are dropped, each drop spends the violation budget, and when it is spent the
+/// viewer is cut off like an input flood.
+#[derive(Debug)]
+pub struct ControlLimit {
+    messages: TokenBucket,
+    budget: TokenBucket,
+}
+
+impl ControlLimit {
+    /// A limit whose violation budget is the input one.
+    pub fn new(now: Instant, cfg: &InputConfig) -> Self {
+        let rate = f64::from(CONTROL_PER_S);
+        let budget = f64::from(cfg.violation_budget.max(1));
+        ControlLimit {
+            messages: TokenBucket::new(now, rate, rate * 2.0),
+            budget: TokenBucket::new(now, budget / 60.0, budget),
+        }
+    }
+
+    /// `Ok(true)`: handle the message; `Ok(false)`: drop it; `Err`: cut the viewer off.
+    pub fn admit(&mut self, now: Instant) -> Result<bool, Violation> {
+        if self.messages.take(now, 1.0) {
+            return Ok(true);
+        }
+        if self.budget.take(now, 1.0) {
+            Ok(false)
+        } else {
+            Err(Violation::RateLimited("control messages"))
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -273,6 +310,27 @@ mod tests {
         assert_eq!((f.events.len(), f.dropped), (100, 50));
         let e = p.filter(t, vec![mv; 1]).unwrap_err();
         assert_eq!(e, Violation::RateLimited("input"));
+    }
+
+    #[test]
+    fn control_flood_is_dropped_then_cut_off_and_a_steady_rate_is_not() {
+        let t = Instant::now();
+        let mut c = ControlLimit::new(t, &cfg());
+        let burst = 2 * CONTROL_PER_S as usize;
+        let admitted = (0..burst + 50)
+            .map(|_| c.admit(t).unwrap())
+            .filter(|ok| *ok)
+            .count();
+        assert_eq!(
+            admitted, burst,
+            "burst passes, the next 50 spend the budget"
+        );
+        assert_eq!(c.admit(t), Err(Violation::RateLimited("control messages")));
+        let mut c = ControlLimit::new(t, &cfg());
+        for i in 0..1000u64 {
+            let now = t + Duration::from_millis(i * 100);
+            assert_eq!(c.admit(now), Ok(true), "10 per second is fine");
+        }
     }
 
     #[test]
