@@ -9,17 +9,35 @@ use tokio::net::{TcpListener, TcpStream};
 
 use crate::state::State;
 
+/// Admin connections served at once. Each may take up to 5 s; beyond this many, new ones are
+/// closed at once, so idle or slow clients cannot pile up tasks and file descriptors.
+pub const MAX_CONNECTIONS: usize = 16;
+
 /// Serve until shutdown.
 pub(crate) async fn serve(listener: TcpListener, state: Arc<State>) {
     let mut shutdown = state.shutdown.clone();
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
             _ = crate::state::stopped(&mut shutdown) => return,
         };
-        let Ok((stream, _)) = accepted else { continue };
+        let stream = match accepted {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                // E.g. out of file descriptors: back off instead of spinning on the error.
+                tracing::warn!(error = %e, "admin accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            drop(stream);
+            continue;
+        };
         let state = state.clone();
         tokio::spawn(async move {
+            let _slot = slot;
             let _ = tokio::time::timeout(Duration::from_secs(5), respond(stream, &state)).await;
         });
     }

@@ -44,6 +44,7 @@ use thiserror::Error;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+pub use crate::admin_http::MAX_CONNECTIONS as ADMIN_MAX_CONNECTIONS;
 pub use crate::config::Config;
 use crate::error::Side;
 pub use crate::metrics::{Gauges, Metrics};
