@@ -95,7 +95,8 @@ impl Stats {
         s.window_bytes += bytes as u64;
         if let Some(last) = s.last_sequence {
             if sequence > last {
-                s.dropped_frames += sequence - last - 1;
+                // The gateway picks the numbers: a huge jump must not overflow the counter.
+                s.dropped_frames = s.dropped_frames.saturating_add(sequence - last - 1);
             }
         }
         s.last_sequence = Some(sequence);
@@ -253,6 +254,16 @@ mod tests {
         assert_eq!(percentile(&v, 100.0), 100);
         assert_eq!(percentile(&[], 50.0), 0);
         assert_eq!(percentile(&[7], 99.0), 7);
+    }
+
+    #[test]
+    fn huge_sequence_jumps_do_not_overflow() {
+        let s = Stats::default();
+        s.frame_received(0, 1);
+        s.frame_received(u64::MAX, 1);
+        s.frame_received(0, 1);
+        s.frame_received(u64::MAX, 1);
+        assert_eq!(s.summary().dropped_frames, u64::MAX);
     }
 
     #[test]
