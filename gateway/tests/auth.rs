@@ -196,3 +196,27 @@ async fn concurrent_wrong_passwords_do_not_outrun_the_user_lockout() {
     );
     gw.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_without_our_alpn_cannot_connect() {
+    use std::sync::Arc;
+    let fx = Fixture::new(&[], &["u1"]);
+    let gw = fx.start().await;
+    for alpn in [vec![], vec![b"h3".to_vec()]] {
+        let roots = tsuitate_gateway::tls::root_store(&fx.ca()).unwrap();
+        let mut tls =
+            rustls::ClientConfig::builder_with_provider(tsuitate_gateway::tls::provider())
+                .with_protocol_versions(&[&rustls::version::TLS13])
+                .unwrap()
+                .with_root_certificates(roots)
+                .with_no_client_auth();
+        tls.alpn_protocols = alpn.clone();
+        let quic = quinn::crypto::rustls::QuicClientConfig::try_from(Arc::new(tls)).unwrap();
+        let mut ep = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+        ep.set_default_client_config(quinn::ClientConfig::new(Arc::new(quic)));
+        let conn = ep.connect(gw.viewer_addr, "localhost").unwrap();
+        let r = tokio::time::timeout(T, conn).await.unwrap();
+        assert!(r.is_err(), "connected with ALPN {alpn:?}");
+    }
+    gw.shutdown().await;
+}
