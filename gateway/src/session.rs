@@ -463,8 +463,10 @@ impl Session {
         self.send_agent(&GatewayToAgentSession::Input(held)).await
     }
 
-    /// A resize costs one input event (so a flood is throttled and cut off like any other)
-    /// and is forwarded only when the size differs from the last one asked for.
+    /// A resize costs one input event and is paced to `RESIZES_PER_S` (so a flood is
+    /// throttled and cut off like any other, and cannot make the agent host refit windows
+    /// and restart encoders hundreds of times a second); it is forwarded only when the size
+    /// differs from the last one asked for.
     async fn on_resize(&mut self, width: u16, height: u16) -> Result<(), End> {
         let now = Instant::now().into_std();
         if !self

@@ -231,3 +231,40 @@ async fn control_message_flood_is_cut_off() {
     assert!(gw.metrics().violations("viewer", "rate_limited") >= 1);
     gw.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resize_flood_reaches_the_agent_only_a_few_times() {
+    let fx = Fixture::new(&["a"], &["u1"]);
+    let gw = fx.start().await;
+    let (c, k) = fx.agent_identity("a");
+    let ag = agent::connect(
+        gw.agent_addr,
+        &fx.ca(),
+        Some((&c, &k)),
+        AgentOptions::new("a"),
+    )
+    .await
+    .unwrap();
+    let mut v = TestViewer::connect(gw.viewer_addr, &fx.ca(), None).await;
+    v.login_ready("u1").await;
+    // Alternating sizes: each differs from the last one asked for.
+    for i in 0..200u16 {
+        let r = ViewerToGateway::Resize {
+            width: 640 + (i % 2) * 2,
+            height: 480,
+        };
+        assert!(v.send(&r).await);
+    }
+    // Input after the resizes reaches the agent after every resize that was forwarded.
+    let mark = ViewerToGateway::Input(vec![InputEvent::PointerMove { x: 1, y: 1 }]);
+    assert!(v.send(&mark).await);
+    let stats = ag.stats.clone();
+    assert!(
+        support::eventually(T, || async { stats.input_events.load(Relaxed) >= 1 }).await,
+        "the viewer was cut off or its input lost"
+    );
+    let forwarded = stats.resizes.load(Relaxed);
+    // The burst (and what refilled while the test ran), not 200.
+    assert!(forwarded <= 20, "{forwarded} resizes reached the agent");
+    gw.shutdown().await;
+}

@@ -62,10 +62,16 @@ pub struct Filtered {
     pub dropped: u32,
 }
 
+/// Resizes forwarded to the agent per second (burst: two seconds). Each one refits the
+/// browser windows and restarts the encoder on the agent host, which other sessions share; an
+/// honest viewer debounces its window resizes to a few per second at most.
+pub const RESIZES_PER_S: u32 = 4;
+
 /// Per-session input policy.
 #[derive(Debug)]
 pub struct InputPolicy {
     events: TokenBucket,
+    resizes: TokenBucket,
     keys: TokenBucket,
     text: TokenBucket,
     budget: TokenBucket,
@@ -83,6 +89,11 @@ impl InputPolicy {
         let budget = f64::from(cfg.violation_budget.max(1));
         InputPolicy {
             events: bucket(cfg.events_per_s),
+            resizes: TokenBucket::new(
+                now,
+                f64::from(RESIZES_PER_S),
+                f64::from(RESIZES_PER_S) * 2.0,
+            ),
             keys: bucket(cfg.keys_per_s),
             text: bucket(cfg.text_chars_per_s),
             budget: TokenBucket::new(now, budget / 60.0, budget),
@@ -146,10 +157,10 @@ impl InputPolicy {
         }
     }
 
-    /// A control message from the viewer (e.g. `Resize`) that costs one event. `Ok(false)`:
-    /// throttled (dropped); `Err`: the violation budget is spent.
+    /// A `Resize` from the viewer: it costs one event and one of [`RESIZES_PER_S`].
+    /// `Ok(false)`: throttled (dropped); `Err`: the violation budget is spent.
     pub fn admit_control(&mut self, now: Instant) -> Result<bool, Violation> {
-        if self.events.take(now, 1.0) {
+        if self.events.take(now, 1.0) && self.resizes.take(now, 1.0) {
             return Ok(true);
         }
         if self.budget.take(now, 1.0) {
@@ -331,6 +342,19 @@ mod tests {
             let now = t + Duration::from_millis(i * 100);
             assert_eq!(c.admit(now), Ok(true), "10 per second is fine");
         }
+    }
+
+    #[test]
+    fn resizes_are_limited_to_a_few_per_second() {
+        let t = Instant::now();
+        let mut p = InputPolicy::new(t, &cfg(), 640, 480);
+        let burst = 2 * RESIZES_PER_S as usize;
+        let passed = (0..burst + 20)
+            .filter(|_| p.admit_control(t).unwrap())
+            .count();
+        assert_eq!(passed, burst, "well under events_per_s, still throttled");
+        let later = t + Duration::from_millis(1000 / u64::from(RESIZES_PER_S));
+        assert_eq!(p.admit_control(later), Ok(true));
     }
 
     #[test]
