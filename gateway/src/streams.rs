@@ -1,12 +1,11 @@
 //! Stream helpers: a reader task per receive stream that turns bytes into typed messages, and
 //! typed writes.
 
-use std::marker::PhantomData;
 use std::time::Duration;
 
 use quinn::{RecvStream, SendStream};
 use tokio::sync::mpsc;
-use tsuitate_protocol::{Limits, Message, WireError};
+use tsuitate_protocol::{Limits, Message, MessageBuffer, WireError};
 
 use crate::error::{GatewayError, Side};
 
@@ -27,59 +26,6 @@ pub(crate) type ReadItem<M> = Result<M, ReadEnd>;
 /// Largest chunk read at once.
 const CHUNK: usize = 256 * 1024;
 
-/// Received bytes not yet decoded. Unlike `tsuitate_protocol::MessageBuffer`, which shifts
-/// the whole buffer after every message (quadratic: one 256 KiB chunk of 5-byte messages
-/// cost ~0.25 s of CPU), decoding only advances a cursor; consumed bytes are dropped once,
-/// when more input is needed. Each received byte is moved at most once.
-#[derive(Debug)]
-pub(crate) struct Inbox<M> {
-    buf: Vec<u8>,
-    start: usize,
-    limits: Limits,
-    /// Bytes shifted by compaction (the work the quadratic version repeated per message).
-    moved: usize,
-    _kind: PhantomData<fn() -> M>,
-}
-
-impl<M: Message> Inbox<M> {
-    pub fn new(limits: Limits) -> Self {
-        Inbox {
-            buf: Vec::new(),
-            start: 0,
-            limits,
-            moved: 0,
-            _kind: PhantomData,
-        }
-    }
-
-    /// Append received bytes.
-    pub fn push(&mut self, chunk: &[u8]) {
-        if self.start > 0 {
-            self.moved += self.buf.len() - self.start;
-            self.buf.drain(..self.start);
-            self.start = 0;
-        }
-        self.buf.extend_from_slice(chunk);
-    }
-
-    /// The next complete message, `Ok(None)` when more bytes are needed.
-    pub fn next_message(&mut self) -> Result<Option<M>, WireError> {
-        let rest = self.buf.get(self.start..).unwrap_or_default();
-        match M::decode(rest, &self.limits)? {
-            Some((msg, used)) => {
-                self.start += used;
-                Ok(Some(msg))
-            }
-            None => Ok(None),
-        }
-    }
-
-    /// Bytes held that do not yet form a message.
-    pub fn pending(&self) -> usize {
-        self.buf.len() - self.start
-    }
-}
-
 /// Spawn a task that decodes messages of type `M` from `recv` into a bounded channel of
 /// `depth` messages. When the channel is full the task waits, which stops reading and lets
 /// QUIC flow control push back on the peer. The task ends after the first error.
@@ -93,7 +39,7 @@ where
 {
     let (tx, rx) = mpsc::channel(depth);
     tokio::spawn(async move {
-        let mut buf = Inbox::<M>::new(limits);
+        let mut buf = MessageBuffer::<M>::new(limits);
         loop {
             loop {
                 match buf.next_message() {
@@ -173,41 +119,4 @@ pub(crate) fn close_with(conn: &quinn::Connection, reason: tsuitate_protocol::Re
         quinn::VarInt::from_u32(u32::from(reason.to_u16())),
         reason.name().as_bytes(),
     );
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use tsuitate_protocol::ViewerToGateway;
-
-    #[test]
-    fn inbox_decodes_a_flood_of_small_messages_without_reshifting() {
-        let one = ViewerToGateway::KeyframeRequest.to_bytes();
-        let mut chunk = Vec::new();
-        while chunk.len() + one.len() <= CHUNK {
-            chunk.extend_from_slice(&one);
-        }
-        // A partial message at the end of the chunk, completed by the next one.
-        chunk.extend_from_slice(&one[..2]);
-        let mut inbox = Inbox::<ViewerToGateway>::new(Limits::default());
-        let mut n = 0;
-        for part in [&chunk[..], &one[2..]] {
-            inbox.push(part);
-            while let Some(m) = inbox.next_message().unwrap() {
-                assert_eq!(m, ViewerToGateway::KeyframeRequest);
-                n += 1;
-            }
-        }
-        assert_eq!(n, CHUNK / one.len() + 1);
-        assert_eq!(inbox.pending(), 0);
-        // Only the 2-byte tail was shifted, not the rest of the buffer after every message.
-        assert_eq!(inbox.moved, 2);
-    }
-
-    #[test]
-    fn inbox_reports_malformed_input() {
-        let mut inbox = Inbox::<ViewerToGateway>::new(Limits::default());
-        inbox.push(&[0xff, 0, 0, 0, 0]);
-        assert!(inbox.next_message().is_err());
-    }
 }
