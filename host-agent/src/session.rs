@@ -283,7 +283,8 @@ async fn drive(
                     stats.frames_encoded.fetch_add(1, Ordering::Relaxed);
                 }
                 None => {
-                    tracing::warn!(why = ?running.pipeline.ended(), "capture ended");
+                    let exited = running.browser.lock().ok().and_then(|mut b| b.exited());
+                    tracing::warn!(why = ?running.pipeline.ended(), ?exited, "capture ended");
                     return Ok(Some(Reason::BrowserExited));
                 }
             },

@@ -5,6 +5,7 @@ mod chromium;
 mod nssdb;
 mod process;
 mod user;
+mod workdir;
 mod xvfb;
 
 use std::os::unix::fs::PermissionsExt;
@@ -17,6 +18,7 @@ pub use chromium::{preferences_json, ChromiumLaunch, SessionPaths};
 pub use nssdb::{read_bundle, CERTUTIL};
 pub use process::{session_processes, GroupChild};
 pub use user::{running_as_root, BrowserUser, UserError};
+pub use workdir::prepare_work_dir;
 pub use xvfb::{DisplayAccess, AUTH_NAME};
 
 use crate::size::{clamp_size, LARGEST_MAX_SIZE};
@@ -89,7 +91,7 @@ impl BrowserSession {
         if opts.user.is_some() {
             check_traversable(opts.work_dir.as_deref())?;
         }
-        let dir = make_session_dir(opts.work_dir.as_deref())?;
+        let dir = workdir::make_session_dir(opts.work_dir.as_deref())?;
         let paths = SessionPaths::new(dir.path());
         prepare_dirs(&paths, opts.user)?;
         if let Some(bundle) = &opts.extra_ca {
@@ -257,45 +259,6 @@ fn check_traversable(work_dir: Option<&Path>) -> Result<(), BrowserError> {
         }
     }
     Ok(())
-}
-
-/// Prepare the agent's own directory for session directories (mode 0711) and remove what a
-/// previous run left behind after a crash: kill every process that mentions a session
-/// directory inside it, then delete the directories. Only ever touches `tsuitate-session-*`
-/// entries of `dir`, so one agent must not share its directory with another.
-pub fn prepare_work_dir(dir: &Path) -> Result<usize, BrowserError> {
-    let err = |e: std::io::Error| BrowserError::Setup(format!("{}: {e}", dir.display()));
-    std::fs::create_dir_all(dir).map_err(err)?;
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o711)).map_err(err)?;
-    let mut reaped = 0;
-    for entry in std::fs::read_dir(dir).map_err(err)?.flatten() {
-        let name = entry.file_name();
-        if !name.to_string_lossy().starts_with("tsuitate-session-") {
-            continue;
-        }
-        let path = entry.path();
-        let left = process::sweep(&[], &path);
-        if !left.is_empty() {
-            tracing::error!(?left, path = %path.display(), "stale session processes survived");
-        }
-        if std::fs::remove_dir_all(&path).is_ok() {
-            reaped += 1;
-        }
-    }
-    if reaped > 0 {
-        tracing::warn!(reaped, "removed sessions left by a previous run");
-    }
-    Ok(reaped)
-}
-
-fn make_session_dir(work_dir: Option<&Path>) -> Result<tempfile::TempDir, BrowserError> {
-    let mut b = tempfile::Builder::new();
-    b.prefix("tsuitate-session-");
-    match work_dir {
-        Some(w) => b.tempdir_in(w),
-        None => b.tempdir(),
-    }
-    .map_err(|e| BrowserError::Setup(format!("session directory: {e}")))
 }
 
 /// Create the layout, write the initial preferences, hand everything to the browser user.
