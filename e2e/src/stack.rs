@@ -289,6 +289,14 @@ fn running_as_root() -> bool {
 }
 
 fn start_agent(d: &Path, agent_port: u16, url: &str) -> Child {
+    // Each stack's agent gets its own work directory, so one agent's start-up cleanup never
+    // touches another test's sessions. The browser user must be able to traverse into it.
+    let work = d.join("agent-work");
+    std::fs::create_dir_all(&work).expect("create agent work dir");
+    for dir in [d, work.as_path()] {
+        std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o711))
+            .expect("chmod work dir");
+    }
     let browser_user = if running_as_root() {
         "browser_user = \"tsuitate-browser\"\n"
     } else {
@@ -301,6 +309,7 @@ start_url = "{url}"
 ca = "pki/ca.pem"
 cert = "pki/agent-agent-1.pem"
 key = "pki/agent-agent-1-key.pem"
+work_dir = "agent-work"
 
 [[gateways]]
 addr = "127.0.0.1:{agent_port}"

@@ -290,10 +290,10 @@ fn validate(f: ConfigFile) -> Result<AgentConfig, ConfigErrors> {
             err(format!("work_dir: {} is not a directory", w.display()));
         }
     }
-    let work_dir = f
-        .work_dir
-        .clone()
-        .unwrap_or_else(std::env::temp_dir)
+    // Absolute, because the browser and X server run with other working directories.
+    let work_dir = f.work_dir.clone().unwrap_or_else(std::env::temp_dir);
+    let work_dir = std::path::absolute(&work_dir)
+        .unwrap_or(work_dir)
         .join(format!("tsuitate-agent-{}", f.agent_id));
     if f.start_url.is_empty() || f.start_url.starts_with('-') {
         err("start_url: must be a URL".into());
@@ -389,6 +389,16 @@ mod tests {
         assert_eq!(c.encoder, EncoderUsage::Screen);
         assert_eq!(c.browser.start_url, "about:blank");
         assert_eq!(c.browser.max_size, (1920, 1080));
+    }
+
+    #[test]
+    fn relative_work_dir_becomes_absolute() {
+        let d = files();
+        let c = AgentConfig::parse(&text(d.path(), "work_dir = \".\"\n"));
+        let c = c.unwrap_or_else(|e| panic!("{e}"));
+        let w = c.browser.work_dir.unwrap_or_default();
+        assert!(w.is_absolute(), "{}", w.display());
+        assert!(w.ends_with("tsuitate-agent-agent-1"), "{}", w.display());
     }
 
     #[test]
