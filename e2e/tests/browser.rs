@@ -38,15 +38,14 @@ fn click_and_typed_text_arrive_and_the_change_is_seen() {
         "{FIRST_FRAME}snapshot before.png\n\
          click 200 230\n\
          expect-change 5000\n\
-         wait 1000\n\
-         snapshot after-click.png\n\
          click 300 410\n\
          wait 500\n\
          type abcX\n\
          key Backspace\n\
          key d\n\
          type 情報セキュリティ\n\
-         wait 2000\n"
+         wait 3000\n\
+         snapshot after-click.png\n"
     );
     let run = stack.viewer("browse", &script, &[]);
     assert_eq!(
