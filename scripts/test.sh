@@ -3,7 +3,7 @@
 #   1. installs the Debian packages the build and the real-browser tests need (scripts/install-deps.sh)
 #   2. cargo test --workspace (unit, property, integration and end-to-end tests with real
 #      Xvfb + Chromium + QUIC on loopback)
-#   3. a short fuzz smoke run of every protocol fuzz target (TSUITATE_FUZZ_SECONDS, default 20;
+#   3. a short fuzz smoke run of every protocol fuzz target (TSUITATE_FUZZ_SECONDS, default 15;
 #      0 skips it)
 # すべてのテストを実行します（依存パッケージの導入、cargo test、短いファジング）。
 set -euo pipefail
@@ -14,7 +14,7 @@ scripts/setup-browser-user.sh
 
 cargo test --workspace --locked
 
-fuzz_seconds="${TSUITATE_FUZZ_SECONDS:-20}"
+fuzz_seconds="${TSUITATE_FUZZ_SECONDS:-15}"
 if [ "$fuzz_seconds" -gt 0 ]; then
   if ! command -v cargo-fuzz >/dev/null 2>&1; then
     cargo install cargo-fuzz --locked --quiet
