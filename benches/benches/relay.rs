@@ -6,7 +6,8 @@
 //!
 //! criterion reports `relay_latency/{gateway,forward}/<case>` (one frame in flight, agent write
 //! → viewer parsed) and `relay_throughput/...` (a burst of 120 frames). After criterion, an
-//! interleaved run (gateway and forward alternating, so machine noise hits both alike) prints
+//! interleaved run (gateway and forward alternating, each going first in every other round, so
+//! machine noise hits both alike) prints
 //! the summary: throughput ratio gateway/forward (goal ≥ 0.9) and the latency the gateway adds.
 
 use std::time::Duration;
@@ -34,7 +35,7 @@ const CASES: [Case; 2] = [
 /// Interleaved rounds for the summary.
 const LATENCY_ROUNDS: usize = 10;
 const LATENCY_FRAMES_PER_ROUND: usize = 30;
-const BURST_ROUNDS: usize = 8;
+const BURST_ROUNDS: usize = 12;
 
 fn runtime() -> Runtime {
     tokio::runtime::Builder::new_multi_thread()
@@ -106,19 +107,40 @@ fn criterion_runs(c: &mut Criterion, rt: &Runtime, env: &mut RelayEnv, case: Cas
 fn interleaved_summary(rt: &Runtime, env: &mut RelayEnv, case: Case, frame_bytes: f64) {
     let (mut lat_gw, mut lat_fw) = (Samples::default(), Samples::default());
     let (mut tp_gw, mut tp_fw) = (Samples::default(), Samples::default());
+    // Gateway/forward throughput of adjacent bursts: a paired ratio, robust to slow drifts in
+    // the machine's load.
+    let mut paired = Samples::default();
+    // Per round: median gateway latency minus median forward latency.
+    let mut added = Samples::default();
     let result = rt.block_on(async {
-        for _ in 0..LATENCY_ROUNDS {
-            for _ in 0..LATENCY_FRAMES_PER_ROUND {
-                lat_gw.push_ms(env.gateway.lockstep().await?);
+        for round in 0..LATENCY_ROUNDS {
+            let (mut g, mut f) = (Samples::default(), Samples::default());
+            // Alternate which path goes first.
+            for gateway_turn in [round % 2 == 0, round % 2 != 0] {
+                for _ in 0..LATENCY_FRAMES_PER_ROUND {
+                    if gateway_turn {
+                        g.push_ms(env.gateway.lockstep().await?);
+                    } else {
+                        f.push_ms(env.forward.lockstep().await?);
+                    }
+                }
             }
-            for _ in 0..LATENCY_FRAMES_PER_ROUND {
-                lat_fw.push_ms(env.forward.lockstep().await?);
-            }
+            added.push(g.median() - f.median());
+            lat_gw.extend(&g);
+            lat_fw.extend(&f);
         }
-        for _ in 0..BURST_ROUNDS {
+        for round in 0..BURST_ROUNDS {
             let mb = |(d, bytes): (Duration, u64)| bytes as f64 / d.as_secs_f64() / 1e6;
-            tp_gw.push(mb(env.gateway.burst().await?));
-            tp_fw.push(mb(env.forward.burst().await?));
+            let (g, f) = if round % 2 == 0 {
+                let g = mb(env.gateway.burst().await?);
+                (g, mb(env.forward.burst().await?))
+            } else {
+                let f = mb(env.forward.burst().await?);
+                (mb(env.gateway.burst().await?), f)
+            };
+            tp_gw.push(g);
+            tp_fw.push(f);
+            paired.push(g / f);
         }
         Ok::<(), tsuitate_benches::BenchError>(())
     });
@@ -128,11 +150,14 @@ fn interleaved_summary(rt: &Runtime, env: &mut RelayEnv, case: Case, frame_bytes
     }
     let fps = |mbs: f64| mbs * 1e6 / frame_bytes;
     eprintln!(
-        "relay summary {case} ({frame_bytes:.0} B/frame mean): latency p50 gateway {:.3} ms, forward {:.3} ms, added {:.3} ms (p95 {:.3} / {:.3} ms); \
-         throughput gateway {:.1} MB/s ({:.0} frames/s), forward {:.1} MB/s ({:.0} frames/s), ratio {:.2}; gateway drops {}",
+        "relay summary {case} ({frame_bytes:.0} B/frame mean): latency p50 gateway {:.3} ms, forward {:.3} ms, \
+         added {:.3} ms (median of {} paired rounds); p95 {:.3} / {:.3} ms; \
+         throughput gateway {:.1} MB/s ({:.0} frames/s), forward {:.1} MB/s ({:.0} frames/s), \
+         ratio of medians {:.2}, median of paired ratios {:.2} (min {:.2}, max {:.2}); gateway drops {}",
         lat_gw.median(),
         lat_fw.median(),
-        lat_gw.median() - lat_fw.median(),
+        added.median(),
+        added.len(),
         lat_gw.percentile(95.0),
         lat_fw.percentile(95.0),
         tp_gw.median(),
@@ -140,6 +165,9 @@ fn interleaved_summary(rt: &Runtime, env: &mut RelayEnv, case: Case, frame_bytes
         tp_fw.median(),
         fps(tp_fw.median()),
         tp_gw.median() / tp_fw.median().max(f64::MIN_POSITIVE),
+        paired.median(),
+        paired.percentile(0.0),
+        paired.percentile(100.0),
         env.gateway_drops(),
     );
 }

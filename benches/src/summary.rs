@@ -19,6 +19,11 @@ impl Samples {
         self.push(d.as_secs_f64() * 1e3);
     }
 
+    /// Add every sample of `other`.
+    pub fn extend(&mut self, other: &Samples) {
+        self.0.extend_from_slice(&other.0);
+    }
+
     /// Number of samples.
     pub fn len(&self) -> usize {
         self.0.len()

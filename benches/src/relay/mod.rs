@@ -10,9 +10,9 @@
 //!   parsed the last one (throughput).
 //!
 //! The gateway admits at most `fixture::MAX_FPS` frames per second per session (a token bucket
-//! with one second of burst), so both paths are paced the same way: lock-step frames at most
-//! every [`LOCKSTEP_INTERVAL`], and bursts separated by the bucket's refill time. The pauses are
-//! not measured.
+//! with one second of burst), so both paths are paced the same way: [`LOCKSTEP_GAP`] before each
+//! lock-step frame and [`BURST_REST`] (the bucket's refill time) before each burst. The pauses
+//! are not measured.
 
 pub mod agent;
 pub mod fixture;
@@ -36,8 +36,10 @@ use crate::BenchError;
 
 /// Frames per throughput burst (half the gateway's per-session burst allowance).
 pub const BURST_FRAMES: usize = 120;
-/// Shortest time between two lock-step frames (200 frames/s, under the gateway's limit).
-pub const LOCKSTEP_INTERVAL: Duration = Duration::from_millis(5);
+/// Idle time before each lock-step frame (under 200 frames/s, below the gateway's limit).
+pub const LOCKSTEP_GAP: Duration = Duration::from_millis(5);
+/// Idle time before each burst: 1.1× the time the gateway's bucket needs to earn a burst back.
+pub const BURST_REST: Duration = Duration::from_millis(1100 * BURST_FRAMES as u64 / MAX_FPS as u64);
 /// How long a viewer waits for one frame before the measurement fails.
 const FRAME_LIMIT: Duration = Duration::from_secs(10);
 
@@ -77,7 +79,6 @@ pub struct Link {
     viewer: BenchViewer,
     frames: Vec<Bytes>,
     next: usize,
-    ready_at: Instant,
 }
 
 impl Link {
@@ -87,7 +88,6 @@ impl Link {
             viewer,
             frames,
             next: 0,
-            ready_at: Instant::now(),
         }
     }
 
@@ -110,10 +110,10 @@ impl Link {
 
     /// Send one frame and wait until the viewer has it; returns the time that took.
     pub async fn lockstep(&mut self) -> Result<Duration, BenchError> {
-        tokio::time::sleep_until(self.ready_at.into()).await;
+        // The same idle gap before every frame, whichever path ran last.
+        tokio::time::sleep(LOCKSTEP_GAP).await;
         let frame = self.take(1).remove(0);
         let t0 = Instant::now();
-        self.ready_at = t0 + LOCKSTEP_INTERVAL;
         self.send
             .write_chunk(frame)
             .await
@@ -125,7 +125,9 @@ impl Link {
     /// Send [`BURST_FRAMES`] frames back to back and wait until the viewer has all of them;
     /// returns the time that took and the bytes sent.
     pub async fn burst(&mut self) -> Result<(Duration, u64), BenchError> {
-        tokio::time::sleep_until(self.ready_at.into()).await;
+        // Let the gateway's frame-rate bucket refill. Both paths rest the same time before every
+        // burst, so neither starts with a machine still busy from the other or one idle longer.
+        tokio::time::sleep(BURST_REST).await;
         let frames = self.take(BURST_FRAMES);
         let bytes = frames.iter().map(|f| f.len() as u64).sum();
         let t0 = Instant::now();
@@ -148,11 +150,7 @@ impl Link {
         let (w, r) = tokio::join!(write, read);
         w?;
         r?;
-        let took = t0.elapsed();
-        // Let the gateway's frame-rate bucket refill before the next burst (both paths wait).
-        let refill = Duration::from_secs_f64(1.1 * BURST_FRAMES as f64 / f64::from(MAX_FPS));
-        self.ready_at = Instant::now() + refill;
-        Ok((took, bytes))
+        Ok((t0.elapsed(), bytes))
     }
 }
 
