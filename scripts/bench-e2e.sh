@@ -195,6 +195,21 @@ def sample(label):
     with open(e["SAMPLES"], "a") as f:
         f.write(json.dumps(s) + "\n")
 
+def page_state(log, from_line):
+    # The page reports its field value and click count as GET /report?... (404 in the log).
+    from urllib.parse import urlsplit, parse_qs
+    state = {"typed": None, "clicks": 0}
+    with open(log, errors="replace") as f:
+        for i, line in enumerate(f):
+            if i < from_line or '"GET /report?' not in line:
+                continue
+            q = parse_qs(urlsplit(line.split('"')[1].split()[1]).query)
+            if "typed" in q:
+                state["typed"] = q["typed"][0]
+            if "clicks" in q:
+                state["clicks"] = int(q["clicks"][0])
+    print(json.dumps(state, ensure_ascii=False))
+
 def free_port(kind):
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM if kind == "udp" else socket.SOCK_STREAM)
     s.bind(("127.0.0.1", 0))
@@ -213,6 +228,8 @@ if __name__ == "__main__":
     elif cmd == "metric":
         v = metric(args[0], args[1])
         print("" if v is None else int(v))
+    elif cmd == "page-state":
+        page_state(args[0], int(args[1]))
     elif cmd == "tree":
         print(" ".join(map(str, tree(int(args[0])))))
 PY
@@ -250,11 +267,17 @@ HTML
   cat <<'HTML'
 </div>
 <script>
- var n = 0, btn = document.getElementById('btn');
+ // What arrived is reported to the page server (its log), so the script can check it.
+ function report(q) { fetch('/report?' + q).catch(function(){}); }
+ var n = 0, btn = document.getElementById('btn'), field = document.getElementById('field');
  btn.addEventListener('click', function() {
    n += 1;
    btn.textContent = '押す (' + n + ')';
    document.getElementById('bar').style.background = (n % 2) ? '#d8f0d8' : '#e8eef8';
+   report('clicks=' + n);
+ });
+ field.addEventListener('input', function() {
+   report('typed=' + encodeURIComponent(field.value));
  });
 </script>
 </body></html>
@@ -378,6 +401,11 @@ wait_viewer warmup
 
 # The workload. Both runs replay it from the same state: the page is reloaded first.
 settle_ms=4000
+clicks=10
+typed_words=(tsuitate 情報 セキュリティ 対策 基準 gateway 画面転送 無害化 LGWAN 接続系)
+# What the field holds at the end: every word, then one Backspace.
+expected_text="$(printf '%s' "${typed_words[@]}")"
+expected_text="${expected_text%?}"
 {
   echo "# reload, let the page settle"
   echo "key F5"
@@ -391,13 +419,13 @@ settle_ms=4000
   echo "# type into the field (ASCII and committed IME text)"
   echo "click 300 145"
   echo "wait 300"
-  for w in tsuitate 情報 セキュリティ 対策 基準 gateway 画面転送 無害化 LGWAN 接続系; do
+  for w in "${typed_words[@]}"; do
     printf 'type %s\nwait 300\n' "$w"
   done
   echo "key Backspace"
   echo "wait 300"
   echo "# click the button"
-  for _ in $(seq 1 10); do printf 'click 810 145\nwait 400\n'; done
+  for _ in $(seq 1 "$clicks"); do printf 'click 810 145\nwait 400\n'; done
   echo "wait 1500"
   echo "snapshot workload-end.png"
 } >"$dir/workload.script"
@@ -406,6 +434,8 @@ idle_len=$(((idle_ms - 3000) / 1000))
 
 # Plays the workload once (name $1), sampling at start, around the idle window, and at the end.
 run_workload() {
+  local from
+  from="$(wc -l <"$dir/http.log")"
   helper sample "$1:start"
   start_viewer "$1" "$dir/workload.script"
   sleep "$idle_from"
@@ -414,6 +444,8 @@ run_workload() {
   helper sample "$1:idle_end"
   wait_viewer "$1"
   helper sample "$1:end"
+  sleep 0.5
+  helper page-state "$dir/http.log" "$from" >"$dir/$1.page.json"
 }
 
 say "run 1: workload through tsuitate / 計測 1: tsuitate で台本を再生…"
@@ -439,10 +471,11 @@ if [ "$no_x264" != 1 ]; then
 fi
 
 # ---------------------------------------------------------------------------------------------
-python3 - "$dir" "$width" "$height" "$no_x264" <<'PY' | tee "$dir/results.txt"
+python3 - "$dir" "$width" "$height" "$no_x264" "$expected_text" "$clicks" <<'PY' | tee "$dir/results.txt"
 import json, sys
 
 d, width, height, no_x264 = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4] == "1"
+expected_text, expected_clicks = sys.argv[5], int(sys.argv[6])
 samples = {}
 for line in open(f"{d}/samples.jsonl"):
     s = json.loads(line)
@@ -479,6 +512,15 @@ print(f"  with Xvfb + Chromium   {fmt(tree1 / t1, '.3f')} CPU-s/s (agent and all
 print(f"gateway CPU              {fmt(delta('run1', 'gateway_cpu') / t1, '.3f')} CPU-s/s")
 print(f"idle window              {idle_s:.1f} s: {fmt(idle_frames, '.0f')} frames relayed (goal 0), agent CPU {fmt(delta('run1', 'agent_cpu', 'idle_start', 'idle_end') / idle_s, '.3f')} CPU-s/s")
 
+def page_check(run):
+    try:
+        p = json.load(open(f"{d}/{run}.page.json"))
+    except (OSError, ValueError):
+        return f"{run}: no page report"
+    text = "exact" if p["typed"] == expected_text else f"DIFFERENT: got {p['typed']!r}, expected {expected_text!r}"
+    return f"{run}: typed text {text}; clicks seen {p['clicks']}/{expected_clicks}"
+print(f"page check               {page_check('run1')}")
+
 if not no_x264 and "run2:start" in samples:
     t2 = secs("run2")
     agent2 = delta("run2", "agent_cpu")
@@ -503,6 +545,7 @@ if not no_x264 and "run2:start" in samples:
     print(f"{'':24}{'tsuitate agent':>16}{'ffmpeg x264':>16}{'ratio':>10}")
     for name, a, b, spec in rows:
         print(f"{name:24}{fmt(a, spec):>16}{fmt(b, spec):>16}{fmt(ratio(a, b), '.2f'):>10}")
+    print(f"page check {page_check('run2')}")
     print(f"(run 1 agent CPU for the same workload without ffmpeg running: {fmt(agent1 / t1, '.3f')} CPU-s/s;"
           f" ratio to x264 {fmt(ratio(agent1 / t1, ff / t2 if ff else None), '.2f')})")
 print()
