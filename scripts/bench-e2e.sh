@@ -505,12 +505,12 @@ print(f"capture→decoded latency  p50 {lat['p50']:.1f} ms   p95 {lat['p95']:.1f
 print(f"frames decoded           {report['frames_decoded']} ({report['fps']:.1f} fps over the viewer's run), dropped {report['dropped_frames']}")
 frames1, bytes1 = delta("run1", "frames"), delta("run1", "bytes")
 print(f"frames relayed           {fmt(frames1, '.0f')}")
-print(f"bytes per second         {fmt(bytes1 / t1 / 1e3, '.1f')} kB/s ({fmt(bytes1 * 8 / t1 / 1e3, '.0f')} kbit/s)")
+print(f"bytes per second         {fmt(ratio(bytes1, t1 * 1e3), '.1f')} kB/s ({fmt(ratio(bytes1, t1 * 125), '.0f')} kbit/s)")
 agent1, tree1 = delta("run1", "agent_cpu"), delta("run1", "tree_cpu")
-print(f"agent CPU per session    {fmt(agent1 / t1, '.3f')} CPU-s/s (agent process: capture, convert, encode, QUIC)")
-print(f"  with Xvfb + Chromium   {fmt(tree1 / t1, '.3f')} CPU-s/s (agent and all its descendants)")
-print(f"gateway CPU              {fmt(delta('run1', 'gateway_cpu') / t1, '.3f')} CPU-s/s")
-print(f"idle window              {idle_s:.1f} s: {fmt(idle_frames, '.0f')} frames relayed (goal 0), agent CPU {fmt(delta('run1', 'agent_cpu', 'idle_start', 'idle_end') / idle_s, '.3f')} CPU-s/s")
+print(f"agent CPU per session    {fmt(ratio(agent1, t1), '.3f')} CPU-s/s (agent process: capture, convert, encode, QUIC)")
+print(f"  with Xvfb + Chromium   {fmt(ratio(tree1, t1), '.3f')} CPU-s/s (agent and all its descendants)")
+print(f"gateway CPU              {fmt(ratio(delta('run1', 'gateway_cpu'), t1), '.3f')} CPU-s/s")
+print(f"idle window              {idle_s:.1f} s: {fmt(idle_frames, '.0f')} frames relayed (goal 0), agent CPU {fmt(ratio(delta('run1', 'agent_cpu', 'idle_start', 'idle_end'), idle_s), '.3f')} CPU-s/s")
 
 def page_check(run):
     try:
@@ -534,20 +534,20 @@ if not no_x264 and "run2:start" in samples:
     print()
     print(f"== same workload, tsuitate vs ffmpeg x264 (ultrafast, zerolatency, 30 fps) (run 2, {t2:.1f} s) ==")
     rows = [
-        ("encode CPU, CPU-s/s", agent2 / t2 if agent2 is not None else None, ff / t2 if ff is not None else None, ".3f"),
+        ("encode CPU, CPU-s/s", ratio(agent2, t2), ratio(ff, t2), ".3f"),
         ("frames encoded", frames2, xf, ".0f"),
-        ("CPU ms per frame", ratio(agent2 * 1e3, frames2) if agent2 is not None else None, ratio(ff * 1e3, xf) if ff is not None else None, ".2f"),
+        ("CPU ms per frame", ratio(agent2, ratio(frames2, 1e3)), ratio(ff, ratio(xf, 1e3)), ".2f"),
         ("bytes", bytes2, xb, ".0f"),
-        ("kbit/s", bytes2 * 8 / t2 / 1e3 if bytes2 is not None else None, xb * 8 / t2 / 1e3 if xb is not None else None, ".0f"),
+        ("kbit/s", ratio(bytes2, t2 * 125), ratio(xb, t2 * 125), ".0f"),
         ("idle window bytes", delta("run2", "bytes", "idle_start", "idle_end"), xidle, ".0f"),
-        ("idle window CPU-s/s", delta("run2", "agent_cpu", "idle_start", "idle_end") / idle2, xidle_cpu / idle2 if xidle_cpu is not None else None, ".3f"),
+        ("idle window CPU-s/s", ratio(delta("run2", "agent_cpu", "idle_start", "idle_end"), idle2), ratio(xidle_cpu, idle2), ".3f"),
     ]
     print(f"{'':24}{'tsuitate agent':>16}{'ffmpeg x264':>16}{'ratio':>10}")
     for name, a, b, spec in rows:
         print(f"{name:24}{fmt(a, spec):>16}{fmt(b, spec):>16}{fmt(ratio(a, b), '.2f'):>10}")
     print(f"page check {page_check('run2')}")
-    print(f"(run 1 agent CPU for the same workload without ffmpeg running: {fmt(agent1 / t1, '.3f')} CPU-s/s;"
-          f" ratio to x264 {fmt(ratio(agent1 / t1, ff / t2 if ff else None), '.2f')})")
+    print(f"(run 1 agent CPU for the same workload without ffmpeg running: {fmt(ratio(agent1, t1), '.3f')} CPU-s/s;"
+          f" ratio to x264 {fmt(ratio(ratio(agent1, t1), ratio(ff, t2)), '.2f')})")
 print()
 print(f"details: {d}/samples.jsonl, {d}/run1.report.json, {d}/snapshots/, logs in {d}")
 PY
