@@ -34,6 +34,9 @@ pub struct X11Injector {
     pressed: HashMap<KeyCode, Keycode>,
     /// Shift keycodes currently held on the user's behalf.
     shift_held: Vec<Keycode>,
+    /// When each keycode was last pressed: a keycode is not remapped until Chromium has had
+    /// [`ROUND_SETTLE`] to translate its last press.
+    last_press: HashMap<Keycode, std::time::Instant>,
     wake: Option<SyncSender<Wake>>,
     /// Events injected (for stats; never the content).
     pub injected: u64,
@@ -46,6 +49,12 @@ impl std::fmt::Debug for X11Injector {
             .finish_non_exhaustive()
     }
 }
+
+/// How long X clients get to fetch a changed keyboard mapping (see [`X11Injector::settle`]).
+const REMAP_SETTLE: std::time::Duration = std::time::Duration::from_millis(40);
+/// How long Chromium gets to translate the keys of one text round before their keycodes may be
+/// remapped for the next: it looks keycodes up when it handles them, not when they arrive.
+const ROUND_SETTLE: std::time::Duration = std::time::Duration::from_millis(200);
 
 fn lost<E: std::fmt::Display>(e: E) -> CaptureError {
     CaptureError::Connection(e.to_string())
@@ -74,6 +83,7 @@ impl X11Injector {
             keymap,
             pressed: HashMap::new(),
             shift_held: Vec::new(),
+            last_press: HashMap::new(),
             wake,
             injected: 0,
         })
@@ -119,7 +129,10 @@ impl X11Injector {
         Ok(())
     }
 
-    fn fake(&self, kind: u8, detail: u8) -> Result<(), CaptureError> {
+    fn fake(&mut self, kind: u8, detail: u8) -> Result<(), CaptureError> {
+        if kind == KEY_PRESS {
+            self.last_press.insert(detail, std::time::Instant::now());
+        }
         self.conn
             .xtest_fake_input(kind, detail, 0, self.root, 0, 0, 0)
             .map_err(lost)?;
@@ -136,7 +149,7 @@ impl X11Injector {
         Ok(())
     }
 
-    fn wheel(&self, dx: i16, dy: i16) -> Result<(), CaptureError> {
+    fn wheel(&mut self, dx: i16, dy: i16) -> Result<(), CaptureError> {
         // X11 wheel buttons: 4 up, 5 down, 6 left, 7 right; one click per notch.
         for (delta, neg, pos) in [(dy, 4u8, 5u8), (dx, 6, 7)] {
             let button = if delta < 0 { neg } else { pos };
@@ -148,10 +161,21 @@ impl X11Injector {
         Ok(())
     }
 
-    /// Where `keysym` is, remapping a spare keycode when the layout lacks it.
-    fn place(&mut self, keysym: Keysym) -> Result<Option<(Keycode, u8)>, CaptureError> {
+    /// Where `keysym` is, remapping a spare keycode when the layout lacks it. The third value
+    /// says whether a keycode was remapped (then [`X11Injector::settle`] must run before the
+    /// press).
+    fn place(&mut self, keysym: Keysym) -> Result<Option<(Keycode, u8, bool)>, CaptureError> {
         if let Some(p) = self.keymap.find(keysym) {
-            return Ok(Some((p.keycode, p.level)));
+            return Ok(Some((p.keycode, p.level, false)));
+        }
+        let Some(next) = self.keymap.next_spare() else {
+            return Ok(None);
+        };
+        if let Some(since) = self.last_press.get(&next).map(|t| t.elapsed()) {
+            if since < ROUND_SETTLE {
+                self.conn.sync().map_err(lost)?;
+                std::thread::sleep(ROUND_SETTLE - since);
+            }
         }
         let Some((keycode, row)) = self.keymap.assign_spare(keysym) else {
             return Ok(None);
@@ -160,9 +184,17 @@ impl X11Injector {
         self.conn
             .change_keyboard_mapping(1, keycode, per, &row)
             .map_err(lost)?;
-        // The mapping must reach the server before the key press that relies on it.
+        Ok(Some((keycode, 0, true)))
+    }
+
+    /// Let the X clients catch up with remapped keycodes. The server applies the mapping at
+    /// once (`sync`), but Chromium fetches the new keymap asynchronously after MappingNotify:
+    /// a key pressed before it has done so types the keycode's previous symbol (情報 typed
+    /// earlier turned a later 接 into 報).
+    fn settle(&self) -> Result<(), CaptureError> {
         self.conn.sync().map_err(lost)?;
-        Ok(Some((keycode, 0)))
+        std::thread::sleep(REMAP_SETTLE);
+        Ok(())
     }
 
     fn key(&mut self, down: bool, code: KeyCode, keysym: Keysym) -> Result<(), CaptureError> {
@@ -181,9 +213,12 @@ impl X11Injector {
         } else {
             keysym
         };
-        let Some((kc, level)) = self.place(keysym)? else {
+        let Some((kc, level, remapped)) = self.place(keysym)? else {
             return Ok(());
         };
+        if remapped {
+            self.settle()?;
+        }
         self.pressed.insert(code, kc);
         if SHIFT_KEYSYMS.contains(&keysym) {
             self.shift_held.push(kc);
@@ -225,14 +260,41 @@ impl X11Injector {
         Ok(())
     }
 
+    /// Type committed text in rounds: map every character of a round first (never remapping
+    /// a keycode the round already relies on), let the clients catch up once, then type the
+    /// round. A round ends when the next remap would take a keycode in use by the round.
     fn text(&mut self, text: &str) -> Result<(), CaptureError> {
-        for c in text.chars() {
-            let keysym = char_keysym(c);
-            let Some((kc, level)) = self.place(keysym)? else {
-                continue;
-            };
-            self.press_at_level(kc, level)?;
-            self.fake(KEY_RELEASE, kc)?;
+        let keysyms: Vec<Keysym> = text.chars().map(char_keysym).collect();
+        let mut rest = keysyms.as_slice();
+        while !rest.is_empty() {
+            let mut round: Vec<(Keycode, u8)> = Vec::new();
+            let mut remapped = false;
+            for &keysym in rest {
+                let in_use = |kc: Keycode| round.iter().any(|(k, _)| *k == kc);
+                if self.keymap.find(keysym).is_none()
+                    && self.keymap.next_spare().is_some_and(in_use)
+                {
+                    break;
+                }
+                match self.place(keysym)? {
+                    Some((kc, level, r)) => {
+                        remapped |= r;
+                        round.push((kc, level));
+                    }
+                    // No spare keycode at all: the character cannot be typed; skip it.
+                    None => round.push((0, 0)),
+                }
+            }
+            if remapped {
+                self.settle()?;
+            }
+            for &(kc, level) in &round {
+                if kc != 0 {
+                    self.press_at_level(kc, level)?;
+                    self.fake(KEY_RELEASE, kc)?;
+                }
+            }
+            rest = &rest[round.len()..];
         }
         Ok(())
     }

@@ -92,6 +92,11 @@ impl Keymap {
     /// Pick the next spare keycode (round robin, so a keycode is not remapped again while
     /// the client may still be translating its previous press) and record `keysym` on it.
     /// Returns the keycode and the row to send with ChangeKeyboardMapping.
+    /// The spare keycode the next [`Keymap::assign_spare`] will remap.
+    pub fn next_spare(&self) -> Option<Keycode> {
+        (!self.spares.is_empty()).then(|| self.spares[self.next_spare % self.spares.len()])
+    }
+
     pub fn assign_spare(&mut self, keysym: Keysym) -> Option<(Keycode, Vec<Keysym>)> {
         if self.spares.is_empty() {
             return None;
