@@ -28,15 +28,7 @@ async fn wrong_password_is_denied_and_locks_out_after_n() {
     let mut fx = Fixture::new(&["a"], &["yamada", "suzuki"]);
     fx.config.lockout.max_failures_per_user = 3;
     let gw = fx.start().await;
-    let (c, k) = fx.agent_identity("a");
-    let _ag = agent::connect(
-        gw.agent_addr,
-        &fx.ca(),
-        Some((&c, &k)),
-        AgentOptions::new("a"),
-    )
-    .await
-    .unwrap();
+    let _ag = fx.connect_agent(&gw, AgentOptions::new("a")).await;
     for _ in 0..3 {
         assert_eq!(
             try_login(&fx, gw.viewer_addr, "yamada", "wrong").await.0,

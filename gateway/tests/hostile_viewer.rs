@@ -7,7 +7,7 @@ mod support;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
-use support::agent::{self, close_reason, AgentOptions};
+use support::agent::{close_reason, AgentOptions};
 use support::fixture::{Fixture, PASSWORD};
 use support::viewer::TestViewer;
 use tsuitate_protocol::{
@@ -20,15 +20,7 @@ const T: Duration = Duration::from_secs(20);
 async fn input_flood_is_throttled_then_cut_off_while_another_session_runs() {
     let fx = Fixture::new(&["a"], &["calm", "flood"]);
     let gw = fx.start().await;
-    let (c, k) = fx.agent_identity("a");
-    let ag = agent::connect(
-        gw.agent_addr,
-        &fx.ca(),
-        Some((&c, &k)),
-        AgentOptions::new("a"),
-    )
-    .await
-    .unwrap();
+    let ag = fx.connect_agent(&gw, AgentOptions::new("a")).await;
     let mut calm = TestViewer::connect(gw.viewer_addr, &fx.ca(), None).await;
     calm.login_ready("calm").await;
     let mut flood = TestViewer::connect(gw.viewer_addr, &fx.ca(), None).await;
@@ -69,15 +61,7 @@ async fn input_flood_is_throttled_then_cut_off_while_another_session_runs() {
 async fn video_from_a_viewer_closes_it() {
     let fx = Fixture::new(&["a"], &["u1"]);
     let gw = fx.start().await;
-    let (c, k) = fx.agent_identity("a");
-    let ag = agent::connect(
-        gw.agent_addr,
-        &fx.ca(),
-        Some((&c, &k)),
-        AgentOptions::new("a"),
-    )
-    .await
-    .unwrap();
+    let ag = fx.connect_agent(&gw, AgentOptions::new("a")).await;
     let mut v = TestViewer::connect(gw.viewer_addr, &fx.ca(), None).await;
     v.login_ready("u1").await;
     // A GatewayToViewer::Video kind (0x23) sent by the viewer.
@@ -148,15 +132,7 @@ async fn viewer_gone_before_its_login_result_does_not_keep_a_session_slot() {
     // Bounds how long a second login waits for a session still "starting".
     fx.config.session.start_timeout_s = 2;
     let gw = fx.start().await;
-    let (c, k) = fx.agent_identity("a");
-    let _ag = agent::connect(
-        gw.agent_addr,
-        &fx.ca(),
-        Some((&c, &k)),
-        AgentOptions::new("a"),
-    )
-    .await
-    .unwrap();
+    let _ag = fx.connect_agent(&gw, AgentOptions::new("a")).await;
     let mut gone = TestViewer::connect(gw.viewer_addr, &fx.ca(), None).await;
     let hello = ViewerToGateway::Hello {
         version: PROTOCOL_VERSION,
@@ -195,15 +171,7 @@ async fn viewer_gone_before_its_login_result_does_not_keep_a_session_slot() {
 async fn control_message_flood_is_cut_off() {
     let fx = Fixture::new(&["a"], &["flood"]);
     let gw = fx.start().await;
-    let (c, k) = fx.agent_identity("a");
-    let _ag = agent::connect(
-        gw.agent_addr,
-        &fx.ca(),
-        Some((&c, &k)),
-        AgentOptions::new("a"),
-    )
-    .await
-    .unwrap();
+    let _ag = fx.connect_agent(&gw, AgentOptions::new("a")).await;
     let mut v = TestViewer::connect(gw.viewer_addr, &fx.ca(), None).await;
     v.login_ready("flood").await;
     // Pings and keyframe requests cost the gateway work but are not input: still limited.
@@ -236,15 +204,7 @@ async fn control_message_flood_is_cut_off() {
 async fn resize_flood_reaches_the_agent_only_a_few_times() {
     let fx = Fixture::new(&["a"], &["u1"]);
     let gw = fx.start().await;
-    let (c, k) = fx.agent_identity("a");
-    let ag = agent::connect(
-        gw.agent_addr,
-        &fx.ca(),
-        Some((&c, &k)),
-        AgentOptions::new("a"),
-    )
-    .await
-    .unwrap();
+    let ag = fx.connect_agent(&gw, AgentOptions::new("a")).await;
     let mut v = TestViewer::connect(gw.viewer_addr, &fx.ca(), None).await;
     v.login_ready("u1").await;
     // Alternating sizes: each differs from the last one asked for.

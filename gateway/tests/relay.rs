@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use openh264::decoder::Decoder;
 use openh264::formats::YUVSource;
-use support::agent::{self, AgentOptions};
+use support::agent::AgentOptions;
 use support::fixture::Fixture;
 use support::frames::{nal_types, HEIGHT, WIDTH};
 use support::viewer::TestViewer;
@@ -20,15 +20,7 @@ const T: Duration = Duration::from_secs(20);
 async fn frames_arrive_in_order_sanitized_and_decodable() {
     let fx = Fixture::new(&["agent-1"], &["yamada"]);
     let gw = fx.start().await;
-    let (c, k) = fx.agent_identity("agent-1");
-    let ag = agent::connect(
-        gw.agent_addr,
-        &fx.ca(),
-        Some((&c, &k)),
-        AgentOptions::new("agent-1"),
-    )
-    .await
-    .unwrap();
+    let ag = fx.connect_agent(&gw, AgentOptions::new("agent-1")).await;
     let mut v = TestViewer::connect(gw.viewer_addr, &fx.ca(), None).await;
     assert!(!v.login_ready("yamada").await);
     let frames = v.frames(30, T).await;

@@ -16,10 +16,7 @@ const T: Duration = Duration::from_secs(20);
 
 async fn setup(fx: &Fixture, opts: AgentOptions) -> (GatewayHandle, SyntheticAgent) {
     let gw = fx.start().await;
-    let (c, k) = fx.agent_identity(&opts.id);
-    let ag = agent::connect(gw.agent_addr, &fx.ca(), Some((&c, &k)), opts)
-        .await
-        .unwrap();
+    let ag = fx.connect_agent(&gw, opts).await;
     (gw, ag)
 }
 

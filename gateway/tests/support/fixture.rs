@@ -71,4 +71,16 @@ impl Fixture {
     pub async fn start(&self) -> GatewayHandle {
         Gateway::start(self.config.clone()).await.unwrap()
     }
+
+    /// Connect a synthetic agent with the certificate of `opts.id` (issued by `new`).
+    pub async fn connect_agent(
+        &self,
+        gw: &GatewayHandle,
+        opts: super::agent::AgentOptions,
+    ) -> super::agent::SyntheticAgent {
+        let (c, k) = self.agent_identity(&opts.id);
+        super::agent::connect(gw.agent_addr, &self.ca(), Some((&c, &k)), opts)
+            .await
+            .unwrap()
+    }
 }
