@@ -321,9 +321,7 @@ mod tests {
     use crate::encode::{EncoderSettings, OpenH264Encoder};
     use crate::frame::{SyntheticContent, SyntheticSource};
 
-    #[test]
-    fn synthetic_source_produces_increasing_frames_starting_with_idr() {
-        let src = SyntheticSource::new(320, 240, SyntheticContent::Scroll);
+    fn encoder_320x240() -> OpenH264Encoder {
         let enc = OpenH264Encoder::new(EncoderSettings {
             width: 320,
             height: 240,
@@ -331,9 +329,14 @@ mod tests {
             bitrate_kbps: 2000,
             screen_content: true,
         });
-        let Ok(enc) = enc else {
-            panic!("encoder");
-        };
+        let Ok(enc) = enc else { panic!("encoder") };
+        enc
+    }
+
+    #[test]
+    fn synthetic_source_produces_increasing_frames_starting_with_idr() {
+        let src = SyntheticSource::new(320, 240, SyntheticContent::Scroll);
+        let enc = encoder_320x240();
         let (tx, mut rx) = mpsc::channel(2);
         let p = Pipeline::start(Box::new(src), Box::new(enc), 30, tx);
         let Ok(mut p) = p else { panic!("pipeline") };
@@ -358,14 +361,7 @@ mod tests {
     fn resize_starts_a_new_stream_the_gateway_accepts() {
         use tsuitate_protocol::{Limits, NalSanitizer};
         let src = SyntheticSource::new(320, 240, SyntheticContent::Scroll);
-        let enc = OpenH264Encoder::new(EncoderSettings {
-            width: 320,
-            height: 240,
-            fps: 30,
-            bitrate_kbps: 2000,
-            screen_content: true,
-        });
-        let Ok(enc) = enc else { panic!("encoder") };
+        let enc = encoder_320x240();
         let (tx, mut rx) = mpsc::channel(4);
         let Ok(mut p) = Pipeline::start(Box::new(src), Box::new(enc), 30, tx) else {
             panic!("pipeline")
