@@ -12,10 +12,11 @@ use tracing::Instrument;
 use tsuitate_protocol::{AgentToGateway, GatewayToAgent, Reason, PROTOCOL_VERSION};
 
 use crate::error::{GatewayError, Side, Violation};
-use crate::relay::clock::ClockSync;
 use crate::state::{lock, now_us, AgentLink, State};
-use crate::streams::{close_with, last_words, spawn_reader, write_msg, ReadEnd};
-use crate::tls::peer_common_name;
+use crate::streams::write_msg;
+use tsuitate_protocol::ClockEstimator;
+use tsuitate_transport::tls::peer_common_name;
+use tsuitate_transport::{close as close_with, last_words, spawn_reader, ReadEnd};
 
 /// Largest capacity an agent may announce.
 const MAX_CAPACITY: u16 = 4096;
@@ -100,7 +101,7 @@ async fn serve(
         Side::Agent,
     )
     .await?;
-    let clock = Arc::new(Mutex::new(ClockSync::default()));
+    let clock = Arc::new(Mutex::new(ClockEstimator::default()));
     let generation = state.next_id();
     register(state, &agent_id, capacity, conn, &clock, generation);
     state.audit(json!({"event": "agent_connected", "agent": agent_id, "peer": peer.to_string(), "capacity": capacity}));
@@ -117,7 +118,7 @@ fn register(
     id: &str,
     capacity: u16,
     conn: &quinn::Connection,
-    clock: &Arc<Mutex<ClockSync>>,
+    clock: &Arc<Mutex<ClockEstimator>>,
     generation: u64,
 ) {
     let mut hub = state.hub();
@@ -160,9 +161,9 @@ async fn control_loop(
     state: &Arc<State>,
     conn: &quinn::Connection,
     send: &mut SendStream,
-    rx: &mut tokio::sync::mpsc::Receiver<crate::streams::ReadItem<AgentToGateway>>,
+    rx: &mut tokio::sync::mpsc::Receiver<tsuitate_transport::ReadItem<AgentToGateway>>,
     agent_id: &str,
-    clock: &Arc<Mutex<ClockSync>>,
+    clock: &Arc<Mutex<ClockEstimator>>,
 ) -> Result<(), GatewayError> {
     let mut ping = interval(Duration::from_secs(state.cfg.agent.ping_interval_s));
     ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -173,7 +174,7 @@ async fn control_loop(
                 let Some(msg) = msg else { return Err(GatewayError::Closed(Side::Agent)) };
                 match msg.map_err(read_end)? {
                     AgentToGateway::Pong { gateway_us, agent_us, .. } => {
-                        lock(clock).pong(gateway_us, agent_us, now_us());
+                        lock(clock).sample(gateway_us, agent_us, now_us());
                     }
                     AgentToGateway::Capacity { free } => {
                         state.hub().broker.set_reported_free(agent_id, free);

@@ -225,7 +225,9 @@ mod tests {
         let files = issue_agent(dir.path(), "agent-1", false).unwrap();
         assert!(files[0].ends_with("agent-agent-1.pem"));
         assert!(files[1].ends_with("agent-agent-1-key.pem"));
-        let cn = crate::tls::cert_common_name(&crate::tls::load_certs(&files[0]).unwrap()[0]);
+        let cn = tsuitate_transport::tls::cert_common_name(
+            &tsuitate_transport::tls::load_certs(&files[0]).unwrap()[0],
+        );
         assert_eq!(cn.as_deref(), Some("agent-1"));
         assert!(issue_agent(dir.path(), "bad id", false).is_err());
     }

@@ -222,10 +222,14 @@ pub struct QuicConfig {
 }
 
 impl Default for QuicConfig {
+    /// Keep-alive, idle timeout and send window are the transport's one set of tunings
+    /// (`tsuitate_transport::Tuning::default()`), which agents and viewers use too; the
+    /// receive windows are per zone.
     fn default() -> Self {
+        let t = tsuitate_transport::Tuning::default();
         QuicConfig {
-            idle_timeout_s: 30,
-            keep_alive_s: 5,
+            idle_timeout_s: t.idle_timeout.as_secs(),
+            keep_alive_s: t.keep_alive.as_secs(),
             max_incoming: 256,
             max_connections_per_ip: 16,
             retry: true,
@@ -233,7 +237,7 @@ impl Default for QuicConfig {
             agent_connection_window: 64 * 1024 * 1024,
             viewer_stream_window: 256 * 1024,
             viewer_connection_window: 512 * 1024,
-            send_window: 16 * 1024 * 1024,
+            send_window: t.send_window,
         }
     }
 }
@@ -246,6 +250,16 @@ pub enum DropPolicy {
     Drop,
     /// Cut the agent off: our agents never emit such units, so one means a hostile agent.
     Close,
+}
+
+impl DropPolicy {
+    /// The sanitizer's policy: `close` refuses the access unit, which ends the session.
+    pub fn sanitizer_policy(self) -> tsuitate_protocol::h264::DropPolicy {
+        match self {
+            DropPolicy::Drop => tsuitate_protocol::h264::DropPolicy::Drop,
+            DropPolicy::Close => tsuitate_protocol::h264::DropPolicy::Refuse,
+        }
+    }
 }
 
 /// `[video]`.

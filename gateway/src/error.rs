@@ -35,9 +35,6 @@ pub enum Violation {
     /// An access unit the sanitizer refused.
     #[error("video refused by the sanitizer: {0}")]
     Sanitizer(#[from] SanitizeError),
-    /// A NAL unit outside the allow-list while `video.drop_policy = "close"`.
-    #[error("NAL unit type {0} is not allowed")]
-    ForbiddenNal(u8),
     /// A message that is valid but not allowed in the current state.
     #[error("unexpected message: {0}")]
     Unexpected(&'static str),
@@ -61,7 +58,6 @@ impl Violation {
         match self {
             Violation::Wire(e) => e.code(),
             Violation::Sanitizer(e) => e.code(),
-            Violation::ForbiddenNal(_) => "forbidden_nal",
             Violation::Unexpected(_) => "unexpected_message",
             Violation::Input(_) => "invalid_input",
             Violation::RateLimited(_) => "rate_limited",

@@ -60,7 +60,7 @@ pub enum StartError {
     Config(#[from] config::ConfigErrors),
     /// Certificates or keys could not be loaded.
     #[error("TLS: {0}")]
-    Tls(#[from] tls::TlsError),
+    Tls(#[from] tsuitate_transport::TlsError),
     /// The users file is unreadable.
     #[error("users: {0}")]
     Users(#[from] users::UsersError),
@@ -190,9 +190,10 @@ impl GatewayHandle {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         for ep in &self.endpoints {
+            let reason = tsuitate_protocol::Reason::Shutdown;
             ep.close(
-                quinn::VarInt::from_u32(u32::from(tsuitate_protocol::Reason::Shutdown.to_u16())),
-                b"Shutdown",
+                tsuitate_transport::close_code(reason),
+                reason.name().as_bytes(),
             );
         }
         for ep in &self.endpoints {

@@ -18,14 +18,14 @@ use tsuitate_protocol::{
 };
 
 use crate::broker::SessionState;
-use crate::config::DropPolicy;
 use crate::error::{GatewayError, Side, Violation};
-use crate::relay::clock::ClockSync;
 use crate::relay::input::InputPolicy;
 use crate::relay::video::{FpsLimit, FrameAction, KeyframePacer, OutFrame, ViewerFlow};
 use crate::session_end::{End, SessionStats};
 use crate::state::{lock, now_us, State};
-use crate::streams::{spawn_reader, write_msg, write_msg_timeout, ReadEnd, ReadItem};
+use crate::streams::{write_msg, write_msg_timeout};
+use tsuitate_protocol::ClockEstimator;
+use tsuitate_transport::{spawn_reader, ReadEnd, ReadItem};
 
 /// What a viewer connection tells its session.
 #[derive(Debug)]
@@ -70,7 +70,7 @@ pub(crate) struct Opened {
     width: u16,
     height: u16,
     conn: quinn::Connection,
-    clock: Arc<Mutex<ClockSync>>,
+    clock: Arc<Mutex<ClockEstimator>>,
 }
 
 /// Open a session stream on `agent` and wait for `Started`, all within
@@ -150,7 +150,7 @@ pub(crate) struct Session {
     pub(crate) last_viewer: Option<SocketAddr>,
     pub(crate) stats: SessionStats,
     pub(crate) sanitizer: NalSanitizer,
-    clock: Arc<Mutex<ClockSync>>,
+    clock: Arc<Mutex<ClockEstimator>>,
     width: u16,
     height: u16,
     seq: u64,
@@ -196,7 +196,8 @@ pub(crate) fn spawn(
         viewer: None,
         last_viewer: None,
         stats: SessionStats::default(),
-        sanitizer: NalSanitizer::new(state.limits.clone()),
+        sanitizer: NalSanitizer::new(state.limits.clone())
+            .with_policy(state.cfg.video.drop_policy.sanitizer_policy()),
         clock: opened.clock,
         width: opened.width,
         height: opened.height,
@@ -310,11 +311,6 @@ impl Session {
                 return Err(End::agent_violation(Violation::Sanitizer(e)));
             }
         };
-        if self.state.cfg.video.drop_policy == DropPolicy::Close {
-            if let Some(ty) = diff.iter().position(|n| *n > 0) {
-                return Err(End::agent_violation(Violation::ForbiddenNal(ty as u8)));
-            }
-        }
         let h = frame.header;
         if h.keyframe {
             self.width = h.width;
@@ -325,7 +321,7 @@ impl Session {
         self.seq += 1;
         let header = VideoHeader {
             sequence: self.seq,
-            capture_us: lock(&self.clock).to_gateway(h.capture_us, now_us()),
+            capture_us: lock(&self.clock).to_local(h.capture_us, now_us()),
             keyframe: h.keyframe,
             width: h.width,
             height: h.height,

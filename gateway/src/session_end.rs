@@ -8,7 +8,8 @@ use tsuitate_protocol::{GatewayToAgentSession, Reason};
 
 use crate::error::{Side, Violation};
 use crate::session::{Session, ToViewer};
-use crate::streams::{close_with, write_msg_timeout};
+use crate::streams::write_msg_timeout;
+use tsuitate_transport::close as close_with;
 
 /// Per-session counters for the audit record.
 #[derive(Debug, Clone, Default)]

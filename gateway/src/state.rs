@@ -16,9 +16,9 @@ use crate::broker::SessionBroker;
 use crate::config::Config;
 use crate::lockout::Lockout;
 use crate::metrics::Metrics;
-use crate::relay::clock::ClockSync;
 use crate::session::SessionCommand;
 use crate::users::UsersFile;
+use tsuitate_protocol::ClockEstimator;
 
 /// Microseconds since the UNIX epoch on the gateway clock.
 pub fn now_us() -> u64 {
@@ -37,7 +37,7 @@ pub(crate) async fn stopped(rx: &mut watch::Receiver<bool>) {
 #[derive(Debug, Clone)]
 pub(crate) struct AgentLink {
     pub conn: quinn::Connection,
-    pub clock: Arc<Mutex<ClockSync>>,
+    pub clock: Arc<Mutex<ClockEstimator>>,
     pub generation: u64,
 }
 

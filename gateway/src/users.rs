@@ -79,7 +79,7 @@ pub fn random_bytes<const N: usize>() -> [u8; N] {
     let mut buf = [0u8; N];
     // The OS RNG failing is not recoverable in any useful way; fall back to the clock so we
     // never panic, and the salt is still unique per call in practice.
-    if rustls::crypto::ring::default_provider()
+    if tsuitate_transport::tls::provider()
         .secure_random
         .fill(&mut buf)
         .is_err()

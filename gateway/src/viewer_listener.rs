@@ -19,8 +19,9 @@ use crate::error::{GatewayError, Side, Violation};
 use crate::relay::input::ControlLimit;
 use crate::session::{self, SessionCommand, ToViewer, ViewerSink};
 use crate::state::{now_us, State};
-use crate::streams::{close_with, last_words, spawn_reader, write_msg, ReadEnd, ReadItem};
+use crate::streams::write_msg;
 use crate::viewer_writer::spawn_writer;
+use tsuitate_transport::{close as close_with, last_words, spawn_reader, ReadEnd, ReadItem};
 
 type Rx = mpsc::Receiver<ReadItem<ViewerToGateway>>;
 

@@ -195,9 +195,9 @@ async fn a_client_without_our_alpn_cannot_connect() {
     let fx = Fixture::new(&[], &["u1"]);
     let gw = fx.start().await;
     for alpn in [vec![], vec![b"h3".to_vec()]] {
-        let roots = tsuitate_gateway::tls::root_store(&fx.ca()).unwrap();
+        let roots = tsuitate_transport::tls::root_store(&fx.ca()).unwrap();
         let mut tls =
-            rustls::ClientConfig::builder_with_provider(tsuitate_gateway::tls::provider())
+            rustls::ClientConfig::builder_with_provider(tsuitate_transport::tls::provider())
                 .with_protocol_versions(&[&rustls::version::TLS13])
                 .unwrap()
                 .with_root_certificates(roots)

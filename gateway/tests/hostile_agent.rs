@@ -75,6 +75,18 @@ async fn hostile_case(behaviour: Behaviour, code: &str) {
         "{behaviour:?}"
     );
     assert!(!log.contains(std::str::from_utf8(MARKER).unwrap()));
+    if code == "forbidden_nal" {
+        // The sanitizer refused the access unit: the session-end record says so.
+        let end = log
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find(|v| v["event"] == "session_end" && v["agent"] == "evil")
+            .unwrap();
+        assert!(
+            end["sanitizer_refused"].as_u64() >= Some(1),
+            "{behaviour:?}: {end}"
+        );
+    }
     gw.shutdown().await;
 }
 

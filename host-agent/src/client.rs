@@ -11,14 +11,13 @@ use quinn::{Connection, Endpoint, RecvStream, SendStream};
 use tokio::sync::watch;
 use tracing::Instrument;
 use tsuitate_protocol::{
-    AgentSessionToGateway, AgentToGateway, GatewayToAgent, Limits, Message, MessageBuffer, Reason,
-    PROTOCOL_VERSION,
+    AgentSessionToGateway, AgentToGateway, GatewayToAgent, Limits, Reason, PROTOCOL_VERSION,
 };
+use tsuitate_transport::{MessageReader, ReadError};
 
 use crate::config::{AgentConfig, GatewayEntry};
 use crate::frame::now_us;
 use crate::session::{self, AgentStats};
-use crate::tls;
 
 /// Why the client could not run or a connection ended.
 #[derive(Debug, thiserror::Error)]
@@ -28,7 +27,7 @@ pub enum ClientError {
     WorkDir(#[from] crate::browser::BrowserError),
     /// TLS material could not be loaded.
     #[error(transparent)]
-    Tls(#[from] tls::TlsError),
+    Tls(#[from] tsuitate_transport::TlsError),
     /// The UDP socket could not be opened.
     #[error("endpoint: {0}")]
     Endpoint(std::io::Error),
@@ -109,7 +108,11 @@ struct Shared {
 
 /// Connect to every configured gateway and serve until `shutdown` becomes true.
 pub async fn run(config: AgentConfig, shutdown: watch::Receiver<bool>) -> Result<(), ClientError> {
-    let client_config = tls::client_config(&config.ca, &config.cert, &config.key)?;
+    let client_config = tsuitate_transport::client_config_from_files(
+        &config.ca,
+        Some((&config.cert, &config.key)),
+        &tsuitate_transport::Tuning::default(),
+    )?;
     if let Some(dir) = &config.browser.work_dir {
         crate::browser::prepare_work_dir(dir)?;
     }
@@ -135,7 +138,10 @@ pub async fn run(config: AgentConfig, shutdown: watch::Receiver<bool>) -> Result
     }
     // Drain: closing the endpoint fails every session stream; wait (bounded) until every
     // session has killed its browser and wiped its directory.
-    endpoint.close(0u32.into(), b"shutdown");
+    endpoint.close(
+        tsuitate_transport::close_code(Reason::Shutdown),
+        Reason::Shutdown.name().as_bytes(),
+    );
     let deadline = Instant::now() + Duration::from_secs(15);
     while shared.slots.free() < shared.config.max_sessions && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -215,41 +221,29 @@ async fn connect_and_serve(
         Err(_) => return Err(ClientError::Control("no Welcome within 10 s".into())),
     }
     let result = control_loop(&conn, &mut send, &mut control, shared).await;
-    conn.close(0u32.into(), b"bye");
+    tsuitate_transport::close(&conn, Reason::Normal);
     result
 }
 
 async fn write(send: &mut SendStream, msg: &AgentToGateway) -> Result<(), ClientError> {
-    send.write_all(&msg.to_bytes())
+    tsuitate_transport::write(send, msg)
         .await
         .map_err(|e| ClientError::Control(e.to_string()))
 }
 
-struct ControlReader {
-    recv: RecvStream,
-    buf: MessageBuffer<GatewayToAgent>,
-}
+struct ControlReader(MessageReader<GatewayToAgent>);
 
 impl ControlReader {
     fn new(recv: RecvStream) -> Self {
-        ControlReader {
-            recv,
-            buf: MessageBuffer::new(Limits::default()),
-        }
+        ControlReader(MessageReader::new(recv, Limits::default()))
     }
     /// The next message (cancel-safe: bytes already read stay in the buffer).
     async fn next(&mut self) -> Result<GatewayToAgent, ClientError> {
-        loop {
-            match self.buf.next_message() {
-                Ok(Some(m)) => return Ok(m),
-                Ok(None) => {}
-                Err(e) => return Err(ClientError::Protocol(e.to_string())),
-            }
-            match self.recv.read_chunk(16 * 1024, true).await {
-                Ok(Some(c)) => self.buf.push(&c.bytes),
-                Ok(None) => return Err(ClientError::Control("finished by gateway".into())),
-                Err(e) => return Err(ClientError::Control(e.to_string())),
-            }
+        match self.0.read().await {
+            Ok(Some(m)) => Ok(m),
+            Ok(None) => Err(ClientError::Control("finished by gateway".into())),
+            Err(ReadError::Wire(e)) => Err(ClientError::Protocol(e.to_string())),
+            Err(ReadError::Io(e)) => Err(ClientError::Control(e)),
         }
     }
 }
@@ -301,7 +295,7 @@ fn accept_session(mut send: SendStream, recv: RecvStream, shared: &Arc<Shared>) 
             let msg = AgentSessionToGateway::Ended {
                 reason: Reason::NoCapacity,
             };
-            let _ = send.write_all(&msg.to_bytes()).await;
+            let _ = tsuitate_transport::write(&mut send, &msg).await;
             let _ = send.finish();
             drop(recv);
         });

@@ -11,7 +11,7 @@ use openh264::encoder::{
 };
 use openh264::formats::YUVSlices;
 use openh264::OpenH264API;
-use tsuitate_protocol::h264::{nal_type, nal_units, ALLOWED_NAL_TYPES};
+use tsuitate_protocol::h264::{keep_allowed, AllowedUnits};
 
 use crate::convert::I420;
 
@@ -230,27 +230,11 @@ impl VideoEncoder for OpenH264Encoder {
     }
 }
 
-/// Keep only SPS, PPS, IDR and non-IDR slices (docs/protocol.md §3.3: the agent never emits
-/// what the gateway would drop), each behind a 4-byte start code. `None` when no slice is left.
+/// Keep only SPS, PPS, IDR and non-IDR slices (the protocol crate's one allow-list,
+/// docs/protocol.md §3.3: the agent never emits what the gateway would drop), each behind a
+/// 4-byte start code. `None` when no slice is left.
 pub fn filter_access_unit(annexb: &[u8]) -> Option<EncodedAu> {
-    let mut data = Vec::with_capacity(annexb.len());
-    let mut keyframe = false;
-    let mut slices = 0usize;
-    for nal in nal_units(annexb) {
-        let Some(kind) = nal_type(nal) else { continue };
-        if !ALLOWED_NAL_TYPES.contains(&kind) {
-            continue;
-        }
-        if kind == 5 {
-            keyframe = true;
-        }
-        if kind == 1 || kind == 5 {
-            slices += 1;
-        }
-        data.extend_from_slice(&[0, 0, 0, 1]);
-        data.extend_from_slice(nal);
-    }
-    (slices > 0).then_some(EncodedAu { data, keyframe })
+    keep_allowed(annexb).map(|AllowedUnits { data, keyframe }| EncodedAu { data, keyframe })
 }
 
 #[cfg(test)]

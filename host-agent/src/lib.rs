@@ -15,7 +15,6 @@ pub mod frame;
 pub mod pipeline;
 pub mod session;
 pub mod size;
-pub mod tls;
 pub mod x11;
 
 pub use browser::{BrowserError, BrowserOptions, BrowserSession, BrowserUser};

@@ -11,9 +11,9 @@ use quinn::{RecvStream, SendStream};
 use tokio::sync::mpsc;
 use tracing::Instrument;
 use tsuitate_protocol::{
-    AgentSessionToGateway, GatewayToAgentSession, InputEvent, Limits, Message, MessageBuffer,
-    Reason, VideoFrame,
+    AgentSessionToGateway, GatewayToAgentSession, InputEvent, Limits, Message, Reason, VideoFrame,
 };
+use tsuitate_transport::{spawn_reader, ReadEnd, ReadItem};
 
 use crate::browser::BrowserSession;
 use crate::config::{AgentConfig, EncoderUsage};
@@ -46,47 +46,18 @@ pub enum SessionError {
     Browser(String),
 }
 
-type Incoming = Result<GatewayToAgentSession, SessionError>;
-
-/// Decode messages from the session's receive stream into a bounded channel (full → stop
-/// reading → QUIC flow control pushes back on the gateway).
-fn spawn_reader(mut recv: RecvStream) -> mpsc::Receiver<Incoming> {
-    let (tx, rx) = mpsc::channel(16);
-    tokio::spawn(async move {
-        let mut buf = MessageBuffer::<GatewayToAgentSession>::new(Limits::default());
-        loop {
-            loop {
-                match buf.next_message() {
-                    Ok(Some(m)) => {
-                        if tx.send(Ok(m)).await.is_err() {
-                            return;
-                        }
-                    }
-                    Ok(None) => break,
-                    Err(e) => {
-                        let _ = tx.send(Err(SessionError::Protocol(e.to_string()))).await;
-                        return;
-                    }
-                }
-            }
-            match recv.read_chunk(64 * 1024, true).await {
-                Ok(Some(chunk)) => buf.push(&chunk.bytes),
-                Ok(None) => {
-                    let _ = tx.send(Err(SessionError::Stream("finished".into()))).await;
-                    return;
-                }
-                Err(e) => {
-                    let _ = tx.send(Err(SessionError::Stream(e.to_string()))).await;
-                    return;
-                }
-            }
+impl From<ReadEnd> for SessionError {
+    fn from(end: ReadEnd) -> Self {
+        match end {
+            ReadEnd::Wire(e) => SessionError::Protocol(e.to_string()),
+            ReadEnd::Finished => SessionError::Stream("finished".into()),
+            ReadEnd::Io(e) => SessionError::Stream(e),
         }
-    });
-    rx
+    }
 }
 
 async fn send_msg(send: &mut SendStream, msg: &AgentSessionToGateway) -> Result<(), SessionError> {
-    send.write_all(&msg.to_bytes())
+    tsuitate_transport::write(send, msg)
         .await
         .map_err(|e| SessionError::Stream(e.to_string()))
 }
@@ -98,7 +69,8 @@ pub async fn serve(
     config: Arc<AgentConfig>,
     stats: Arc<AgentStats>,
 ) {
-    let mut incoming = spawn_reader(recv);
+    // A bounded channel: full → stop reading → QUIC flow control pushes back on the gateway.
+    let mut incoming = spawn_reader::<GatewayToAgentSession>(recv, Limits::default(), 16);
     let first = tokio::time::timeout(Duration::from_secs(10), incoming.recv()).await;
     let (session_id, width, height) = match first {
         Ok(Some(Ok(GatewayToAgentSession::Open {
@@ -109,7 +81,7 @@ pub async fn serve(
         other => {
             let why = match other {
                 Err(_) => "no Open within 10 s".to_string(),
-                Ok(Some(Err(e))) => e.to_string(),
+                Ok(Some(Err(e))) => SessionError::from(e).to_string(),
                 Ok(None) => "stream closed".into(),
                 Ok(Some(Ok(m))) => format!("first message must be Open, got kind {:#x}", m.kind()),
             };
@@ -222,7 +194,7 @@ fn start_blocking(
 
 async fn run(
     send: &mut SendStream,
-    incoming: &mut mpsc::Receiver<Incoming>,
+    incoming: &mut mpsc::Receiver<ReadItem<GatewayToAgentSession>>,
     config: &Arc<AgentConfig>,
     stats: &AgentStats,
     width: u16,
@@ -266,7 +238,7 @@ async fn run(
 
 async fn drive(
     send: &mut SendStream,
-    incoming: &mut mpsc::Receiver<Incoming>,
+    incoming: &mut mpsc::Receiver<ReadItem<GatewayToAgentSession>>,
     running: &mut Running,
     video_rx: &mut mpsc::Receiver<VideoFrame>,
     stats: &AgentStats,
@@ -308,7 +280,7 @@ async fn drive(
                 Some(Ok(GatewayToAgentSession::Open { .. })) => {
                     return Err(SessionError::Protocol("second Open on a session stream".into()));
                 }
-                Some(Err(e)) => return Err(e),
+                Some(Err(e)) => return Err(e.into()),
                 None => return Err(SessionError::Stream("reader ended".into())),
             },
             _ = tick.tick() => {

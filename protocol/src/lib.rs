@@ -10,6 +10,7 @@
 #![forbid(unsafe_code)]
 
 mod agent;
+mod clock;
 mod codec;
 mod error;
 pub mod fuzzing;
@@ -23,6 +24,7 @@ mod video;
 mod viewer;
 
 pub use agent::{AgentSessionToGateway, AgentToGateway, GatewayToAgent, GatewayToAgentSession};
+pub use clock::ClockEstimator;
 pub use codec::{frame_len, put_str, Message, Reader, FRAME_HEADER_BYTES};
 pub use error::WireError;
 pub use h264::{NalSanitizer, SanitizeError, SanitizerCounters};

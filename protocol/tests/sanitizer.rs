@@ -1,6 +1,6 @@
 //! NAL sanitizer tests with hand-built and real openh264 streams (docs/protocol.md §3.3).
 
-use tsuitate_protocol::h264::{nal_type, nal_units, parse_sps};
+use tsuitate_protocol::h264::{nal_type, nal_units, parse_sps, DropPolicy, ALLOWED_NAL_TYPES};
 use tsuitate_protocol::*;
 
 /// Writes bits MSB-first and produces an escaped NAL unit.
@@ -173,6 +173,31 @@ fn drops_unspecified_and_reserved_types() {
     assert_eq!(types(&out), vec![7, 8, 5]);
     for ty in [0usize, 9, 12, 13, 19, 24, 25, 26, 27, 28, 29, 30, 31] {
         assert_eq!(san.counters().dropped_by_type[ty], 1, "type {ty} counted");
+    }
+}
+
+#[test]
+fn refuse_policy_refuses_any_type_outside_the_allow_list() {
+    let (s, p, i) = (sps(40, 30, 0, 30), pps(), slice(true, &[0x88]));
+    for ty in 0u8..32 {
+        let extra = vec![ty, 0xde, 0xad, 0xbe, 0xef];
+        let au = annexb(&[&s, &p, &extra, &i]);
+        let mut san = NalSanitizer::new(Limits::default()).with_policy(DropPolicy::Refuse);
+        let r = san.sanitize(&header(true, 640, 480), &au);
+        if ALLOWED_NAL_TYPES.contains(&ty) {
+            // 1, 5, 7, 8 are judged on their content, never as forbidden types.
+            assert_ne!(r, Err(SanitizeError::ForbiddenNal(ty)), "type {ty}");
+            continue;
+        }
+        assert_eq!(r, Err(SanitizeError::ForbiddenNal(ty)), "type {ty}");
+        assert_eq!(r.expect_err("refused").code(), "forbidden_nal");
+        let c = san.counters();
+        assert_eq!((c.frames_refused, c.frames_passed), (1, 0), "type {ty}");
+        assert_eq!(c.dropped_by_type[usize::from(ty)], 1, "type {ty} counted");
+        // State untouched: the clean access unit still starts the stream.
+        assert!(san
+            .sanitize(&header(true, 640, 480), &annexb(&[&s, &p, &i]))
+            .is_ok());
     }
 }
 

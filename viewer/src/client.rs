@@ -4,17 +4,13 @@
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
-use quinn::crypto::rustls::QuicClientConfig;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::CertificateDer;
 use thiserror::Error;
 use tsuitate_protocol::{
-    GatewayToViewer, Limits, LoginStatus, Message, MessageBuffer, Reason, ViewerToGateway, ALPN,
-    PROTOCOL_VERSION,
+    GatewayToViewer, Limits, LoginStatus, Message, Reason, ViewerToGateway, PROTOCOL_VERSION,
 };
+use tsuitate_transport::{MessageReader, ReadError, Tuning};
 
 /// Where and as whom to connect. The password lives only in memory.
 #[derive(Clone)]
@@ -97,10 +93,8 @@ pub struct Connected {
     pub connection: quinn::Connection,
     /// Our side of the viewer stream.
     pub send: quinn::SendStream,
-    /// Their side.
-    pub recv: quinn::RecvStream,
-    /// Bytes received but not yet decoded into messages.
-    pub buffer: MessageBuffer<GatewayToViewer>,
+    /// Their side, decoded into messages.
+    pub reader: MessageReader<GatewayToViewer>,
     /// Session size from `SessionReady`.
     pub width: u16,
     /// Session height.
@@ -109,37 +103,15 @@ pub struct Connected {
     pub resumed: bool,
 }
 
-/// Build the QUIC client config: ring provider, TLS 1.3 only, our ALPN, the CA from `ca_file`.
+/// Build the QUIC client config (`tsuitate-transport`: ring, TLS 1.3 only, our ALPN, the
+/// product's tunings) trusting the CA certificates in `ca_file`.
 pub fn quic_client_config(ca_file: &std::path::Path) -> Result<quinn::ClientConfig, ClientError> {
-    let ca_err = |message: String| ClientError::CaFile {
-        path: ca_file.display().to_string(),
-        message,
-    };
-    let mut roots = rustls::RootCertStore::empty();
-    let certs = CertificateDer::pem_file_iter(ca_file).map_err(|e| ca_err(e.to_string()))?;
-    for cert in certs {
-        let cert = cert.map_err(|e| ca_err(e.to_string()))?;
-        roots.add(cert).map_err(|e| ca_err(e.to_string()))?;
-    }
-    if roots.is_empty() {
-        return Err(ca_err("no certificate in the file".into()));
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut tls = rustls::ClientConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .map_err(|e| ca_err(e.to_string()))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    tls.alpn_protocols = vec![ALPN.to_vec()];
-    let quic = QuicClientConfig::try_from(tls).map_err(|e| ca_err(e.to_string()))?;
-    let mut config = quinn::ClientConfig::new(Arc::new(quic));
-    let mut transport = quinn::TransportConfig::default();
-    transport.keep_alive_interval(Some(Duration::from_secs(2)));
-    if let Ok(idle) = quinn::IdleTimeout::try_from(Duration::from_secs(10)) {
-        transport.max_idle_timeout(Some(idle));
-    }
-    config.transport_config(Arc::new(transport));
-    Ok(config)
+    tsuitate_transport::client_config_from_files(ca_file, None, &Tuning::default()).map_err(|e| {
+        ClientError::CaFile {
+            path: ca_file.display().to_string(),
+            message: e.to_string(),
+        }
+    })
 }
 
 async fn resolve(gateway: &str) -> Result<SocketAddr, ClientError> {
@@ -190,21 +162,12 @@ fn map_connection_error(e: quinn::ConnectionError, gateway: &str, connected: boo
 pub async fn connect(cfg: &ClientConfig) -> Result<Connected, ClientError> {
     let quic = quic_client_config(&cfg.ca_file)?;
     let addr = resolve(&cfg.gateway).await?;
-    let bind: SocketAddr = if addr.is_ipv6() {
-        "[::]:0"
-            .parse()
-            .map_err(|_| ClientError::Protocol("bind".into()))?
-    } else {
-        "0.0.0.0:0"
-            .parse()
-            .map_err(|_| ClientError::Protocol("bind".into()))?
-    };
     let unreachable = |message: String| ClientError::Unreachable {
         gateway: cfg.gateway.clone(),
         message,
     };
-    let mut endpoint = quinn::Endpoint::client(bind).map_err(|e| unreachable(e.to_string()))?;
-    endpoint.set_default_client_config(quic);
+    let endpoint =
+        tsuitate_transport::client_endpoint(addr, quic).map_err(|e| unreachable(e.to_string()))?;
     let name = cfg
         .server_name
         .clone()
@@ -224,8 +187,7 @@ pub async fn connect(cfg: &ClientConfig) -> Result<Connected, ClientError> {
         endpoint,
         connection,
         send,
-        recv,
-        buffer: MessageBuffer::new(cfg.limits.clone()),
+        reader: MessageReader::new(recv, cfg.limits.clone()),
         width: 0,
         height: 0,
         resumed: false,
@@ -242,12 +204,12 @@ impl Connected {
 
     /// Receive the next message, or `None` when the gateway finished the stream.
     pub async fn recv(&mut self) -> Result<Option<GatewayToViewer>, ClientError> {
-        read_message(&mut self.recv, &mut self.buffer).await
+        read_message(&mut self.reader).await
     }
 
     /// Close the connection (after a Logout, or when the viewer quits).
     pub fn close(&self) {
-        self.connection.close(0u32.into(), b"bye");
+        tsuitate_transport::close(&self.connection, Reason::Normal);
     }
 }
 
@@ -256,30 +218,20 @@ pub async fn write_message(
     send: &mut quinn::SendStream,
     msg: &ViewerToGateway,
 ) -> Result<(), ClientError> {
-    send.write_all(&msg.to_bytes())
+    tsuitate_transport::write(send, msg)
         .await
         .map_err(|e| ClientError::ConnectionLost(e.to_string()))
 }
 
-/// Read until one whole message is buffered. A malformed message is a protocol error.
+/// The next message, or `None` when the gateway finished the stream. A malformed message, or
+/// a stream that ends inside one, is a protocol error.
 pub async fn read_message(
-    recv: &mut quinn::RecvStream,
-    buffer: &mut MessageBuffer<GatewayToViewer>,
+    reader: &mut MessageReader<GatewayToViewer>,
 ) -> Result<Option<GatewayToViewer>, ClientError> {
-    loop {
-        if let Some(msg) = buffer
-            .next_message()
-            .map_err(|e| ClientError::Protocol(e.to_string()))?
-        {
-            return Ok(Some(msg));
-        }
-        match recv.read_chunk(64 * 1024, true).await {
-            Ok(Some(chunk)) => buffer.push(&chunk.bytes),
-            Ok(None) if buffer.pending() == 0 => return Ok(None),
-            Ok(None) => return Err(ClientError::Protocol("stream ends inside a message".into())),
-            Err(e) => return Err(ClientError::ConnectionLost(e.to_string())),
-        }
-    }
+    reader.read().await.map_err(|e| match e {
+        ReadError::Wire(w) => ClientError::Protocol(w.to_string()),
+        ReadError::Io(s) => ClientError::ConnectionLost(s),
+    })
 }
 
 async fn expect_message(

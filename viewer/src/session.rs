@@ -79,8 +79,7 @@ impl SessionDriver {
         let Connected {
             connection,
             send,
-            mut recv,
-            mut buffer,
+            mut reader,
             endpoint: _endpoint,
             ..
         } = conn;
@@ -93,7 +92,7 @@ impl SessionDriver {
         self.decoder.resync();
         let end = loop {
             tokio::select! {
-                msg = read_message(&mut recv, &mut buffer) => match msg {
+                msg = read_message(&mut reader) => match msg {
                     Ok(Some(msg)) => {
                         if let Some(end) = self.on_message(msg, &writer_tx, nonce) {
                             break end;
@@ -137,7 +136,7 @@ impl SessionDriver {
         if let SessionEnd::Error(ClientError::Protocol(ref m)) = end {
             tracing::warn!(error = %m, "closing: bad message from the gateway");
         }
-        connection.close(0u32.into(), b"bye");
+        tsuitate_transport::close(&connection, Reason::Normal);
         end
     }
 

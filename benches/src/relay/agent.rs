@@ -50,8 +50,12 @@ impl BenchAgent {
         identity: (&Path, &Path),
         agent_id: &str,
     ) -> Result<BenchAgent, BenchError> {
-        let cfg =
-            tsuitate_gateway::tls::client_config(ca, Some(identity)).map_err(|e| err("tls", e))?;
+        let cfg = tsuitate_transport::client_config_from_files(
+            ca,
+            Some(identity),
+            &tsuitate_transport::Tuning::default(),
+        )
+        .map_err(|e| err("tls", e))?;
         let endpoint = client_endpoint(cfg)?;
         let conn = endpoint
             .connect(gw, "localhost")

@@ -190,8 +190,12 @@ impl RelayEnv {
 
         let bare = BareForward::start(&fixture.config)?;
         let fviewer = BenchViewer::forward(bare.viewer_addr, &ca).await?;
-        let cfg = tsuitate_gateway::tls::client_config(&ca, Some((&cert, &key)))
-            .map_err(|e| BenchError::new(format!("tls: {e}")))?;
+        let cfg = tsuitate_transport::client_config_from_files(
+            &ca,
+            Some((&cert, &key)),
+            &tsuitate_transport::Tuning::default(),
+        )
+        .map_err(|e| BenchError::new(format!("tls: {e}")))?;
         let forward_agent = agent::client_endpoint(cfg)?;
         let conn = forward_agent
             .connect(bare.agent_addr, "localhost")

@@ -39,7 +39,12 @@ async fn connect(
     addr: SocketAddr,
     ca: &Path,
 ) -> Result<(quinn::Endpoint, quinn::Connection), BenchError> {
-    let cfg = tsuitate_gateway::tls::client_config(ca, None).map_err(|e| err("tls", e))?;
+    let cfg = tsuitate_transport::client_config_from_files(
+        ca,
+        None,
+        &tsuitate_transport::Tuning::default(),
+    )
+    .map_err(|e| err("tls", e))?;
     let endpoint = client_endpoint(cfg)?;
     let conn = endpoint
         .connect(addr, "localhost")

@@ -1,5 +1,4 @@
 //! The relay: sans-IO policy for what crosses in each direction.
 
-pub mod clock;
 pub mod input;
 pub mod video;

@@ -111,7 +111,8 @@ pub async fn connect(
     identity: Option<(&Path, &Path)>,
     opts: AgentOptions,
 ) -> Result<SyntheticAgent, String> {
-    let mut cfg = tsuitate_gateway::tls::client_config(ca, identity).map_err(|e| e.to_string())?;
+    let mut cfg = tsuitate_transport::client_config_from_files(ca, identity, &Default::default())
+        .map_err(|e| e.to_string())?;
     if !opts.accept_streams {
         let mut t = quinn::TransportConfig::default();
         t.max_concurrent_bidi_streams(0u32.into())

@@ -24,7 +24,8 @@ pub struct TestViewer {
 impl TestViewer {
     /// Connect; `window` bounds the stream receive window (small = a slow viewer fills it).
     pub async fn connect(gw: SocketAddr, ca: &Path, window: Option<u32>) -> TestViewer {
-        let mut cfg = tsuitate_gateway::tls::client_config(ca, None).unwrap();
+        let mut cfg =
+            tsuitate_transport::client_config_from_files(ca, None, &Default::default()).unwrap();
         if let Some(w) = window {
             let mut t = TransportConfig::default();
             t.stream_receive_window(VarInt::from_u32(w))

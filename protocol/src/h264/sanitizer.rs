@@ -9,7 +9,24 @@ use crate::limits::Limits;
 use crate::video::VideoHeader;
 
 /// NAL unit types that may cross: non-IDR slice (1), IDR slice (5), SPS (7), PPS (8).
+/// The one allow-list: the sanitizer's match and the agent's own filter both use it.
 pub const ALLOWED_NAL_TYPES: [u8; 4] = [1, 5, 7, 8];
+
+/// Whether NAL unit type `ty` may cross (docs/protocol.md §3.3).
+pub fn nal_type_allowed(ty: u8) -> bool {
+    ALLOWED_NAL_TYPES.contains(&ty)
+}
+
+/// What the sanitizer does with a NAL unit outside [`ALLOWED_NAL_TYPES`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DropPolicy {
+    /// Drop and count it; the rest of the access unit is forwarded.
+    #[default]
+    Drop,
+    /// Refuse the whole access unit with [`SanitizeError::ForbiddenNal`] (our agents never emit
+    /// such units, so one means a hostile agent). It is counted by type all the same.
+    Refuse,
+}
 
 const START_CODE: [u8; 4] = [0, 0, 0, 1];
 
@@ -19,6 +36,9 @@ pub enum SanitizeError {
     /// More NAL units than `max_nal_units`.
     #[error("access unit has more than {0} NAL units")]
     TooManyNalUnits(usize),
+    /// A NAL unit type outside the allow-list under [`DropPolicy::Refuse`].
+    #[error("NAL unit type {0} is not allowed")]
+    ForbiddenNal(u8),
     /// A NAL unit has its forbidden_zero_bit set.
     #[error("NAL unit has forbidden_zero_bit set")]
     ForbiddenBit,
@@ -64,6 +84,7 @@ impl SanitizeError {
     pub fn code(&self) -> &'static str {
         match self {
             SanitizeError::TooManyNalUnits(_) => "too_many_nal_units",
+            SanitizeError::ForbiddenNal(_) => "forbidden_nal",
             SanitizeError::ForbiddenBit => "forbidden_bit",
             SanitizeError::Sps(_) => "sps",
             SanitizeError::Level(_) => "level",
@@ -109,23 +130,32 @@ struct StreamState {
 }
 
 /// Sanitizes the access units of one video stream (one session). Keeps NAL types 1, 5, 7, 8,
-/// drops everything else and counts it by type, checks parameter sets against the limits and
-/// the frame header, and re-assembles the kept units with fresh 4-byte start codes. Idempotent.
+/// drops (or, by its [`DropPolicy`], refuses) everything else and counts it by type, checks
+/// parameter sets against the limits and the frame header, and re-assembles the kept units
+/// with fresh 4-byte start codes. Idempotent.
 #[derive(Debug, Clone)]
 pub struct NalSanitizer {
     limits: Limits,
+    policy: DropPolicy,
     state: StreamState,
     counters: SanitizerCounters,
 }
 
 impl NalSanitizer {
-    /// A sanitizer for a new stream.
+    /// A sanitizer for a new stream that drops and counts NAL units outside the allow-list.
     pub fn new(limits: Limits) -> Self {
         NalSanitizer {
             limits,
+            policy: DropPolicy::Drop,
             state: StreamState::default(),
             counters: SanitizerCounters::default(),
         }
+    }
+
+    /// The same sanitizer with `policy` for NAL units outside the allow-list.
+    pub fn with_policy(mut self, policy: DropPolicy) -> Self {
+        self.policy = policy;
+        self
     }
 
     /// Counters so far.
@@ -168,18 +198,23 @@ impl NalSanitizer {
                 return Err(SanitizeError::ForbiddenBit);
             }
             let ty = nal[0] & 0x1f;
+            if !nal_type_allowed(ty) {
+                // docs/protocol.md §3.3: everything else is dropped and counted by type, or
+                // refuses the access unit.
+                dropped[usize::from(ty)] += 1;
+                match self.policy {
+                    DropPolicy::Drop => continue,
+                    DropPolicy::Refuse => return Err(SanitizeError::ForbiddenNal(ty)),
+                }
+            }
             match ty {
                 7 => params_changed |= self.accept_sps(&mut state, header, nal)?,
                 8 => params_changed |= accept_pps(&mut state, nal)?,
-                1 | 5 => {
+                // 1 or 5: the allow-list's slices.
+                _ => {
                     check_slice(&state, nal)?;
                     has_idr |= ty == 5;
                     slices += 1;
-                }
-                _ => {
-                    // docs/protocol.md §3.3: everything else is dropped and counted by type.
-                    dropped[usize::from(ty)] += 1;
-                    continue;
                 }
             }
             kept += 1;

@@ -1,0 +1,95 @@
+//! Certificates and keys: the one crypto provider of the workspace (ring), PEM loading, and
+//! the names in certificates.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rustls::crypto::CryptoProvider;
+use rustls::RootCertStore;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use thiserror::Error;
+
+/// Errors while loading certificates or building TLS configurations.
+#[derive(Debug, Error)]
+pub enum TlsError {
+    /// A file could not be read.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A PEM file holds nothing usable.
+    #[error("{0}: no usable PEM certificate or key")]
+    Pem(PathBuf),
+    /// rustls refused the configuration.
+    #[error("TLS: {0}")]
+    Rustls(#[from] rustls::Error),
+    /// The client verifier could not be built.
+    #[error("client verifier: {0}")]
+    Verifier(#[from] rustls::server::VerifierBuilderError),
+    /// No TLS 1.3 initial cipher suite.
+    #[error("QUIC crypto: {0}")]
+    Quic(String),
+}
+
+/// The one crypto provider of the workspace: ring (docs/decisions.md D1).
+pub fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
+    std::fs::read(path).map_err(|source| TlsError::Io {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// Every certificate in a PEM file; an error if there is none.
+pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let pem = read(path)?;
+    let certs: Vec<_> = CertificateDer::pem_slice_iter(&pem)
+        .filter_map(Result::ok)
+        .collect();
+    if certs.is_empty() {
+        return Err(TlsError::Pem(path.to_owned()));
+    }
+    Ok(certs)
+}
+
+/// The private key in a PEM file.
+pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
+    let pem = read(path)?;
+    PrivateKeyDer::from_pem_slice(&pem).map_err(|_| TlsError::Pem(path.to_owned()))
+}
+
+/// A root store holding `certs`.
+pub fn roots_of(certs: Vec<CertificateDer<'static>>) -> Result<RootCertStore, TlsError> {
+    let mut roots = RootCertStore::empty();
+    for c in certs {
+        roots.add(c)?;
+    }
+    Ok(roots)
+}
+
+/// A root store holding the CA certificates in the PEM file `ca`.
+pub fn root_store(ca: &Path) -> Result<RootCertStore, TlsError> {
+    roots_of(load_certs(ca)?)
+}
+
+/// The subject common name of a DER certificate.
+pub fn cert_common_name(cert: &CertificateDer<'_>) -> Option<String> {
+    let (_, x509) = x509_parser::parse_x509_certificate(cert.as_ref()).ok()?;
+    let cn = x509.subject().iter_common_name().next()?;
+    cn.as_str().ok().map(str::to_owned)
+}
+
+/// The common name of the certificate a QUIC peer presented, if any.
+pub fn peer_common_name(conn: &quinn::Connection) -> Option<String> {
+    let identity = conn.peer_identity()?;
+    let certs = identity.downcast::<Vec<CertificateDer<'static>>>().ok()?;
+    certs.first().and_then(cert_common_name)
+}
