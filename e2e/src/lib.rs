@@ -1,11 +1,4 @@
-//! Harness for the end-to-end tests: starts the real `tsuitate-gateway`, `tsuitate-agent` and
-//! `tsuitate-viewer` binaries on loopback, serves a local test page, and cleans every process up.
+//! End-to-end tests of tsuitate (`tests/`): the real `tsuitate-gateway`, `tsuitate-agent` and
+//! `tsuitate-viewer` binaries on loopback, started by the test kit's `Stack`
+//! (`tsuitate-testkit`), against a local test page. This library holds nothing itself.
 #![forbid(unsafe_code)]
-
-pub mod page;
-pub mod procs;
-pub mod stack;
-
-pub use page::TestPage;
-pub use procs::{bin, descendants, Child};
-pub use stack::{Stack, ViewerRun};

@@ -7,8 +7,8 @@
 
 use std::time::Duration;
 
-use tsuitate_e2e::procs::wait_for;
-use tsuitate_e2e::{Stack, TestPage};
+use tsuitate_testkit::procs::wait_for;
+use tsuitate_testkit::{Stack, TestPage};
 
 /// Share of pixels in a PNG that are the page's "clicked" green (#00c000).
 fn green_share(path: &std::path::Path) -> f64 {
@@ -142,7 +142,7 @@ fn killing_chromium_ends_the_session_with_a_reason_and_leaves_no_process() {
         })
         .expect("a chromium process runs below the agent");
         std::thread::sleep(Duration::from_secs(4));
-        tsuitate_e2e::procs::signal(chromium.0, libc::SIGKILL);
+        tsuitate_testkit::procs::signal(chromium.0, libc::SIGKILL);
         handle.join().expect("viewer thread")
     });
     assert_eq!(

@@ -3,18 +3,15 @@
 //! viewer nor the real headless viewer process — and the agent is cut off.
 #![allow(clippy::unwrap_used)]
 
-#[path = "../../gateway/tests/support/mod.rs"]
-mod support;
-
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use support::agent::{self, close_reason, AgentOptions, Behaviour};
-use support::frames::MARKER;
-use support::viewer::TestViewer;
-use tsuitate_e2e::stack::{PASSWORD, USER};
-use tsuitate_e2e::Stack;
 use tsuitate_protocol::{LoginStatus, Reason};
+use tsuitate_testkit::agent::{self, close_reason, AgentOptions, Behaviour};
+use tsuitate_testkit::frames::MARKER;
+use tsuitate_testkit::stack::{PASSWORD, USER};
+use tsuitate_testkit::viewer::TestViewer;
+use tsuitate_testkit::Stack;
 
 const T: Duration = Duration::from_secs(20);
 
@@ -56,7 +53,7 @@ async fn hostile_agent_bytes_never_reach_the_viewer() {
             "{behaviour:?}: only the good frames crossed ({frames})"
         );
         assert!(
-            !support::contains(&viewer.raw, MARKER),
+            !tsuitate_testkit::contains(&viewer.raw, MARKER),
             "{behaviour:?}: hostile bytes crossed"
         );
         let _ = tokio::time::timeout(T, evil.conn.closed()).await;

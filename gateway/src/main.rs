@@ -36,6 +36,11 @@ enum Cmd {
     Run {
         #[arg(long)]
         config: PathBuf,
+        /// Once every listener is bound, write the addresses it got as JSON
+        /// (`{"viewer_listen", "agent_listen", "admin_listen"}`) to this file; useful with
+        /// port 0. / 待ち受けアドレスを JSON で書き出すファイル。
+        #[arg(long)]
+        ready_file: Option<PathBuf>,
     },
     /// Check a config file and exit. / 設定ファイルを検査します。
     CheckConfig {
@@ -141,7 +146,7 @@ fn main() -> ExitCode {
 
 fn dispatch(cmd: Cmd) -> Result<ExitCode> {
     match cmd {
-        Cmd::Run { config } => run(config),
+        Cmd::Run { config, ready_file } => run(config, ready_file),
         Cmd::CheckConfig { config } => match Config::load(&config) {
             Ok(_) => {
                 println!("設定は正しいです / configuration OK");
@@ -167,7 +172,17 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode> {
     }
 }
 
-fn run(config: PathBuf) -> Result<ExitCode> {
+/// Write `value` to `path` in one step (a reader never sees half a file).
+fn write_atomically(path: &std::path::Path, value: &serde_json::Value) -> Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    std::fs::write(&tmp, format!("{value}\n"))
+        .with_context(|| format!("{}", PathBuf::from(&tmp).display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("{}", path.display()))?;
+    Ok(())
+}
+
+fn run(config: PathBuf, ready_file: Option<PathBuf>) -> Result<ExitCode> {
     let cfg = match Config::load(&config) {
         Ok(c) => c,
         Err(e) => {
@@ -185,6 +200,17 @@ fn run(config: PathBuf) -> Result<ExitCode> {
             "tsuitate-gateway: viewers {} / agents {} / admin http://{}",
             gw.viewer_addr, gw.agent_addr, gw.admin_addr
         );
+        if let Some(path) = &ready_file {
+            let ready = json!({
+                "viewer_listen": gw.viewer_addr.to_string(),
+                "agent_listen": gw.agent_addr.to_string(),
+                "admin_listen": gw.admin_addr.to_string(),
+            });
+            if let Err(e) = write_atomically(path, &ready) {
+                gw.shutdown().await;
+                return Err(e.context("--ready-file"));
+            }
+        }
         wait_for_signal().await?;
         gw.shutdown().await;
         Ok(ExitCode::SUCCESS)

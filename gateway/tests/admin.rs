@@ -1,13 +1,11 @@
 //! The admin HTTP listener under idle or slow clients.
 #![allow(clippy::unwrap_used)]
 
-mod support;
-
 use std::time::Duration;
 
-use support::fixture::Fixture;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tsuitate_testkit::fixture::Fixture;
 
 const T: Duration = Duration::from_secs(20);
 
@@ -40,7 +38,7 @@ async fn idle_admin_connections_cannot_pile_up() {
     drop(idle);
     let addr = gw.admin_addr;
     assert!(
-        support::eventually(T, || async {
+        tsuitate_testkit::eventually(T, || async {
             get(addr, "/healthz").await.starts_with("HTTP/1.1 200")
         })
         .await

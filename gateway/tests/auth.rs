@@ -1,15 +1,13 @@
 //! Authentication: viewer passwords and lockout, agent certificates.
 #![allow(clippy::unwrap_used)]
 
-mod support;
-
 use std::time::Duration;
 
-use support::agent::{self, close_reason, AgentOptions};
-use support::fixture::{Fixture, PASSWORD};
-use support::viewer::TestViewer;
 use tsuitate_gateway::users::UsersFile;
 use tsuitate_protocol::{GatewayToViewer, LoginStatus, Reason, ViewerToGateway};
+use tsuitate_testkit::agent::{self, close_reason, AgentOptions};
+use tsuitate_testkit::fixture::{Fixture, PASSWORD};
+use tsuitate_testkit::viewer::TestViewer;
 
 const T: Duration = Duration::from_secs(20);
 
@@ -115,11 +113,11 @@ async fn agent_without_a_valid_certificate_cannot_connect() {
     .await;
     assert!(r.is_err());
     // The gateway's own server certificate is not a client certificate.
-    let pki = fx.pki();
+    let (gw_cert, gw_key) = fx.pki().gateway();
     let r = agent::connect(
         gw.agent_addr,
         &fx.ca(),
-        Some((&pki.join("gateway.pem"), &pki.join("gateway-key.pem"))),
+        Some((&gw_cert, &gw_key)),
         AgentOptions::new("a"),
     )
     .await;

@@ -1,17 +1,15 @@
 //! Hostile agents are cut off; the viewer receives none of their bytes; other sessions go on.
 #![allow(clippy::unwrap_used)]
 
-mod support;
-
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
-use support::agent::{self, close_reason, AgentOptions, Behaviour};
-use support::fixture::{Fixture, PASSWORD};
-use support::frames::{nal_types, MARKER};
-use support::viewer::TestViewer;
 use tsuitate_gateway::config::DropPolicy;
 use tsuitate_protocol::{LoginStatus, Reason};
+use tsuitate_testkit::agent::{self, close_reason, AgentOptions, Behaviour};
+use tsuitate_testkit::fixture::{Fixture, PASSWORD};
+use tsuitate_testkit::frames::{nal_types, MARKER};
+use tsuitate_testkit::viewer::TestViewer;
 
 const T: Duration = Duration::from_secs(20);
 
@@ -47,7 +45,7 @@ async fn hostile_case(behaviour: Behaviour, code: &str) {
         "{behaviour:?}: only the good frames crossed ({frames})"
     );
     assert!(
-        !support::contains(&b.raw, MARKER),
+        !tsuitate_testkit::contains(&b.raw, MARKER),
         "{behaviour:?}: hostile bytes reached the viewer"
     );
     // The hostile agent is cut off with a reason code.
@@ -67,7 +65,7 @@ async fn hostile_case(behaviour: Behaviour, code: &str) {
         10,
         "{behaviour:?}: other session stopped"
     );
-    assert!(!support::contains(&a.raw, MARKER));
+    assert!(!tsuitate_testkit::contains(&a.raw, MARKER));
     gw.flush_audit().await;
     let log = std::fs::read_to_string(fx.audit_path()).unwrap();
     assert!(
@@ -135,7 +133,7 @@ async fn drop_policy_strips_sei_and_keeps_the_session() {
     let frames = v.frames(20, T).await;
     assert_eq!(frames.len(), 20);
     assert!(frames.iter().all(|f| !nal_types(&f.data).contains(&6)));
-    assert!(!support::contains(&v.raw, MARKER));
+    assert!(!tsuitate_testkit::contains(&v.raw, MARKER));
     assert!(gw.metrics().sanitizer_dropped[6].load(Relaxed) >= 20);
     assert!(ag.conn.close_reason().is_none());
     gw.shutdown().await;
@@ -158,7 +156,7 @@ async fn agent_that_never_takes_a_session_stream_does_not_hang_the_login() {
     let (bye, _) = v.until_bye(T).await;
     assert_eq!(bye, Some(Reason::AgentLost), "the login hung on the agent");
     assert!(
-        support::eventually(T, || async { gw.gauges().sessions_active == 0 }).await,
+        tsuitate_testkit::eventually(T, || async { gw.gauges().sessions_active == 0 }).await,
         "the session slot was not released"
     );
     gw.shutdown().await;

@@ -2,17 +2,15 @@
 //! connection, and other sessions keep running.
 #![allow(clippy::unwrap_used)]
 
-mod support;
-
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
-use support::agent::{close_reason, AgentOptions};
-use support::fixture::{Fixture, PASSWORD};
-use support::viewer::TestViewer;
 use tsuitate_protocol::{
     GatewayToViewer, InputEvent, LoginStatus, Message, Reason, ViewerToGateway, PROTOCOL_VERSION,
 };
+use tsuitate_testkit::agent::{close_reason, AgentOptions};
+use tsuitate_testkit::fixture::{Fixture, PASSWORD};
+use tsuitate_testkit::viewer::TestViewer;
 
 const T: Duration = Duration::from_secs(20);
 
@@ -47,7 +45,7 @@ async fn input_flood_is_throttled_then_cut_off_while_another_session_runs() {
     assert!(m.violations("viewer", "rate_limited") >= 1);
     let stats = ag.stats.clone();
     assert!(
-        support::eventually(T, || async {
+        tsuitate_testkit::eventually(T, || async {
             stats.closes.lock().unwrap().contains(&Reason::RateLimited)
         })
         .await
@@ -78,7 +76,7 @@ async fn video_from_a_viewer_closes_it() {
     assert!(gw.metrics().violations("viewer", "unexpected_kind") >= 1);
     let stats = ag.stats.clone();
     assert!(
-        support::eventually(T, || async {
+        tsuitate_testkit::eventually(T, || async {
             stats
                 .closes
                 .lock()
@@ -149,7 +147,7 @@ async fn viewer_gone_before_its_login_result_does_not_keep_a_session_slot() {
     assert!(gone.send(&login).await);
     let m = gw.metrics();
     assert!(
-        support::eventually(T, || async { m.login_success.load(Relaxed) >= 1 }).await,
+        tsuitate_testkit::eventually(T, || async { m.login_success.load(Relaxed) >= 1 }).await,
         "the first login was not checked"
     );
     let mut v = TestViewer::connect(gw.viewer_addr, &fx.ca(), None).await;
@@ -220,7 +218,7 @@ async fn resize_flood_reaches_the_agent_only_a_few_times() {
     assert!(v.send(&mark).await);
     let stats = ag.stats.clone();
     assert!(
-        support::eventually(T, || async { stats.input_events.load(Relaxed) >= 1 }).await,
+        tsuitate_testkit::eventually(T, || async { stats.input_events.load(Relaxed) >= 1 }).await,
         "the viewer was cut off or its input lost"
     );
     let forwarded = stats.resizes.load(Relaxed);

@@ -1,18 +1,16 @@
 //! Frames and input through the gateway over real QUIC on 127.0.0.1.
 #![allow(clippy::unwrap_used)]
 
-mod support;
-
 use std::time::Duration;
 
 use openh264::decoder::Decoder;
 use openh264::formats::YUVSource;
-use support::agent::AgentOptions;
-use support::fixture::Fixture;
-use support::frames::{nal_types, HEIGHT, WIDTH};
-use support::viewer::TestViewer;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tsuitate_protocol::{InputEvent, KeyCode, Reason, ViewerToGateway};
+use tsuitate_testkit::agent::AgentOptions;
+use tsuitate_testkit::fixture::Fixture;
+use tsuitate_testkit::frames::{nal_types, HEIGHT, WIDTH};
+use tsuitate_testkit::viewer::TestViewer;
 
 const T: Duration = Duration::from_secs(20);
 
@@ -65,7 +63,7 @@ async fn frames_arrive_in_order_sanitized_and_decodable() {
     assert!(v.send(&ViewerToGateway::Input(events)).await);
     let stats = ag.stats.clone();
     assert!(
-        support::eventually(T, || async {
+        tsuitate_testkit::eventually(T, || async {
             stats
                 .input_events
                 .load(std::sync::atomic::Ordering::Relaxed)
@@ -88,7 +86,7 @@ async fn frames_arrive_in_order_sanitized_and_decodable() {
     }
     let stats = ag.stats.clone();
     assert!(
-        support::eventually(T, || async {
+        tsuitate_testkit::eventually(T, || async {
             stats.resizes.load(std::sync::atomic::Ordering::Relaxed) == 1
         })
         .await
@@ -112,7 +110,7 @@ async fn frames_arrive_in_order_sanitized_and_decodable() {
     assert_eq!(bye, Some(Reason::Logout));
     let stats = ag.stats.clone();
     assert!(
-        support::eventually(T, || async {
+        tsuitate_testkit::eventually(T, || async {
             stats.closes.lock().unwrap().contains(&Reason::Logout)
         })
         .await
@@ -130,7 +128,7 @@ async fn frames_arrive_in_order_sanitized_and_decodable() {
     ] {
         assert!(log.contains(ev), "{ev} missing");
     }
-    assert!(!log.contains(support::fixture::PASSWORD));
+    assert!(!log.contains(tsuitate_testkit::fixture::PASSWORD));
     assert!(!log.contains("こんにちは"));
     assert!(log.contains("\"input_events\":3"));
 }

@@ -1,16 +1,14 @@
 //! Session lifetime: reconnect, takeover, timeouts, agent loss, shutdown, slow viewers.
 #![allow(clippy::unwrap_used)]
 
-mod support;
-
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
-use support::agent::{self, AgentOptions, Behaviour, SyntheticAgent};
-use support::fixture::Fixture;
-use support::viewer::TestViewer;
 use tsuitate_gateway::GatewayHandle;
 use tsuitate_protocol::{GatewayToViewer, LoginStatus, Reason};
+use tsuitate_testkit::agent::{self, AgentOptions, Behaviour, SyntheticAgent};
+use tsuitate_testkit::fixture::Fixture;
+use tsuitate_testkit::viewer::TestViewer;
 
 const T: Duration = Duration::from_secs(20);
 
@@ -30,7 +28,9 @@ async fn reconnect_within_linger_resumes_the_same_browser_from_a_keyframe() {
     v.conn.close(0u32.into(), b"network gone");
     let stats = ag.stats.clone();
     let gwm = &gw;
-    assert!(support::eventually(T, || async { gwm.gauges().sessions_lingering == 1 }).await);
+    assert!(
+        tsuitate_testkit::eventually(T, || async { gwm.gauges().sessions_lingering == 1 }).await
+    );
     let mut v2 = TestViewer::connect(gw.viewer_addr, &fx.ca(), None).await;
     assert!(v2.login_ready("u1").await, "resumed");
     let first = v2.frames(1, T).await;
@@ -40,7 +40,9 @@ async fn reconnect_within_linger_resumes_the_same_browser_from_a_keyframe() {
     );
     assert_eq!(stats.sessions_opened.load(Relaxed), 1, "same browser");
     let st = stats.clone();
-    assert!(support::eventually(T, || async { st.keyframe_requests.load(Relaxed) >= 1 }).await);
+    assert!(
+        tsuitate_testkit::eventually(T, || async { st.keyframe_requests.load(Relaxed) >= 1 }).await
+    );
     assert_eq!(gw.metrics().sessions_resumed.load(Relaxed), 1);
     gw.shutdown().await;
 }
@@ -77,14 +79,14 @@ async fn linger_expiry_and_idle_timeout_end_sessions() {
     v.conn.close(0u32.into(), b"gone");
     let stats = ag.stats.clone();
     assert!(
-        support::eventually(T, || async {
+        tsuitate_testkit::eventually(T, || async {
             stats.closes.lock().unwrap().contains(&Reason::Normal)
         })
         .await
     );
     let gwr = &gw;
     assert!(
-        support::eventually(T, || async {
+        tsuitate_testkit::eventually(T, || async {
             gwr.gauges().sessions_lingering == 0 && gwr.gauges().sessions_active == 0
         })
         .await
@@ -104,7 +106,7 @@ async fn agent_end_and_agent_loss_reach_the_viewer() {
     assert_eq!(v.until_bye(T).await.0, Some(Reason::BrowserExited));
     a.conn.close(0u32.into(), b"done");
     let gwr = &gw;
-    assert!(support::eventually(T, || async { gwr.gauges().agents == 0 }).await);
+    assert!(tsuitate_testkit::eventually(T, || async { gwr.gauges().agents == 0 }).await);
 
     let (c, k) = fx.agent_identity("b");
     let mut opts = AgentOptions::new("b");
@@ -153,14 +155,16 @@ async fn slow_viewer_does_not_delay_a_fast_one() {
     let m = gw.metrics();
     let stats = ag.stats.clone();
     assert!(
-        support::eventually(T, || async {
+        tsuitate_testkit::eventually(T, || async {
             m.frames_dropped_slow_viewer.load(Relaxed) > 0
         })
         .await
     );
     // The slow viewer's session asked for keyframes to recover with.
     let st = stats.clone();
-    assert!(support::eventually(T, || async { st.keyframe_requests.load(Relaxed) >= 1 }).await);
+    assert!(
+        tsuitate_testkit::eventually(T, || async { st.keyframe_requests.load(Relaxed) >= 1 }).await
+    );
     // The fast viewer still gets frames while the slow one stalls.
     assert_eq!(fast.frames(30, T).await.len(), 30);
     // The slow viewer, once it reads again, resumes from a keyframe.
@@ -192,7 +196,7 @@ async fn one_session_per_user_off_gives_a_second_browser() {
     let mut v1 = TestViewer::connect(gw.viewer_addr, &fx.ca(), None).await;
     v1.login_ready("u1").await;
     let mut v2 = TestViewer::connect(gw.viewer_addr, &fx.ca(), None).await;
-    let (status, _) = v2.login("u1", support::fixture::PASSWORD).await;
+    let (status, _) = v2.login("u1", tsuitate_testkit::fixture::PASSWORD).await;
     assert_eq!(status, LoginStatus::Ok);
     // LoginResult comes before the agent is asked to open the second browser.
     assert!(matches!(

@@ -2,13 +2,11 @@
 //! `cargo test -p tsuitate-gateway --release --test throughput -- --ignored --nocapture`.
 #![allow(clippy::unwrap_used)]
 
-mod support;
-
 use std::time::{Duration, Instant};
 
-use support::agent::{self, AgentOptions};
-use support::fixture::Fixture;
-use support::viewer::TestViewer;
+use tsuitate_testkit::agent::{self, AgentOptions};
+use tsuitate_testkit::fixture::Fixture;
+use tsuitate_testkit::viewer::TestViewer;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "measurement; run explicitly"]

@@ -10,122 +10,37 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use quinn::{Endpoint, RecvStream, SendStream};
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
-use rustls::server::WebPkiClientVerifier;
-use rustls::RootCertStore;
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::sync::watch;
 use tsuitate_agent::config::AgentConfig;
 use tsuitate_protocol::{
-    AgentSessionToGateway, AgentToGateway, GatewayToAgent, GatewayToAgentSession, Limits, Message,
-    MessageBuffer, NalSanitizer, Reason, ALPN, PROTOCOL_VERSION,
+    AgentSessionToGateway, AgentToGateway, GatewayToAgent, GatewayToAgentSession, Limits,
+    NalSanitizer, Reason, PROTOCOL_VERSION,
 };
+use tsuitate_testkit::agent_gateway::AgentGateway;
+use tsuitate_testkit::pki::Pki;
+use tsuitate_testkit::stack::{s, table};
+use tsuitate_testkit::{send, Reader};
+use tsuitate_transport::tls;
 
-/// Write ca.pem, gateway.pem/-key.pem and agent.pem/-key.pem (CN agent-1) into `dir`.
-fn make_pki(dir: &Path) {
-    let ca_key = KeyPair::generate().expect("key");
-    let mut ca = CertificateParams::default();
-    ca.distinguished_name.push(DnType::CommonName, "test CA");
-    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca_cert = ca.self_signed(&ca_key).expect("ca");
-    let issuer = Issuer::new(ca, &ca_key);
-    let gw_key = KeyPair::generate().expect("key");
-    let gw = CertificateParams::new(vec!["localhost".into()]).expect("params");
-    let gw_cert = gw.signed_by(&gw_key, &issuer).expect("gw cert");
-    let ag_key = KeyPair::generate().expect("key");
-    let mut ag = CertificateParams::new(vec!["agent-1".into()]).expect("params");
-    ag.distinguished_name.push(DnType::CommonName, "agent-1");
-    let ag_cert = ag.signed_by(&ag_key, &issuer).expect("agent cert");
-    for (name, pem) in [
-        ("ca.pem", ca_cert.pem()),
-        ("gateway.pem", gw_cert.pem()),
-        ("gateway-key.pem", gw_key.serialize_pem()),
-        ("agent.pem", ag_cert.pem()),
-        ("agent-key.pem", ag_key.serialize_pem()),
-    ] {
-        std::fs::write(dir.join(name), pem).expect("write pem");
-    }
-}
-
-fn page_tls(dir: &Path) -> Arc<rustls::ServerConfig> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let tls = rustls::ServerConfig::builder_with_provider(provider)
+/// HTTPS for the start page, with the test CA's `localhost` certificate.
+fn page_tls(pki: &Pki) -> Arc<rustls::ServerConfig> {
+    let (cert, key) = pki.gateway();
+    let tls = rustls::ServerConfig::builder_with_provider(tls::provider())
         .with_safe_default_protocol_versions()
         .expect("versions")
         .with_no_client_auth()
         .with_single_cert(
-            vec![CertificateDer::from_pem_file(dir.join("gateway.pem")).expect("cert")],
-            PrivateKeyDer::from_pem_file(dir.join("gateway-key.pem")).expect("key"),
+            tls::load_certs(&cert).expect("cert"),
+            tls::load_key(&key).expect("key"),
         )
         .expect("page tls");
     Arc::new(tls)
 }
 
-fn server(dir: &Path) -> Endpoint {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut roots = RootCertStore::empty();
-    roots
-        .add(CertificateDer::from_pem_file(dir.join("ca.pem")).expect("ca"))
-        .expect("root");
-    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-        .build()
-        .expect("verifier");
-    let mut tls = rustls::ServerConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .expect("tls13")
-        .with_client_cert_verifier(verifier)
-        .with_single_cert(
-            vec![CertificateDer::from_pem_file(dir.join("gateway.pem")).expect("cert")],
-            PrivateKeyDer::from_pem_file(dir.join("gateway-key.pem")).expect("key"),
-        )
-        .expect("server config");
-    tls.alpn_protocols = vec![ALPN.to_vec()];
-    let quic = quinn::crypto::rustls::QuicServerConfig::try_from(tls).expect("quic");
-    let config = quinn::ServerConfig::with_crypto(Arc::new(quic));
-    Endpoint::server(config, "127.0.0.1:0".parse().expect("addr")).expect("endpoint")
-}
-
-struct Reader<M> {
-    recv: RecvStream,
-    buf: MessageBuffer<M>,
-}
-
-impl<M: Message> Reader<M> {
-    fn new(recv: RecvStream) -> Self {
-        Reader {
-            recv,
-            buf: MessageBuffer::new(Limits::default()),
-        }
-    }
-    async fn next(&mut self) -> Option<M> {
-        let fut = async {
-            loop {
-                if let Ok(Some(m)) = self.buf.next_message() {
-                    return Some(m);
-                }
-                match self.recv.read_chunk(1 << 20, true).await {
-                    Ok(Some(c)) => self.buf.push(&c.bytes),
-                    _ => return None,
-                }
-            }
-        };
-        tokio::time::timeout(Duration::from_secs(60), fut)
-            .await
-            .ok()
-            .flatten()
-    }
-}
-
-async fn send<M: Message>(s: &mut SendStream, m: &M) {
-    s.write_all(&m.to_bytes()).await.expect("write");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn agent_serves_a_gateway() {
-    let pki = tempfile::tempdir().expect("tempdir");
-    make_pki(pki.path());
+    let pki_dir = tempfile::tempdir().expect("tempdir");
+    let pki = Pki::create(pki_dir.path(), &["agent-1"]);
     let work = tempfile::tempdir().expect("work dir");
     // The browser user must be able to traverse to its session directory.
     std::fs::set_permissions(
@@ -133,43 +48,46 @@ async fn agent_serves_a_gateway() {
         std::os::unix::fs::PermissionsExt::from_mode(0o711),
     )
     .expect("chmod work dir");
-    let endpoint = server(pki.path());
-    let addr = endpoint.local_addr().expect("addr");
+    let gateway = AgentGateway::bind(&pki);
     // The start page is HTTPS with a certificate from the test CA, trusted only through
     // `extra_ca`: the page reporting back proves the browser trusts the bundle.
     let (url, reports) = common::serve_tls(
         "<html><body style='background:#0a0'>ok<script>fetch('/report',{method:'POST',body:'loaded'});\
          addEventListener('resize',function(){fetch('/report',{method:'POST',body:'inner:'+innerWidth})})</script></body></html>",
-        page_tls(pki.path()),
+        page_tls(&pki),
     );
-    let user = match common::browser_user() {
-        Some(u) => format!("browser_user = \"{}:{}\"\n", u.uid, u.gid),
-        None => String::new(),
-    };
-    let toml = format!(
-        "agent_id = \"agent-1\"\nmax_sessions = 1\n{user}start_url = \"{url}\"\n\
-         gateways = [{{ addr = \"{addr}\", server_name = \"localhost\" }}]\n\
-         ca = \"{0}/ca.pem\"\ncert = \"{0}/agent.pem\"\nkey = \"{0}/agent-key.pem\"\n\
-         work_dir = \"{1}\"\nbitrate_kbps = 2000\nextra_ca = \"{0}/ca.pem\"\n\
-         max_width = 1024\nmax_height = 768\n",
-        pki.path().display(),
-        work.path().display()
-    );
+    let (cert, key) = pki.agent("agent-1");
+    let path = |p: &Path| s(p.display().to_string());
+    let mut toml = table([
+        ("agent_id", s("agent-1")),
+        ("max_sessions", toml::Value::Integer(1)),
+        ("start_url", s(url)),
+        (
+            "gateways",
+            toml::Value::Array(vec![toml::Value::Table(table([
+                ("addr", s(gateway.addr.to_string())),
+                ("server_name", s("localhost")),
+            ]))]),
+        ),
+        ("ca", path(&pki.ca())),
+        ("cert", path(&cert)),
+        ("key", path(&key)),
+        ("work_dir", path(work.path())),
+        ("bitrate_kbps", toml::Value::Integer(2000)),
+        ("extra_ca", path(&pki.ca())),
+        ("max_width", toml::Value::Integer(1024)),
+        ("max_height", toml::Value::Integer(768)),
+    ]);
+    if let Some(u) = common::browser_user() {
+        toml.insert("browser_user".into(), s(format!("{}:{}", u.uid, u.gid)));
+    }
+    let toml = toml::to_string(&toml).expect("TOML");
     let config = AgentConfig::parse(&toml).unwrap_or_else(|e| panic!("{e}"));
     let (stop_tx, stop_rx) = watch::channel(false);
     let agent = tokio::spawn(tsuitate_agent::client::run(config, stop_rx));
 
     // Control stream: Hello → Welcome; Ping → Pong.
-    let conn = tokio::time::timeout(Duration::from_secs(20), async {
-        endpoint
-            .accept()
-            .await
-            .expect("incoming")
-            .await
-            .expect("handshake")
-    })
-    .await
-    .expect("agent connects");
+    let conn = gateway.accept(Duration::from_secs(20)).await;
     let (mut ctl_send, ctl_recv) = conn.accept_bi().await.expect("control stream");
     let mut ctl = Reader::<AgentToGateway>::new(ctl_recv);
     match ctl.next().await {

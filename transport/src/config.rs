@@ -51,7 +51,9 @@ impl Default for Tuning {
 }
 
 impl Tuning {
-    fn transport(&self) -> TransportConfig {
+    /// The quinn transport configuration of these tunings (no unidirectional streams, no
+    /// datagrams).
+    pub fn transport(&self) -> TransportConfig {
         let mut t = TransportConfig::default();
         t.stream_receive_window(VarInt::from_u32(self.stream_receive_window))
             .receive_window(VarInt::from_u32(self.receive_window))

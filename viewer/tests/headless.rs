@@ -1,13 +1,11 @@
 //! The real `tsuitate-viewer` binary in headless mode against the test gateway.
 #![allow(clippy::unwrap_used)]
 
-mod support;
-
 use std::path::Path;
 use std::process::{Command, Output};
 
-use support::{psnr, render, GatewayOptions, TestGateway, PASSWORD, USER};
 use tsuitate_protocol::{Button, InputEvent, KeyCode, Modifiers, ViewerToGateway};
+use tsuitate_testkit::viewer_gateway::{psnr, render, GatewayOptions, TestGateway, PASSWORD, USER};
 
 struct Run {
     output: Output,
@@ -269,9 +267,7 @@ fn script_errors_are_reported_before_connecting() {
 #[test]
 fn an_untrusted_gateway_certificate_is_rejected() {
     let gw = TestGateway::start(GatewayOptions::default());
-    let (other_ca, _) = support::make_certs();
-    let other = gw.dir.path().join("other-ca.pem");
-    std::fs::write(&other, other_ca).unwrap();
+    let other = tsuitate_testkit::pki::Pki::create(&gw.dir.path().join("other"), &[]).ca();
     let run = viewer_ca(&gw, &other, USER, PASSWORD, "wait 10\n", &[]);
     assert_eq!(run.code(), 10, "{}", run.stderr());
     assert_eq!(gw.recorded().logins.len(), 0, "no password was sent");

@@ -2,15 +2,13 @@
 //! screenshot), and X keyboard/pointer input arrives at the gateway as the right events.
 #![allow(clippy::unwrap_used)]
 
-mod support;
-
 use std::io::{BufRead, BufReader};
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::{psnr, render, GatewayOptions, TestGateway, PASSWORD, USER};
 use tsuitate_protocol::{Button, InputEvent, KeyCode, ViewerToGateway};
+use tsuitate_testkit::viewer_gateway::{psnr, render, GatewayOptions, TestGateway, PASSWORD, USER};
 use x11rb::connection::Connection;
 use x11rb::protocol::xproto::{
     ConfigureWindowAux, ConnectionExt, ImageFormat, InputFocus, Window, BUTTON_PRESS_EVENT,

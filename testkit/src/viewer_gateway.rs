@@ -1,7 +1,6 @@
-//! A small gateway for the viewer's tests: it plays the gateway's viewer-side role over real
-//! QUIC/TLS (a CA and server certificate made with rcgen), checks a password, and feeds
-//! openh264-encoded synthetic frames. It records every message the viewer sends.
-#![allow(dead_code, clippy::unwrap_used)]
+//! The fake gateway for the viewer's tests: it plays the gateway's viewer-side role over real
+//! QUIC/TLS (the kit's [`Pki`], the transport's server configuration), checks a password, and
+//! feeds openh264-encoded synthetic frames. It records every message the viewer sends.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -12,13 +11,14 @@ use bytes::Bytes;
 use openh264::encoder::{BitRate, Encoder, EncoderConfig, FrameType, RateControlMode};
 use openh264::formats::{RgbSliceU8, YUVBuffer};
 use openh264::OpenH264API;
-use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use tokio::sync::oneshot;
 use tsuitate_protocol::{
-    GatewayToViewer, InputEvent, Limits, LoginStatus, Message, MessageBuffer, Reason, VideoFrame,
-    VideoHeader, ViewerToGateway, ALPN, PROTOCOL_VERSION,
+    GatewayToViewer, InputEvent, Limits, LoginStatus, Reason, VideoFrame, VideoHeader,
+    ViewerToGateway, PROTOCOL_VERSION,
 };
+use tsuitate_transport::MessageReader;
+
+use crate::pki::Pki;
 
 pub const USER: &str = "alice";
 pub const PASSWORD: &str = "correct horse";
@@ -86,9 +86,9 @@ impl Drop for TestGateway {
 impl TestGateway {
     pub fn start(opts: GatewayOptions) -> TestGateway {
         let dir = tempfile::tempdir().unwrap();
-        let (ca_pem, server) = make_certs();
-        let ca_path = dir.path().join("ca.pem");
-        std::fs::write(&ca_path, ca_pem).unwrap();
+        let pki = Pki::create(&dir.path().join("pki"), &[]);
+        let server = pki.gateway_server_config(false);
+        let ca_path = pki.ca();
         let recorded = Arc::new(Mutex::new(Recorded::default()));
         let (stop_tx, stop_rx) = oneshot::channel();
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();
@@ -114,33 +114,6 @@ impl TestGateway {
     pub fn recorded(&self) -> Recorded {
         self.recorded.lock().unwrap().clone()
     }
-}
-
-/// A CA (PEM) and a quinn server config with a certificate it issued for localhost/127.0.0.1.
-pub fn make_certs() -> (String, quinn::ServerConfig) {
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(DnType::CommonName, "tsuitate test CA");
-    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
-    let key = KeyPair::generate().unwrap();
-    let params =
-        CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
-    let cert = params.signed_by(&key, &ca).unwrap();
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut tls = rustls::ServerConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(
-            vec![CertificateDer::from(cert.der().to_vec())],
-            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
-        )
-        .unwrap();
-    tls.alpn_protocols = vec![ALPN.to_vec()];
-    let quic = quinn::crypto::rustls::QuicServerConfig::try_from(tls).unwrap();
-    (ca.pem(), quinn::ServerConfig::with_crypto(Arc::new(quic)))
 }
 
 async fn serve(
@@ -177,23 +150,12 @@ async fn serve(
 
 type Res<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
-async fn next(
-    recv: &mut quinn::RecvStream,
-    buf: &mut MessageBuffer<ViewerToGateway>,
-) -> Res<Option<ViewerToGateway>> {
-    loop {
-        if let Some(m) = buf.next_message()? {
-            return Ok(Some(m));
-        }
-        match recv.read_chunk(65536, true).await? {
-            Some(c) => buf.push(&c.bytes),
-            None => return Ok(None),
-        }
-    }
+async fn next(r: &mut MessageReader<ViewerToGateway>) -> Res<Option<ViewerToGateway>> {
+    Ok(r.read().await?)
 }
 
 async fn send(s: &mut quinn::SendStream, m: &GatewayToViewer) -> Res<()> {
-    s.write_all(&m.to_bytes()).await?;
+    tsuitate_transport::write(s, m).await?;
     Ok(())
 }
 
@@ -293,9 +255,9 @@ async fn handle(
     rec: Arc<Mutex<Recorded>>,
     conn_no: u32,
 ) -> Res<()> {
-    let (mut s, mut r) = conn.accept_bi().await?;
-    let mut buf = MessageBuffer::<ViewerToGateway>::new(Limits::default());
-    match next(&mut r, &mut buf).await? {
+    let (mut s, r) = conn.accept_bi().await?;
+    let mut r = MessageReader::<ViewerToGateway>::new(r, Limits::default());
+    match next(&mut r).await? {
         Some(ViewerToGateway::Hello { version }) if version == PROTOCOL_VERSION => {}
         _ => return Ok(()),
     }
@@ -306,7 +268,7 @@ async fn handle(
         },
     )
     .await?;
-    let Some(ViewerToGateway::Login { user, password }) = next(&mut r, &mut buf).await? else {
+    let Some(ViewerToGateway::Login { user, password }) = next(&mut r).await? else {
         return Ok(());
     };
     rec.lock().unwrap().logins.push(user.clone());
@@ -357,7 +319,7 @@ async fn handle(
     let mut tick = tokio::time::interval(period);
     loop {
         tokio::select! {
-            msg = next(&mut r, &mut buf) => {
+            msg = next(&mut r) => {
                 let Some(msg) = msg? else { return Ok(()) };
                 match msg {
                     ViewerToGateway::Input(events) => {

@@ -1,5 +1,5 @@
-//! A synthetic host agent: real QUIC with a client certificate, the real protocol, frames from
-//! [`super::frames`]. It can be told to turn hostile after some frames.
+//! The fake agent: real QUIC with a client certificate (through `tsuitate-transport`), the real
+//! protocol, frames from [`crate::frames`]. It can be told to turn hostile after some frames.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -9,11 +9,14 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use quinn::{RecvStream, SendStream};
 use tsuitate_protocol::{
-    AgentSessionToGateway, AgentToGateway, GatewayToAgent, GatewayToAgentSession, Limits, Message,
-    MessageBuffer, Reason, VideoFrame, VideoHeader, PROTOCOL_VERSION,
+    AgentSessionToGateway, AgentToGateway, GatewayToAgent, GatewayToAgentSession, Message, Reason,
+    VideoFrame, VideoHeader, PROTOCOL_VERSION,
 };
+use tsuitate_transport::Tuning;
 
-use super::frames::{self, HEIGHT, MARKER, WIDTH};
+use crate::Reader;
+
+use crate::frames::{self, HEIGHT, MARKER, WIDTH};
 
 /// What the agent does after `hostile_after` normal frames of each session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,12 +84,7 @@ impl AgentOptions {
 
 /// The reason code a connection was closed with by its peer, if it was an application close.
 pub fn close_reason(conn: &quinn::Connection) -> Option<Reason> {
-    match conn.close_reason()? {
-        quinn::ConnectionError::ApplicationClosed(c) => {
-            Reason::from_u16(u16::try_from(c.error_code.into_inner()).ok()?)
-        }
-        _ => None,
-    }
+    tsuitate_transport::close_reason(&conn.close_reason()?)
 }
 
 /// A running synthetic agent.
@@ -111,16 +109,15 @@ pub async fn connect(
     identity: Option<(&Path, &Path)>,
     opts: AgentOptions,
 ) -> Result<SyntheticAgent, String> {
-    let mut cfg = tsuitate_transport::client_config_from_files(ca, identity, &Default::default())
+    let tuning = Tuning::default();
+    let mut cfg = tsuitate_transport::client_config_from_files(ca, identity, &tuning)
         .map_err(|e| e.to_string())?;
     if !opts.accept_streams {
-        let mut t = quinn::TransportConfig::default();
-        t.max_concurrent_bidi_streams(0u32.into())
-            .keep_alive_interval(Some(Duration::from_secs(5)));
+        let mut t = tuning.transport();
+        t.max_concurrent_bidi_streams(0u32.into());
         cfg.transport_config(Arc::new(t));
     }
-    let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
-    endpoint.set_default_client_config(cfg);
+    let endpoint = tsuitate_transport::client_endpoint(gw, cfg).map_err(|e| e.to_string())?;
     let conn = endpoint
         .connect(gw, "localhost")
         .map_err(|e| e.to_string())?
@@ -132,7 +129,7 @@ pub async fn connect(
         agent_id: opts.hello_id.clone(),
         capacity: opts.capacity,
     };
-    send.write_all(&hello.to_bytes())
+    tsuitate_transport::write(&mut send, &hello)
         .await
         .map_err(|e| e.to_string())?;
     let mut control = Reader::<GatewayToAgent>::new(recv);
@@ -150,36 +147,6 @@ pub async fn connect(
     })
 }
 
-/// Reads typed messages from a stream.
-pub struct Reader<M> {
-    recv: RecvStream,
-    buf: MessageBuffer<M>,
-}
-
-impl<M: Message> Reader<M> {
-    pub fn new(recv: RecvStream) -> Self {
-        Reader {
-            recv,
-            buf: MessageBuffer::new(Limits::default()),
-        }
-    }
-
-    /// The next message; `None` at the end of the stream or on any error.
-    pub async fn next(&mut self) -> Option<M> {
-        loop {
-            match self.buf.next_message() {
-                Ok(Some(m)) => return Some(m),
-                Ok(None) => {}
-                Err(_) => return None,
-            }
-            match self.recv.read_chunk(65536, true).await {
-                Ok(Some(c)) => self.buf.push(&c.bytes),
-                _ => return None,
-            }
-        }
-    }
-}
-
 async fn control_loop(
     mut send: SendStream,
     mut rx: Reader<GatewayToAgent>,
@@ -194,7 +161,7 @@ async fn control_loop(
                     gateway_us,
                     agent_us: now_us(),
                 };
-                if send.write_all(&pong.to_bytes()).await.is_err() {
+                if tsuitate_transport::write(&mut send, &pong).await.is_err() {
                     return;
                 }
             }
@@ -226,7 +193,10 @@ async fn session(
         width: WIDTH as u16,
         height: HEIGHT as u16,
     };
-    if send.write_all(&started.to_bytes()).await.is_err() {
+    if tsuitate_transport::write(&mut send, &started)
+        .await
+        .is_err()
+    {
         return;
     }
     let stop = Arc::new(AtomicBool::new(false));

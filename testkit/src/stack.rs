@@ -1,7 +1,6 @@
 //! The whole product on loopback: a private CA, a demo user, a gateway and an agent process,
 //! and headless viewer runs against them.
 
-use std::net::UdpSocket;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -16,15 +15,35 @@ pub const USER: &str = "yamada";
 /// Its password.
 pub const PASSWORD: &str = "e2e-パスワード-1";
 
-/// A free UDP port on 127.0.0.1 (the gateway listens on QUIC/UDP).
-pub fn free_udp_port() -> u16 {
-    let s = UdpSocket::bind("127.0.0.1:0").expect("bind udp");
-    s.local_addr().expect("addr").port()
+/// A TOML table from `(key, value)` pairs; values are serialized, never spliced into text.
+pub fn table<const N: usize>(entries: [(&str, toml::Value); N]) -> toml::Table {
+    entries
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect()
 }
 
-fn free_tcp_port() -> u16 {
-    let s = std::net::TcpListener::bind("127.0.0.1:0").expect("bind tcp");
-    s.local_addr().expect("addr").port()
+/// A TOML string value.
+pub fn s(v: impl Into<String>) -> toml::Value {
+    toml::Value::String(v.into())
+}
+
+/// Write `config` as TOML to `path`.
+pub fn write_toml(path: &Path, config: &toml::Table) {
+    let text = toml::to_string(config).expect("serialize TOML");
+    std::fs::write(path, text).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+}
+
+/// Merge `extra` into `base`, table by table (`extra` wins).
+fn merge(base: &mut toml::Table, extra: toml::Table) {
+    for (k, v) in extra {
+        match (base.get_mut(&k), v) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(e)) => merge(b, e),
+            (_, v) => {
+                base.insert(k, v);
+            }
+        }
+    }
 }
 
 /// A running gateway + agent, with everything in a temporary directory.
@@ -88,37 +107,65 @@ impl Stack {
             "tsuitate-gateway ca issue-agent",
         );
         add_user(&gw, &d.join("users.toml"));
-        let (vport, aport, admin) = (free_udp_port(), free_udp_port(), free_tcp_port());
-        let viewer_addr = format!("127.0.0.1:{vport}");
-        let admin_addr = format!("127.0.0.1:{admin}");
-        let config = format!(
-            r#"agent_listen = "127.0.0.1:{aport}"
-viewer_listen = "{viewer_addr}"
-admin_listen = "{admin_addr}"
-users_file = "users.toml"
-audit_log = "audit.jsonl"
-
-[tls]
-ca = "pki/ca.pem"
-cert = "pki/gateway.pem"
-key = "pki/gateway-key.pem"
-{gateway_extra}
-"#
-        );
-        std::fs::write(d.join("gateway.toml"), config).expect("write gateway.toml");
-        let gateway = Child::spawn(
+        // Every listener on port 0: the gateway reports the addresses it got in --ready-file,
+        // so no test races another for a "free" port.
+        let any = "127.0.0.1:0";
+        let mut config = table([
+            ("agent_listen", s(any)),
+            ("viewer_listen", s(any)),
+            ("admin_listen", s(any)),
+            ("users_file", s("users.toml")),
+            ("audit_log", s("audit.jsonl")),
+            (
+                "tls",
+                toml::Value::Table(table([
+                    ("ca", s("pki/ca.pem")),
+                    ("cert", s("pki/gateway.pem")),
+                    ("key", s("pki/gateway-key.pem")),
+                ])),
+            ),
+        ]);
+        let extra: toml::Table = toml::from_str(gateway_extra).expect("gateway_extra is TOML");
+        merge(&mut config, extra);
+        write_toml(&d.join("gateway.toml"), &config);
+        let ready = d.join("gateway.ready.json");
+        let mut gateway = Child::spawn(
             "gateway",
             Command::new(&gw)
                 .args(["run", "--config"])
                 .arg(d.join("gateway.toml"))
+                .arg("--ready-file")
+                .arg(&ready)
+                .stdout(Stdio::null())
                 .stderr(log_file(d, "gateway.log")),
         );
-        let agent = start_url.map(|url| start_agent(d, aport, url));
+        let addrs = wait_for(Duration::from_secs(20), || {
+            if gateway.exited() {
+                return Some(Err(()));
+            }
+            let text = std::fs::read_to_string(&ready).ok()?;
+            serde_json::from_str::<Value>(&text).ok().map(Ok)
+        });
+        let addrs = match addrs {
+            Some(Ok(v)) => v,
+            _ => panic!(
+                "the gateway did not start.\ngateway log:\n{}",
+                std::fs::read_to_string(d.join("gateway.log")).unwrap_or_default()
+            ),
+        };
+        let addr = |k: &str| {
+            addrs[k]
+                .as_str()
+                .expect("address in the ready file")
+                .to_owned()
+        };
+        let agent_addr = addr("agent_listen");
+        let agent = start_url.map(|url| start_agent(d, &agent_addr, url));
         let stack = Stack {
             dir,
-            viewer_addr,
-            admin_addr,
-            agent_addr: format!("127.0.0.1:{aport}"),
+            viewer_addr: addr("viewer_listen"),
+            admin_addr: addr("admin_listen"),
+            agent_addr,
             gateway,
             agent,
         };
@@ -288,7 +335,7 @@ fn running_as_root() -> bool {
         .is_some_and(|l| l.split_whitespace().nth(1) == Some("0"))
 }
 
-fn start_agent(d: &Path, agent_port: u16, url: &str) -> Child {
+fn start_agent(d: &Path, agent_addr: &str, url: &str) -> Child {
     // Each stack's agent gets its own work directory, so one agent's start-up cleanup never
     // touches another test's sessions. The browser user must be able to traverse into it.
     let work = d.join("agent-work");
@@ -297,26 +344,26 @@ fn start_agent(d: &Path, agent_port: u16, url: &str) -> Child {
         std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o711))
             .expect("chmod work dir");
     }
-    let browser_user = if running_as_root() {
-        "browser_user = \"tsuitate-browser\"\n"
-    } else {
-        ""
-    };
-    let config = format!(
-        r#"{browser_user}agent_id = "agent-1"
-max_sessions = 2
-start_url = "{url}"
-ca = "pki/ca.pem"
-cert = "pki/agent-agent-1.pem"
-key = "pki/agent-agent-1-key.pem"
-work_dir = "agent-work"
-
-[[gateways]]
-addr = "127.0.0.1:{agent_port}"
-server_name = "localhost"
-"#
-    );
-    std::fs::write(d.join("agent.toml"), config).expect("write agent.toml");
+    let mut config = table([
+        ("agent_id", s("agent-1")),
+        ("max_sessions", toml::Value::Integer(2)),
+        ("start_url", s(url)),
+        ("ca", s("pki/ca.pem")),
+        ("cert", s("pki/agent-agent-1.pem")),
+        ("key", s("pki/agent-agent-1-key.pem")),
+        ("work_dir", s("agent-work")),
+        (
+            "gateways",
+            toml::Value::Array(vec![toml::Value::Table(table([
+                ("addr", s(agent_addr)),
+                ("server_name", s("localhost")),
+            ]))]),
+        ),
+    ]);
+    if running_as_root() {
+        config.insert("browser_user".into(), s("tsuitate-browser"));
+    }
+    write_toml(&d.join("agent.toml"), &config);
     Child::spawn(
         "agent",
         Command::new(bin("tsuitate-agent"))

@@ -1,14 +1,16 @@
-//! A test viewer: real QUIC, the real protocol, and a record of every byte it received.
+//! The fake viewer: real QUIC (through `tsuitate-transport`), the real protocol, and a record
+//! of every byte it received (it reads raw chunks into the protocol's `MessageBuffer` so that
+//! a test can prove which bytes crossed).
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
-use quinn::{RecvStream, SendStream, TransportConfig, VarInt};
+use quinn::{RecvStream, SendStream, VarInt};
 use tsuitate_protocol::{
-    GatewayToViewer, Limits, LoginStatus, Message, MessageBuffer, ViewerToGateway, PROTOCOL_VERSION,
+    GatewayToViewer, Limits, LoginStatus, MessageBuffer, ViewerToGateway, PROTOCOL_VERSION,
 };
+use tsuitate_transport::Tuning;
 
 /// A connected viewer.
 pub struct TestViewer {
@@ -24,16 +26,13 @@ pub struct TestViewer {
 impl TestViewer {
     /// Connect; `window` bounds the stream receive window (small = a slow viewer fills it).
     pub async fn connect(gw: SocketAddr, ca: &Path, window: Option<u32>) -> TestViewer {
-        let mut cfg =
-            tsuitate_transport::client_config_from_files(ca, None, &Default::default()).unwrap();
+        let mut tuning = Tuning::default();
         if let Some(w) = window {
-            let mut t = TransportConfig::default();
-            t.stream_receive_window(VarInt::from_u32(w))
-                .receive_window(VarInt::from_u32(w * 2));
-            cfg.transport_config(Arc::new(t));
+            tuning.stream_receive_window = w;
+            tuning.receive_window = w * 2;
         }
-        let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
-        endpoint.set_default_client_config(cfg);
+        let cfg = tsuitate_transport::client_config_from_files(ca, None, &tuning).unwrap();
+        let endpoint = tsuitate_transport::client_endpoint(gw, cfg).unwrap();
         let conn = endpoint.connect(gw, "localhost").unwrap().await.unwrap();
         let (send, recv) = conn.open_bi().await.unwrap();
         TestViewer {
@@ -47,7 +46,7 @@ impl TestViewer {
     }
 
     pub async fn send(&mut self, m: &ViewerToGateway) -> bool {
-        self.send.write_all(&m.to_bytes()).await.is_ok()
+        tsuitate_transport::write(&mut self.send, m).await.is_ok()
     }
 
     /// Tell the gateway we will read nothing more (STOP_SENDING on the viewer stream).
@@ -111,7 +110,7 @@ impl TestViewer {
 
     /// Log in and wait for `SessionReady`; returns `resumed`.
     pub async fn login_ready(&mut self, user: &str) -> bool {
-        let (status, _) = self.login(user, super::fixture::PASSWORD).await;
+        let (status, _) = self.login(user, crate::fixture::PASSWORD).await;
         assert_eq!(status, LoginStatus::Ok);
         match self.next(Duration::from_secs(20)).await {
             Some(GatewayToViewer::SessionReady { resumed, .. }) => resumed,

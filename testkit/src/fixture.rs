@@ -1,12 +1,14 @@
-//! A temporary PKI, users file, audit log and config for one test.
+//! An in-process gateway for one test: a temporary PKI, users file, audit log and a config on
+//! 127.0.0.1 port 0 (the gateway reports the addresses it got).
 
 use std::path::{Path, PathBuf};
 
 use tempfile::TempDir;
-use tsuitate_gateway::certs;
 use tsuitate_gateway::config::{Config, TlsConfig};
 use tsuitate_gateway::users::UsersFile;
 use tsuitate_gateway::{Gateway, GatewayHandle};
+
+use crate::pki::Pki;
 
 /// Password of every test user.
 pub const PASSWORD: &str = "correct horse battery";
@@ -22,11 +24,7 @@ impl Fixture {
     /// argon2 cost, for test speed only) and a config on 127.0.0.1 port 0.
     pub fn new(agents: &[&str], users: &[&str]) -> Fixture {
         let dir = tempfile::tempdir().unwrap();
-        let pki = dir.path().join("pki");
-        certs::ca_init(&pki, &[], false).unwrap();
-        for a in agents {
-            certs::issue_agent(&pki, a, false).unwrap();
-        }
+        let pki = Pki::create(&dir.path().join("pki"), agents);
         let users_path = dir.path().join("users.toml");
         let mut u = UsersFile::default();
         let cheap = argon2::Params::new(1024, 1, 1, None).unwrap();
@@ -34,34 +32,36 @@ impl Fixture {
             u.add(name, PASSWORD, cheap.clone()).unwrap();
         }
         u.save(&users_path).unwrap();
+        let (cert, key) = pki.gateway();
         let tls = TlsConfig {
-            ca: pki.join("ca.pem"),
-            cert: pki.join("gateway.pem"),
-            key: pki.join("gateway-key.pem"),
+            ca: pki.ca(),
+            cert,
+            key,
         };
         let mut config = Config::with_files(tls, users_path, dir.path().join("audit.jsonl"));
         let any = "127.0.0.1:0".parse().unwrap();
         config.agent_listen = any;
         config.viewer_listen = any;
         config.admin_listen = any;
-        config.session.default_width = crate::support::frames::WIDTH as u16;
-        config.session.default_height = crate::support::frames::HEIGHT as u16;
+        config.session.default_width = crate::frames::WIDTH as u16;
+        config.session.default_height = crate::frames::HEIGHT as u16;
         config.agent.ping_interval_s = 1;
         Fixture { dir, config }
     }
 
-    pub fn pki(&self) -> PathBuf {
-        self.dir.path().join("pki")
+    /// The PKI.
+    pub fn pki(&self) -> Pki {
+        Pki::open(&self.dir.path().join("pki"))
     }
 
+    /// The CA certificate.
     pub fn ca(&self) -> PathBuf {
-        self.pki().join("ca.pem")
+        self.pki().ca()
     }
 
     /// (certificate, key) of agent `id`.
     pub fn agent_identity(&self, id: &str) -> (PathBuf, PathBuf) {
-        let (c, k) = certs::agent_file_names(id);
-        (self.pki().join(c), self.pki().join(k))
+        self.pki().agent(id)
     }
 
     pub fn audit_path(&self) -> &Path {
@@ -76,10 +76,10 @@ impl Fixture {
     pub async fn connect_agent(
         &self,
         gw: &GatewayHandle,
-        opts: super::agent::AgentOptions,
-    ) -> super::agent::SyntheticAgent {
+        opts: crate::agent::AgentOptions,
+    ) -> crate::agent::SyntheticAgent {
         let (c, k) = self.agent_identity(&opts.id);
-        super::agent::connect(gw.agent_addr, &self.ca(), Some((&c, &k)), opts)
+        crate::agent::connect(gw.agent_addr, &self.ca(), Some((&c, &k)), opts)
             .await
             .unwrap()
     }
