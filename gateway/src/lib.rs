@@ -27,7 +27,6 @@ pub mod lockout;
 pub mod metrics;
 pub mod relay;
 mod session;
-mod session_end;
 mod state;
 mod streams;
 pub mod tls;

@@ -1,4 +1,6 @@
-//! State shared by the listeners and session tasks.
+//! State shared by the listeners and session tasks: the agent and session registries, and
+//! the types the listeners and sessions exchange. Imports run one way: the listeners and the
+//! session module use this module; it uses neither.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -9,14 +11,14 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
 use tokio::sync::{mpsc, watch};
-use tsuitate_protocol::Limits;
+use tsuitate_protocol::{GatewayToViewer, InputEvent, Limits, Reason};
 
 use crate::audit::AuditLog;
 use crate::broker::SessionBroker;
 use crate::config::Config;
 use crate::lockout::Lockout;
 use crate::metrics::Metrics;
-use crate::session::SessionCommand;
+use crate::relay::video::OutFrame;
 use crate::users::UsersFile;
 use tsuitate_protocol::ClockEstimator;
 
@@ -41,7 +43,43 @@ pub(crate) struct AgentLink {
     pub generation: u64,
 }
 
-/// A running session.
+/// What a viewer connection tells its session.
+#[derive(Debug)]
+pub(crate) enum SessionCommand {
+    /// A viewer logged in for this session (first time or reconnect).
+    Attach(ViewerSink),
+    /// The viewer's connection ended.
+    Detach { viewer_id: u64 },
+    /// Decoded viewer input.
+    Input(Vec<InputEvent>),
+    /// The viewer's window changed size.
+    Resize { width: u16, height: u16 },
+    /// The viewer needs a keyframe.
+    KeyframeRequest,
+    /// End now (logout, or a viewer violation already counted by the caller).
+    End { reason: Reason },
+}
+
+/// What goes to a viewer's writer task.
+#[derive(Debug)]
+pub(crate) enum ToViewer {
+    /// A control message.
+    Msg(GatewayToViewer),
+    /// A sanitized frame.
+    Video(OutFrame),
+    /// The last message.
+    Bye(Reason),
+}
+
+/// The sending side of an attached viewer.
+#[derive(Debug, Clone)]
+pub(crate) struct ViewerSink {
+    pub id: u64,
+    pub addr: SocketAddr,
+    pub tx: mpsc::Sender<ToViewer>,
+}
+
+/// A running session, in the registry ([`Hub::sessions`]).
 #[derive(Debug, Clone)]
 pub(crate) struct SessionLink {
     pub tx: mpsc::Sender<SessionCommand>,

@@ -17,8 +17,9 @@ use tsuitate_protocol::{GatewayToViewer, LoginStatus, Reason, ViewerToGateway, P
 use crate::broker::Placement;
 use crate::error::{GatewayError, Side, Violation};
 use crate::relay::input::ControlLimit;
-use crate::session::{self, SessionCommand, ToViewer, ViewerSink};
+use crate::session;
 use crate::state::{now_us, State};
+use crate::state::{SessionCommand, ToViewer, ViewerSink};
 use crate::streams::write_msg;
 use crate::viewer_writer::spawn_writer;
 use tsuitate_transport::{close as close_with, last_words, spawn_reader, ReadEnd, ReadItem};

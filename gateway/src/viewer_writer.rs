@@ -6,7 +6,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tsuitate_protocol::{GatewayToViewer, Message};
 
-use crate::session::ToViewer;
+use crate::state::ToViewer;
 
 /// Spawn the writer; it ends after `Bye`, when the queue closes, or on a write error.
 pub(crate) fn spawn_writer(

@@ -1,0 +1,756 @@
+//! One session as a sans-IO state machine, in quinn-proto's shape: the driver
+//! ([`super`]) feeds it what arrived — `handle_agent(now, …)`, `handle_command(now, …)` — and
+//! the time — `poll_timeout()`, `handle_timeout(now)` — and carries out what it asks for:
+//! `poll_agent()` (messages for the agent's session stream) and `poll_event()` (audit records
+//! and broker state). It never reads a clock, never awaits and never touches a socket, so
+//! every rule here is tested with injected time.
+//!
+//! What it does: every frame through the sanitizer, re-stamped and re-framed, queued for the
+//! viewer or dropped (docs/protocol.md §3); viewer input validated, rate-limited and rebuilt
+//! for the agent (§4); the linger, idle and absolute timeouts (docs/gateway.md).
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use serde_json::{json, Map, Value};
+use tsuitate_protocol::{
+    AgentSessionToGateway, ClockEstimator, GatewayToAgentSession, GatewayToViewer, InputEvent,
+    Limits, NalSanitizer, Reason, VideoFrame, VideoHeader,
+};
+
+use crate::broker::SessionState;
+use crate::config::Config;
+use crate::error::{Side, Violation};
+use crate::metrics::Metrics;
+use crate::relay::input::InputPolicy;
+use crate::relay::video::{FpsLimit, FrameAction, KeyframePacer, OutFrame, ViewerFlow};
+use crate::state::{lock, SessionCommand, ToViewer, ViewerSink};
+
+/// Per-session counters for the audit record.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct SessionStats {
+    pub frames_in: u64,
+    pub frames_out: u64,
+    pub frames_dropped: u64,
+    pub bytes_out: u64,
+    pub input_events: u64,
+    pub input_dropped: u64,
+}
+
+/// The end of a session.
+#[derive(Debug)]
+pub(crate) struct End {
+    /// `Close` reason for the agent's session stream; `None` when the agent ended it.
+    pub to_agent: Option<Reason>,
+    /// `Bye` reason for the viewer.
+    pub to_viewer: Reason,
+    /// A violation that caused the end, and who committed it.
+    pub violation: Option<(Side, Violation)>,
+}
+
+impl End {
+    pub fn both(reason: Reason) -> End {
+        End {
+            to_agent: Some(reason),
+            to_viewer: reason,
+            violation: None,
+        }
+    }
+    pub fn agent_ended(reason: Reason) -> End {
+        End {
+            to_agent: None,
+            to_viewer: reason,
+            violation: None,
+        }
+    }
+    pub fn agent_lost() -> End {
+        End {
+            to_agent: None,
+            to_viewer: Reason::AgentLost,
+            violation: None,
+        }
+    }
+    /// The agent broke the protocol: its connection is closed; the viewer did nothing wrong.
+    pub fn agent_violation(v: Violation) -> End {
+        End {
+            to_agent: None,
+            to_viewer: Reason::AgentLost,
+            violation: Some((Side::Agent, v)),
+        }
+    }
+    /// The viewer broke the protocol or a rate limit.
+    pub fn viewer_violation(v: Violation) -> End {
+        let r = v.reason();
+        End {
+            to_agent: Some(r),
+            to_viewer: r,
+            violation: Some((Side::Viewer, v)),
+        }
+    }
+}
+
+/// Something for the driver to record.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Event {
+    /// An audit record.
+    Audit(Value),
+    /// The broker's view of the session changed.
+    State(SessionState),
+}
+
+/// The session's timeouts (docs/gateway.md `[session]`), `None` = never.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Timeouts {
+    /// No input for this long ends the session (`IdleTimeout`).
+    pub idle: Option<Duration>,
+    /// The longest a session lives (`AbsoluteTimeout`).
+    pub absolute: Option<Duration>,
+    /// How long a session without a viewer waits (before the first attach: the login
+    /// allowance, whichever is longer).
+    pub linger: Duration,
+}
+
+impl Timeouts {
+    pub fn from_config(cfg: &Config) -> Timeouts {
+        let s = &cfg.session;
+        let secs = |v: u64| (v > 0).then(|| Duration::from_secs(v));
+        Timeouts {
+            idle: secs(s.idle_timeout_s),
+            absolute: secs(s.absolute_timeout_s),
+            linger: Duration::from_secs(s.linger_s.max(s.login_timeout_s)),
+        }
+    }
+}
+
+/// A session whose browser started.
+pub(crate) struct SessionCore {
+    pub id: u64,
+    pub user: String,
+    pub agent: String,
+    metrics: Arc<Metrics>,
+    timeouts: Timeouts,
+    viewer: Option<(ViewerSink, ViewerFlow)>,
+    last_viewer: Option<SocketAddr>,
+    stats: SessionStats,
+    sanitizer: NalSanitizer,
+    clock: Arc<Mutex<ClockEstimator>>,
+    width: u16,
+    height: u16,
+    seq: u64,
+    fps: FpsLimit,
+    pacer: KeyframePacer,
+    input: InputPolicy,
+    started: Instant,
+    last_input: Instant,
+    linger_since: Option<Instant>,
+    ever_attached: bool,
+    requested_size: Option<(u16, u16)>,
+    to_agent: VecDeque<GatewayToAgentSession>,
+    events: VecDeque<Event>,
+}
+
+/// Who the session is and what it started with.
+pub(crate) struct SessionInit<'a> {
+    pub id: u64,
+    pub user: &'a str,
+    pub agent: &'a str,
+    /// The size the agent's browser started at.
+    pub width: u16,
+    pub height: u16,
+    /// The agent's clock offset (shared with its control stream's pings).
+    pub clock: Arc<Mutex<ClockEstimator>>,
+}
+
+impl SessionCore {
+    pub fn new(
+        now: Instant,
+        init: SessionInit<'_>,
+        cfg: &Config,
+        limits: &Limits,
+        metrics: Arc<Metrics>,
+    ) -> SessionCore {
+        SessionCore {
+            id: init.id,
+            user: init.user.to_owned(),
+            agent: init.agent.to_owned(),
+            metrics,
+            timeouts: Timeouts::from_config(cfg),
+            viewer: None,
+            last_viewer: None,
+            stats: SessionStats::default(),
+            sanitizer: NalSanitizer::new(limits.clone())
+                .with_policy(cfg.video.drop_policy.sanitizer_policy()),
+            clock: init.clock,
+            width: init.width,
+            height: init.height,
+            seq: 0,
+            fps: FpsLimit::new(now, cfg.limits.max_fps),
+            pacer: KeyframePacer::new(Duration::from_millis(
+                cfg.session.keyframe_request_interval_ms,
+            )),
+            input: InputPolicy::new(now, &cfg.input, init.width, init.height),
+            started: now,
+            last_input: now,
+            linger_since: Some(now),
+            ever_attached: false,
+            requested_size: None,
+            to_agent: VecDeque::new(),
+            events: VecDeque::new(),
+        }
+    }
+
+    /// The next message for the agent's session stream, in order.
+    pub fn poll_agent(&mut self) -> Option<GatewayToAgentSession> {
+        self.to_agent.pop_front()
+    }
+
+    /// The next audit record or broker change, in order.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// The address of the last viewer that attached.
+    pub fn last_viewer(&self) -> Option<SocketAddr> {
+        self.last_viewer
+    }
+
+    /// The attached viewer's sink (to tell it goodbye).
+    pub fn take_viewer(&mut self) -> Option<ViewerSink> {
+        self.viewer.take().map(|(sink, _)| sink)
+    }
+
+    /// When [`Self::handle_timeout`] must next be called; `None`: no timeout is running.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let t = &self.timeouts;
+        [
+            t.idle.map(|d| self.last_input + d),
+            t.absolute.map(|d| self.started + d),
+            self.linger_since.map(|since| since + t.linger),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    /// The time has come (or passed): end the session if a timeout expired. The absolute
+    /// timeout wins over idle, idle over linger.
+    pub fn handle_timeout(&mut self, now: Instant) -> Result<(), End> {
+        let t = self.timeouts;
+        if t.absolute.is_some_and(|d| now >= self.started + d) {
+            return Err(End::both(Reason::AbsoluteTimeout));
+        }
+        if t.idle.is_some_and(|d| now >= self.last_input + d) {
+            return Err(End::both(Reason::IdleTimeout));
+        }
+        if self
+            .linger_since
+            .is_some_and(|since| now >= since + t.linger)
+        {
+            return Err(End::both(Reason::Normal));
+        }
+        Ok(())
+    }
+
+    /// A message from the agent's session stream. `unix_us` is the gateway's wall clock, for
+    /// re-stamping capture times (docs/protocol.md §3.2).
+    pub fn handle_agent(
+        &mut self,
+        now: Instant,
+        unix_us: u64,
+        msg: AgentSessionToGateway,
+    ) -> Result<(), End> {
+        match msg {
+            AgentSessionToGateway::Video(frame) => self.on_video(now, unix_us, frame),
+            AgentSessionToGateway::Ended { reason } => Err(End::agent_ended(reason)),
+            AgentSessionToGateway::Started { .. } => Err(End::agent_violation(
+                Violation::Unexpected("second Started"),
+            )),
+        }
+    }
+
+    /// A command from a viewer connection.
+    pub fn handle_command(&mut self, now: Instant, c: SessionCommand) -> Result<(), End> {
+        match c {
+            SessionCommand::Attach(sink) => self.attach(now, sink),
+            SessionCommand::Detach { viewer_id } => self.detach(now, viewer_id),
+            SessionCommand::Input(events) => self.on_input(now, events),
+            SessionCommand::Resize { width, height } => self.on_resize(now, width, height),
+            SessionCommand::KeyframeRequest => {
+                self.request_keyframe(now, false);
+                Ok(())
+            }
+            SessionCommand::End { reason } => Err(End::both(reason)),
+        }
+    }
+
+    /// docs/protocol.md §3.3: sanitize; §3.2: re-stamp; then queue or drop for the viewer.
+    fn on_video(&mut self, now: Instant, unix_us: u64, frame: VideoFrame) -> Result<(), End> {
+        let before = self.sanitizer.counters().dropped_by_type;
+        let result = self.sanitizer.sanitize(&frame.header, &frame.data);
+        let after = self.sanitizer.counters().dropped_by_type;
+        let mut diff = [0u64; 32];
+        for (d, (a, b)) in diff.iter_mut().zip(after.iter().zip(before.iter())) {
+            *d = a.saturating_sub(*b);
+        }
+        self.metrics.sanitizer_drops(&diff);
+        let clean = match result {
+            Ok(c) => c,
+            Err(e) => {
+                self.metrics.sanitizer_refused.fetch_add(1, Relaxed);
+                return Err(End::agent_violation(Violation::Sanitizer(e)));
+            }
+        };
+        let h = frame.header;
+        if h.keyframe {
+            self.width = h.width;
+            self.height = h.height;
+            self.input.resize(h.width, h.height);
+        }
+        self.seq += 1;
+        // docs/protocol.md §3.2: capture times cross in the gateway's clock.
+        let header = VideoHeader {
+            sequence: self.seq,
+            capture_us: lock(&self.clock).to_local(h.capture_us, unix_us),
+            keyframe: h.keyframe,
+            width: h.width,
+            height: h.height,
+        };
+        let out = OutFrame::new(header, Bytes::from(clean));
+        self.stats.frames_in += 1;
+        if !self.fps.admit(now) {
+            self.metrics.frames_dropped_fps.fetch_add(1, Relaxed);
+            if let Some((_, flow)) = self.viewer.as_mut() {
+                flow.wait_for_keyframe();
+            }
+            self.request_keyframe(now, false);
+            return Ok(());
+        }
+        self.deliver(now, out);
+        Ok(())
+    }
+
+    /// Queue a frame for the viewer without waiting: a full queue drops until the next
+    /// keyframe (docs/protocol.md, drop policy).
+    fn deliver(&mut self, now: Instant, out: OutFrame) {
+        let Some((sink, flow)) = self.viewer.as_mut() else {
+            return;
+        };
+        let m = &self.metrics;
+        let kf = out.keyframe;
+        if flow.before(kf) == FrameAction::Drop {
+            m.frames_dropped_slow_viewer.fetch_add(1, Relaxed);
+            self.stats.frames_dropped += 1;
+            return;
+        }
+        let bytes = out.data.len() as u64;
+        let queued = sink.tx.try_send(ToViewer::Video(out)).is_ok();
+        if queued {
+            m.frames_relayed.fetch_add(1, Relaxed);
+            m.bytes_relayed.fetch_add(bytes, Relaxed);
+            self.stats.frames_out += 1;
+            self.stats.bytes_out += bytes;
+        } else {
+            m.frames_dropped_slow_viewer.fetch_add(1, Relaxed);
+            self.stats.frames_dropped += 1;
+        }
+        if flow.after(kf, queued) {
+            self.request_keyframe(now, false);
+        }
+    }
+
+    /// Ask the agent for a keyframe, paced (`force` skips the pacing).
+    fn request_keyframe(&mut self, now: Instant, force: bool) {
+        if !(self.pacer.allow(now) || force) {
+            return;
+        }
+        self.metrics.keyframe_requests.fetch_add(1, Relaxed);
+        self.to_agent
+            .push_back(GatewayToAgentSession::KeyframeRequest);
+    }
+
+    fn attach(&mut self, now: Instant, sink: ViewerSink) -> Result<(), End> {
+        if let Some((old, _)) = self.viewer.take() {
+            if old.id != sink.id {
+                let _ = old.tx.try_send(ToViewer::Bye(Reason::Replaced));
+            }
+        }
+        let resumed = self.ever_attached;
+        let ready = GatewayToViewer::SessionReady {
+            width: self.width,
+            height: self.height,
+            resumed,
+        };
+        let _ = sink.tx.try_send(ToViewer::Msg(ready));
+        self.last_viewer = Some(sink.addr);
+        self.events.push_back(Event::Audit(json!({
+            "event": "viewer_attached",
+            "session": self.id,
+            "user": self.user,
+            "viewer": sink.addr.to_string(),
+            "resumed": resumed,
+        })));
+        let flow = if resumed {
+            ViewerFlow::waiting()
+        } else {
+            ViewerFlow::default()
+        };
+        self.viewer = Some((sink, flow));
+        self.ever_attached = true;
+        self.linger_since = None;
+        self.events.push_back(Event::State(SessionState::Attached));
+        if resumed {
+            self.metrics.sessions_resumed.fetch_add(1, Relaxed);
+            self.request_keyframe(now, true);
+        }
+        Ok(())
+    }
+
+    fn detach(&mut self, now: Instant, viewer_id: u64) -> Result<(), End> {
+        if self.viewer.as_ref().is_none_or(|(v, _)| v.id != viewer_id) {
+            return Ok(());
+        }
+        self.viewer = None;
+        self.linger_since = Some(now);
+        self.events
+            .push_back(Event::State(SessionState::Lingering(now)));
+        self.events.push_back(Event::Audit(
+            json!({"event": "viewer_detached", "session": self.id, "user": self.user}),
+        ));
+        // Keys and buttons the viewer held are released, so the browser is not left with a
+        // key down.
+        let held = self.input.release_all();
+        if !held.is_empty() {
+            self.to_agent.push_back(GatewayToAgentSession::Input(held));
+        }
+        Ok(())
+    }
+
+    /// A resize costs one input event and is paced to `RESIZES_PER_S` (so a flood is
+    /// throttled and cut off like any other, and cannot make the agent host refit windows
+    /// and restart encoders hundreds of times a second); it is forwarded only when the size
+    /// differs from the last one asked for.
+    fn on_resize(&mut self, now: Instant, width: u16, height: u16) -> Result<(), End> {
+        if !self
+            .input
+            .admit_control(now)
+            .map_err(End::viewer_violation)?
+        {
+            return Ok(());
+        }
+        if self.requested_size == Some((width, height)) {
+            return Ok(());
+        }
+        self.requested_size = Some((width, height));
+        self.to_agent
+            .push_back(GatewayToAgentSession::Resize { width, height });
+        Ok(())
+    }
+
+    /// docs/protocol.md §4: validate, rate-limit, rebuild.
+    fn on_input(&mut self, now: Instant, events: Vec<InputEvent>) -> Result<(), End> {
+        self.last_input = now;
+        let f = self
+            .input
+            .filter(now, events)
+            .map_err(End::viewer_violation)?;
+        self.metrics
+            .input_dropped
+            .fetch_add(u64::from(f.dropped), Relaxed);
+        self.metrics
+            .input_events
+            .fetch_add(f.events.len() as u64, Relaxed);
+        self.stats.input_events += f.events.len() as u64;
+        self.stats.input_dropped += u64::from(f.dropped);
+        if !f.events.is_empty() {
+            // Rebuilt, never passed through: a new message from the validated events.
+            self.to_agent
+                .push_back(GatewayToAgentSession::Input(f.events));
+        }
+        Ok(())
+    }
+
+    /// The session-end audit record.
+    pub fn end_record(&self, now: Instant, end: &End) -> Value {
+        let c = self.sanitizer.counters();
+        let s = &self.stats;
+        json!({
+            "event": "session_end",
+            "session": self.id,
+            "user": self.user,
+            "agent": self.agent,
+            "viewer": self.last_viewer.map(|a| a.to_string()),
+            "reason": end.to_viewer.name(),
+            "duration_s": now.saturating_duration_since(self.started).as_secs(),
+            "frames_in": s.frames_in,
+            "frames": s.frames_out,
+            "frames_dropped": s.frames_dropped,
+            "bytes": s.bytes_out,
+            "input_events": s.input_events,
+            "input_dropped": s.input_dropped,
+            "sanitizer_dropped_by_nal_type": drops_by_type(&c.dropped_by_type),
+            "sanitizer_refused": c.frames_refused,
+        })
+    }
+
+    /// Frames sent to viewers so far.
+    pub fn frames_out(&self) -> u64 {
+        self.stats.frames_out
+    }
+}
+
+fn drops_by_type(by_type: &[u64; 32]) -> Value {
+    let mut m = Map::new();
+    for (ty, n) in by_type.iter().enumerate() {
+        if *n > 0 {
+            m.insert(ty.to_string(), Value::from(*n));
+        }
+    }
+    Value::Object(m)
+}
+
+#[cfg(test)]
+mod tests {
+    //! The session's rules with injected time: no sleeps, every instant chosen by the test.
+    use super::*;
+    use crate::config::TlsConfig;
+    use tokio::sync::mpsc;
+    use tsuitate_protocol::{Button, VideoHeader};
+
+    fn config(idle_s: u64, absolute_s: u64, linger_s: u64) -> Config {
+        let tls = TlsConfig {
+            ca: "ca.pem".into(),
+            cert: "gateway.pem".into(),
+            key: "gateway-key.pem".into(),
+        };
+        let mut cfg = Config::with_files(tls, "users.toml".into(), "audit.jsonl".into());
+        cfg.session.idle_timeout_s = idle_s;
+        cfg.session.absolute_timeout_s = absolute_s;
+        cfg.session.linger_s = linger_s;
+        cfg.session.login_timeout_s = 10;
+        cfg
+    }
+
+    fn core(t0: Instant, cfg: &Config) -> SessionCore {
+        SessionCore::new(
+            t0,
+            SessionInit {
+                id: 7,
+                user: "yamada",
+                agent: "agent-1",
+                width: 640,
+                height: 480,
+                clock: Arc::new(Mutex::new(ClockEstimator::default())),
+            },
+            cfg,
+            &cfg.protocol_limits(),
+            Arc::new(Metrics::default()),
+        )
+    }
+
+    fn sink(id: u64) -> (ViewerSink, mpsc::Receiver<ToViewer>) {
+        let (tx, rx) = mpsc::channel(8);
+        let addr = "192.0.2.10:50000".parse().unwrap();
+        (ViewerSink { id, addr, tx }, rx)
+    }
+
+    fn click(now: Instant, c: &mut SessionCore) {
+        let events = vec![
+            InputEvent::PointerMove { x: 10, y: 10 },
+            InputEvent::Button {
+                down: true,
+                button: Button::Left,
+            },
+            InputEvent::Button {
+                down: false,
+                button: Button::Left,
+            },
+        ];
+        c.handle_command(now, SessionCommand::Input(events))
+            .unwrap();
+    }
+
+    fn reason(r: Result<(), End>) -> Option<(Option<Reason>, Reason)> {
+        r.err().map(|e| (e.to_agent, e.to_viewer))
+    }
+
+    const S: Duration = Duration::from_secs(1);
+
+    #[test]
+    fn before_the_first_attach_the_login_allowance_runs_and_an_attach_stops_it() {
+        let t0 = Instant::now();
+        let cfg = config(0, 0, 5);
+        let mut c = core(t0, &cfg);
+        // linger 5 s, login 10 s: the longer one.
+        assert_eq!(c.poll_timeout(), Some(t0 + 10 * S));
+        assert!(c.handle_timeout(t0 + 9 * S).is_ok());
+        let (v, mut rx) = sink(1);
+        c.handle_command(t0 + 2 * S, SessionCommand::Attach(v))
+            .unwrap();
+        assert!(matches!(
+            rx.try_recv(),
+            Ok(ToViewer::Msg(GatewayToViewer::SessionReady {
+                resumed: false,
+                ..
+            }))
+        ));
+        assert_eq!(
+            c.poll_event().map(|e| matches!(e, Event::Audit(_))),
+            Some(true)
+        );
+        assert_eq!(c.poll_event(), Some(Event::State(SessionState::Attached)));
+        // idle and absolute are off: nothing ends an attached session.
+        assert_eq!(c.poll_timeout(), None);
+        assert!(c.handle_timeout(t0 + 100_000 * S).is_ok());
+    }
+
+    #[test]
+    fn a_detached_session_lingers_then_ends_normally() {
+        let t0 = Instant::now();
+        let cfg = config(0, 0, 60);
+        let mut c = core(t0, &cfg);
+        let (v, _rx) = sink(1);
+        c.handle_command(t0, SessionCommand::Attach(v)).unwrap();
+        // A key held when the viewer leaves is released at the agent.
+        let key = InputEvent::Key {
+            down: true,
+            code: tsuitate_protocol::KeyCode::KeyA,
+            keysym: 0x61,
+            modifiers: tsuitate_protocol::Modifiers::default(),
+        };
+        c.handle_command(t0, SessionCommand::Input(vec![key]))
+            .unwrap();
+        assert!(matches!(
+            c.poll_agent(),
+            Some(GatewayToAgentSession::Input(_))
+        ));
+        let left = t0 + 30 * S;
+        // Another viewer's detach is not ours.
+        c.handle_command(left, SessionCommand::Detach { viewer_id: 2 })
+            .unwrap();
+        assert_eq!(c.poll_timeout(), None);
+        c.handle_command(left, SessionCommand::Detach { viewer_id: 1 })
+            .unwrap();
+        match c.poll_agent() {
+            Some(GatewayToAgentSession::Input(ev)) => {
+                assert!(matches!(ev[..], [InputEvent::Key { down: false, .. }]))
+            }
+            other => panic!("held key not released: {other:?}"),
+        }
+        assert!(c
+            .events
+            .contains(&Event::State(SessionState::Lingering(left))));
+        assert_eq!(c.poll_timeout(), Some(left + 60 * S));
+        assert!(c.handle_timeout(left + 59 * S).is_ok());
+        assert_eq!(
+            reason(c.handle_timeout(left + 60 * S)),
+            Some((Some(Reason::Normal), Reason::Normal))
+        );
+    }
+
+    #[test]
+    fn a_viewer_that_comes_back_resumes_from_a_forced_keyframe() {
+        let t0 = Instant::now();
+        let cfg = config(0, 0, 60);
+        let mut c = core(t0, &cfg);
+        let (v, _rx) = sink(1);
+        c.handle_command(t0, SessionCommand::Attach(v)).unwrap();
+        c.handle_command(t0, SessionCommand::Detach { viewer_id: 1 })
+            .unwrap();
+        let (v, mut rx) = sink(2);
+        c.handle_command(t0 + S, SessionCommand::Attach(v)).unwrap();
+        assert!(matches!(
+            rx.try_recv(),
+            Ok(ToViewer::Msg(GatewayToViewer::SessionReady {
+                resumed: true,
+                ..
+            }))
+        ));
+        assert_eq!(c.poll_agent(), Some(GatewayToAgentSession::KeyframeRequest));
+        assert_eq!(c.poll_timeout(), None, "the linger stopped");
+    }
+
+    #[test]
+    fn idle_timeout_counts_from_the_last_input() {
+        let t0 = Instant::now();
+        let cfg = config(60, 0, 30);
+        let mut c = core(t0, &cfg);
+        let (v, _rx) = sink(1);
+        c.handle_command(t0, SessionCommand::Attach(v)).unwrap();
+        assert_eq!(c.poll_timeout(), Some(t0 + 60 * S));
+        click(t0 + 50 * S, &mut c);
+        assert_eq!(c.poll_timeout(), Some(t0 + 110 * S));
+        assert!(c.handle_timeout(t0 + 109 * S).is_ok());
+        assert_eq!(
+            reason(c.handle_timeout(t0 + 110 * S)),
+            Some((Some(Reason::IdleTimeout), Reason::IdleTimeout))
+        );
+    }
+
+    #[test]
+    fn absolute_timeout_ends_even_a_busy_session() {
+        let t0 = Instant::now();
+        let cfg = config(60, 120, 30);
+        let mut c = core(t0, &cfg);
+        let (v, _rx) = sink(1);
+        c.handle_command(t0, SessionCommand::Attach(v)).unwrap();
+        for n in 1..=3 {
+            click(t0 + 30 * n * S, &mut c);
+        }
+        // Idle would be t0 + 150 s; the absolute limit comes first.
+        assert_eq!(c.poll_timeout(), Some(t0 + 120 * S));
+        assert!(c.handle_timeout(t0 + 119 * S).is_ok());
+        assert_eq!(
+            reason(c.handle_timeout(t0 + 120 * S)),
+            Some((Some(Reason::AbsoluteTimeout), Reason::AbsoluteTimeout))
+        );
+        // Both expired: absolute wins.
+        let mut idle_too = core(t0, &cfg);
+        assert_eq!(
+            reason(idle_too.handle_timeout(t0 + 500 * S)),
+            Some((Some(Reason::AbsoluteTimeout), Reason::AbsoluteTimeout))
+        );
+    }
+
+    #[test]
+    fn agent_messages_out_of_place_end_the_session_as_the_agents_fault() {
+        let t0 = Instant::now();
+        let cfg = config(0, 0, 30);
+        let mut c = core(t0, &cfg);
+        let e = c
+            .handle_agent(
+                t0,
+                0,
+                AgentSessionToGateway::Started {
+                    width: 1,
+                    height: 1,
+                },
+            )
+            .unwrap_err();
+        assert_eq!((e.to_agent, e.to_viewer), (None, Reason::AgentLost));
+        assert!(matches!(e.violation, Some((Side::Agent, _))));
+        // Garbage video: refused by the sanitizer, nothing queued for anyone.
+        let frame = VideoFrame {
+            header: VideoHeader {
+                sequence: 1,
+                capture_us: 0,
+                keyframe: true,
+                width: 640,
+                height: 480,
+            },
+            data: Bytes::from_static(&[0, 0, 0, 1, 0x65, 0xff]),
+        };
+        let e = c
+            .handle_agent(t0, 0, AgentSessionToGateway::Video(frame))
+            .unwrap_err();
+        assert!(matches!(
+            e.violation,
+            Some((Side::Agent, Violation::Sanitizer(_)))
+        ));
+        assert_eq!(c.poll_agent(), None);
+        assert_eq!(c.end_record(t0 + 3 * S, &e)["sanitizer_refused"], 1);
+    }
+}

@@ -1,0 +1,245 @@
+//! One session: a browser on an agent, at most one viewer attached. The rules live in the
+//! sans-IO [`core::SessionCore`]; this module opens the agent's session stream and drives the
+//! core with a thin `select!` loop: it feeds it messages, commands and the time, writes what
+//! it asks for to the agent, records its events, and carries out the end.
+
+pub(crate) mod core;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use quinn::SendStream;
+use tokio::sync::mpsc;
+use tokio::time::{sleep_until, timeout, Instant};
+use tracing::Instrument;
+use tsuitate_protocol::{AgentSessionToGateway, ClockEstimator, GatewayToAgentSession, Reason};
+use tsuitate_transport::{close as close_with, spawn_reader, ReadEnd, ReadItem};
+
+use self::core::{End, Event, SessionCore, SessionInit};
+use crate::error::{GatewayError, Side, Violation};
+use crate::state::{now_us, SessionCommand, SessionLink, State, ToViewer};
+use crate::streams::{write_msg, write_msg_timeout};
+
+/// How long one write to the agent may take before the agent counts as lost.
+const AGENT_WRITE_LIMIT: Duration = Duration::from_secs(5);
+
+/// A session stream on which the agent answered `Started`.
+pub(crate) struct Opened {
+    send: SendStream,
+    rx: mpsc::Receiver<ReadItem<AgentSessionToGateway>>,
+    width: u16,
+    height: u16,
+    conn: quinn::Connection,
+    clock: Arc<Mutex<ClockEstimator>>,
+}
+
+/// Open a session stream on `agent` and wait for `Started`, all within
+/// `session.start_timeout_s`: an agent that never grants a stream, never reads `Open` or
+/// never answers must not hold the viewer's login (and its broker slot) forever.
+pub(crate) async fn open(
+    state: &Arc<State>,
+    session_id: u64,
+    agent: &str,
+    width: u16,
+    height: u16,
+) -> Result<Opened, GatewayError> {
+    let limit = Duration::from_secs(state.cfg.session.start_timeout_s);
+    match timeout(limit, open_stream(state, session_id, agent, width, height)).await {
+        Ok(r) => r,
+        Err(_) => Err(GatewayError::Internal(
+            "agent did not start the browser in time".into(),
+        )),
+    }
+}
+
+async fn open_stream(
+    state: &Arc<State>,
+    session_id: u64,
+    agent: &str,
+    width: u16,
+    height: u16,
+) -> Result<Opened, GatewayError> {
+    let link = state.hub().agents.get(agent).cloned();
+    let link = link.ok_or_else(|| GatewayError::Internal("agent disconnected".into()))?;
+    let (mut send, recv) = link
+        .conn
+        .open_bi()
+        .await
+        .map_err(|e| GatewayError::Connection(Side::Agent, e))?;
+    let open = GatewayToAgentSession::Open {
+        session_id,
+        width,
+        height,
+    };
+    write_msg(&mut send, &open, Side::Agent).await?;
+    let mut rx = spawn_reader::<AgentSessionToGateway>(recv, state.limits.clone(), 4);
+    let Some(first) = rx.recv().await else {
+        return Err(GatewayError::Closed(Side::Agent));
+    };
+    match first {
+        Ok(AgentSessionToGateway::Started { width, height }) => Ok(Opened {
+            send,
+            rx,
+            width,
+            height,
+            conn: link.conn,
+            clock: link.clock,
+        }),
+        Ok(AgentSessionToGateway::Ended { reason }) => Err(GatewayError::Internal(format!(
+            "agent could not start a browser: {}",
+            reason.name()
+        ))),
+        Ok(AgentSessionToGateway::Video(_)) => Err(GatewayError::Violation(
+            Side::Agent,
+            Violation::Unexpected("video before Started"),
+        )),
+        Err(ReadEnd::Wire(w)) => Err(GatewayError::Violation(Side::Agent, Violation::Wire(w))),
+        Err(_) => Err(GatewayError::Closed(Side::Agent)),
+    }
+}
+
+/// Spawn the task of a session whose browser started. Returns its command sender.
+pub(crate) fn spawn(
+    state: &Arc<State>,
+    opened: Opened,
+    id: u64,
+    user: &str,
+    agent: &str,
+) -> mpsc::Sender<SessionCommand> {
+    let (tx, rx) = mpsc::channel(16);
+    // Registered before the task runs, so a session that ends at once also unregisters.
+    state
+        .hub()
+        .sessions
+        .insert(id, SessionLink { tx: tx.clone() });
+    let core = SessionCore::new(
+        Instant::now().into_std(),
+        SessionInit {
+            id,
+            user,
+            agent,
+            width: opened.width,
+            height: opened.height,
+            clock: opened.clock,
+        },
+        &state.cfg,
+        &state.limits,
+        state.metrics.clone(),
+    );
+    let driver = Driver {
+        core,
+        state: state.clone(),
+        send: opened.send,
+        conn: opened.conn,
+    };
+    let span = tracing::info_span!("session", session = id, user = %user, agent = %agent);
+    tokio::spawn(driver.run(opened.rx, rx).instrument(span));
+    tx
+}
+
+/// The I/O around one [`SessionCore`].
+struct Driver {
+    core: SessionCore,
+    state: Arc<State>,
+    send: SendStream,
+    conn: quinn::Connection,
+}
+
+/// The time for the core (tokio's clock, so paused-time tests drive it).
+fn now() -> std::time::Instant {
+    Instant::now().into_std()
+}
+
+impl Driver {
+    async fn run(
+        mut self,
+        mut agent_rx: mpsc::Receiver<ReadItem<AgentSessionToGateway>>,
+        mut cmd_rx: mpsc::Receiver<SessionCommand>,
+    ) {
+        let mut shutdown = self.state.shutdown.clone();
+        let end = loop {
+            let deadline = self.core.poll_timeout().map(Instant::from_std);
+            let step = tokio::select! {
+                m = agent_rx.recv() => match m {
+                    Some(Ok(msg)) => self.core.handle_agent(now(), now_us(), msg),
+                    Some(Err(ReadEnd::Wire(w))) => Err(End::agent_violation(Violation::Wire(w))),
+                    Some(Err(_)) | None => Err(End::agent_lost()),
+                },
+                c = cmd_rx.recv() => match c {
+                    Some(c) => self.core.handle_command(now(), c),
+                    None => Err(End::both(Reason::Internal)),
+                },
+                _ = sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
+                    self.core.handle_timeout(now())
+                }
+                _ = crate::state::stopped(&mut shutdown) => Err(End::both(Reason::Shutdown)),
+            };
+            self.record_events();
+            let flushed = self.flush_agent().await;
+            if let Err(end) = step.and(flushed) {
+                break end;
+            }
+        };
+        self.finish(end).await;
+    }
+
+    fn record_events(&mut self) {
+        while let Some(event) = self.core.poll_event() {
+            match event {
+                Event::Audit(record) => self.state.audit(record),
+                Event::State(s) => self.state.hub().broker.set_state(self.core.id, s),
+            }
+        }
+    }
+
+    /// Write what the core queued for the agent; a write that does not complete in time
+    /// means the agent is lost.
+    async fn flush_agent(&mut self) -> Result<(), End> {
+        while let Some(msg) = self.core.poll_agent() {
+            write_msg_timeout(&mut self.send, &msg, Side::Agent, AGENT_WRITE_LIMIT)
+                .await
+                .map_err(|_| End::agent_lost())?;
+        }
+        Ok(())
+    }
+
+    /// Tell the agent and the viewer, unregister, count and audit.
+    async fn finish(mut self, end: End) {
+        let limit = Duration::from_secs(1);
+        let core = &mut self.core;
+        if let Some((side, v)) = &end.violation {
+            let (peer, who) = match side {
+                Side::Agent => (self.conn.remote_address(), core.agent.clone()),
+                _ => (
+                    core.last_viewer().unwrap_or(self.conn.remote_address()),
+                    core.user.clone(),
+                ),
+            };
+            self.state.violation(*side, peer, &who, v);
+            if *side == Side::Agent {
+                // A hostile agent is cut off entirely; its other sessions end as AgentLost.
+                close_with(&self.conn, v.reason());
+            }
+        }
+        if let Some(reason) = end.to_agent {
+            let close = GatewayToAgentSession::Close { reason };
+            let _ = write_msg_timeout(&mut self.send, &close, Side::Agent, limit).await;
+            let _ = self.send.finish();
+        }
+        if let Some(viewer) = core.take_viewer() {
+            let _ = timeout(limit, viewer.tx.send(ToViewer::Bye(end.to_viewer))).await;
+        }
+        {
+            let mut hub = self.state.hub();
+            hub.sessions.remove(&core.id);
+            hub.broker.release(core.id);
+        }
+        self.state.metrics.session_ended(end.to_viewer.name());
+        self.state.audit(core.end_record(now(), &end));
+        tracing::info!(
+            reason = end.to_viewer.name(),
+            frames = core.frames_out(),
+            "session ended"
+        );
+    }
+}
