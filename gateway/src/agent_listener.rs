@@ -30,6 +30,8 @@ pub(crate) async fn handle_agent(state: Arc<State>, conn: quinn::Connection) {
         return;
     };
     let span = tracing::info_span!("agent", agent = %cn, %peer);
+    // Shutdown waits for this connection to say Bye (the token is dropped at the end).
+    let _drain = state.drain_token();
     async move {
         match serve(&state, &conn, &cn, peer).await {
             Ok(()) => {}
@@ -190,8 +192,12 @@ async fn control_loop(
                 write_msg(send, &msg, Side::Agent).await?;
             }
             _ = crate::state::stopped(&mut shutdown) => {
-                // Sessions send their own Close first; give them a moment.
-                tokio::time::sleep(Duration::from_millis(200)).await;
+                // Sessions send their own Close first: wait (briefly, woken by the registry)
+                // until none of this agent's is left.
+                let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
+                state
+                    .wait_hub(deadline, |hub| hub.broker.sessions_on(agent_id) == 0)
+                    .await;
                 let _ = write_msg(send, &GatewayToAgent::Bye { reason: Reason::Shutdown }, Side::Agent).await;
                 let _ = send.finish();
                 let _ = timeout(Duration::from_secs(1), conn.closed()).await;

@@ -168,6 +168,11 @@ impl SessionBroker {
         Some(s)
     }
 
+    /// Sessions placed on agent `id`.
+    pub fn sessions_on(&self, id: &str) -> usize {
+        self.sessions.values().filter(|s| s.agent == id).count()
+    }
+
     /// Number of sessions.
     pub fn session_count(&self) -> usize {
         self.sessions.len()

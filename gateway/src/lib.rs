@@ -92,6 +92,8 @@ pub struct GatewayHandle {
     shutdown: watch::Sender<bool>,
     endpoints: [quinn::Endpoint; 2],
     tasks: Vec<JoinHandle<()>>,
+    /// Closes when every session and agent connection has finished (their drain tokens).
+    drained: tokio::sync::mpsc::Receiver<()>,
 }
 
 impl Gateway {
@@ -125,7 +127,8 @@ impl Gateway {
         })?;
         let (shutdown, shutdown_rx) = watch::channel(false);
         let metrics = Arc::new(Metrics::default());
-        let state = Arc::new(State::new(Arc::new(cfg), metrics, audit, shutdown_rx));
+        let (state, drained) = State::new(Arc::new(cfg), metrics, audit, shutdown_rx);
+        let state = Arc::new(state);
         state.audit(json!({"event": "gateway_start", "agent_listen": agent_addr.to_string(), "viewer_listen": viewer_addr.to_string()}));
         let tasks = vec![
             tokio::spawn(accept::accept_loop(
@@ -151,6 +154,7 @@ impl Gateway {
             shutdown,
             endpoints: [agent_ep, viewer_ep],
             tasks,
+            drained,
         })
     }
 }
@@ -177,16 +181,15 @@ impl GatewayHandle {
         tracing::info!("shutting down");
         let _ = self.shutdown.send(true);
         let drain = Duration::from_secs(self.state.cfg.session.shutdown_drain_s);
-        let deadline = tokio::time::Instant::now() + drain;
-        while tokio::time::Instant::now() < deadline {
-            let busy = {
-                let hub = self.state.hub();
-                !hub.sessions.is_empty() || !hub.agents.is_empty()
-            };
-            if !busy {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+        // Each session and agent connection tells its peer and then drops its drain token;
+        // the receiver closes when the last one is gone (no polling).
+        self.state.close_drain();
+        let mut drained = self.drained;
+        if tokio::time::timeout(drain, drained.recv()).await.is_err() {
+            tracing::warn!(
+                ?drain,
+                "shutdown: sessions still running after the drain time"
+            );
         }
         for ep in &self.endpoints {
             let reason = tsuitate_protocol::Reason::Shutdown;

@@ -142,6 +142,39 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// The locked hub; dropping it after a change wakes every [`State::wait_hub`].
+pub(crate) struct HubGuard<'a> {
+    guard: MutexGuard<'a, Hub>,
+    changed: &'a tokio::sync::Notify,
+    dirty: bool,
+}
+
+impl std::ops::Deref for HubGuard<'_> {
+    type Target = Hub;
+    fn deref(&self) -> &Hub {
+        &self.guard
+    }
+}
+
+impl std::ops::DerefMut for HubGuard<'_> {
+    fn deref_mut(&mut self) -> &mut Hub {
+        self.dirty = true;
+        &mut self.guard
+    }
+}
+
+impl Drop for HubGuard<'_> {
+    fn drop(&mut self) {
+        if self.dirty {
+            self.changed.notify_waiters();
+        }
+    }
+}
+
+/// Held by a task that shutdown waits for (mini-redis's `shutdown_complete` sender).
+#[derive(Debug)]
+pub(crate) struct DrainToken(#[allow(dead_code)] mpsc::Sender<()>);
+
 /// Shared gateway state.
 #[derive(Debug)]
 pub(crate) struct State {
@@ -149,7 +182,12 @@ pub(crate) struct State {
     pub limits: Limits,
     pub metrics: Arc<Metrics>,
     pub audit: AuditLog,
-    pub hub: Mutex<Hub>,
+    hub: Mutex<Hub>,
+    /// Woken whenever the hub is changed (see [`HubGuard`]).
+    hub_changed: tokio::sync::Notify,
+    /// Session and agent-connection tasks hold a [`DrainToken`]; shutdown waits until every
+    /// token is dropped.
+    drain: Mutex<Option<mpsc::Sender<()>>>,
     pub lockout: Mutex<Lockout>,
     pub users: UserStore,
     /// Slots for password checks (see [`crate::lockout::CONCURRENT_CHECKS`]).
@@ -159,14 +197,16 @@ pub(crate) struct State {
 }
 
 impl State {
+    /// The state, and the receiver that reports (by closing) that every [`DrainToken`] is gone.
     pub fn new(
         cfg: Arc<Config>,
         metrics: Arc<Metrics>,
         audit: AuditLog,
         shutdown: watch::Receiver<bool>,
-    ) -> Self {
+    ) -> (Self, mpsc::Receiver<()>) {
+        let (drain, drained) = mpsc::channel(1);
         let start = u64::from_be_bytes(crate::users::random_bytes::<8>()) >> 8;
-        State {
+        let state = State {
             limits: cfg.protocol_limits(),
             lockout: Mutex::new(Lockout::new(&cfg.lockout)),
             users: UserStore::new(cfg.users_file.clone()),
@@ -175,9 +215,12 @@ impl State {
             metrics,
             audit,
             hub: Mutex::new(Hub::default()),
+            hub_changed: tokio::sync::Notify::new(),
+            drain: Mutex::new(Some(drain)),
             shutdown,
             next_id: AtomicU64::new(start.max(1)),
-        }
+        };
+        (state, drained)
     }
 
     /// A fresh id (sessions, viewers, agent generations, ping nonces).
@@ -185,8 +228,46 @@ impl State {
         self.next_id.fetch_add(1, Ordering::Relaxed)
     }
 
-    pub fn hub(&self) -> MutexGuard<'_, Hub> {
-        lock(&self.hub)
+    /// The hub, locked. Changing it wakes [`State::wait_hub`].
+    pub fn hub(&self) -> HubGuard<'_> {
+        HubGuard {
+            guard: lock(&self.hub),
+            changed: &self.hub_changed,
+            dirty: false,
+        }
+    }
+
+    /// Wait until `done` holds for the hub, woken by each change (no polling), at most until
+    /// `deadline`. Returns whether it holds.
+    pub async fn wait_hub(
+        &self,
+        deadline: tokio::time::Instant,
+        done: impl Fn(&Hub) -> bool,
+    ) -> bool {
+        loop {
+            let changed = self.hub_changed.notified();
+            tokio::pin!(changed);
+            // Registered before the check, so a change between the check and the wait wakes us.
+            changed.as_mut().enable();
+            if done(&lock(&self.hub)) {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, changed).await.is_err() {
+                return done(&lock(&self.hub));
+            }
+        }
+    }
+
+    /// A token that keeps shutdown waiting while it lives; `None` once shutdown has begun
+    /// draining.
+    pub fn drain_token(&self) -> Option<DrainToken> {
+        lock(&self.drain).clone().map(DrainToken)
+    }
+
+    /// Stop handing out drain tokens (the receiver from [`State::new`] then closes when the
+    /// last one is dropped).
+    pub fn close_drain(&self) {
+        lock(&self.drain).take();
     }
 
     /// Whether shutdown has begun.

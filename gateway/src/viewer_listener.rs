@@ -180,7 +180,10 @@ async fn place(
     deadline: Instant,
 ) -> Option<mpsc::Sender<SessionCommand>> {
     let cfg = &state.cfg.session;
-    for _ in 0..(cfg.start_timeout_s * 10).max(1) {
+    // A session of the same user may still be starting on another connection: wait for it
+    // (woken by the registry, no polling) up to the start timeout.
+    let wait_until = tokio::time::Instant::now() + Duration::from_secs(cfg.start_timeout_s);
+    loop {
         let placement = state
             .hub()
             .broker
@@ -200,8 +203,16 @@ async fn place(
                     ok_result(send, deadline).await?;
                     return Some(link.tx);
                 }
-                // Still starting on another connection of the same user: wait for it.
-                tokio::time::sleep(Duration::from_millis(100)).await;
+                // Still starting on another connection of the same user: wait until it is
+                // registered or gone.
+                let settled = state
+                    .wait_hub(wait_until, |hub| {
+                        hub.sessions.contains_key(&id) || hub.broker.session(id).is_none()
+                    })
+                    .await;
+                if !settled {
+                    break;
+                }
             }
             Placement::New { session_id, agent } => {
                 if ok_result(send, deadline).await.is_none() {

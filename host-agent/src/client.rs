@@ -142,10 +142,10 @@ pub async fn run(config: AgentConfig, shutdown: watch::Receiver<bool>) -> Result
         tsuitate_transport::close_code(Reason::Shutdown),
         Reason::Shutdown.name().as_bytes(),
     );
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while shared.slots.free() < shared.config.max_sessions && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    // Woken by each released slot (no polling), at most 15 s.
+    let max = shared.config.max_sessions;
+    let mut free = shared.slots.subscribe();
+    let _ = tokio::time::timeout(Duration::from_secs(15), free.wait_for(|f| *f >= max)).await;
     endpoint.wait_idle().await;
     Ok(())
 }

@@ -25,30 +25,48 @@ pub struct PipelineStats {
     pub frames_skipped: AtomicU64,
 }
 
+/// Everything the threads are told, under one lock with one condition variable: a change is
+/// made while holding the lock and then signalled, so a waiting encoder never misses it
+/// between its check and its wait.
 #[derive(Debug, Default)]
-struct Slot {
+struct Control {
+    /// The newest capture not yet encoded.
     newest: Option<Frame>,
+    /// The next frame must be an IDR.
+    keyframe: bool,
+    /// A new capture size the capture thread has not applied yet.
+    resize: Option<(u16, u16)>,
 }
 
 #[derive(Debug, Default)]
 struct Shared {
+    /// Also read without the lock by loops that only need to know whether to go on.
     stop: AtomicBool,
-    keyframe: AtomicBool,
-    /// A new capture size the capture thread has not applied yet.
-    resize: Mutex<Option<(u16, u16)>>,
-    slot: Mutex<Slot>,
+    control: Mutex<Control>,
     cv: Condvar,
     ended: Mutex<Option<String>>,
     stats: PipelineStats,
 }
 
 impl Shared {
+    /// Change the control state under its lock, then wake the threads.
+    fn tell(&self, f: impl FnOnce(&mut Control)) {
+        if let Ok(mut c) = self.control.lock() {
+            f(&mut c);
+        }
+        self.cv.notify_all();
+    }
+
+    fn stop(&self) {
+        // Set under the lock so that a waiter cannot check `stop` and then sleep through it.
+        self.tell(|_| self.stop.store(true, Ordering::SeqCst));
+    }
+
     fn end(&self, why: String) {
         if let Ok(mut e) = self.ended.lock() {
             e.get_or_insert(why);
         }
-        self.stop.store(true, Ordering::SeqCst);
-        self.cv.notify_all();
+        self.stop();
     }
 }
 
@@ -70,7 +88,7 @@ impl Pipeline {
         out: mpsc::Sender<VideoFrame>,
     ) -> std::io::Result<Pipeline> {
         let shared = Arc::new(Shared::default());
-        shared.keyframe.store(true, Ordering::SeqCst);
+        shared.tell(|c| c.keyframe = true);
         let interval = Duration::from_micros(1_000_000 / u64::from(fps.clamp(1, 60)));
         let s1 = Arc::clone(&shared);
         let capture = std::thread::Builder::new()
@@ -88,8 +106,7 @@ impl Pipeline {
 
     /// Make the next frame an IDR (re-encoding the last picture if the screen is idle).
     pub fn request_keyframe(&self) {
-        self.shared.keyframe.store(true, Ordering::SeqCst);
-        self.shared.cv.notify_all();
+        self.shared.tell(|c| c.keyframe = true);
     }
 
     /// Capture and encode `width`×`height` pictures from now on (the session was resized).
@@ -97,10 +114,7 @@ impl Pipeline {
     /// encoder starts a new stream (an IDR with new SPS/PPS) at the first picture of the new
     /// size. The frame headers carry the new size from that IDR on.
     pub fn resize(&self, width: u16, height: u16) {
-        if let Ok(mut r) = self.shared.resize.lock() {
-            *r = Some((width, height));
-        }
-        self.shared.cv.notify_all();
+        self.shared.tell(|c| c.resize = Some((width, height)));
     }
 
     /// Counters.
@@ -115,8 +129,7 @@ impl Pipeline {
 
     /// Stop both threads and wait for them.
     pub fn stop(&mut self) {
-        self.shared.stop.store(true, Ordering::SeqCst);
-        self.shared.cv.notify_all();
+        self.shared.stop();
         for t in self.threads.drain(..) {
             let _ = t.join();
         }
@@ -131,7 +144,12 @@ impl Drop for Pipeline {
 
 /// Apply a pending resize to the source. `Ok(true)` when the size changed.
 fn apply_resize(source: &mut dyn FrameSource, shared: &Shared) -> Result<bool, String> {
-    let pending = shared.resize.lock().map_err(|_| "poisoned resize")?.take();
+    let pending = shared
+        .control
+        .lock()
+        .map_err(|_| "poisoned control")?
+        .resize
+        .take();
     match pending {
         Some((w, h)) if (w, h) != source.size() => {
             source.set_size(w, h).map_err(|e| format!("resize: {e}"))?;
@@ -174,14 +192,11 @@ fn capture_loop(mut source: Box<dyn FrameSource>, interval: Duration, shared: &S
             Ok(f) => f,
             Err(e) => return shared.end(format!("capture: {e}")),
         };
-        let Ok(mut slot) = shared.slot.lock() else {
-            return shared.end("capture: poisoned slot".into());
-        };
-        if slot.newest.replace(frame).is_some() {
-            shared.stats.frames_skipped.fetch_add(1, Ordering::Relaxed);
-        }
-        drop(slot);
-        shared.cv.notify_all();
+        shared.tell(|c| {
+            if c.newest.replace(frame).is_some() {
+                shared.stats.frames_skipped.fetch_add(1, Ordering::Relaxed);
+            }
+        });
     }
 }
 
@@ -192,20 +207,19 @@ enum Work {
 }
 
 fn next_work(shared: &Shared, last: &mut Option<Frame>, retry: bool, interval: Duration) -> Work {
-    let Ok(mut slot) = shared.slot.lock() else {
+    let Ok(mut c) = shared.control.lock() else {
         return Work::Stop;
     };
     loop {
         if shared.stop.load(Ordering::SeqCst) {
             return Work::Stop;
         }
-        if let Some(f) = slot.newest.take() {
-            return Work::Encode(f, shared.keyframe.swap(false, Ordering::SeqCst));
+        if let Some(f) = c.newest.take() {
+            return Work::Encode(f, std::mem::take(&mut c.keyframe));
         }
-        let want_idr = shared.keyframe.load(Ordering::SeqCst);
-        if want_idr || retry {
+        if c.keyframe || retry {
             if let Some(f) = last.take() {
-                return Work::Encode(f, shared.keyframe.swap(false, Ordering::SeqCst));
+                return Work::Encode(f, std::mem::take(&mut c.keyframe));
             }
         }
         let wait = if retry {
@@ -213,13 +227,13 @@ fn next_work(shared: &Shared, last: &mut Option<Frame>, retry: bool, interval: D
         } else {
             Duration::from_millis(500)
         };
-        slot = match shared.cv.wait_timeout(slot, wait) {
-            Ok((s, _)) => s,
+        c = match shared.cv.wait_timeout(c, wait) {
+            Ok((guard, _)) => guard,
             Err(_) => return Work::Stop,
         };
-        if retry && slot.newest.is_none() {
+        if retry && c.newest.is_none() {
             if let Some(f) = last.take() {
-                return Work::Encode(f, shared.keyframe.swap(false, Ordering::SeqCst));
+                return Work::Encode(f, std::mem::take(&mut c.keyframe));
             }
         }
     }
@@ -273,7 +287,7 @@ fn encode_loop(
             // capture arrives first, so the viewer never keeps a stale screen.
             shared.stats.frames_skipped.fetch_add(1, Ordering::Relaxed);
             if idr {
-                shared.keyframe.store(true, Ordering::SeqCst);
+                shared.tell(|c| c.keyframe = true);
             }
             retry = true;
             continue;

@@ -17,7 +17,7 @@ use tsuitate_transport::{close as close_with, spawn_reader, ReadEnd, ReadItem};
 
 use self::core::{End, Event, SessionCore, SessionInit};
 use crate::error::{GatewayError, Side, Violation};
-use crate::state::{now_us, SessionCommand, SessionLink, State, ToViewer};
+use crate::state::{now_us, DrainToken, SessionCommand, SessionLink, State, ToViewer};
 use crate::streams::{write_msg, write_msg_timeout};
 
 /// How long one write to the agent may take before the agent counts as lost.
@@ -131,6 +131,7 @@ pub(crate) fn spawn(
         state: state.clone(),
         send: opened.send,
         conn: opened.conn,
+        _drain: state.drain_token(),
     };
     let span = tracing::info_span!("session", session = id, user = %user, agent = %agent);
     tokio::spawn(driver.run(opened.rx, rx).instrument(span));
@@ -143,6 +144,8 @@ struct Driver {
     state: Arc<State>,
     send: SendStream,
     conn: quinn::Connection,
+    /// Shutdown waits until this session has told its peers (dropped with the driver).
+    _drain: Option<DrainToken>,
 }
 
 /// The time for the core (tokio's clock, so paused-time tests drive it).
