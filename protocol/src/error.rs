@@ -37,7 +37,7 @@ pub enum WireError {
 }
 
 impl WireError {
-    /// A short stable name for metrics and audit records.
+    /// A short stable name for metrics and audit records (docs/protocol.md §7.1).
     pub fn code(&self) -> &'static str {
         match self {
             WireError::UnexpectedKind(_) => "unexpected_kind",

@@ -1,5 +1,6 @@
 //! Entry points shared by the cargo-fuzz targets in `protocol/fuzz/` and by the corpus replay
-//! test, so the fuzzers and `cargo test` exercise the same code. Each must never panic.
+//! test, so the fuzzers and `cargo test` exercise the same code (docs/protocol.md §9). Each must
+//! never panic.
 
 use crate::codec::Message;
 use crate::h264::{nal_type, nal_units, NalSanitizer};

@@ -34,7 +34,7 @@ impl Modifiers {
     }
 }
 
-/// A pointer button (docs/protocol.md §4.5).
+/// A pointer button (docs/protocol.md §4.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Button {
     /// Primary button.

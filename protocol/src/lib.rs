@@ -6,7 +6,8 @@
 //! typed values (or a typed error) out. The specification is `docs/protocol.md`; code comments
 //! quote the section they enforce.
 //!
-//! There is deliberately no clipboard, file, print, audio, URL or generic-data message.
+//! There is deliberately no clipboard, file, print, audio, URL or generic-data message
+//! (docs/protocol.md §8).
 #![forbid(unsafe_code)]
 
 mod agent;

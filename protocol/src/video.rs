@@ -45,7 +45,7 @@ impl VideoFrame {
     }
 
     /// Parse a payload: the header, then the access unit, which is the rest of the payload and
-    /// must be 1..=max_frame_bytes long (§3.1).
+    /// must be 1..=max_frame_bytes long (docs/protocol.md §3.1).
     pub fn decode_payload(r: &mut Reader<'_>, limits: &Limits) -> Result<VideoFrame, WireError> {
         let sequence = r.u64("video.sequence")?;
         let capture_us = r.u64("video.capture_us")?;

@@ -197,7 +197,8 @@ fn key_code_names_round_trip() {
 }
 
 /// The message catalogue is closed: each direction accepts exactly the kinds docs/protocol.md §5
-/// lists, and no other byte value (there is no clipboard, file, print, audio or data kind).
+/// lists, and no other byte value (docs/protocol.md §8: there is no clipboard, file, print,
+/// audio or data kind).
 #[test]
 fn catalogue_is_closed() {
     fn accepted<M: Message>() -> Vec<u8> {

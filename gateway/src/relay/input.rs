@@ -1,4 +1,5 @@
 //! Input policy: validation and rate limits for viewer input (sans-IO; time is passed in).
+//! docs/protocol.md §4.2: pointer inside the frame, rate limits, counts only in logs.
 //!
 //! Structure (key codes, keysyms, text length, wheel range) is already enforced by the
 //! protocol decoder. Here: pointer coordinates must lie inside the frame, and token buckets

@@ -35,7 +35,8 @@ struct ShmSegment {
 }
 
 /// Capture of one X display: XDamage on the root window wakes it, pixels come through MIT-SHM
-/// (or GetImage), the XFixes cursor is drawn in. It reads the rectangle (0, 0, width, height)
+/// (or GetImage), the XFixes cursor is drawn in (docs/protocol.md §3.4: the pointer crosses as
+/// pixels; there is no cursor message). It reads the rectangle (0, 0, width, height)
 /// of the screen: the whole screen unless [`FrameSource::set_size`] chose a smaller one.
 pub struct X11Capture {
     conn: Arc<RustConnection>,
