@@ -5,7 +5,6 @@
 //! together, before any port is bound. Relative paths are resolved against the config file's
 //! directory.
 
-use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -307,35 +306,16 @@ fn default_admin_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 9470))
 }
 
-/// Every problem found in a configuration, reported together.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigErrors(pub Vec<String>);
-
-impl fmt::Display for ConfigErrors {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(
-            f,
-            "設定に {} 件の誤りがあります / the configuration has {} error(s):",
-            self.0.len(),
-            self.0.len()
-        )?;
-        for e in &self.0 {
-            writeln!(f, "  - {e}")?;
-        }
-        Ok(())
-    }
-}
-
-impl std::error::Error for ConfigErrors {}
+/// Every problem found in a configuration, reported together (shared by the three binaries).
+pub use tsuitate_cli::ConfigErrors;
 
 impl Config {
     /// Read, parse and validate a config file; relative paths become relative to its folder.
     pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| ConfigErrors(vec![format!("{}: {e}", path.display())]))?;
-        let base = path.parent().unwrap_or(Path::new("."));
         let mut cfg = Config::parse(&text)?;
-        cfg.resolve_paths(base);
+        cfg.resolve_paths(tsuitate_cli::config_dir(path));
         cfg.validate(true)?;
         Ok(cfg)
     }
@@ -346,17 +326,16 @@ impl Config {
     }
 
     fn resolve_paths(&mut self, base: &Path) {
-        for p in [
-            &mut self.tls.ca,
-            &mut self.tls.cert,
-            &mut self.tls.key,
-            &mut self.users_file,
-            &mut self.audit_log,
-        ] {
-            if p.is_relative() {
-                *p = base.join(&*p);
-            }
-        }
+        tsuitate_cli::resolve_relative(
+            base,
+            [
+                &mut self.tls.ca,
+                &mut self.tls.cert,
+                &mut self.tls.key,
+                &mut self.users_file,
+                &mut self.audit_log,
+            ],
+        );
     }
 
     /// Check every value; with `check_files`, also that the TLS and users files exist.

@@ -6,8 +6,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand};
 use serde_json::json;
+use tsuitate_cli::LogFormat;
 use tsuitate_gateway::{audit, certs, config::Config, users, Gateway};
 
 #[derive(Parser)]
@@ -17,17 +18,11 @@ use tsuitate_gateway::{audit, certs, config::Config, users, Gateway};
     about = "tsuitate gateway (衝立 ゲートウェイ)"
 )]
 struct Cli {
-    /// Log format on stderr.
+    /// Log format on stderr (filter: TSUITATE_LOG). / ログの形式（絞り込みは TSUITATE_LOG）。
     #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
     log_format: LogFormat,
     #[command(subcommand)]
     cmd: Cmd,
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum LogFormat {
-    Text,
-    Json,
 }
 
 #[derive(Subcommand)]
@@ -36,6 +31,10 @@ enum Cmd {
     Run {
         #[arg(long)]
         config: PathBuf,
+        /// Only check the configuration (and its files) and exit: 0 when valid, 2 with every
+        /// problem listed. / 設定を検査して終了します。
+        #[arg(long)]
+        check_config: bool,
         /// Once every listener is bound, write the addresses it got as JSON
         /// (`{"viewer_listen", "agent_listen", "admin_listen"}`) to this file; useful with
         /// port 0. / 待ち受けアドレスを JSON で書き出すファイル。
@@ -120,21 +119,9 @@ enum AuditCmd {
     Verify { file: PathBuf },
 }
 
-fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let b = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => b.init(),
-        LogFormat::Json => b.json().with_current_span(true).init(),
-    }
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.log_format);
+    tsuitate_cli::init_logging(cli.log_format, "info");
     match dispatch(cli.cmd) {
         Ok(code) => code,
         Err(e) => {
@@ -146,8 +133,12 @@ fn main() -> ExitCode {
 
 fn dispatch(cmd: Cmd) -> Result<ExitCode> {
     match cmd {
-        Cmd::Run { config, ready_file } => run(config, ready_file),
-        Cmd::CheckConfig { config } => match Config::load(&config) {
+        Cmd::Run {
+            config,
+            check_config: true,
+            ..
+        }
+        | Cmd::CheckConfig { config } => match Config::load(&config) {
             Ok(_) => {
                 println!("設定は正しいです / configuration OK");
                 Ok(ExitCode::SUCCESS)
@@ -157,6 +148,9 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode> {
                 Ok(ExitCode::from(2))
             }
         },
+        Cmd::Run {
+            config, ready_file, ..
+        } => run(config, ready_file),
         Cmd::Ca(c) => ca(c),
         Cmd::User(c) => user(c),
         Cmd::Audit(AuditCmd::Verify { file }) => match audit::verify_file(&file) {
@@ -211,20 +205,12 @@ fn run(config: PathBuf, ready_file: Option<PathBuf>) -> Result<ExitCode> {
                 return Err(e.context("--ready-file"));
             }
         }
-        wait_for_signal().await?;
+        tsuitate_cli::shutdown_signal()
+            .await
+            .context("signal handlers")?;
         gw.shutdown().await;
         Ok(ExitCode::SUCCESS)
     })
-}
-
-async fn wait_for_signal() -> Result<()> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;
-    tokio::select! {
-        r = tokio::signal::ctrl_c() => r.context("SIGINT handler")?,
-        _ = term.recv() => {}
-    }
-    Ok(())
 }
 
 fn ca(c: CaCmd) -> Result<ExitCode> {

@@ -113,11 +113,31 @@ fn ca_users_config_and_audit_commands() {
         "users_file = \"missing.toml\"\naudit_log = \"a.jsonl\"\n[tls]\nca = \"pki/ca.pem\"\ncert = \"pki/gateway.pem\"\nkey = \"nokey.pem\"\n[limits]\nmax_fps = 0\n",
     )
     .unwrap();
-    let (code, _, err) = run(&["run", "--config", p(&bad)], None);
-    assert_eq!(code, 2);
-    for e in ["max_fps", "tls.key", "users_file"] {
-        assert!(err.contains(e), "{e} not reported: {err}");
+    for args in [
+        vec!["run", "--config", p(&bad)],
+        vec!["run", "--config", p(&bad), "--check-config"],
+        vec!["check-config", "--config", p(&bad)],
+    ] {
+        let (code, _, err) = run(&args, None);
+        assert_eq!(code, 2, "{args:?}");
+        for e in ["max_fps", "tls.key", "users_file"] {
+            assert!(err.contains(e), "{args:?}: {e} not reported: {err}");
+        }
     }
+    // A valid file: --check-config says so and exits without serving.
+    let good = dir.path().join("good.toml");
+    std::fs::write(
+        &good,
+        "users_file = \"users.toml\"\naudit_log = \"a.jsonl\"\n[tls]\nca = \"pki/ca.pem\"\ncert = \"pki/gateway.pem\"\nkey = \"pki/gateway-key.pem\"\n",
+    )
+    .unwrap();
+    let (code, out, err) = run(&["run", "--config", p(&good), "--check-config"], None);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("configuration OK"), "{out}");
+    assert!(
+        !audit.with_file_name("a.jsonl").exists(),
+        "nothing was started"
+    );
 }
 
 #[test]

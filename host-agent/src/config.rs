@@ -1,7 +1,6 @@
 //! The agent's TOML configuration: typed, `deny_unknown_fields`, every problem reported at
 //! once, and the process exits before connecting anywhere (docs/agent.md §Configuration).
 
-use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -124,41 +123,38 @@ pub struct AgentConfig {
     pub browser: BrowserOptions,
 }
 
-/// Every problem found in a configuration file.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigErrors(pub Vec<String>);
-
-impl fmt::Display for ConfigErrors {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(
-            f,
-            "設定ファイルに {} 件の誤りがあります / {} error(s) in the configuration:",
-            self.0.len(),
-            self.0.len()
-        )?;
-        for e in &self.0 {
-            writeln!(f, "  - {e}")?;
-        }
-        Ok(())
-    }
-}
-
-impl std::error::Error for ConfigErrors {}
+/// Every problem found in a configuration file, reported together (shared by the three
+/// binaries).
+pub use tsuitate_cli::ConfigErrors;
 
 impl AgentConfig {
-    /// Read and validate `path`.
+    /// Read and validate `path`; relative paths in it are relative to its folder.
     pub fn load(path: &Path) -> Result<AgentConfig, ConfigErrors> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| ConfigErrors(vec![format!("{}: {e}", path.display())]))?;
-        Self::parse(&text)
+        Self::parse_in(&text, tsuitate_cli::config_dir(path))
     }
 
-    /// Parse and validate TOML text.
+    /// Parse and validate TOML text; relative paths stay relative to the working directory.
     pub fn parse(text: &str) -> Result<AgentConfig, ConfigErrors> {
-        let file: ConfigFile = match toml::from_str(text) {
+        Self::parse_in(text, Path::new("."))
+    }
+
+    /// Parse and validate TOML text whose relative paths are relative to `base`.
+    pub fn parse_in(text: &str, base: &Path) -> Result<AgentConfig, ConfigErrors> {
+        let mut file: ConfigFile = match toml::from_str(text) {
             Ok(f) => f,
             Err(first) => return Err(ConfigErrors(diagnose(text, first))),
         };
+        tsuitate_cli::resolve_relative(
+            base,
+            [&mut file.ca, &mut file.cert, &mut file.key]
+                .into_iter()
+                .chain(file.extra_ca.as_mut())
+                .chain(file.chromium.as_mut())
+                .chain(file.xvfb.as_mut())
+                .chain(file.work_dir.as_mut()),
+        );
         validate(file)
     }
 }
@@ -389,6 +385,25 @@ mod tests {
         assert_eq!(c.encoder, EncoderUsage::Screen);
         assert_eq!(c.browser.start_url, "about:blank");
         assert_eq!(c.browser.max_size, (1920, 1080));
+    }
+
+    #[test]
+    fn relative_paths_are_relative_to_the_config_file() {
+        let d = files();
+        let conf = d.path().join("agent.toml");
+        let body = "agent_id = \"agent-1\"\nbrowser_user = \"65534:65534\"\n\
+             gateways = [{ addr = \"127.0.0.1:4701\", server_name = \"localhost\" }]\n\
+             ca = \"ca.pem\"\ncert = \"a.pem\"\nkey = \"./a-key.pem\"\n";
+        std::fs::write(&conf, body).unwrap_or_else(|e| panic!("{e}"));
+        // The test runs in the crate's folder, not the config's: only the config's folder
+        // makes these paths exist.
+        let c = AgentConfig::load(&conf).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.ca, d.path().join("ca.pem"));
+        assert_eq!(c.key, d.path().join("./a-key.pem"));
+        assert!(
+            AgentConfig::parse(body).is_err(),
+            "parse() keeps the working directory"
+        );
     }
 
     #[test]

@@ -6,8 +6,8 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Parser;
 use tokio::sync::watch;
-use tracing_subscriber::EnvFilter;
 use tsuitate_agent::config::AgentConfig;
+use tsuitate_cli::LogFormat;
 
 /// tsuitate host agent: runs Chromium sessions under Xvfb for the gateway.
 /// tsuitate ホストエージェント: ゲートウェイのために Xvfb 上の Chromium セッションを動かします。
@@ -17,25 +17,26 @@ struct Cli {
     /// Configuration file (TOML) / 設定ファイル (TOML)
     #[arg(long, short = 'c', value_name = "FILE")]
     config: PathBuf,
-    /// Only check the configuration and exit / 設定を検査して終了
-    #[arg(long)]
-    check: bool,
-    /// Log as JSON lines / ログを JSON 行で出力
-    #[arg(long)]
+    /// Only check the configuration and exit: 0 when valid, 2 with every problem listed
+    /// / 設定を検査して終了
+    #[arg(long, alias = "check")]
+    check_config: bool,
+    /// Log format on stderr (filter: TSUITATE_LOG) / ログの形式（絞り込みは TSUITATE_LOG）
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    /// Same as `--log-format json` (kept for existing units).
+    #[arg(long, hide = true)]
     log_json: bool,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let fmt = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if cli.log_json {
-        fmt.json().init();
+    let format = if cli.log_json {
+        LogFormat::Json
     } else {
-        fmt.init();
-    }
+        cli.log_format
+    };
+    tsuitate_cli::init_logging(format, "info");
     let config = match AgentConfig::load(&cli.config) {
         Ok(c) => c,
         Err(e) => {
@@ -43,7 +44,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if cli.check {
+    if cli.check_config {
         println!("設定は正常です / configuration OK");
         return ExitCode::SUCCESS;
     }
@@ -64,10 +65,9 @@ fn run(config: AgentConfig) -> anyhow::Result<()> {
     rt.block_on(async move {
         let (stop_tx, stop_rx) = watch::channel(false);
         tokio::spawn(async move {
-            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
+            if let Err(e) = tsuitate_cli::shutdown_signal().await {
+                tracing::error!(error = %e, "no signal handlers: stop the agent with SIGKILL");
+                return;
             }
             tracing::info!("shutting down / 停止します");
             let _ = stop_tx.send(true);

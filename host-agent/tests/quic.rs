@@ -22,6 +22,9 @@ use tsuitate_testkit::stack::{s, table};
 use tsuitate_testkit::{send, Reader};
 use tsuitate_transport::tls;
 
+/// How long the test waits for any one message (a liveness bound).
+const READ_LIMIT: Duration = Duration::from_secs(60);
+
 /// HTTPS for the start page, with the test CA's `localhost` certificate.
 fn page_tls(pki: &Pki) -> Arc<rustls::ServerConfig> {
     let (cert, key) = pki.gateway();
@@ -89,7 +92,7 @@ async fn agent_serves_a_gateway() {
     // Control stream: Hello → Welcome; Ping → Pong.
     let conn = gateway.accept(Duration::from_secs(20)).await;
     let (mut ctl_send, ctl_recv) = conn.accept_bi().await.expect("control stream");
-    let mut ctl = Reader::<AgentToGateway>::new(ctl_recv);
+    let mut ctl = Reader::<AgentToGateway>::with_limit(ctl_recv, READ_LIMIT);
     match ctl.next().await {
         Some(AgentToGateway::Hello {
             version,
@@ -144,7 +147,7 @@ async fn agent_serves_a_gateway() {
         },
     )
     .await;
-    let mut r1 = Reader::<AgentSessionToGateway>::new(r1);
+    let mut r1 = Reader::<AgentSessionToGateway>::with_limit(r1, READ_LIMIT);
     match r1.next().await {
         Some(AgentSessionToGateway::Started { width, height }) => {
             assert_eq!((width, height), (640, 480))
@@ -211,7 +214,7 @@ async fn agent_serves_a_gateway() {
         },
     )
     .await;
-    let mut r2 = Reader::<AgentSessionToGateway>::new(r2);
+    let mut r2 = Reader::<AgentSessionToGateway>::with_limit(r2, READ_LIMIT);
     assert_eq!(
         r2.next().await,
         Some(AgentSessionToGateway::Ended {
@@ -262,7 +265,7 @@ async fn agent_serves_a_gateway() {
         },
     )
     .await;
-    let mut r3 = Reader::<AgentSessionToGateway>::new(r3);
+    let mut r3 = Reader::<AgentSessionToGateway>::with_limit(r3, READ_LIMIT);
     assert!(matches!(
         r3.next().await,
         Some(AgentSessionToGateway::Started { .. })

@@ -65,6 +65,9 @@ pub struct AgentOptions {
     pub hostile_repeat: bool,
     /// Let the gateway open session streams (false: a stream limit of 0, so it never can).
     pub accept_streams: bool,
+    /// Hand each session's send stream, after `Started` (at the size `Open` asked for), to
+    /// the caller instead of sending synthetic frames (the relay benchmark writes its own).
+    pub handoff: Option<tokio::sync::mpsc::Sender<SendStream>>,
 }
 
 impl AgentOptions {
@@ -78,6 +81,7 @@ impl AgentOptions {
             hostile_after: 5,
             hostile_repeat: false,
             accept_streams: true,
+            handoff: None,
         }
     }
 }
@@ -189,9 +193,13 @@ async fn session(
     };
     stats.sessions_opened.fetch_add(1, Relaxed);
     stats.open_sizes.lock().unwrap().push((width, height));
+    let size = match opts.handoff {
+        Some(_) => (width, height),
+        None => (WIDTH as u16, HEIGHT as u16),
+    };
     let started = AgentSessionToGateway::Started {
-        width: WIDTH as u16,
-        height: HEIGHT as u16,
+        width: size.0,
+        height: size.1,
     };
     if tsuitate_transport::write(&mut send, &started)
         .await
@@ -201,13 +209,21 @@ async fn session(
     }
     let stop = Arc::new(AtomicBool::new(false));
     let want_key = Arc::new(AtomicBool::new(false));
-    let sender = tokio::spawn(send_frames(
-        send,
-        opts,
-        stats.clone(),
-        stop.clone(),
-        want_key.clone(),
-    ));
+    let sender = match &opts.handoff {
+        Some(handoff) => {
+            if handoff.send(send).await.is_err() {
+                return;
+            }
+            None
+        }
+        None => Some(tokio::spawn(send_frames(
+            send,
+            opts.clone(),
+            stats.clone(),
+            stop.clone(),
+            want_key.clone(),
+        ))),
+    };
     while let Some(m) = rx.next().await {
         match m {
             GatewayToAgentSession::Input(ev) => {
@@ -228,7 +244,9 @@ async fn session(
         }
     }
     stop.store(true, Relaxed);
-    let _ = sender.await;
+    if let Some(sender) = sender {
+        let _ = sender.await;
+    }
 }
 
 fn hostile_bytes(b: Behaviour, seq: u64, au: &frames::Au) -> Option<Vec<u8>> {

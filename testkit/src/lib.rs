@@ -36,25 +36,38 @@ use quinn::{RecvStream, SendStream};
 use tsuitate_protocol::{Limits, Message};
 use tsuitate_transport::MessageReader;
 
-/// How long [`Reader::next`] waits for a message: a liveness bound, not a timing assertion.
-pub const READ_LIMIT: Duration = Duration::from_secs(60);
-
 /// Typed messages from a stream, for test peers.
-pub struct Reader<M>(MessageReader<M>);
+pub struct Reader<M> {
+    reader: MessageReader<M>,
+    limit: Option<Duration>,
+}
 
 impl<M: Message> Reader<M> {
-    /// Read `recv` with the default limits.
+    /// Read `recv` with the default limits; [`Reader::next`] waits as long as it takes.
     pub fn new(recv: RecvStream) -> Self {
-        Reader(MessageReader::new(recv, Limits::default()))
+        Reader {
+            reader: MessageReader::new(recv, Limits::default()),
+            limit: None,
+        }
     }
 
-    /// The next message; `None` at the end of the stream, on any error, or after
-    /// [`READ_LIMIT`].
+    /// The same, but each [`Reader::next`] gives up after `limit` (a liveness bound for a
+    /// test, not a timing assertion).
+    pub fn with_limit(recv: RecvStream, limit: Duration) -> Self {
+        Reader {
+            limit: Some(limit),
+            ..Reader::new(recv)
+        }
+    }
+
+    /// The next message; `None` at the end of the stream, on any error, or after the limit.
     pub async fn next(&mut self) -> Option<M> {
-        tokio::time::timeout(READ_LIMIT, self.0.read())
-            .await
-            .ok()
-            .and_then(|r| r.ok().flatten())
+        let read = self.reader.read();
+        let r = match self.limit {
+            Some(limit) => tokio::time::timeout(limit, read).await.ok()?,
+            None => read.await,
+        };
+        r.ok().flatten()
     }
 }
 

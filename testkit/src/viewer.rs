@@ -1,6 +1,7 @@
-//! The fake viewer: real QUIC (through `tsuitate-transport`), the real protocol, and a record
-//! of every byte it received (it reads raw chunks into the protocol's `MessageBuffer` so that
-//! a test can prove which bytes crossed).
+//! The fake viewer: real QUIC (through `tsuitate-transport`), the real protocol, and (unless
+//! told not to) a record of every byte it received: it reads raw chunks into the protocol's
+//! `MessageBuffer` so that a test can prove which bytes crossed. The relay benchmark uses it
+//! too, without the record, on both of its paths.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -8,22 +9,24 @@ use std::time::Duration;
 
 use quinn::{RecvStream, SendStream, VarInt};
 use tsuitate_protocol::{
-    GatewayToViewer, Limits, LoginStatus, MessageBuffer, ViewerToGateway, PROTOCOL_VERSION,
+    GatewayToViewer, Limits, LoginStatus, Message, MessageBuffer, ViewerToGateway, PROTOCOL_VERSION,
 };
 use tsuitate_transport::Tuning;
 
-/// A connected viewer.
-pub struct TestViewer {
+/// A connected viewer that reads messages of type `M` (what a gateway sends a viewer, unless
+/// a test or benchmark connects it to something else).
+pub struct TestViewer<M = GatewayToViewer> {
     pub conn: quinn::Connection,
     pub endpoint: quinn::Endpoint,
     send: SendStream,
     recv: RecvStream,
-    buf: MessageBuffer<GatewayToViewer>,
-    /// Every byte received on the viewer stream.
+    buf: MessageBuffer<M>,
+    /// Every byte received on the viewer stream (when recording).
     pub raw: Vec<u8>,
+    record: bool,
 }
 
-impl TestViewer {
+impl TestViewer<GatewayToViewer> {
     /// Connect; `window` bounds the stream receive window (small = a slow viewer fills it).
     pub async fn connect(gw: SocketAddr, ca: &Path, window: Option<u32>) -> TestViewer {
         let mut tuning = Tuning::default();
@@ -31,7 +34,14 @@ impl TestViewer {
             tuning.stream_receive_window = w;
             tuning.receive_window = w * 2;
         }
-        let cfg = tsuitate_transport::client_config_from_files(ca, None, &tuning).unwrap();
+        TestViewer::connect_with(gw, ca, &tuning).await
+    }
+}
+
+impl<M: Message> TestViewer<M> {
+    /// Connect with `tuning` and open the viewer stream, recording every byte.
+    pub async fn connect_with(gw: SocketAddr, ca: &Path, tuning: &Tuning) -> TestViewer<M> {
+        let cfg = tsuitate_transport::client_config_from_files(ca, None, tuning).unwrap();
         let endpoint = tsuitate_transport::client_endpoint(gw, cfg).unwrap();
         let conn = endpoint.connect(gw, "localhost").unwrap().await.unwrap();
         let (send, recv) = conn.open_bi().await.unwrap();
@@ -42,7 +52,15 @@ impl TestViewer {
             recv,
             buf: MessageBuffer::new(Limits::default()),
             raw: Vec::new(),
+            record: true,
         }
+    }
+
+    /// Stop recording received bytes (long runs, benchmarks).
+    pub fn without_record(mut self) -> Self {
+        self.record = false;
+        self.raw = Vec::new();
+        self
     }
 
     pub async fn send(&mut self, m: &ViewerToGateway) -> bool {
@@ -59,21 +77,23 @@ impl TestViewer {
     }
 
     /// The next message within `limit`; `None` on timeout, end of stream or error.
-    pub async fn next(&mut self, limit: Duration) -> Option<GatewayToViewer> {
+    pub async fn next(&mut self, limit: Duration) -> Option<M> {
         tokio::time::timeout(limit, self.next_inner())
             .await
             .ok()
             .flatten()
     }
 
-    async fn next_inner(&mut self) -> Option<GatewayToViewer> {
+    async fn next_inner(&mut self) -> Option<M> {
         loop {
             if let Ok(Some(m)) = self.buf.next_message() {
                 return Some(m);
             }
-            match self.recv.read_chunk(65536, true).await {
+            match self.recv.read_chunk(256 * 1024, true).await {
                 Ok(Some(c)) => {
-                    self.raw.extend_from_slice(&c.bytes);
+                    if self.record {
+                        self.raw.extend_from_slice(&c.bytes);
+                    }
                     self.buf.push(&c.bytes);
                 }
                 _ => return None,
@@ -81,6 +101,13 @@ impl TestViewer {
         }
     }
 
+    /// Close the connection.
+    pub fn close(&self) {
+        tsuitate_transport::close(&self.conn, tsuitate_protocol::Reason::Normal);
+    }
+}
+
+impl TestViewer<GatewayToViewer> {
     /// Hello + Login; returns the login status.
     pub async fn login(&mut self, user: &str, password: &str) -> (LoginStatus, u32) {
         assert!(
@@ -108,9 +135,14 @@ impl TestViewer {
         }
     }
 
-    /// Log in and wait for `SessionReady`; returns `resumed`.
+    /// Log in with the fixture's password and wait for `SessionReady`; returns `resumed`.
     pub async fn login_ready(&mut self, user: &str) -> bool {
-        let (status, _) = self.login(user, crate::fixture::PASSWORD).await;
+        self.login_ready_as(user, crate::fixture::PASSWORD).await
+    }
+
+    /// Log in and wait for `SessionReady`; returns `resumed`.
+    pub async fn login_ready_as(&mut self, user: &str, password: &str) -> bool {
+        let (status, _) = self.login(user, password).await;
         assert_eq!(status, LoginStatus::Ok);
         match self.next(Duration::from_secs(20)).await {
             Some(GatewayToViewer::SessionReady { resumed, .. }) => resumed,

@@ -52,6 +52,13 @@ pub struct Args {
     /// Limit for each connection/login step, in seconds [default: 10].
     #[arg(long, value_name = "S")]
     pub connect_timeout_s: Option<u64>,
+    /// Only check the configuration, the options, the CA file and the script, and exit
+    /// (0 when valid, 2 otherwise); nothing is sent.
+    #[arg(long)]
+    pub check_config: bool,
+    /// Log format on stderr (filter: TSUITATE_LOG) [default: text].
+    #[arg(long, value_enum)]
+    pub log_format: Option<tsuitate_cli::LogFormat>,
 }
 
 /// `--lang`.

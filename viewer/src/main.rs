@@ -13,14 +13,8 @@ use tsuitate_viewer::script::Script;
 use tsuitate_viewer::{headless, i18n};
 
 fn main() -> ProcessExit {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("TSUITATE_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .init();
     let args = Args::parse();
+    tsuitate_cli::init_logging(args.log_format.unwrap_or_default(), "warn");
     let code = match run(&args) {
         Ok(code) => code,
         Err(e) => {
@@ -73,6 +67,13 @@ fn run(args: &Args) -> anyhow::Result<ExitCode> {
         }
         None => None,
     };
+    if args.check_config {
+        if let Err(e) = tsuitate_viewer::client::quic_client_config(&settings.ca) {
+            return Ok(usage_error(e));
+        }
+        println!("設定は正しいです / configuration OK");
+        return Ok(ExitCode::Ok);
+    }
     // Headless: the environment or the terminal. Window: the environment, else the window asks.
     let password = match (&settings.headless, std::env::var(PASSWORD_ENV)) {
         (_, Ok(p)) => Some(p),

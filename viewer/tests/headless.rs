@@ -265,6 +265,25 @@ fn script_errors_are_reported_before_connecting() {
 }
 
 #[test]
+fn check_config_validates_everything_and_sends_nothing() {
+    let gw = TestGateway::start(GatewayOptions::default());
+    let ok = viewer(&gw, USER, PASSWORD, "wait 1\n", &["--check-config"]);
+    assert_eq!(ok.code(), 0, "{}", ok.stderr());
+    let bad_script = viewer(&gw, USER, PASSWORD, "fly away\n", &["--check-config"]);
+    assert_eq!(bad_script.code(), 2);
+    let missing_ca = viewer_ca(
+        &gw,
+        &gw.dir.path().join("no-such-ca.pem"),
+        USER,
+        PASSWORD,
+        "wait 1\n",
+        &["--check-config"],
+    );
+    assert_eq!(missing_ca.code(), 2, "{}", missing_ca.stderr());
+    assert_eq!(gw.recorded().connections, 0, "nothing was sent");
+}
+
+#[test]
 fn an_untrusted_gateway_certificate_is_rejected() {
     let gw = TestGateway::start(GatewayOptions::default());
     let other = tsuitate_testkit::pki::Pki::create(&gw.dir.path().join("other"), &[]).ca();

@@ -1,6 +1,8 @@
-//! The relay over real loopback QUIC: a bench agent sends pre-encoded video messages through an
-//! in-process gateway to a viewer, and the same bytes through a bare quinn forward
-//! ([`forward::BareForward`]) to another viewer, in the same process and run.
+//! The relay over real loopback QUIC: the test kit's fake agent hands its session stream to the
+//! benchmark, which writes pre-encoded video messages through an in-process gateway to the kit's
+//! fake viewer, and the same bytes through a bare quinn forward ([`forward::BareForward`]) to
+//! another such viewer, in the same process and run. Both viewers parse every message with the
+//! same code, so the two paths differ only in what sits in the middle.
 //!
 //! Two measurements per path:
 //! - [`Link::lockstep`]: one frame in flight, time from the agent's write until the viewer has
@@ -14,24 +16,25 @@
 //! lock-step frame and [`BURST_REST`] (the bucket's refill time) before each burst. The pauses
 //! are not measured.
 
-pub mod agent;
 pub mod fixture;
 pub mod forward;
-pub mod reader;
-pub mod viewer;
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use quinn::SendStream;
+use tokio::sync::mpsc;
 use tsuitate_agent::EncodedAu;
 use tsuitate_gateway::{Gateway, GatewayHandle};
-use tsuitate_protocol::{AgentSessionToGateway, Message, VideoFrame, VideoHeader};
+use tsuitate_protocol::{
+    AgentSessionToGateway, GatewayToViewer, Message, Reason, VideoFrame, VideoHeader,
+};
+use tsuitate_testkit::agent::{self, AgentOptions, SyntheticAgent};
+use tsuitate_testkit::fixture::{Fixture, PASSWORD};
+use tsuitate_testkit::viewer::TestViewer;
 
-use self::agent::BenchAgent;
-use self::fixture::{Fixture, AGENT_ID, MAX_FPS, PASSWORD, USER};
+use self::fixture::{fixture, AGENT_ID, MAX_FPS, USER};
 use self::forward::BareForward;
-use self::viewer::BenchViewer;
 use crate::BenchError;
 
 /// Frames per throughput burst (half the gateway's per-session burst allowance).
@@ -73,16 +76,57 @@ pub fn video_messages(aus: &[EncodedAu], width: u16, height: u16) -> Vec<Bytes> 
         .collect()
 }
 
+/// The receiving end of a path: the kit's viewer, logged in at the gateway, or reading the
+/// agent's own messages from the bare forward.
+enum Viewer {
+    Gateway(TestViewer<GatewayToViewer>),
+    Forward(TestViewer<AgentSessionToGateway>),
+}
+
+impl Viewer {
+    /// The next video frame (other messages are skipped); an error when none comes in `limit`
+    /// or the session ends.
+    async fn next_video(&mut self, limit: Duration) -> Result<VideoFrame, BenchError> {
+        let none = || BenchError::new(format!("viewer: no frame within {limit:?}"));
+        loop {
+            match self {
+                Viewer::Gateway(v) => match v.next(limit).await.ok_or_else(none)? {
+                    GatewayToViewer::Video(f) => return Ok(f),
+                    GatewayToViewer::Bye { reason } => {
+                        return Err(BenchError::new(format!(
+                            "viewer bye: {}",
+                            reason.message_en()
+                        )));
+                    }
+                    _ => {}
+                },
+                Viewer::Forward(v) => {
+                    if let AgentSessionToGateway::Video(f) = v.next(limit).await.ok_or_else(none)? {
+                        return Ok(f);
+                    }
+                }
+            }
+        }
+    }
+
+    fn close(&self) {
+        match self {
+            Viewer::Gateway(v) => v.close(),
+            Viewer::Forward(v) => v.close(),
+        }
+    }
+}
+
 /// One path from an agent's stream to a viewer.
 pub struct Link {
     send: SendStream,
-    viewer: BenchViewer,
+    viewer: Viewer,
     frames: Vec<Bytes>,
     next: usize,
 }
 
 impl Link {
-    fn new(send: SendStream, viewer: BenchViewer, frames: Vec<Bytes>) -> Link {
+    fn new(send: SendStream, viewer: Viewer, frames: Vec<Bytes>) -> Link {
         Link {
             send,
             viewer,
@@ -162,10 +206,14 @@ pub struct RelayEnv {
     pub forward: Link,
     handle: GatewayHandle,
     bare: BareForward,
-    agent: BenchAgent,
+    agent: SyntheticAgent,
     forward_agent: quinn::Endpoint,
     _forward_conn: quinn::Connection,
     _fixture: Fixture,
+}
+
+fn err(what: &str, e: impl std::fmt::Display) -> BenchError {
+    BenchError::new(format!("{what}: {e}"))
 }
 
 impl RelayEnv {
@@ -174,41 +222,58 @@ impl RelayEnv {
         if !aus.first().is_some_and(|a| a.keyframe) {
             return Err(BenchError::new("the first access unit must be a keyframe"));
         }
-        let mut fixture = Fixture::new(width, height)?;
-        fixture.config.session.shutdown_drain_s = 1;
+        let fixture = fixture(width, height);
         let handle = Gateway::start(fixture.config.clone())
             .await
-            .map_err(|e| BenchError::new(format!("gateway: {e}")))?;
+            .map_err(|e| err("gateway", e))?;
         let ca = fixture.ca();
-        let (cert, key) = fixture.agent_identity();
-        let mut agent =
-            BenchAgent::connect(handle.agent_addr, &ca, (&cert, &key), AGENT_ID).await?;
-        let viewer = BenchViewer::gateway(handle.viewer_addr, &ca, USER, PASSWORD).await?;
-        let session = agent.next_session(Duration::from_secs(20)).await?;
+        let (sessions_tx, mut sessions) = mpsc::channel(1);
+        let mut opts = AgentOptions::new(AGENT_ID);
+        opts.capacity = 1;
+        opts.handoff = Some(sessions_tx);
+        let (cert, key) = fixture.agent_identity(AGENT_ID);
+        let agent = agent::connect(handle.agent_addr, &ca, Some((&cert, &key)), opts)
+            .await
+            .map_err(|e| err("agent", e))?;
+        let mut viewer = TestViewer::connect_with(handle.viewer_addr, &ca, &Default::default())
+            .await
+            .without_record();
+        viewer.login_ready_as(USER, PASSWORD).await;
+        let session = tokio::time::timeout(Duration::from_secs(20), sessions.recv())
+            .await
+            .ok()
+            .flatten()
+            .ok_or_else(|| BenchError::new("agent: no session was opened"))?;
         let frames = video_messages(aus, width, height);
-        let gateway = Link::new(session, viewer, frames.clone());
+        let gateway = Link::new(session, Viewer::Gateway(viewer), frames.clone());
 
         let bare = BareForward::start(&fixture.config)?;
-        let fviewer = BenchViewer::forward(bare.viewer_addr, &ca).await?;
+        let mut fviewer = TestViewer::<AgentSessionToGateway>::connect_with(
+            bare.viewer_addr,
+            &ca,
+            &Default::default(),
+        )
+        .await
+        .without_record();
+        // A stream exists for the peer only once something is written on it.
+        fviewer.send_raw(&[1]).await;
         let cfg = tsuitate_transport::client_config_from_files(
             &ca,
             Some((&cert, &key)),
             &tsuitate_transport::Tuning::default(),
         )
-        .map_err(|e| BenchError::new(format!("tls: {e}")))?;
-        let forward_agent = agent::client_endpoint(cfg)?;
+        .map_err(|e| err("tls", e))?;
+        let forward_agent = tsuitate_transport::client_endpoint(bare.agent_addr, cfg)
+            .map_err(|e| err("forward endpoint", e))?;
         let conn = forward_agent
             .connect(bare.agent_addr, "localhost")
-            .map_err(|e| BenchError::new(format!("forward connect: {e}")))?
+            .map_err(|e| err("forward connect", e))?
             .await
-            .map_err(|e| BenchError::new(format!("forward handshake: {e}")))?;
+            .map_err(|e| err("forward handshake", e))?;
         // A bidirectional stream, as the agent's session streams are (the gateway's transport
         // settings allow no unidirectional ones).
-        let (fsend, _) = conn
-            .open_bi()
-            .await
-            .map_err(|e| BenchError::new(format!("forward open: {e}")))?;
-        let forward = Link::new(fsend, fviewer, frames);
+        let (fsend, _) = conn.open_bi().await.map_err(|e| err("forward open", e))?;
+        let forward = Link::new(fsend, Viewer::Forward(fviewer), frames);
         Ok(RelayEnv {
             gateway,
             forward,
@@ -229,12 +294,12 @@ impl RelayEnv {
     }
 
     /// Stop everything.
-    pub async fn stop(self) {
+    pub async fn stop(mut self) {
         self.gateway.viewer.close();
         self.forward.viewer.close();
-        agent::finish(self.gateway.send);
-        agent::finish(self.forward.send);
-        self.agent.conn.close(0u32.into(), b"done");
+        let _ = self.gateway.send.finish();
+        let _ = self.forward.send.finish();
+        tsuitate_transport::close(&self.agent.conn, Reason::Normal);
         self.forward_agent.close(0u32.into(), b"done");
         let _ = self.bare.stop().await;
         self.handle.shutdown().await;
