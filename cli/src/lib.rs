@@ -151,3 +151,30 @@ mod tests {
         assert!(LogFormat::from_str("yaml", false).is_err());
     }
 }
+
+/// Durations in configuration files: the keys keep their unit in the name (`linger_s = 60`,
+/// `keyframe_request_interval_ms = 500`, `idle_timeout_s = 0` for never); the validated
+/// configuration holds `Duration` / `Option<Duration>`, converted once, here.
+pub mod duration {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer};
+
+    /// Whole seconds.
+    pub fn secs<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        u64::deserialize(d).map(Duration::from_secs)
+    }
+
+    /// Whole seconds; 0 means never (`None`).
+    pub fn secs_or_never<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        Ok(match u64::deserialize(d)? {
+            0 => None,
+            s => Some(Duration::from_secs(s)),
+        })
+    }
+
+    /// Milliseconds.
+    pub fn millis<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        u64::deserialize(d).map(Duration::from_millis)
+    }
+}

@@ -56,7 +56,7 @@ async fn serve(
     cn: &str,
     peer: SocketAddr,
 ) -> Result<(), GatewayError> {
-    let hello_timeout = Duration::from_secs(state.cfg.agent.hello_timeout_s);
+    let hello_timeout = state.cfg.agent.hello_timeout;
     let (mut send, recv) = match timeout(hello_timeout, conn.accept_bi()).await {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => return Err(GatewayError::Connection(Side::Agent, e)),
@@ -167,7 +167,7 @@ async fn control_loop(
     agent_id: &str,
     clock: &Arc<Mutex<ClockEstimator>>,
 ) -> Result<(), GatewayError> {
-    let mut ping = interval(Duration::from_secs(state.cfg.agent.ping_interval_s));
+    let mut ping = interval(state.cfg.agent.ping_interval);
     ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut shutdown = state.shutdown.clone();
     loop {

@@ -10,7 +10,11 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
+use tsuitate_cli::duration;
 use tsuitate_protocol::{Limits, MIN_DIMENSION};
+
+/// One second: the smallest value of the settings that must not be zero.
+const SECOND: Duration = Duration::from_secs(1);
 
 /// The whole configuration.
 #[derive(Debug, Clone, Deserialize)]
@@ -131,24 +135,40 @@ pub struct SessionConfig {
     pub default_width: u16,
     /// Browser height when a session starts.
     pub default_height: u16,
-    /// Seconds a session waits for its viewer to come back after a disconnect.
-    pub linger_s: u64,
-    /// Seconds without input after which a session ends (0 = never).
-    pub idle_timeout_s: u64,
-    /// Longest session in seconds (0 = unlimited).
-    pub absolute_timeout_s: u64,
+    /// How long a session waits for its viewer to come back after a disconnect (`linger_s`).
+    #[serde(rename = "linger_s", deserialize_with = "duration::secs")]
+    pub linger: Duration,
+    /// No input for this long ends a session (`idle_timeout_s`, 0 = never).
+    #[serde(
+        rename = "idle_timeout_s",
+        deserialize_with = "duration::secs_or_never"
+    )]
+    pub idle_timeout: Option<Duration>,
+    /// The longest session (`absolute_timeout_s`, 0 = unlimited).
+    #[serde(
+        rename = "absolute_timeout_s",
+        deserialize_with = "duration::secs_or_never"
+    )]
+    pub absolute_timeout: Option<Duration>,
     /// A user has at most one session; a second login takes the session over.
     pub one_session_per_user: bool,
     /// Frames queued per viewer before dropping up to the next keyframe.
     pub viewer_queue_frames: usize,
-    /// Smallest interval between keyframe requests to an agent, in milliseconds.
-    pub keyframe_request_interval_ms: u64,
-    /// Seconds an agent has to answer `Open` with `Started`.
-    pub start_timeout_s: u64,
-    /// Seconds a viewer has to send `Hello` and `Login`.
-    pub login_timeout_s: u64,
-    /// Seconds to drain sessions on shutdown.
-    pub shutdown_drain_s: u64,
+    /// Smallest interval between keyframe requests to an agent (`keyframe_request_interval_ms`).
+    #[serde(
+        rename = "keyframe_request_interval_ms",
+        deserialize_with = "duration::millis"
+    )]
+    pub keyframe_request_interval: Duration,
+    /// How long an agent has to answer `Open` with `Started` (`start_timeout_s`).
+    #[serde(rename = "start_timeout_s", deserialize_with = "duration::secs")]
+    pub start_timeout: Duration,
+    /// How long a viewer has to send `Hello` and `Login` (`login_timeout_s`).
+    #[serde(rename = "login_timeout_s", deserialize_with = "duration::secs")]
+    pub login_timeout: Duration,
+    /// How long shutdown waits for sessions to end (`shutdown_drain_s`).
+    #[serde(rename = "shutdown_drain_s", deserialize_with = "duration::secs")]
+    pub shutdown_drain: Duration,
 }
 
 impl Default for SessionConfig {
@@ -156,15 +176,15 @@ impl Default for SessionConfig {
         SessionConfig {
             default_width: 1280,
             default_height: 720,
-            linger_s: 120,
-            idle_timeout_s: 1800,
-            absolute_timeout_s: 8 * 3600,
+            linger: Duration::from_secs(120),
+            idle_timeout: Some(Duration::from_secs(1800)),
+            absolute_timeout: Some(Duration::from_secs(8 * 3600)),
             one_session_per_user: true,
             viewer_queue_frames: 8,
-            keyframe_request_interval_ms: 500,
-            start_timeout_s: 20,
-            login_timeout_s: 30,
-            shutdown_drain_s: 5,
+            keyframe_request_interval: Duration::from_millis(500),
+            start_timeout: Duration::from_secs(20),
+            login_timeout: Duration::from_secs(30),
+            shutdown_drain: Duration::from_secs(5),
         }
     }
 }
@@ -177,10 +197,12 @@ pub struct LockoutConfig {
     pub max_failures_per_user: u32,
     /// Failures per source IP within `window_s` that lock the address.
     pub max_failures_per_ip: u32,
-    /// Window in seconds in which failures count.
-    pub window_s: u64,
-    /// How long a lock lasts, in seconds.
-    pub lockout_s: u64,
+    /// The window in which failures count (`window_s`).
+    #[serde(rename = "window_s", deserialize_with = "duration::secs")]
+    pub window: Duration,
+    /// How long a lock lasts (`lockout_s`).
+    #[serde(rename = "lockout_s", deserialize_with = "duration::secs")]
+    pub lockout: Duration,
 }
 
 impl Default for LockoutConfig {
@@ -188,8 +210,8 @@ impl Default for LockoutConfig {
         LockoutConfig {
             max_failures_per_user: 5,
             max_failures_per_ip: 20,
-            window_s: 900,
-            lockout_s: 900,
+            window: Duration::from_secs(900),
+            lockout: Duration::from_secs(900),
         }
     }
 }
@@ -198,10 +220,12 @@ impl Default for LockoutConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct QuicConfig {
-    /// Idle timeout in seconds.
-    pub idle_timeout_s: u64,
-    /// Keep-alive interval in seconds.
-    pub keep_alive_s: u64,
+    /// Idle timeout (`idle_timeout_s`).
+    #[serde(rename = "idle_timeout_s", deserialize_with = "duration::secs")]
+    pub idle_timeout: Duration,
+    /// Keep-alive interval (`keep_alive_s`).
+    #[serde(rename = "keep_alive_s", deserialize_with = "duration::secs")]
+    pub keep_alive: Duration,
     /// Most connection attempts queued at once per endpoint.
     pub max_incoming: usize,
     /// Most live connections from one IP address per endpoint.
@@ -227,8 +251,8 @@ impl Default for QuicConfig {
     fn default() -> Self {
         let t = tsuitate_transport::Tuning::default();
         QuicConfig {
-            idle_timeout_s: t.idle_timeout.as_secs(),
-            keep_alive_s: t.keep_alive.as_secs(),
+            idle_timeout: t.idle_timeout,
+            keep_alive: t.keep_alive,
             max_incoming: 256,
             max_connections_per_ip: 16,
             retry: true,
@@ -281,17 +305,19 @@ impl Default for VideoConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AgentConfig {
-    /// Seconds between clock pings on each agent's control stream.
-    pub ping_interval_s: u64,
-    /// Seconds an agent has to send `Hello`.
-    pub hello_timeout_s: u64,
+    /// Between clock pings on each agent's control stream (`ping_interval_s`).
+    #[serde(rename = "ping_interval_s", deserialize_with = "duration::secs")]
+    pub ping_interval: Duration,
+    /// How long an agent has to send `Hello` (`hello_timeout_s`).
+    #[serde(rename = "hello_timeout_s", deserialize_with = "duration::secs")]
+    pub hello_timeout: Duration,
 }
 
 impl Default for AgentConfig {
     fn default() -> Self {
         AgentConfig {
-            ping_interval_s: 2,
-            hello_timeout_s: 10,
+            ping_interval: Duration::from_secs(2),
+            hello_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -374,11 +400,11 @@ impl Config {
             "session.viewer_queue_frames must be 1..=1024",
         );
         need(
-            s.start_timeout_s >= 1,
+            s.start_timeout >= SECOND,
             "session.start_timeout_s must be >= 1",
         );
         need(
-            s.login_timeout_s >= 1,
+            s.login_timeout >= SECOND,
             "session.login_timeout_s must be >= 1",
         );
         let i = &self.input;
@@ -398,12 +424,12 @@ impl Config {
             k.max_failures_per_ip >= 1,
             "lockout.max_failures_per_ip must be >= 1",
         );
-        need(k.window_s >= 1, "lockout.window_s must be >= 1");
-        need(k.lockout_s >= 1, "lockout.lockout_s must be >= 1");
+        need(k.window >= SECOND, "lockout.window_s must be >= 1");
+        need(k.lockout >= SECOND, "lockout.lockout_s must be >= 1");
         let q = &self.quic;
-        need(q.idle_timeout_s >= 1, "quic.idle_timeout_s must be >= 1");
+        need(q.idle_timeout >= SECOND, "quic.idle_timeout_s must be >= 1");
         need(
-            q.keep_alive_s < q.idle_timeout_s,
+            q.keep_alive < q.idle_timeout,
             "quic.keep_alive_s must be below quic.idle_timeout_s",
         );
         need(q.max_incoming >= 1, "quic.max_incoming must be >= 1");
@@ -416,11 +442,11 @@ impl Config {
             "quic stream windows are too small",
         );
         need(
-            self.agent.ping_interval_s >= 1,
+            self.agent.ping_interval >= SECOND,
             "agent.ping_interval_s must be >= 1",
         );
         need(
-            self.agent.hello_timeout_s >= 1,
+            self.agent.hello_timeout >= SECOND,
             "agent.hello_timeout_s must be >= 1",
         );
         let fixed: Vec<SocketAddr> = [self.agent_listen, self.viewer_listen, self.admin_listen]
@@ -436,23 +462,28 @@ impl Config {
             "agent_listen, viewer_listen and admin_listen must differ",
         );
         // Durations are bounded so that `Instant + Duration` can never overflow.
-        const YEAR: u64 = 365 * 24 * 3600;
+        const YEAR: Duration = Duration::from_secs(365 * 24 * 3600);
+        let never = Duration::ZERO;
         for (name, v) in [
-            ("session.linger_s", s.linger_s),
-            ("session.idle_timeout_s", s.idle_timeout_s),
-            ("session.absolute_timeout_s", s.absolute_timeout_s),
-            ("session.start_timeout_s", s.start_timeout_s),
-            ("session.login_timeout_s", s.login_timeout_s),
-            ("session.shutdown_drain_s", s.shutdown_drain_s),
+            ("session.linger_s", s.linger),
+            ("session.idle_timeout_s", s.idle_timeout.unwrap_or(never)),
+            (
+                "session.absolute_timeout_s",
+                s.absolute_timeout.unwrap_or(never),
+            ),
+            ("session.start_timeout_s", s.start_timeout),
+            ("session.login_timeout_s", s.login_timeout),
+            ("session.shutdown_drain_s", s.shutdown_drain),
             (
                 "session.keyframe_request_interval_ms",
-                s.keyframe_request_interval_ms / 1000,
+                s.keyframe_request_interval,
             ),
-            ("lockout.window_s", k.window_s),
-            ("lockout.lockout_s", k.lockout_s),
-            ("quic.idle_timeout_s", q.idle_timeout_s),
-            ("agent.ping_interval_s", self.agent.ping_interval_s),
-            ("agent.hello_timeout_s", self.agent.hello_timeout_s),
+            ("lockout.window_s", k.window),
+            ("lockout.lockout_s", k.lockout),
+            ("quic.idle_timeout_s", q.idle_timeout),
+            ("quic.keep_alive_s", q.keep_alive),
+            ("agent.ping_interval_s", self.agent.ping_interval),
+            ("agent.hello_timeout_s", self.agent.hello_timeout),
         ] {
             if v > YEAR {
                 errs.push(format!("{name} is longer than a year"));
@@ -558,6 +589,29 @@ key = "gateway-key.pem"
         let text = format!("{MIN}\n[session]\nidle_timeout_s = 18446744073709551615\n");
         let e = Config::parse(&text).unwrap().validate(false).unwrap_err();
         assert!(e.0[0].contains("idle_timeout_s"), "{e}");
+    }
+
+    #[test]
+    fn durations_are_read_once_with_their_unit_and_zero_means_never() {
+        let text = format!(
+            "{MIN}\n[session]\nlinger_s = 60\nidle_timeout_s = 0\nabsolute_timeout_s = 7200\nkeyframe_request_interval_ms = 250\n[quic]\nkeep_alive_s = 3\n"
+        );
+        let c = Config::parse(&text).unwrap();
+        assert_eq!(c.session.linger, Duration::from_secs(60));
+        assert_eq!(c.session.idle_timeout, None);
+        assert_eq!(c.session.absolute_timeout, Some(Duration::from_secs(7200)));
+        assert_eq!(
+            c.session.keyframe_request_interval,
+            Duration::from_millis(250)
+        );
+        assert_eq!(c.quic.keep_alive, Duration::from_secs(3));
+        assert_eq!(
+            c.quic.idle_timeout,
+            Duration::from_secs(10),
+            "the transport's default"
+        );
+        let e = Config::parse(&format!("{MIN}\n[session]\nlinger_s = -1\n")).unwrap_err();
+        assert!(e.0[0].contains("linger_s"), "{e}");
     }
 
     #[test]

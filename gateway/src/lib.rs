@@ -180,7 +180,7 @@ impl GatewayHandle {
     pub async fn shutdown(self) {
         tracing::info!("shutting down");
         let _ = self.shutdown.send(true);
-        let drain = Duration::from_secs(self.state.cfg.session.shutdown_drain_s);
+        let drain = self.state.cfg.session.shutdown_drain;
         // Each session and agent connection tells its peer and then drops its drain token;
         // the receiver closes when the last one is gone (no polling).
         self.state.close_drain();

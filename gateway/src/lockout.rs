@@ -98,8 +98,8 @@ impl Lockout {
     /// Lockout state from the configuration.
     pub fn new(cfg: &LockoutConfig) -> Self {
         Lockout {
-            window: Duration::from_secs(cfg.window_s),
-            lockout: Duration::from_secs(cfg.lockout_s),
+            window: cfg.window,
+            lockout: cfg.lockout,
             users: Table::new(cfg.max_failures_per_user),
             addrs: Table::new(cfg.max_failures_per_ip),
         }
@@ -133,8 +133,8 @@ mod tests {
         LockoutConfig {
             max_failures_per_user: 3,
             max_failures_per_ip: 5,
-            window_s: 60,
-            lockout_s: 300,
+            window: Duration::from_secs(60),
+            lockout: Duration::from_secs(300),
         }
     }
 

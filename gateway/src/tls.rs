@@ -13,8 +13,8 @@ use crate::config::{Config, QuicConfig};
 
 fn tuning(q: &QuicConfig, stream_window: u32, connection_window: u32) -> Tuning {
     Tuning {
-        keep_alive: std::time::Duration::from_secs(q.keep_alive_s),
-        idle_timeout: std::time::Duration::from_secs(q.idle_timeout_s),
+        keep_alive: q.keep_alive,
+        idle_timeout: q.idle_timeout,
         stream_receive_window: stream_window,
         receive_window: connection_window,
         send_window: q.send_window,

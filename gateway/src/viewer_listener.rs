@@ -87,7 +87,7 @@ async fn serve(
     conn: &quinn::Connection,
     peer: SocketAddr,
 ) -> Result<(), GatewayError> {
-    let deadline = Instant::now() + Duration::from_secs(state.cfg.session.login_timeout_s);
+    let deadline = Instant::now() + state.cfg.session.login_timeout;
     let (mut send, recv) = match timeout_at(deadline, conn.accept_bi()).await {
         Ok(r) => r.map_err(|e| GatewayError::Connection(Side::Viewer, e))?,
         Err(_) => return Err(violation(Violation::Timeout("viewer stream"))),
@@ -182,7 +182,7 @@ async fn place(
     let cfg = &state.cfg.session;
     // A session of the same user may still be starting on another connection: wait for it
     // (woken by the registry, no polling) up to the start timeout.
-    let wait_until = tokio::time::Instant::now() + Duration::from_secs(cfg.start_timeout_s);
+    let wait_until = tokio::time::Instant::now() + cfg.start_timeout;
     loop {
         let placement = state
             .hub()

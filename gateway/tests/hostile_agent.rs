@@ -142,7 +142,7 @@ async fn drop_policy_strips_sei_and_keeps_the_session() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn agent_that_never_takes_a_session_stream_does_not_hang_the_login() {
     let mut fx = Fixture::new(&["a"], &["u1"]);
-    fx.config.session.start_timeout_s = 2;
+    fx.config.session.start_timeout = Duration::from_secs(2);
     let gw = fx.start().await;
     let (c, k) = fx.agent_identity("a");
     let mut opts = AgentOptions::new("a");

@@ -105,7 +105,7 @@ async fn garbage_before_hello_closes_the_connection() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn viewer_that_never_reads_is_cut_off_at_the_login_deadline() {
     let mut fx = Fixture::new(&[], &["u1"]);
-    fx.config.session.login_timeout_s = 1;
+    fx.config.session.login_timeout = Duration::from_secs(1);
     let gw = fx.start().await;
     // A zero receive window: the gateway's Welcome can never be written.
     let mut v = TestViewer::connect(gw.viewer_addr, &fx.ca(), Some(0)).await;
@@ -128,7 +128,7 @@ async fn viewer_that_never_reads_is_cut_off_at_the_login_deadline() {
 async fn viewer_gone_before_its_login_result_does_not_keep_a_session_slot() {
     let mut fx = Fixture::new(&["a"], &["u1"]);
     // Bounds how long a second login waits for a session still "starting".
-    fx.config.session.start_timeout_s = 2;
+    fx.config.session.start_timeout = Duration::from_secs(2);
     let gw = fx.start().await;
     let _ag = fx.connect_agent(&gw, AgentOptions::new("a")).await;
     let mut gone = TestViewer::connect(gw.viewer_addr, &fx.ca(), None).await;

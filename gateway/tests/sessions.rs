@@ -65,9 +65,9 @@ async fn second_login_takes_the_session_over() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn linger_expiry_and_idle_timeout_end_sessions() {
     let mut fx = Fixture::new(&["a"], &["u1", "u2"]);
-    fx.config.session.linger_s = 1;
-    fx.config.session.login_timeout_s = 1;
-    fx.config.session.idle_timeout_s = 2;
+    fx.config.session.linger = Duration::from_secs(1);
+    fx.config.session.login_timeout = Duration::from_secs(1);
+    fx.config.session.idle_timeout = Some(Duration::from_secs(2));
     let (gw, ag) = setup(&fx, AgentOptions::new("a")).await;
     // Idle: no input at all.
     let mut v = TestViewer::connect(gw.viewer_addr, &fx.ca(), None).await;

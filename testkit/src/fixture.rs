@@ -45,7 +45,7 @@ impl Fixture {
         config.admin_listen = any;
         config.session.default_width = crate::frames::WIDTH as u16;
         config.session.default_height = crate::frames::HEIGHT as u16;
-        config.agent.ping_interval_s = 1;
+        config.agent.ping_interval = std::time::Duration::from_secs(1);
         Fixture { dir, config }
     }
 

@@ -20,6 +20,6 @@ pub fn fixture(width: u16, height: u16) -> Fixture {
     fx.config.limits.max_fps = MAX_FPS;
     // A burst must not be cut by the slow-viewer rule: the queue holds a whole burst.
     fx.config.session.viewer_queue_frames = 1024;
-    fx.config.session.shutdown_drain_s = 1;
+    fx.config.session.shutdown_drain = std::time::Duration::from_secs(1);
     fx
 }

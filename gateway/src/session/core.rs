@@ -117,11 +117,10 @@ pub(crate) struct Timeouts {
 impl Timeouts {
     pub fn from_config(cfg: &Config) -> Timeouts {
         let s = &cfg.session;
-        let secs = |v: u64| (v > 0).then(|| Duration::from_secs(v));
         Timeouts {
-            idle: secs(s.idle_timeout_s),
-            absolute: secs(s.absolute_timeout_s),
-            linger: Duration::from_secs(s.linger_s.max(s.login_timeout_s)),
+            idle: s.idle_timeout,
+            absolute: s.absolute_timeout,
+            linger: s.linger.max(s.login_timeout),
         }
     }
 }
@@ -189,9 +188,7 @@ impl SessionCore {
             height: init.height,
             seq: 0,
             fps: FpsLimit::new(now, cfg.limits.max_fps),
-            pacer: KeyframePacer::new(Duration::from_millis(
-                cfg.session.keyframe_request_interval_ms,
-            )),
+            pacer: KeyframePacer::new(cfg.session.keyframe_request_interval),
             input: InputPolicy::new(now, &cfg.input, init.width, init.height),
             started: now,
             last_input: now,
@@ -527,10 +524,11 @@ mod tests {
             key: "gateway-key.pem".into(),
         };
         let mut cfg = Config::with_files(tls, "users.toml".into(), "audit.jsonl".into());
-        cfg.session.idle_timeout_s = idle_s;
-        cfg.session.absolute_timeout_s = absolute_s;
-        cfg.session.linger_s = linger_s;
-        cfg.session.login_timeout_s = 10;
+        let never_if_0 = |s: u64| (s > 0).then(|| Duration::from_secs(s));
+        cfg.session.idle_timeout = never_if_0(idle_s);
+        cfg.session.absolute_timeout = never_if_0(absolute_s);
+        cfg.session.linger = Duration::from_secs(linger_s);
+        cfg.session.login_timeout = Duration::from_secs(10);
         cfg
     }
 

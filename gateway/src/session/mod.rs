@@ -43,7 +43,7 @@ pub(crate) async fn open(
     width: u16,
     height: u16,
 ) -> Result<Opened, GatewayError> {
-    let limit = Duration::from_secs(state.cfg.session.start_timeout_s);
+    let limit = state.cfg.session.start_timeout;
     match timeout(limit, open_stream(state, session_id, agent, width, height)).await {
         Ok(r) => r,
         Err(_) => Err(GatewayError::Internal(
