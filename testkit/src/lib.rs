@@ -27,7 +27,7 @@ pub mod viewer_gateway;
 
 pub use page::TestPage;
 pub use procs::{bin, descendants, Child};
-pub use stack::{Stack, ViewerRun};
+pub use stack::{RunningViewer, Stack, ViewerRun};
 
 use std::future::Future;
 use std::time::Duration;

@@ -32,7 +32,7 @@ pub const PAGE: &str = r#"<!DOCTYPE html>
 </script>
 </body></html>"#;
 
-/// Serves [`PAGE`] and records each `/event?…` query, decoded.
+/// Serves a page (by default [`PAGE`]) and records each `/event?…` query, decoded.
 #[derive(Debug)]
 pub struct TestPage {
     /// The page's URL.
@@ -41,16 +41,23 @@ pub struct TestPage {
 }
 
 impl TestPage {
-    /// Start serving on an ephemeral loopback port (the thread lives as long as the test).
+    /// Start serving [`PAGE`] on an ephemeral loopback port (the thread lives as long as the
+    /// program).
     pub fn start() -> TestPage {
+        TestPage::serve(PAGE.to_owned())
+    }
+
+    /// Start serving `html` at `/`; the page reports with `fetch('/event?…')`.
+    pub fn serve(html: String) -> TestPage {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind test page");
         let url = format!("http://{}/", listener.local_addr().expect("local addr"));
         let events = Arc::new(Mutex::new(Vec::new()));
         let ev = events.clone();
+        let html = Arc::new(html);
         std::thread::spawn(move || {
             for stream in listener.incoming().flatten() {
-                let ev = ev.clone();
-                std::thread::spawn(move || serve(stream, &ev));
+                let (ev, html) = (ev.clone(), html.clone());
+                std::thread::spawn(move || serve(stream, &ev, &html));
             }
         });
         TestPage { url, events }
@@ -67,7 +74,7 @@ impl TestPage {
     }
 }
 
-fn serve(stream: TcpStream, events: &Mutex<Vec<String>>) {
+fn serve(stream: TcpStream, events: &Mutex<Vec<String>>, html: &str) {
     let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
     let mut reader = BufReader::new(&stream);
     let mut request = String::new();
@@ -85,7 +92,7 @@ fn serve(stream: TcpStream, events: &Mutex<Vec<String>>) {
         }
         ("ok", "text/plain")
     } else if path == "/" {
-        (PAGE, "text/html; charset=utf-8")
+        (html, "text/html; charset=utf-8")
     } else {
         ("", "text/plain")
     };

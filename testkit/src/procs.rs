@@ -4,24 +4,85 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-/// The path of a workspace binary (built by `cargo test --workspace`; built here if missing).
+/// The path of a workspace binary in the same profile folder as the running program (built
+/// by `cargo test --workspace`, or by the benchmark's wrapper; built here if missing).
 pub fn bin(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable path");
-    // target/<profile>/deps/<test> -> target/<profile>/<name>
-    let dir = exe
-        .parent()
-        .and_then(|d| d.parent())
-        .expect("target dir")
-        .to_path_buf();
+    let exe = std::env::current_exe().expect("executable path");
+    // A test: target/<profile>/deps/<test>; a binary: target/<profile>/<bin>.
+    let mut dir = exe.parent().expect("target dir").to_path_buf();
+    if dir.file_name().is_some_and(|n| n == "deps") {
+        dir.pop();
+    }
     let path = dir.join(name);
     if !path.exists() {
-        let status = Command::new(env!("CARGO"))
-            .args(["build", "--bin", name, "-p", name])
-            .status()
-            .expect("run cargo build");
+        let mut cmd = Command::new(env!("CARGO"));
+        cmd.args(["build", "--bin", name, "-p", name]);
+        if dir.file_name().is_some_and(|n| n == "release") {
+            cmd.arg("--release");
+        }
+        let status = cmd.status().expect("run cargo build");
         assert!(status.success(), "cargo build of {name} failed");
     }
     path
+}
+
+/// CPU seconds (user + system) `pid` has used, or `None` when it is gone.
+pub fn cpu_seconds(pid: u32) -> Option<f64> {
+    stat_times(pid).map(|t| (t[0] + t[1]) as f64 / clock_ticks())
+}
+
+/// CPU seconds of `pid` and every live descendant, with the time of children they reaped.
+pub fn tree_cpu_seconds(pid: u32) -> f64 {
+    std::iter::once(pid)
+        .chain(descendants(pid).into_iter().map(|(p, _)| p))
+        .filter_map(stat_times)
+        .map(|t| t.iter().sum::<u64>() as f64)
+        .sum::<f64>()
+        / clock_ticks()
+}
+
+/// utime, stime, cutime, cstime of `pid` in clock ticks.
+fn stat_times(pid: u32) -> Option<[u64; 4]> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // After "(comm) ": state(0) ppid(1) … utime(11) stime(12) cutime(13) cstime(14).
+    let rest: Vec<&str> = stat[stat.rfind(')')? + 2..].split_whitespace().collect();
+    let field = |i: usize| rest.get(i).and_then(|v| v.parse::<u64>().ok());
+    Some([field(11)?, field(12)?, field(13)?, field(14)?])
+}
+
+/// Clock ticks per second of /proc's times (`getconf CLK_TCK`; 100 on Linux).
+fn clock_ticks() -> f64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
+/// A variable from the environment of process `pid` (empty if unreadable or unset).
+pub fn environ(pid: u32, name: &str) -> String {
+    let Ok(env) = std::fs::read(format!("/proc/{pid}/environ")) else {
+        return String::new();
+    };
+    env.split(|b| *b == 0)
+        .filter_map(|kv| kv.strip_prefix(name.as_bytes())?.strip_prefix(b"="))
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+        .next()
+        .unwrap_or_default()
+}
+
+/// The command line of `pid`, one argument per item.
+pub fn cmdline(pid: u32) -> Vec<String> {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|c| {
+            c.split(|b| *b == 0)
+                .filter(|a| !a.is_empty())
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// A child process that is stopped (SIGTERM, then SIGKILL after 10 s) when dropped.

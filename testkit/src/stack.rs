@@ -62,6 +62,32 @@ pub struct Stack {
     pub agent: Option<Child>,
 }
 
+/// A headless viewer running in the background.
+#[derive(Debug)]
+pub struct RunningViewer {
+    child: std::process::Child,
+    report: PathBuf,
+    stderr: PathBuf,
+    snapshots: PathBuf,
+}
+
+impl RunningViewer {
+    /// Wait for it to exit and read its report.
+    pub fn wait(mut self) -> ViewerRun {
+        let status = self.child.wait().expect("wait for the viewer");
+        let report = std::fs::read_to_string(&self.report)
+            .ok()
+            .and_then(|s| serde_json::from_str(&s).ok())
+            .unwrap_or(Value::Null);
+        ViewerRun {
+            code: status.code(),
+            report,
+            stderr: std::fs::read_to_string(&self.stderr).unwrap_or_default(),
+            snapshots: self.snapshots,
+        }
+    }
+}
+
 /// What a headless viewer run produced.
 #[derive(Debug)]
 pub struct ViewerRun {
@@ -236,12 +262,25 @@ impl Stack {
         extra: &[&str],
         password: &str,
     ) -> ViewerRun {
+        self.spawn_viewer(name, script, extra, password).wait()
+    }
+
+    /// Start the headless viewer with `script` in the background (as [`Stack::viewer`]); its
+    /// output goes to `NAME.viewer.log`.
+    pub fn spawn_viewer(
+        &self,
+        name: &str,
+        script: &str,
+        extra: &[&str],
+        password: &str,
+    ) -> RunningViewer {
         let d = self.dir.path();
         let script_path = d.join(format!("{name}.script"));
         std::fs::write(&script_path, script).expect("write script");
         let report = d.join(format!("{name}.report.json"));
         let snapshots = d.join(format!("{name}-snapshots"));
-        let out = Command::new(bin("tsuitate-viewer"))
+        let stderr = d.join(format!("{name}.viewer.log"));
+        let child = Command::new(bin("tsuitate-viewer"))
             .args([
                 "--headless",
                 "--gateway",
@@ -260,18 +299,31 @@ impl Stack {
             .args(extra)
             .env("TSUITATE_PASSWORD", password)
             .stdin(Stdio::null())
-            .output()
+            .stdout(Stdio::null())
+            .stderr(log_file(d, &format!("{name}.viewer.log")))
+            .spawn()
             .expect("run viewer");
-        let report = std::fs::read_to_string(&report)
-            .ok()
-            .and_then(|s| serde_json::from_str(&s).ok())
-            .unwrap_or(Value::Null);
-        ViewerRun {
-            code: out.status.code(),
+        RunningViewer {
+            child,
             report,
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            stderr,
             snapshots,
         }
+    }
+
+    /// Keep the working directory (logs, reports, snapshots) when the stack stops.
+    pub fn keep_files(&mut self) {
+        self.dir.disable_cleanup(true);
+    }
+
+    /// The gateway process.
+    pub fn gateway_pid(&self) -> u32 {
+        self.gateway.pid()
+    }
+
+    /// The agent process, if this stack started one.
+    pub fn agent_pid(&self) -> Option<u32> {
+        self.agent.as_ref().map(Child::pid)
     }
 
     /// Browser processes (Xvfb, chromium) below the agent.

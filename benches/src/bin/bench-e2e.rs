@@ -1,0 +1,583 @@
+//! End-to-end benchmark of the real stack on a scripted Japanese browsing workload
+//! (docs/benchmarks.md). Run through `scripts/bench-e2e.sh`, which installs what it needs and
+//! builds the release binaries first.
+//!
+//! 実際の構成（ゲートウェイ・エージェント＋Chromium・ヘッドレスビューア）で閲覧操作の台本を再生し、
+//! 遅延・CPU・帯域を測ります。同じ実行の中で ffmpeg/x264 と比較します。
+//!
+//! 1. a long, scrollable Japanese page on 127.0.0.1 (the test kit's page server);
+//! 2. the test kit's `Stack`: gateway and agent processes (Xvfb + Chromium on that page), a
+//!    headless viewer that opens the session and keeps it (warm-up);
+//! 3. run 1: the workload (reload, idle, wheel scrolling, typing ASCII and Japanese, clicking),
+//!    sampling /proc and the gateway's metrics at its start, around the idle window and at its
+//!    end; the page reports what it received;
+//! 4. run 2 (unless `TSUITATE_BENCH_NO_X264=1`): the same workload while ffmpeg captures the
+//!    session's Xvfb display at 30 fps with x264 (ultrafast, zerolatency);
+//! 5. the summary: capture→decoded latency, agent CPU per session, bytes/s, frames in the idle
+//!    window, and tsuitate vs x264 side by side.
+//!
+//! Environment: `TSUITATE_BENCH_SIZE` (default 1280x720), `TSUITATE_BENCH_IDLE_MS` (12000,
+//! at least 6000), `TSUITATE_BENCH_NO_X264=1`. Everything it starts is stopped at the end; the
+//! working directory (logs, reports, snapshots) is kept and printed.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::process::{Command, ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tsuitate_testkit::procs::{self, cmdline, cpu_seconds, descendants, environ, Child};
+use tsuitate_testkit::stack::{http_get, metric, PASSWORD};
+use tsuitate_testkit::{Stack, TestPage};
+
+/// Reload, then let the page settle before the idle window.
+const SETTLE_MS: u64 = 4000;
+/// Clicks on the page's button.
+const CLICKS: u32 = 10;
+/// What is typed, word by word (ASCII and committed IME text).
+const WORDS: [&str; 11] = [
+    "tsuitate",
+    "情報",
+    "セキュリティ",
+    "対策",
+    "基準",
+    "gateway",
+    "画面転送",
+    "無害化",
+    "LGWAN",
+    "接続系",
+    "",
+];
+
+fn say(msg: &str) {
+    eprintln!("\x1b[1m[bench-e2e]\x1b[0m {msg}");
+}
+
+struct Settings {
+    width: u16,
+    height: u16,
+    idle_ms: u64,
+    x264: bool,
+}
+
+fn settings() -> Result<Settings, String> {
+    let size = std::env::var("TSUITATE_BENCH_SIZE").unwrap_or_else(|_| "1280x720".into());
+    let (w, h) = size
+        .split_once('x')
+        .and_then(|(w, h)| Some((w.parse().ok()?, h.parse().ok()?)))
+        .ok_or("TSUITATE_BENCH_SIZE must look like 1280x720 / 1280x720 の形式で指定してください")?;
+    let idle_ms: u64 = std::env::var("TSUITATE_BENCH_IDLE_MS")
+        .unwrap_or_else(|_| "12000".into())
+        .parse()
+        .map_err(|_| "TSUITATE_BENCH_IDLE_MS must be a number / 数値で指定してください")?;
+    if idle_ms < 6000 {
+        return Err(
+            "TSUITATE_BENCH_IDLE_MS must be at least 6000 / 6000 以上にしてください".into(),
+        );
+    }
+    Ok(Settings {
+        width: w,
+        height: h,
+        idle_ms,
+        x264: std::env::var("TSUITATE_BENCH_NO_X264").as_deref() != Ok("1"),
+    })
+}
+
+/// A fixed bar with a text field and a button, then forty chapters of Japanese text.
+fn page() -> String {
+    let mut html = String::from(
+        r#"<!DOCTYPE html>
+<html lang="ja"><head><meta charset="utf-8"><title>衝立 ベンチマーク</title>
+<style>
+ body { margin:0; font-family:"Noto Sans CJK JP",sans-serif; font-size:18px; line-height:1.7;
+        background:#fff; color:#222; }
+ #bar { position:fixed; top:0; left:0; right:0; height:120px; background:#e8eef8;
+        border-bottom:1px solid #99a; }
+ #field { position:absolute; left:20px; top:20px; width:600px; height:80px; font-size:28px; }
+ #btn { position:absolute; left:660px; top:20px; width:300px; height:80px; font-size:28px; }
+ #text { padding:140px 40px 40px 40px; max-width:1100px; }
+ h2 { color:#1f4e99; }
+</style></head><body>
+<div id="bar"><input id="field" autocomplete="off" placeholder="ここに入力"><button id="btn">押す (0)</button></div>
+<div id="text">
+"#,
+    );
+    for i in 1..=40 {
+        let _ = write!(
+            html,
+            "<h2>第{i}章 情報セキュリティ対策基準</h2>\n\
+<p>本市は、住民の個人情報及び行政運営上重要な情報等を取り扱う情報システムを、マイナンバー利用事務系、LGWAN接続系及びインターネット接続系に分割し、それぞれの通信経路を分離する。インターネット接続系で閲覧した画面は、画面転送により無害化した上でLGWAN接続系の端末に表示する。</p>\n\
+<p>職員は、業務上必要な場合を除き、インターネット上のファイルをLGWAN接続系に持ち込んではならない。クリップボードの共有、ファイルの転送及び印刷のリダイレクトは行わない。利用者認証は必須とし、操作の記録を監査のために保存する。</p>\n\
+<p>情報セキュリティ管理者は、外部からの不正アクセス、マルウェア感染及び情報漏えいの防止のため、通信の監視、ソフトウェアの更新及び職員への教育を定期的に実施し、その結果を情報セキュリティ委員会に報告する。第{i}章の規定は、前章までの規定と合わせて適用する。</p>\n"
+        );
+    }
+    html.push_str(
+        r#"</div>
+<script>
+ // What arrived is reported to the page server, so the benchmark can check it.
+ function report(q) { fetch('/event?' + q).catch(function(){}); }
+ var n = 0, btn = document.getElementById('btn'), field = document.getElementById('field');
+ btn.addEventListener('click', function() {
+   n += 1;
+   btn.textContent = '押す (' + n + ')';
+   document.getElementById('bar').style.background = (n % 2) ? '#d8f0d8' : '#e8eef8';
+   report('clicks=' + n);
+ });
+ field.addEventListener('input', function() {
+   report('typed=' + encodeURIComponent(field.value));
+ });
+</script>
+</body></html>
+"#,
+    );
+    html
+}
+
+/// The workload script, and the text the field holds at its end (every word, then one
+/// Backspace).
+fn workload(idle_ms: u64) -> (String, String) {
+    let mut s = String::new();
+    let _ = writeln!(s, "# reload, let the page settle\nkey F5\nwait {SETTLE_MS}");
+    let _ = writeln!(s, "# idle: nothing changes on screen\nwait {idle_ms}");
+    s.push_str("# scroll down and back up with the wheel\n");
+    s.push_str(&"wheel 0 2\nwait 100\n".repeat(40));
+    s.push_str(&"wheel 0 -4\nwait 100\n".repeat(20));
+    s.push_str("wait 1000\n# type into the field (ASCII and committed IME text)\n");
+    s.push_str("click 300 145\nwait 300\n");
+    let words: Vec<&str> = WORDS.iter().copied().filter(|w| !w.is_empty()).collect();
+    for w in &words {
+        let _ = writeln!(s, "type {w}\nwait 300");
+    }
+    s.push_str("key Backspace\nwait 300\n# click the button\n");
+    s.push_str(&"click 810 145\nwait 400\n".repeat(CLICKS as usize));
+    s.push_str("wait 1500\nsnapshot workload-end.png\n");
+    let mut expected: String = words.concat();
+    expected.pop();
+    (s, expected)
+}
+
+/// One sample of the counters.
+#[derive(Debug, Clone, Default)]
+struct Sample {
+    t: f64,
+    values: HashMap<&'static str, f64>,
+}
+
+struct Probe<'a> {
+    admin: &'a str,
+    agent: u32,
+    gateway: u32,
+    started: Instant,
+    ffmpeg: Option<(u32, std::path::PathBuf, std::path::PathBuf)>,
+}
+
+impl Probe<'_> {
+    fn sample(&self) -> Sample {
+        let mut v = HashMap::new();
+        let metrics = http_get(self.admin, "/metrics").unwrap_or_default();
+        let mut put = |k: &'static str, x: Option<f64>| {
+            if let Some(x) = x {
+                v.insert(k, x);
+            }
+        };
+        put("agent_cpu", cpu_seconds(self.agent));
+        put("tree_cpu", Some(procs::tree_cpu_seconds(self.agent)));
+        put("gateway_cpu", cpu_seconds(self.gateway));
+        put("frames", metric(&metrics, "tsuitate_frames_relayed_total"));
+        put("bytes", metric(&metrics, "tsuitate_bytes_relayed_total"));
+        if let Some((pid, out, progress)) = &self.ffmpeg {
+            put("ffmpeg_cpu", cpu_seconds(*pid));
+            put(
+                "x264_bytes",
+                std::fs::metadata(out).ok().map(|m| m.len() as f64),
+            );
+            put("x264_frames", ffmpeg_frames(progress));
+        }
+        Sample {
+            t: self.started.elapsed().as_secs_f64(),
+            values: v,
+        }
+    }
+}
+
+/// The last `frame=N` of ffmpeg's `-progress` file.
+fn ffmpeg_frames(progress: &std::path::Path) -> Option<f64> {
+    std::fs::read_to_string(progress)
+        .ok()?
+        .lines()
+        .rev()
+        .find_map(|l| l.strip_prefix("frame=")?.trim().parse().ok())
+}
+
+/// The samples of one run: start, idle_start, idle_end, end.
+struct Run {
+    s: [Sample; 4],
+    report: Value,
+    typed: Option<String>,
+    clicks: u32,
+}
+
+impl Run {
+    fn delta(&self, key: &str, a: usize, b: usize) -> Option<f64> {
+        Some(self.s[b].values.get(key)? - self.s[a].values.get(key)?)
+    }
+    fn secs(&self, a: usize, b: usize) -> f64 {
+        self.s[b].t - self.s[a].t
+    }
+    fn rate(&self, key: &str, a: usize, b: usize) -> Option<f64> {
+        ratio(self.delta(key, a, b), Some(self.secs(a, b)))
+    }
+}
+
+fn ratio(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+    match (a, b) {
+        (Some(a), Some(b)) if b != 0.0 => Some(a / b),
+        _ => None,
+    }
+}
+
+fn fmt(v: Option<f64>, decimals: usize) -> String {
+    v.map_or("n/a".into(), |v| format!("{v:.decimals$}"))
+}
+
+const START: usize = 0;
+const IDLE_START: usize = 1;
+const IDLE_END: usize = 2;
+const END: usize = 3;
+
+fn run_workload(
+    stack: &Stack,
+    probe: &Probe<'_>,
+    page: &TestPage,
+    name: &str,
+    script: &str,
+    idle_ms: u64,
+) -> Result<Run, String> {
+    let seen = page.events().len();
+    let start = probe.sample();
+    let viewer = stack.spawn_viewer(name, script, &["--keep-session"], PASSWORD);
+    std::thread::sleep(Duration::from_millis(SETTLE_MS + 2500));
+    let idle_start = probe.sample();
+    std::thread::sleep(Duration::from_millis(idle_ms.saturating_sub(3000)));
+    let idle_end = probe.sample();
+    let run = viewer.wait();
+    let end = probe.sample();
+    if run.code != Some(0) {
+        return Err(format!(
+            "viewer run {name} failed with exit code {:?}: {}",
+            run.code, run.stderr
+        ));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let events = page.events();
+    let mut typed = None;
+    let mut clicks = 0;
+    for e in &events[seen.min(events.len())..] {
+        if let Some(t) = e.strip_prefix("typed=") {
+            typed = Some(t.to_owned());
+        } else if let Some(c) = e.strip_prefix("clicks=") {
+            clicks = c.parse().unwrap_or(clicks);
+        }
+    }
+    Ok(Run {
+        s: [start, idle_start, idle_end, end],
+        report: run.report,
+        typed,
+        clicks,
+    })
+}
+
+fn page_check(run: &Run, expected: &str) -> String {
+    let text = match run.typed.as_deref() {
+        Some(t) if t == expected => "exact".to_owned(),
+        other => format!("DIFFERENT: got {other:?}, expected {expected:?}"),
+    };
+    format!("typed text {text}; clicks seen {}/{CLICKS}", run.clicks)
+}
+
+/// The session's Chromium (the browser process, not a renderer) under the agent.
+fn chromium(agent: u32) -> Option<u32> {
+    descendants(agent)
+        .into_iter()
+        .filter(|(_, comm)| comm.contains("chrom"))
+        .map(|(pid, _)| pid)
+        .find(|pid| !cmdline(*pid).iter().any(|a| a.starts_with("--type=")))
+}
+
+fn main() -> ExitCode {
+    match bench() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("[bench-e2e] error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn bench() -> Result<(), String> {
+    let cfg = settings()?;
+    let page = TestPage::serve(page());
+    let extra = format!(
+        "[session]\ndefault_width = {}\ndefault_height = {}\n",
+        cfg.width, cfg.height
+    );
+    say("starting gateway and agent / ゲートウェイとエージェントを起動します…");
+    let mut stack = Stack::start(Some(&page.url), &extra);
+    stack.keep_files();
+    let dir = stack.path("");
+    say(&format!(
+        "working directory / 作業ディレクトリ: {}",
+        dir.display()
+    ));
+    let agent = stack.agent_pid().ok_or("the stack has no agent")?;
+    let probe = Probe {
+        admin: &stack.admin_addr,
+        agent,
+        gateway: stack.gateway_pid(),
+        started: Instant::now(),
+        ffmpeg: None,
+    };
+
+    say("warm-up: starting the session / セッションを開始します…");
+    let warm = stack.viewer(
+        "warmup",
+        "expect-change 60000\nwait 6000\nsnapshot warmup.png\n",
+        &["--keep-session"],
+    );
+    if warm.code != Some(0) {
+        return Err(format!("warm-up failed ({:?}): {}", warm.code, warm.stderr));
+    }
+    let (script, expected) = workload(cfg.idle_ms);
+
+    say("run 1: workload through tsuitate / 計測 1: tsuitate で台本を再生…");
+    let run1 = run_workload(&stack, &probe, &page, "run1", &script, cfg.idle_ms)?;
+
+    let mut run2 = None;
+    let mut ffmpeg_child = None;
+    if cfg.x264 {
+        let chrome = chromium(agent).ok_or("no Chromium process found under the agent")?;
+        let display = environ(chrome, "DISPLAY");
+        if display.is_empty() {
+            return Err("Chromium has no DISPLAY (run as root to read its environment)".into());
+        }
+        say(&format!(
+            "run 2: same workload, ffmpeg x264 capturing {display} / 計測 2: ffmpeg x264 で同じ台本…"
+        ));
+        let (out, progress) = (dir.join("x264.h264"), dir.join("x264.progress"));
+        let log = std::fs::File::create(dir.join("ffmpeg.log")).map_err(|e| e.to_string())?;
+        let size = format!("{}x{}", cfg.width, cfg.height);
+        let child = Child::spawn(
+            "ffmpeg",
+            Command::new("ffmpeg")
+                .args([
+                    "-nostdin",
+                    "-hide_banner",
+                    "-loglevel",
+                    "error",
+                    "-progress",
+                ])
+                .arg(&progress)
+                .args([
+                    "-f",
+                    "x11grab",
+                    "-framerate",
+                    "30",
+                    "-video_size",
+                    &size,
+                    "-i",
+                ])
+                .arg(&display)
+                .args([
+                    "-c:v",
+                    "libx264",
+                    "-preset",
+                    "ultrafast",
+                    "-tune",
+                    "zerolatency",
+                ])
+                .args(["-f", "h264", "-y"])
+                .arg(&out)
+                .env("XAUTHORITY", environ(chrome, "XAUTHORITY"))
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(log),
+        );
+        std::thread::sleep(Duration::from_secs(2));
+        let pid = child.pid();
+        ffmpeg_child = Some(child);
+        let probe2 = Probe {
+            ffmpeg: Some((pid, out, progress)),
+            ..probe
+        };
+        run2 = Some(run_workload(
+            &stack,
+            &probe2,
+            &page,
+            "run2",
+            &script,
+            cfg.idle_ms,
+        )?);
+    }
+    if let Some(mut ff) = ffmpeg_child {
+        procs::signal(ff.pid(), libc::SIGINT);
+        ff.stop(Duration::from_secs(5));
+    }
+
+    let summary = summary(&cfg, &run1, run2.as_ref(), &expected, &dir);
+    print!("{summary}");
+    let _ = std::fs::write(dir.join("results.txt"), &summary);
+    Ok(())
+}
+
+fn summary(
+    cfg: &Settings,
+    r1: &Run,
+    r2: Option<&Run>,
+    expected: &str,
+    dir: &std::path::Path,
+) -> String {
+    let mut o = String::new();
+    let t1 = r1.secs(START, END);
+    let lat = |k: &str| r1.report["latency_ms"][k].as_f64().unwrap_or(f64::NAN);
+    let _ = writeln!(
+        o,
+        "\n== tsuitate, scripted workload at {}x{}, {t1:.1} s (run 1) ==",
+        cfg.width, cfg.height
+    );
+    let _ = writeln!(
+        o,
+        "capture→decoded latency  p50 {:.1} ms   p95 {:.1} ms   p99 {:.1} ms   max {:.1} ms",
+        lat("p50"),
+        lat("p95"),
+        lat("p99"),
+        lat("max")
+    );
+    let _ = writeln!(
+        o,
+        "frames decoded           {} ({:.1} fps over the viewer's run), dropped {}",
+        r1.report["frames_decoded"],
+        r1.report["fps"].as_f64().unwrap_or(f64::NAN),
+        r1.report["dropped_frames"]
+    );
+    let bytes1 = r1.delta("bytes", START, END);
+    let _ = writeln!(
+        o,
+        "frames relayed           {}",
+        fmt(r1.delta("frames", START, END), 0)
+    );
+    let _ = writeln!(
+        o,
+        "bytes per second         {} kB/s ({} kbit/s)",
+        fmt(ratio(bytes1, Some(t1 * 1e3)), 1),
+        fmt(ratio(bytes1, Some(t1 * 125.0)), 0)
+    );
+    let agent1 = r1.rate("agent_cpu", START, END);
+    let _ = writeln!(
+        o,
+        "agent CPU per session    {} CPU-s/s (agent process: capture, convert, encode, QUIC)",
+        fmt(agent1, 3)
+    );
+    let _ = writeln!(
+        o,
+        "  with Xvfb + Chromium   {} CPU-s/s (agent and all its descendants)",
+        fmt(r1.rate("tree_cpu", START, END), 3)
+    );
+    let _ = writeln!(
+        o,
+        "gateway CPU              {} CPU-s/s",
+        fmt(r1.rate("gateway_cpu", START, END), 3)
+    );
+    let _ = writeln!(
+        o,
+        "idle window              {:.1} s: {} frames relayed (goal 0), agent CPU {} CPU-s/s",
+        r1.secs(IDLE_START, IDLE_END),
+        fmt(r1.delta("frames", IDLE_START, IDLE_END), 0),
+        fmt(r1.rate("agent_cpu", IDLE_START, IDLE_END), 3)
+    );
+    let _ = writeln!(
+        o,
+        "page check               run1: {}",
+        page_check(r1, expected)
+    );
+    if let Some(r2) = r2 {
+        let t2 = r2.secs(START, END);
+        let agent2 = r2.delta("agent_cpu", START, END);
+        let ff = r2.delta("ffmpeg_cpu", START, END);
+        let (frames2, xf) = (
+            r2.delta("frames", START, END),
+            r2.delta("x264_frames", START, END),
+        );
+        let (bytes2, xb) = (
+            r2.delta("bytes", START, END),
+            r2.delta("x264_bytes", START, END),
+        );
+        let idle2 = Some(r2.secs(IDLE_START, IDLE_END));
+        let _ = writeln!(
+            o,
+            "\n== same workload, tsuitate vs ffmpeg x264 (ultrafast, zerolatency, 30 fps) (run 2, {t2:.1} s) =="
+        );
+        let rows = [
+            (
+                "encode CPU, CPU-s/s",
+                ratio(agent2, Some(t2)),
+                ratio(ff, Some(t2)),
+                3,
+            ),
+            ("frames encoded", frames2, xf, 0),
+            (
+                "CPU ms per frame",
+                ratio(agent2, ratio(frames2, Some(1e3))),
+                ratio(ff, ratio(xf, Some(1e3))),
+                2,
+            ),
+            ("bytes", bytes2, xb, 0),
+            (
+                "kbit/s",
+                ratio(bytes2, Some(t2 * 125.0)),
+                ratio(xb, Some(t2 * 125.0)),
+                0,
+            ),
+            (
+                "idle window bytes",
+                r2.delta("bytes", IDLE_START, IDLE_END),
+                r2.delta("x264_bytes", IDLE_START, IDLE_END),
+                0,
+            ),
+            (
+                "idle window CPU-s/s",
+                ratio(r2.delta("agent_cpu", IDLE_START, IDLE_END), idle2),
+                ratio(r2.delta("ffmpeg_cpu", IDLE_START, IDLE_END), idle2),
+                3,
+            ),
+        ];
+        let _ = writeln!(
+            o,
+            "{:24}{:>16}{:>16}{:>10}",
+            "", "tsuitate agent", "ffmpeg x264", "ratio"
+        );
+        for (name, a, b, d) in rows {
+            let _ = writeln!(
+                o,
+                "{name:24}{:>16}{:>16}{:>10}",
+                fmt(a, d),
+                fmt(b, d),
+                fmt(ratio(a, b), 2)
+            );
+        }
+        let _ = writeln!(o, "page check run2: {}", page_check(r2, expected));
+        let _ = writeln!(
+            o,
+            "(run 1 agent CPU for the same workload without ffmpeg running: {} CPU-s/s; ratio to x264 {})",
+            fmt(agent1, 3),
+            fmt(ratio(agent1, ratio(ff, Some(t2))), 2)
+        );
+    }
+    let _ = writeln!(
+        o,
+        "\ndetails: {}run1.report.json, snapshots and logs in {}",
+        dir.display(),
+        dir.display()
+    );
+    o
+}
