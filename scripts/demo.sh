@@ -54,11 +54,9 @@ cert = "pki/gateway.pem"
 key = "pki/gateway-key.pem"
 TOML
 
-# The browser runs as an unprivileged user: give it a world-readable copy of the welcome page.
-welcome="$(mktemp -d /tmp/tsuitate-welcome.XXXXXX)"
-cp deploy/welcome/index.html "$welcome/"
-chmod 755 "$welcome"
-chmod 644 "$welcome/index.html"
+# The welcome page is served over loopback HTTP: the browser's managed policy blocks file://
+# (the LGWAN user must never see the agent host's files).
+welcome_port=4702
 
 browser_user=""
 if [ "$(id -u)" -eq 0 ]; then
@@ -68,7 +66,7 @@ cat >"$demo/agent.toml" <<TOML
 $browser_user
 agent_id = "demo-agent"
 max_sessions = 2
-start_url = "file://$welcome/index.html"
+start_url = "http://127.0.0.1:$welcome_port/index.html"
 ca = "pki/ca.pem"
 cert = "pki/agent-demo-agent.pem"
 key = "pki/agent-demo-agent-key.pem"
@@ -86,12 +84,14 @@ cleanup() {
     for _ in $(seq 1 100); do kill -0 "${pids[$i]}" 2>/dev/null || break; sleep 0.1; done
     kill -KILL "${pids[$i]}" 2>/dev/null || true
   done
-  if [ -n "${welcome:-}" ]; then rm -rf "$welcome"; fi
   say "stopped / 停止しました (logs: $demo)"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
+python3 -m http.server --bind 127.0.0.1 --directory deploy/welcome "$welcome_port" \
+  >"$demo/welcome.log" 2>&1 &
+pids+=($!)
 "$bin/tsuitate-gateway" run --config "$demo/gateway.toml" 2>"$demo/gateway.log" &
 pids+=($!)
 (cd "$demo" && exec "$bin/tsuitate-agent" --config "$demo/agent.toml") 2>"$demo/agent.log" &

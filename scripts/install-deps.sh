@@ -3,12 +3,13 @@
 #   nasm (openh264's assembly, ≈3× faster encode), xvfb + chromium (the host agent's browser)
 #   + chromium-l10n (its Japanese UI), libnss3-tools (certutil, for the agent's extra_ca),
 #   fonts-noto-cjk (Japanese pages render), xauth, procps, and the X libraries the viewer
-#   window loads at run time (libxkbcommon-x11-0, libxcursor1, libx11-xcb1).
+#   window loads at run time (libxkbcommon-x11-0, libxcursor1, libx11-xcb1), python3 (the demo
+#   serves its welcome page over loopback HTTP: the browser's policy blocks file://).
 # Usage: scripts/install-deps.sh   (as root, or with sudo available)
 set -euo pipefail
 
 packages=(nasm xvfb chromium chromium-l10n fonts-noto-cjk libnss3-tools xauth procps util-linux
-  libxkbcommon-x11-0 libxcursor1 libx11-xcb1)
+  libxkbcommon-x11-0 libxcursor1 libx11-xcb1 python3)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

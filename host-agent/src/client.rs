@@ -25,6 +25,9 @@ pub enum ClientError {
     /// The session work directory could not be prepared.
     #[error(transparent)]
     WorkDir(#[from] crate::browser::BrowserError),
+    /// The managed browser policy could not be installed.
+    #[error(transparent)]
+    Policy(#[from] crate::browser::policy::PolicyError),
     /// TLS material could not be loaded.
     #[error(transparent)]
     Tls(#[from] tsuitate_transport::TlsError),
@@ -116,6 +119,10 @@ pub async fn run(config: AgentConfig, shutdown: watch::Receiver<bool>) -> Result
     if let Some(dir) = &config.browser.work_dir {
         crate::browser::prepare_work_dir(dir)?;
     }
+    // Sessions never start without the managed browser policy (docs/agent.md).
+    let (policy, written) =
+        crate::browser::policy::install(&config.policy, crate::browser::running_as_root())?;
+    tracing::info!(file = %policy.display(), written, "browser policy in place");
     let mut endpoint = Endpoint::client(SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)))
         .map_err(ClientError::Endpoint)?;
     endpoint.set_default_client_config(client_config);

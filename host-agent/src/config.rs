@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
+use crate::browser::policy::{PolicyOptions, DEFAULT_POLICY_DIR};
 use crate::browser::{self, BrowserOptions, BrowserUser};
 use crate::size;
 use crate::x11::CaptureMode;
@@ -75,6 +76,13 @@ struct ConfigFile {
     chromium: Option<PathBuf>,
     xvfb: Option<PathBuf>,
     work_dir: Option<PathBuf>,
+    policy_dir: Option<PathBuf>,
+    #[serde(default)]
+    downloads: bool,
+    #[serde(default)]
+    url_blocklist: Vec<String>,
+    #[serde(default)]
+    url_allowlist: Vec<String>,
 }
 
 fn default_max_sessions() -> u16 {
@@ -121,6 +129,8 @@ pub struct AgentConfig {
     pub capture: CaptureMode,
     /// Everything the browser needs.
     pub browser: BrowserOptions,
+    /// Chromium's managed policy (installed at start-up).
+    pub policy: PolicyOptions,
 }
 
 /// Every problem found in a configuration file, reported together (shared by the three
@@ -153,7 +163,8 @@ impl AgentConfig {
                 .chain(file.extra_ca.as_mut())
                 .chain(file.chromium.as_mut())
                 .chain(file.xvfb.as_mut())
-                .chain(file.work_dir.as_mut()),
+                .chain(file.work_dir.as_mut())
+                .chain(file.policy_dir.as_mut()),
         );
         validate(file)
     }
@@ -194,9 +205,11 @@ fn check_field(key: &str, v: &toml::Value) -> Option<String> {
             (!v.as_str().is_some_and(agent_id_valid)).then(|| AGENT_ID_RULE.to_string())
         }),
         "start_url" | "browser_user" | "proxy" | "proxy_bypass" => check::<String>(key, v),
-        "ca" | "cert" | "key" | "extra_ca" | "chromium" | "xvfb" | "work_dir" => {
+        "ca" | "cert" | "key" | "extra_ca" | "chromium" | "xvfb" | "work_dir" | "policy_dir" => {
             check::<PathBuf>(key, v)
         }
+        "downloads" => check::<bool>(key, v),
+        "url_blocklist" | "url_allowlist" => check::<Vec<String>>(key, v),
         "max_sessions" | "max_width" | "max_height" => check::<u16>(key, v),
         "fps" | "bitrate_kbps" => check::<u32>(key, v),
         "gateways" => check::<Vec<GatewayEntry>>(key, v),
@@ -329,6 +342,16 @@ fn validate(f: ConfigFile) -> Result<AgentConfig, ConfigErrors> {
         capture: match f.capture {
             CaptureSetting::Shm => CaptureMode::Shm,
             CaptureSetting::Getimage => CaptureMode::GetImage,
+        },
+        policy: PolicyOptions {
+            dir: f
+                .policy_dir
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_POLICY_DIR)),
+            downloads: f.downloads,
+            url_blocklist: f.url_blocklist,
+            url_allowlist: f.url_allowlist,
+            proxy: f.proxy.clone(),
+            proxy_bypass: f.proxy_bypass.clone(),
         },
         browser: BrowserOptions {
             extra_ca: f.extra_ca,

@@ -1,8 +1,6 @@
-//! Chromium's command line, environment and initial profile preferences.
-//!
-//! Managed policy (/etc/chromium/policies) needs root-owned system files, so the browser
-//! policy is expressed as command-line switches plus the profile's `Preferences`, written
-//! into the empty per-session profile before start (see docs/agent.md).
+//! Chromium's command line, environment and initial profile preferences: a second layer under
+//! the managed policy ([`super::policy`]), written into the empty per-session profile before
+//! start (see docs/agent.md).
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};

@@ -3,6 +3,7 @@
 
 mod chromium;
 mod nssdb;
+pub mod policy;
 mod process;
 mod user;
 mod workdir;

@@ -1,0 +1,165 @@
+//! Browser isolation through the real viewer (issue 11, managed policy): an LGWAN user sees web
+//! pages, never the agent host's files, a file chooser over its file system, DevTools or the
+//! browser's settings. Real gateway, agent (Xvfb + Chromium under the managed policy the agent
+//! installs), headless viewer; every check is a pixel check of what the viewer decoded.
+
+use std::path::{Path, PathBuf};
+
+use tsuitate_testkit::{Stack, TestPage};
+
+/// A decoded snapshot as RGB pixels, row by row.
+struct Picture {
+    px: Vec<[u8; 3]>,
+    width: usize,
+}
+
+fn load(path: &Path) -> Picture {
+    let decoder = png::Decoder::new(std::io::BufReader::new(
+        std::fs::File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())),
+    ));
+    let mut reader = decoder.read_info().expect("png header");
+    let mut buf = vec![0; reader.output_buffer_size()];
+    let info = reader.next_frame(&mut buf).expect("png frame");
+    let channels = info.color_type.samples();
+    Picture {
+        px: buf[..info.buffer_size()]
+            .chunks_exact(channels)
+            .map(|p| [p[0], p[1], p[2]])
+            .collect(),
+        width: info.width as usize,
+    }
+}
+
+impl Picture {
+    /// Share of pixels that are the test pages' red (#e00000).
+    fn red(&self) -> f64 {
+        let n = self
+            .px
+            .iter()
+            .filter(|p| p[0] > 190 && p[1] < 50 && p[2] < 50)
+            .count();
+        n as f64 / self.px.len() as f64
+    }
+
+    /// Share of pixels that differ clearly from `other` (same size).
+    fn changed_from(&self, other: &Picture) -> f64 {
+        self.changed_in(other, 0.0, 1.0)
+    }
+
+    /// The same, within the horizontal band from `top` to `bottom` (fractions of the height)
+    /// and the middle half of the width: where a dialog would sit.
+    fn changed_in(&self, other: &Picture, top: f64, bottom: f64) -> f64 {
+        assert_eq!(self.px.len(), other.px.len(), "snapshots of one size");
+        let (w, h) = (self.width, self.px.len() / self.width);
+        let rows = (h as f64 * top) as usize..(h as f64 * bottom) as usize;
+        let cols = if top == 0.0 && bottom == 1.0 {
+            0..w
+        } else {
+            w / 4..w * 3 / 4
+        };
+        let (mut changed, mut total) = (0usize, 0usize);
+        for y in rows {
+            for x in cols.clone() {
+                let (a, b) = (self.px[y * w + x], other.px[y * w + x]);
+                total += 1;
+                if a.iter().zip(b.iter()).any(|(p, q)| p.abs_diff(*q) > 40) {
+                    changed += 1;
+                }
+            }
+        }
+        changed as f64 / total.max(1) as f64
+    }
+}
+
+/// A page with a large file input; clicking it reports `file-click=1` (the click reached it).
+const FILE_PAGE: &str = r#"<!DOCTYPE html>
+<html lang="ja"><head><meta charset="utf-8"><title>isolation</title>
+<style>body { margin:0; background:#fff; font-family:sans-serif; }
+ #f { position:absolute; left:40px; top:40px; width:500px; height:160px; font-size:40px; }</style>
+</head><body><input type="file" id="f">
+<script>
+ document.getElementById('f').addEventListener('click', function() { fetch('/event?file-click=1'); });
+ fetch('/event?loaded=1');
+</script></body></html>"#;
+
+/// A page that is all red: what a shown file:// page would look like.
+const RED: &str = r#"<!DOCTYPE html><html><head><meta charset="utf-8"><title>red</title></head>
+<body style="margin:0;background:#e00000"><div style="height:3000px"></div></body></html>"#;
+
+/// A world-readable red page on the agent host (what `file://` would show).
+fn host_file() -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = std::env::temp_dir().join(format!("tsuitate-isolation-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("create dir");
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let file = dir.join("red.html");
+    std::fs::write(&file, RED).expect("write page");
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    file
+}
+
+fn go(url: &str, snapshot: &str) -> String {
+    format!("key Control+l\nwait 500\ntype {url}\nkey Enter\nwait 4000\nsnapshot {snapshot}\n")
+}
+
+#[test]
+fn host_files_file_dialogs_devtools_and_settings_stay_out_of_reach() {
+    let page = TestPage::serve(FILE_PAGE.to_owned());
+    let red_page = TestPage::serve(RED.to_owned());
+    let file = host_file();
+    let stack = Stack::start(Some(&page.url), "");
+    let script = format!(
+        "expect-change 30000\nwait 3000\nsnapshot start.png\n\
+         key F12\nwait 2500\nkey Escape\nwait 1500\nsnapshot f12.png\n\
+         key Control+Shift+i\nwait 2500\nkey Escape\nwait 1500\nsnapshot ctrl-shift-i.png\n\
+         click 290 200\nwait 2500\nsnapshot file-input.png\nkey Escape\nwait 500\n\
+         {}{}{}",
+        go(&red_page.url, "web-red.png"),
+        go(&format!("file://{}", file.display()), "file-url.png"),
+        go("chrome://settings", "settings.png"),
+    );
+    let run = stack.viewer("isolation", &script, &[]);
+    let _ = std::fs::remove_dir_all(file.parent().unwrap_or(Path::new("/nonexistent")));
+    assert_eq!(
+        run.code,
+        Some(0),
+        "viewer failed: {}\nreport: {}",
+        run.stderr,
+        run.report
+    );
+    let snap = |name: &str| load(&run.snapshots.join(name));
+    let start = snap("start.png");
+
+    // F12 and Ctrl+Shift+I open no DevTools: Chromium says "DevTools is blocked by your
+    // organization" in a message that Escape dismisses, and the window is as before; a docked
+    // or separate DevTools would still be there.
+    for name in ["f12.png", "ctrl-shift-i.png"] {
+        let changed = snap(name).changed_from(&start);
+        assert!(changed < 0.03, "{name}: DevTools appeared ({changed})");
+    }
+
+    // The click reached the file input, and no file chooser opened over the browser: the tab
+    // strip and toolbar (the top ~11 % of the frame) are as before; Chromium only shows a bar
+    // "access to local files is disabled by the administrator" below the toolbar.
+    assert!(
+        page.events().iter().any(|e| e == "file-click=1"),
+        "the click reached the file input: {:?}",
+        page.events()
+    );
+    let dialog = snap("file-input.png").changed_in(&start, 0.0, 0.11);
+    assert!(dialog < 0.03, "a file chooser appeared ({dialog})");
+
+    // Navigation works (a red web page shows red) ...
+    let web = snap("web-red.png").red();
+    assert!(web > 0.5, "the red web page was shown ({web})");
+    // ... but the same page as a file on the agent host is blocked.
+    let blocked = snap("file-url.png");
+    assert!(
+        blocked.red() < 0.01,
+        "file:// was shown ({})",
+        blocked.red()
+    );
+    // chrome://settings shows the same block page as file://, not the settings UI.
+    let settings = snap("settings.png").changed_from(&blocked);
+    assert!(settings < 0.05, "chrome://settings was shown ({settings})");
+}
