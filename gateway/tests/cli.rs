@@ -146,23 +146,41 @@ fn run_serves_health_and_stops_on_sigterm() {
     let pki = dir.path().join("pki");
     assert_eq!(run(&["ca", "init", "--dir", p(&pki)], None).0, 0);
     std::fs::write(dir.path().join("users.toml"), "").unwrap();
-    let admin = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let admin_addr = admin.local_addr().unwrap();
-    drop(admin);
+    // Every listener on port 0: --ready-file says which ports the gateway got.
     let cfg = dir.path().join("gateway.toml");
     std::fs::write(
         &cfg,
-        format!(
-            "agent_listen = \"127.0.0.1:0\"\nviewer_listen = \"127.0.0.1:0\"\nadmin_listen = \"{admin_addr}\"\nusers_file = \"users.toml\"\naudit_log = \"audit.jsonl\"\n[tls]\nca = \"pki/ca.pem\"\ncert = \"pki/gateway.pem\"\nkey = \"pki/gateway-key.pem\"\n"
-        ),
+        "agent_listen = \"127.0.0.1:0\"\nviewer_listen = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\nusers_file = \"users.toml\"\naudit_log = \"audit.jsonl\"\n[tls]\nca = \"pki/ca.pem\"\ncert = \"pki/gateway.pem\"\nkey = \"pki/gateway-key.pem\"\n",
     )
     .unwrap();
+    let ready = dir.path().join("ready.json");
     let mut child = Command::new(BIN)
         .args(["--log-format", "json", "run", "--config", p(&cfg)])
+        .args(["--ready-file", p(&ready)])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
+    let mut admin_addr = None;
+    for _ in 0..200 {
+        let addrs: Option<serde_json::Value> = std::fs::read_to_string(&ready)
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok());
+        if let Some(a) = addrs {
+            let port_of = |k: &str| {
+                a[k].as_str()
+                    .and_then(|s| s.parse::<std::net::SocketAddr>().ok())
+                    .map(|s| s.port())
+            };
+            assert!(port_of("viewer_listen").is_some_and(|p| p != 0), "{a}");
+            assert!(port_of("agent_listen").is_some_and(|p| p != 0), "{a}");
+            admin_addr = a["admin_listen"].as_str().and_then(|s| s.parse().ok());
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let admin_addr: std::net::SocketAddr =
+        admin_addr.expect("the ready file names the admin address");
     let mut healthy = false;
     for _ in 0..200 {
         if let Ok(mut s) = std::net::TcpStream::connect(admin_addr) {

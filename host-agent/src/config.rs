@@ -390,13 +390,26 @@ mod tests {
         d
     }
 
+    /// A valid configuration (paths in `d`) with the TOML keys of `extra` added; values are
+    /// serialized, never spliced in.
     fn text(d: &Path, extra: &str) -> String {
-        format!(
-            "agent_id = \"agent-1\"\nbrowser_user = \"65534:65534\"\n\
-             gateways = [{{ addr = \"127.0.0.1:4701\", server_name = \"localhost\" }}]\n\
-             ca = \"{0}/ca.pem\"\ncert = \"{0}/a.pem\"\nkey = \"{0}/a-key.pem\"\n{extra}",
-            d.display()
-        )
+        let mut t = toml::Table::new();
+        let mut put = |k: &str, v: toml::Value| {
+            t.insert(k.into(), v);
+        };
+        let s = |v: &str| toml::Value::String(v.into());
+        put("agent_id", s("agent-1"));
+        put("browser_user", s("65534:65534"));
+        let mut gw = toml::Table::new();
+        gw.insert("addr".into(), s("127.0.0.1:4701"));
+        gw.insert("server_name".into(), s("localhost"));
+        put("gateways", toml::Value::Array(vec![toml::Value::Table(gw)]));
+        for (k, f) in [("ca", "ca.pem"), ("cert", "a.pem"), ("key", "a-key.pem")] {
+            put(k, s(&d.join(f).to_string_lossy()));
+        }
+        let extra: toml::Table = toml::from_str(extra).unwrap_or_else(|e| panic!("{e}"));
+        t.extend(extra);
+        toml::to_string(&t).unwrap_or_default()
     }
 
     #[test]
