@@ -71,14 +71,19 @@ impl Picture {
     }
 }
 
-/// A page with a large file input; clicking it reports `file-click=1` (the click reached it).
+/// A page with a large file input and a large download link; clicking them reports
+/// `file-click=1` / `download-click=1` (the click reached them).
 const FILE_PAGE: &str = r#"<!DOCTYPE html>
 <html lang="ja"><head><meta charset="utf-8"><title>isolation</title>
 <style>body { margin:0; background:#fff; font-family:sans-serif; }
- #f { position:absolute; left:40px; top:40px; width:500px; height:160px; font-size:40px; }</style>
+ #f { position:absolute; left:40px; top:40px; width:500px; height:160px; font-size:40px; }
+ #d { position:absolute; left:40px; top:240px; width:500px; height:160px; font-size:40px;
+      display:block; background:#ddeeff; }</style>
 </head><body><input type="file" id="f">
+<a id="d" href="/download/tsuitate-dl-test.bin">ダウンロード / download</a>
 <script>
  document.getElementById('f').addEventListener('click', function() { fetch('/event?file-click=1'); });
+ document.getElementById('d').addEventListener('click', function() { fetch('/event?download-click=1'); });
  fetch('/event?loaded=1');
 </script></body></html>"#;
 
@@ -98,6 +103,23 @@ fn host_file() -> PathBuf {
     file
 }
 
+/// Files under `dir` whose name starts with `prefix` (a finished or partial download).
+fn files_named(dir: &Path, prefix: &str) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                todo.push(p);
+            } else if e.file_name().to_string_lossy().starts_with(prefix) {
+                found.push(p);
+            }
+        }
+    }
+    found
+}
+
 fn go(url: &str, snapshot: &str) -> String {
     format!("key Control+l\nwait 500\ntype {url}\nkey Enter\nwait 4000\nsnapshot {snapshot}\n")
 }
@@ -113,12 +135,14 @@ fn host_files_file_dialogs_devtools_and_settings_stay_out_of_reach() {
          key F12\nwait 2500\nkey Escape\nwait 1500\nsnapshot f12.png\n\
          key Control+Shift+i\nwait 2500\nkey Escape\nwait 1500\nsnapshot ctrl-shift-i.png\n\
          click 290 200\nwait 2500\nsnapshot file-input.png\nkey Escape\nwait 500\n\
+         click 290 440\nwait 3000\n\
          {}{}{}",
         go(&red_page.url, "web-red.png"),
         go(&format!("file://{}", file.display()), "file-url.png"),
         go("chrome://settings", "settings.png"),
     );
-    let run = stack.viewer("isolation", &script, &[]);
+    // The session is kept so that its directory can be searched for the download afterwards.
+    let run = stack.viewer("isolation", &script, &["--keep-session"]);
     let _ = std::fs::remove_dir_all(file.parent().unwrap_or(Path::new("/nonexistent")));
     assert_eq!(
         run.code,
@@ -148,6 +172,15 @@ fn host_files_file_dialogs_devtools_and_settings_stay_out_of_reach() {
     );
     let dialog = snap("file-input.png").changed_in(&start, 0.0, 0.11);
     assert!(dialog < 0.03, "a file chooser appeared ({dialog})");
+
+    // The download link was clicked, and nothing was stored on the agent host.
+    assert!(
+        page.events().iter().any(|e| e == "download-click=1"),
+        "the click reached the download link: {:?}",
+        page.events()
+    );
+    let stored = files_named(&stack.path("agent-work"), "tsuitate-dl-test");
+    assert!(stored.is_empty(), "the download was stored: {stored:?}");
 
     // Navigation works (a red web page shows red) ...
     let web = snap("web-red.png").red();

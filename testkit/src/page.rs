@@ -32,7 +32,11 @@ pub const PAGE: &str = r#"<!DOCTYPE html>
 </script>
 </body></html>"#;
 
-/// Serves a page (by default [`PAGE`]) and records each `/event?…` query, decoded.
+/// What `/download/NAME` answers, as an attachment named NAME.
+pub const DOWNLOAD_BODY: &str = "tsuitate download test: this file must not be stored\n";
+
+/// Serves a page (by default [`PAGE`]) at `/`, a file to download at `/download/NAME`, and
+/// records each `/event?…` query, decoded.
 #[derive(Debug)]
 pub struct TestPage {
     /// The page's URL.
@@ -86,6 +90,7 @@ fn serve(stream: TcpStream, events: &Mutex<Vec<String>>, html: &str) {
         line.clear();
     }
     let path = request.split_whitespace().nth(1).unwrap_or("/").to_string();
+    let mut extra_header = String::new();
     let (body, ctype) = if let Some(q) = path.strip_prefix("/event?") {
         if let Ok(mut e) = events.lock() {
             e.push(percent_decode(q));
@@ -93,13 +98,21 @@ fn serve(stream: TcpStream, events: &Mutex<Vec<String>>, html: &str) {
         ("ok", "text/plain")
     } else if path == "/" {
         (html, "text/html; charset=utf-8")
+    } else if let Some(name) = path.strip_prefix("/download/") {
+        // A file the browser would save: a download test looks for it on the agent host.
+        let name: String = name
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
+            .collect();
+        extra_header = format!("Content-Disposition: attachment; filename=\"{name}\"\r\n");
+        (DOWNLOAD_BODY, "application/octet-stream")
     } else {
         ("", "text/plain")
     };
     let mut out = &stream;
     let _ = write!(
         out,
-        "HTTP/1.1 200 OK\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n{body}",
+        "HTTP/1.1 200 OK\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\n{extra_header}Cache-Control: no-store\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
 }
