@@ -50,14 +50,20 @@ pub fn init_logging(format: LogFormat, default_filter: &str) {
     }
 }
 
-/// Resolves at the first SIGINT (Ctrl-C) or SIGTERM (systemd, Kubernetes).
-pub async fn shutdown_signal() -> std::io::Result<()> {
+/// Install the SIGINT (Ctrl-C) and SIGTERM (systemd, Kubernetes) handlers now, and return a
+/// future that resolves at the first of them. Installing before the program reports itself
+/// ready means no signal in between takes the default action (an ungraceful exit). Call it
+/// inside the tokio runtime.
+pub fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate())?;
-    tokio::select! {
-        r = tokio::signal::ctrl_c() => r,
-        _ = term.recv() => Ok(()),
-    }
+    let mut int = signal(SignalKind::interrupt())?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+    })
 }
 
 /// Every problem found in a configuration, reported together, one per line.

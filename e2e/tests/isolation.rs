@@ -103,8 +103,8 @@ fn host_file() -> PathBuf {
     file
 }
 
-/// Files under `dir` whose name starts with `prefix` (a finished or partial download).
-fn files_named(dir: &Path, prefix: &str) -> Vec<PathBuf> {
+/// Files under `dir` whose name satisfies `pred`.
+fn files_where(dir: &Path, pred: impl Fn(&str) -> bool) -> Vec<PathBuf> {
     let mut found = Vec::new();
     let mut todo = vec![dir.to_path_buf()];
     while let Some(d) = todo.pop() {
@@ -112,7 +112,7 @@ fn files_named(dir: &Path, prefix: &str) -> Vec<PathBuf> {
             let p = e.path();
             if p.is_dir() {
                 todo.push(p);
-            } else if e.file_name().to_string_lossy().starts_with(prefix) {
+            } else if pred(&e.file_name().to_string_lossy()) {
                 found.push(p);
             }
         }
@@ -170,8 +170,12 @@ fn host_files_file_dialogs_devtools_and_settings_stay_out_of_reach() {
         "the click reached the file input: {:?}",
         page.events()
     );
-    let dialog = snap("file-input.png").changed_in(&start, 0.0, 0.11);
-    assert!(dialog < 0.03, "a file chooser appeared ({dialog})");
+    let file_input = snap("file-input.png");
+    let top = file_input.changed_in(&start, 0.0, 0.11);
+    assert!(top < 0.03, "a file chooser covered the toolbar ({top})");
+    // Nor one placed lower: the bottom fifth of the page stays blank.
+    let bottom = file_input.changed_in(&start, 0.8, 1.0);
+    assert!(bottom < 0.03, "a file chooser covered the page ({bottom})");
 
     // The download link was clicked, and nothing was stored on the agent host.
     assert!(
@@ -179,7 +183,13 @@ fn host_files_file_dialogs_devtools_and_settings_stay_out_of_reach() {
         "the click reached the download link: {:?}",
         page.events()
     );
-    let stored = files_named(&stack.path("agent-work"), "tsuitate-dl-test");
+    let work = stack.path("agent-work");
+    // The file itself, or Chromium's partial download ("Unconfirmed NNN.crdownload").
+    let stored = files_where(&work, |name| {
+        name.starts_with("tsuitate-dl-test")
+            || name.starts_with("Unconfirmed")
+            || name.ends_with(".crdownload")
+    });
     assert!(stored.is_empty(), "the download was stored: {stored:?}");
 
     // Navigation works (a red web page shows red) ...

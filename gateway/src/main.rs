@@ -194,6 +194,14 @@ fn run(config: PathBuf, ready_file: Option<PathBuf>) -> Result<ExitCode> {
             "tsuitate-gateway: viewers {} / agents {} / admin http://{}",
             gw.viewer_addr, gw.agent_addr, gw.admin_addr
         );
+        // Signal handlers first: whoever waits for the ready file may send SIGTERM at once.
+        let signal = match tsuitate_cli::shutdown_signal() {
+            Ok(s) => s,
+            Err(e) => {
+                gw.shutdown().await;
+                return Err(anyhow::Error::new(e).context("signal handlers"));
+            }
+        };
         if let Some(path) = &ready_file {
             let ready = json!({
                 "viewer_listen": gw.viewer_addr.to_string(),
@@ -205,9 +213,7 @@ fn run(config: PathBuf, ready_file: Option<PathBuf>) -> Result<ExitCode> {
                 return Err(e.context("--ready-file"));
             }
         }
-        tsuitate_cli::shutdown_signal()
-            .await
-            .context("signal handlers")?;
+        signal.await;
         gw.shutdown().await;
         Ok(ExitCode::SUCCESS)
     })

@@ -81,8 +81,13 @@ impl Slots {
         if !taken {
             return None;
         }
-        self.changed.send_replace(self.free());
+        self.publish();
         Some(SlotGuard(Arc::clone(self)))
+    }
+    /// Publish the free count, read under the watch's lock: two sessions ending at once on two
+    /// threads cannot leave an older count as the last one published.
+    fn publish(&self) {
+        self.changed.send_modify(|v| *v = self.free());
     }
     /// Watch free-slot changes.
     pub fn subscribe(&self) -> watch::Receiver<u16> {
@@ -97,7 +102,7 @@ pub struct SlotGuard(Arc<Slots>);
 impl Drop for SlotGuard {
     fn drop(&mut self) {
         self.0.used.fetch_sub(1, Ordering::SeqCst);
-        self.0.changed.send_replace(self.0.free());
+        self.0.publish();
     }
 }
 

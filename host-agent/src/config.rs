@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
-use crate::browser::policy::{PolicyOptions, DEFAULT_POLICY_DIR};
+use crate::browser::policy::{PolicyOptions, DEFAULT_POLICY_DIR, KNOWN_POLICY_DIRS};
 use crate::browser::{self, BrowserOptions, BrowserUser};
 use crate::size;
 use crate::x11::CaptureMode;
@@ -310,6 +310,15 @@ fn validate(f: ConfigFile) -> Result<AgentConfig, ConfigErrors> {
     if let Some(p) = &f.proxy {
         if p.is_empty() || p.starts_with('-') || p.contains(char::is_whitespace) {
             err(format!("proxy: invalid value {p:?}"));
+        }
+    }
+    if let Some(d) = &f.policy_dir {
+        if !KNOWN_POLICY_DIRS.iter().any(|k| Path::new(k) == d) {
+            err(format!(
+                "policy_dir: {} is not where a browser reads managed policy (one of {}) / ブラウザが管理ポリシーを読む場所ではありません",
+                d.display(),
+                KNOWN_POLICY_DIRS.join(", ")
+            ));
         }
     }
     let user = match (&f.browser_user, browser::running_as_root()) {

@@ -64,11 +64,9 @@ fn run(config: AgentConfig) -> anyhow::Result<()> {
         .context("tokio runtime")?;
     rt.block_on(async move {
         let (stop_tx, stop_rx) = watch::channel(false);
+        let signal = tsuitate_cli::shutdown_signal().context("signal handlers")?;
         tokio::spawn(async move {
-            if let Err(e) = tsuitate_cli::shutdown_signal().await {
-                tracing::error!(error = %e, "no signal handlers: stop the agent with SIGKILL");
-                return;
-            }
+            signal.await;
             tracing::info!("shutting down / 停止します");
             let _ = stop_tx.send(true);
         });

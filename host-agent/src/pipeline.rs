@@ -51,9 +51,12 @@ struct Shared {
 impl Shared {
     /// Change the control state under its lock, then wake the threads.
     fn tell(&self, f: impl FnOnce(&mut Control)) {
-        if let Ok(mut c) = self.control.lock() {
-            f(&mut c);
-        }
+        // A poisoned lock (a thread panicked holding it) still takes the change: `stop` must
+        // always reach the threads, or `Pipeline::stop` would wait for them forever.
+        f(&mut self
+            .control
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner));
         self.cv.notify_all();
     }
 

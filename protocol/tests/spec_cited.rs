@@ -74,7 +74,9 @@ fn every_section_of_the_protocol_spec_is_cited_and_every_citation_exists() {
     }
     let mut cited = BTreeSet::new();
     let mut dangling = Vec::new();
-    for f in &files {
+    // This file's own examples of citations are not citations.
+    let me = Path::new(file!()).file_name();
+    for f in files.iter().filter(|f| f.file_name() != me) {
         let text = std::fs::read_to_string(f).unwrap_or_default();
         for n in citations(&text) {
             if !sections.contains(&n) {

@@ -148,10 +148,39 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> PolicyError + '_ {
     }
 }
 
+/// Folders a browser reads mandatory policy from: Debian's Chromium and Google Chrome. The
+/// policy is only worth writing where the configured browser reads it.
+pub const KNOWN_POLICY_DIRS: [&str; 2] = [DEFAULT_POLICY_DIR, "/etc/opt/chrome/policies/managed"];
+
+/// Whether an entry owned by `uid` with `mode` could be changed by someone other than root: not
+/// root's, or writable by group or others (a folder with the sticky bit, like /tmp, is accepted
+/// where `sticky_ok`).
+fn writable_by_others(uid: u32, mode: u32, sticky_ok: bool) -> bool {
+    uid != 0 || (mode & 0o022 != 0 && !(sticky_ok && mode & 0o1000 != 0))
+}
+
+/// The policy file and every folder above it (symbolic links resolved) are root's and no one
+/// else can change them; the file is a regular file, not a link.
+fn check_safe(dir: &Path, file: &Path) -> Result<(), PolicyError> {
+    let real = dir.canonicalize().map_err(io(dir))?;
+    for d in real.ancestors() {
+        let m = fs::metadata(d).map_err(io(d))?;
+        if writable_by_others(m.uid(), m.mode(), d != real) {
+            return Err(PolicyError::Unsafe(d.to_owned()));
+        }
+    }
+    let m = fs::symlink_metadata(file).map_err(io(file))?;
+    if !m.file_type().is_file() || writable_by_others(m.uid(), m.mode(), false) {
+        return Err(PolicyError::Unsafe(file.to_owned()));
+    }
+    Ok(())
+}
+
 /// Write the policy for `o` into `o.dir` (created root-owned, 0755; the file 0644, replaced in
 /// one step), unless the same document is already there. Returns the file's path and whether it
-/// was (re)written. Without root, an identical installed file is accepted, anything else is an
-/// error: sessions never run with a missing or stale policy.
+/// was (re)written. Either way the file and its folders must be root's and unchangeable by
+/// anyone else. Without root, an identical, safe installed file is accepted and anything else
+/// is an error: sessions never run with a missing, stale or changeable policy.
 pub fn install(o: &PolicyOptions, as_root: bool) -> Result<(PathBuf, bool), PolicyError> {
     let file = o.dir.join(POLICY_FILE);
     let text = format!(
@@ -161,32 +190,27 @@ pub fn install(o: &PolicyOptions, as_root: bool) -> Result<(PathBuf, bool), Poli
     let current = fs::read_to_string(&file).ok();
     if !as_root {
         return match current {
-            Some(c) if c == text => Ok((file, false)),
+            Some(c) if c == text => check_safe(&o.dir, &file).map(|()| (file, false)),
             _ => Err(PolicyError::NotRoot(file)),
         };
     }
     fs::create_dir_all(&o.dir).map_err(io(&o.dir))?;
-    // Every folder from the policy folder up must be root's and not writable by others.
-    for dir in o.dir.ancestors().filter(|d| !d.as_os_str().is_empty()) {
-        let m = fs::metadata(dir).map_err(io(dir))?;
-        if dir == o.dir && m.uid() == 0 && m.mode() & 0o022 != 0 {
-            fs::set_permissions(dir, Permissions::from_mode(0o755)).map_err(io(dir))?;
-        } else if m.uid() != 0
-            || (m.mode() & 0o022 != 0 && (dir == o.dir || m.mode() & 0o1000 == 0))
-        {
-            return Err(PolicyError::Unsafe(dir.to_owned()));
-        }
+    let m = fs::metadata(&o.dir).map_err(io(&o.dir))?;
+    if m.uid() == 0 && m.mode() & 0o022 != 0 {
+        fs::set_permissions(&o.dir, Permissions::from_mode(0o755)).map_err(io(&o.dir))?;
     }
-    if current.as_deref() == Some(text.as_str()) {
+    if current.as_deref() == Some(text.as_str()) && check_safe(&o.dir, &file).is_ok() {
         return Ok((file, false));
     }
     let tmp = o.dir.join(format!(".{POLICY_FILE}.tmp"));
-    let mut f = File::create(&tmp).map_err(io(&tmp))?;
+    let _ = fs::remove_file(&tmp);
+    let mut f = File::create_new(&tmp).map_err(io(&tmp))?;
     f.write_all(text.as_bytes()).map_err(io(&tmp))?;
     f.set_permissions(Permissions::from_mode(0o644))
         .map_err(io(&tmp))?;
     f.sync_all().map_err(io(&tmp))?;
     fs::rename(&tmp, &file).map_err(io(&file))?;
+    check_safe(&o.dir, &file)?;
     Ok((file, true))
 }
 
@@ -231,6 +255,23 @@ mod tests {
         assert!(p["URLAllowlist"]
             .to_string()
             .contains("https://www.city.example.lg.jp"));
+    }
+
+    #[test]
+    fn only_root_owned_entries_that_no_one_else_can_write_are_safe() {
+        assert!(!writable_by_others(0, 0o100644, false));
+        assert!(!writable_by_others(0, 0o40755, false));
+        assert!(writable_by_others(1000, 0o100644, false), "not root's");
+        assert!(writable_by_others(0, 0o100664, false), "group-writable");
+        assert!(writable_by_others(0, 0o100646, false), "world-writable");
+        assert!(
+            !writable_by_others(0, 0o41777, true),
+            "/tmp above the folder"
+        );
+        assert!(
+            writable_by_others(0, 0o41777, false),
+            "a sticky policy folder is not enough"
+        );
     }
 
     #[test]
