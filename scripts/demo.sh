@@ -60,7 +60,7 @@ welcome_port=4702
 
 browser_user=""
 if [ "$(id -u)" -eq 0 ]; then
-  browser_user='browser_user = "tsuitate-browser"'
+  browser_user='browser_user_pool = "tsuitate-browser"'
 fi
 cat >"$demo/agent.toml" <<TOML
 $browser_user

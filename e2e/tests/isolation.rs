@@ -206,3 +206,148 @@ fn host_files_file_dialogs_devtools_and_settings_stay_out_of_reach() {
     let settings = snap("settings.png").changed_from(&blocked);
     assert!(settings < 0.05, "chrome://settings was shown ({settings})");
 }
+
+/// (uid, gid) of a process.
+fn owner(pid: u32) -> Option<(u32, u32)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let field = |name: &str| -> Option<u32> {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))?
+            .split_whitespace()
+            .nth(1)?
+            .parse()
+            .ok()
+    };
+    Some((field("Uid:")?, field("Gid:")?))
+}
+
+/// The session directories of the running browsers (from `--user-data-dir=DIR/profile`) with
+/// their owner.
+fn browsers(stack: &Stack) -> Vec<(PathBuf, (u32, u32))> {
+    stack
+        .browser_processes()
+        .into_iter()
+        .filter(|(_, comm)| comm.starts_with("chrom"))
+        .filter_map(|(pid, _)| {
+            let args = tsuitate_testkit::procs::cmdline(pid);
+            if args.iter().any(|a| a.starts_with("--type=")) {
+                return None;
+            }
+            let profile = args
+                .iter()
+                .find_map(|a| a.strip_prefix("--user-data-dir="))?;
+            Some((Path::new(profile).parent()?.to_path_buf(), owner(pid)?))
+        })
+        .collect()
+}
+
+/// Run `cmd` as `(uid, gid)`; whether it succeeded.
+fn as_user(id: (u32, u32), cmd: &str, args: &[&str]) -> bool {
+    use std::os::unix::process::CommandExt;
+    std::process::Command::new(cmd)
+        .args(args)
+        .uid(id.0)
+        .gid(id.1)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+#[test]
+fn each_session_runs_as_its_own_account_and_leaves_no_process() {
+    let running_as_root = owner(std::process::id()).is_some_and(|(u, _)| u == 0);
+    if !running_as_root {
+        eprintln!("skipped: needs root to run browsers as pool accounts");
+        return;
+    }
+    let page = TestPage::start();
+    let stack = Stack::start(Some(&page.url), "[session]\nlinger_s = 120\n");
+    stack.add_user("sato", "sato-パスワード-2");
+    let open = "expect-change 30000\nwait 2000\n";
+    for (user, password) in [
+        (
+            tsuitate_testkit::stack::USER,
+            tsuitate_testkit::stack::PASSWORD,
+        ),
+        ("sato", "sato-パスワード-2"),
+    ] {
+        let run = stack
+            .spawn_viewer_as(user, password, user, open, &["--keep-session"])
+            .wait();
+        assert_eq!(run.code, Some(0), "{user}: {}", run.stderr);
+    }
+    let sessions = browsers(&stack);
+    assert_eq!(sessions.len(), 2, "two browsers: {sessions:?}");
+    let ((dir_a, a), (dir_b, b)) = (sessions[0].clone(), sessions[1].clone());
+    assert!(a.0 != 0 && b.0 != 0, "never root: {a:?} {b:?}");
+    assert_ne!(a.0, b.0, "two sessions, two accounts");
+    // Session A's account cannot read B's profile or X authority, nor list B's folder.
+    let b_file = |p: &str| dir_b.join(p).to_string_lossy().into_owned();
+    assert!(
+        as_user(b, "cat", &[&b_file("profile/Local State")]),
+        "B reads its own"
+    );
+    assert!(
+        !as_user(a, "cat", &[&b_file("profile/Local State")]),
+        "A read B's profile"
+    );
+    assert!(
+        !as_user(a, "cat", &[&b_file("Xauthority")]),
+        "A read B's X authority"
+    );
+    assert!(
+        !as_user(a, "ls", &[&dir_b.to_string_lossy()]),
+        "A listed B's folder"
+    );
+    assert!(!as_user(
+        b,
+        "cat",
+        &[&dir_a.join("Xauthority").to_string_lossy()]
+    ));
+
+    // A process of A's account that left the session (setsid) ends with A's session.
+    let escapee = {
+        use std::os::unix::process::CommandExt;
+        std::process::Command::new("setsid")
+            .args(["sleep", "600"])
+            .uid(a.0)
+            .gid(a.1)
+            .spawn()
+            .expect("start setsid sleep")
+    };
+    let (tx, rx) = std::sync::mpsc::channel();
+    let mut escapee = escapee;
+    std::thread::spawn(move || {
+        let _ = tx.send(escapee.wait());
+    });
+    // Whose session is A? The first viewer's user, or the second's: end the one whose browser
+    // runs as A by logging both users in again without keeping the session, A's first.
+    let a_user = if sessions[0].1 == a { 0 } else { 1 };
+    let users = [
+        (
+            tsuitate_testkit::stack::USER,
+            tsuitate_testkit::stack::PASSWORD,
+        ),
+        ("sato", "sato-パスワード-2"),
+    ];
+    let (user, password) = users[a_user];
+    let run = stack
+        .spawn_viewer_as(user, password, "end-a", open, &[])
+        .wait();
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    let ended = rx.recv_timeout(std::time::Duration::from_secs(30));
+    assert!(
+        ended
+            .as_ref()
+            .is_ok_and(|s| s.as_ref().is_ok_and(|s| !s.success())),
+        "the setsid process of A's account was killed with the session: {ended:?}"
+    );
+    // B's browser runs on.
+    let left = browsers(&stack);
+    assert!(
+        left.iter().any(|(_, o)| *o == b) && !left.iter().any(|(_, o)| *o == a),
+        "only A's session ended: {left:?}"
+    );
+}

@@ -46,6 +46,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         None
     };
     let opts = BrowserOptions {
+        pool: None,
         chromium: default_chromium(),
         xvfb: "/usr/bin/Xvfb".into(),
         start_url: page_url(),

@@ -8,6 +8,7 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
 use crate::browser::policy::{PolicyOptions, DEFAULT_POLICY_DIR, KNOWN_POLICY_DIRS};
+use crate::browser::pool::UserPool;
 use crate::browser::{self, BrowserOptions, BrowserUser};
 use crate::size;
 use crate::x11::CaptureMode;
@@ -70,6 +71,7 @@ struct ConfigFile {
     #[serde(default = "default_max_height")]
     max_height: u16,
     browser_user: Option<String>,
+    browser_user_pool: Option<String>,
     proxy: Option<String>,
     proxy_bypass: Option<String>,
     extra_ca: Option<PathBuf>,
@@ -204,7 +206,9 @@ fn check_field(key: &str, v: &toml::Value) -> Option<String> {
         "agent_id" => check::<String>(key, v).or_else(|| {
             (!v.as_str().is_some_and(agent_id_valid)).then(|| AGENT_ID_RULE.to_string())
         }),
-        "start_url" | "browser_user" | "proxy" | "proxy_bypass" => check::<String>(key, v),
+        "start_url" | "browser_user" | "browser_user_pool" | "proxy" | "proxy_bypass" => {
+            check::<String>(key, v)
+        }
         "ca" | "cert" | "key" | "extra_ca" | "chromium" | "xvfb" | "work_dir" | "policy_dir" => {
             check::<PathBuf>(key, v)
         }
@@ -321,19 +325,49 @@ fn validate(f: ConfigFile) -> Result<AgentConfig, ConfigErrors> {
             ));
         }
     }
-    let user = match (&f.browser_user, browser::running_as_root()) {
-        (Some(name), _) => match BrowserUser::lookup(name) {
+    let pool = match &f.browser_user_pool {
+        Some(_) if !browser::running_as_root() => {
+            err("browser_user_pool: the agent must run as root to start browsers as other accounts / root で実行する必要があります".into());
+            None
+        }
+        Some(prefix) => match UserPool::lookup(prefix) {
+            Ok(p) if p.len() < usize::from(f.max_sessions) => {
+                err(format!(
+                    "browser_user_pool: {} accounts {prefix}-1… for max_sessions = {} (scripts/setup-browser-user.sh creates them) / アカウントが足りません",
+                    p.len(),
+                    f.max_sessions
+                ));
+                None
+            }
+            Ok(p) => Some(p),
+            Err(e) => {
+                err(format!("browser_user_pool: {e}"));
+                None
+            }
+        },
+        None => None,
+    };
+    let user = match (
+        &f.browser_user,
+        &f.browser_user_pool,
+        browser::running_as_root(),
+    ) {
+        (Some(_), Some(_), _) => {
+            err("browser_user and browser_user_pool: set one of them / どちらか一方を指定してください".into());
+            None
+        }
+        (Some(name), None, _) => match BrowserUser::lookup(name) {
             Ok(u) => Some(u),
             Err(e) => {
                 err(format!("browser_user: {e}"));
                 None
             }
         },
-        (None, true) => {
-            err("browser_user: required when the agent runs as root (Chromium never runs as root) / root で動かす場合は必須です".into());
+        (None, None, true) => {
+            err("browser_user_pool (or browser_user): required when the agent runs as root (Chromium never runs as root) / root で動かす場合は必須です".into());
             None
         }
-        (None, false) => None,
+        (None, _, _) => None,
     };
     if !errors.is_empty() {
         return Err(ConfigErrors(errors));
@@ -368,6 +402,7 @@ fn validate(f: ConfigFile) -> Result<AgentConfig, ConfigErrors> {
             xvfb,
             start_url: f.start_url,
             user,
+            pool,
             proxy: f.proxy,
             proxy_bypass: f.proxy_bypass,
             work_dir: Some(work_dir),
@@ -430,6 +465,31 @@ mod tests {
         assert_eq!(c.encoder, EncoderUsage::Screen);
         assert_eq!(c.browser.start_url, "about:blank");
         assert_eq!(c.browser.max_size, (1920, 1080));
+    }
+
+    #[test]
+    fn one_kind_of_browser_account_and_enough_of_them() {
+        let d = files();
+        let both = text(
+            d.path(),
+            "browser_user_pool = \"tsuitate-browser\"\nmax_sessions = 64\n",
+        );
+        let errs = AgentConfig::parse(&both)
+            .err()
+            .map(|e| e.0)
+            .unwrap_or_default();
+        assert!(
+            errs.iter()
+                .any(|e| e.starts_with("browser_user and browser_user_pool")),
+            "{errs:?}"
+        );
+        if browser::running_as_root() {
+            // 64 sessions need 64 accounts; the pool has fewer (or none).
+            assert!(
+                errs.iter().any(|e| e.starts_with("browser_user_pool:")),
+                "{errs:?}"
+            );
+        }
     }
 
     #[test]

@@ -274,6 +274,18 @@ impl Stack {
         extra: &[&str],
         password: &str,
     ) -> RunningViewer {
+        self.spawn_viewer_as(USER, password, name, script, extra)
+    }
+
+    /// The same as another user (see [`Stack::add_user`]).
+    pub fn spawn_viewer_as(
+        &self,
+        user: &str,
+        password: &str,
+        name: &str,
+        script: &str,
+        extra: &[&str],
+    ) -> RunningViewer {
         let d = self.dir.path();
         let script_path = d.join(format!("{name}.script"));
         std::fs::write(&script_path, script).expect("write script");
@@ -288,7 +300,7 @@ impl Stack {
                 "--server-name",
                 "localhost",
             ])
-            .args(["--user", USER, "--lang", "en", "--ca"])
+            .args(["--user", user, "--lang", "en", "--ca"])
             .arg(d.join("pki/ca.pem"))
             .arg("--script")
             .arg(&script_path)
@@ -309,6 +321,16 @@ impl Stack {
             stderr,
             snapshots,
         }
+    }
+
+    /// Add another user (with the gateway's CLI; the gateway re-reads its users file).
+    pub fn add_user(&self, name: &str, password: &str) {
+        add_named_user(
+            &bin("tsuitate-gateway"),
+            &self.path("users.toml"),
+            name,
+            password,
+        );
     }
 
     /// Keep the working directory (logs, reports, snapshots) when the stack stops.
@@ -358,9 +380,13 @@ fn log_file(dir: &Path, name: &str) -> Stdio {
 }
 
 fn add_user(gw: &Path, users: &Path) {
+    add_named_user(gw, users, USER, PASSWORD);
+}
+
+fn add_named_user(gw: &Path, users: &Path, name: &str, password: &str) {
     use std::io::Write;
     let mut child = Command::new(gw)
-        .args(["user", "add", USER, "--users"])
+        .args(["user", "add", name, "--users"])
         .arg(users)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -368,7 +394,7 @@ fn add_user(gw: &Path, users: &Path) {
         .spawn()
         .expect("run user add");
     if let Some(mut stdin) = child.stdin.take() {
-        let _ = writeln!(stdin, "{PASSWORD}");
+        let _ = writeln!(stdin, "{password}");
     }
     let out = child.wait_with_output().expect("user add");
     assert!(
@@ -413,7 +439,8 @@ fn start_agent(d: &Path, agent_addr: &str, url: &str) -> Child {
         ),
     ]);
     if running_as_root() {
-        config.insert("browser_user".into(), s("tsuitate-browser"));
+        // One account per session (scripts/setup-browser-user.sh creates the pool).
+        config.insert("browser_user_pool".into(), s("tsuitate-browser"));
     }
     write_toml(&d.join("agent.toml"), &config);
     Child::spawn(

@@ -4,6 +4,7 @@
 mod chromium;
 mod nssdb;
 pub mod policy;
+pub mod pool;
 mod process;
 mod user;
 mod workdir;
@@ -50,8 +51,10 @@ pub struct BrowserOptions {
     pub xvfb: PathBuf,
     /// First page.
     pub start_url: String,
-    /// Account for Xvfb and Chromium (required when the agent is root).
+    /// Account for Xvfb and Chromium (one for every session; see `pool` for one each).
     pub user: Option<BrowserUser>,
+    /// One account per session from this pool (preferred over `user` when set).
+    pub pool: Option<pool::UserPool>,
     /// Upstream HTTP proxy.
     pub proxy: Option<String>,
     /// Proxy bypass list.
@@ -68,6 +71,8 @@ pub struct BrowserOptions {
 /// A running Xvfb + Chromium pair.
 #[derive(Debug)]
 pub struct BrowserSession {
+    /// The session's own account, when it came from a pool (released last).
+    lease: Option<pool::Lease>,
     dir: Option<tempfile::TempDir>,
     paths: SessionPaths,
     xvfb: GroupChild,
@@ -86,18 +91,32 @@ impl BrowserSession {
     pub fn start(opts: &BrowserOptions, width: u16, height: u16) -> Result<Self, BrowserError> {
         let screen = clamp_size(opts.max_size, LARGEST_MAX_SIZE);
         let (width, height) = clamp_size((width, height), screen);
-        if opts.user.is_none() && running_as_root() {
+        // One account per session from the pool, else the configured one.
+        let lease = opts.pool.as_ref().map(pool::UserPool::lease).transpose()?;
+        let user = lease.as_ref().map(|l| l.user).or(opts.user);
+        if user.is_none() && running_as_root() {
             return Err(BrowserError::WouldRunAsRoot);
         }
-        if opts.user.is_some() {
+        if let Some(l) = &lease {
+            // Whatever a crashed agent left running under this account goes first.
+            let left = process::sweep_user(l.user.uid);
+            if !left.is_empty() {
+                return Err(BrowserError::Setup(format!(
+                    "processes of {} survived SIGKILL: {left:?}",
+                    l.name
+                )));
+            }
+            tracing::debug!(account = %l.name, uid = l.user.uid, "session account leased");
+        }
+        if user.is_some() {
             check_traversable(opts.work_dir.as_deref())?;
         }
         let dir = workdir::make_session_dir(opts.work_dir.as_deref())?;
         let paths = SessionPaths::new(dir.path());
-        prepare_dirs(&paths, opts.user)?;
+        prepare_dirs(&paths, user)?;
         if let Some(bundle) = &opts.extra_ca {
             for p in nssdb::install_extra_ca(&paths.home, bundle)? {
-                chown_to(&p, opts.user)?;
+                chown_to(&p, user)?;
             }
         }
         let log = |p: &Path| {
@@ -110,13 +129,15 @@ impl BrowserSession {
         let cookie = xvfb::random_cookie()?;
         xvfb::write_xauthority(&paths.xauthority, &cookie)
             .map_err(|e| BrowserError::Setup(format!("Xauthority: {e}")))?;
-        chown_to(&paths.xauthority, opts.user)?;
+        chown_to(&paths.xauthority, user)?;
+        std::fs::set_permissions(&paths.xauthority, std::fs::Permissions::from_mode(0o600))
+            .map_err(|e| BrowserError::Setup(format!("Xauthority: {e}")))?;
         let (mut xvfb, display) = xvfb::start_xvfb(
             &opts.xvfb,
             screen,
             &paths.xauthority,
             cookie,
-            opts.user,
+            user,
             log(&paths.log)?,
         )?;
         let launch = ChromiumLaunch {
@@ -138,7 +159,7 @@ impl BrowserSession {
             .stdout(Stdio::null())
             .stderr(log(&paths.log)?)
             .process_group(0);
-        if let Some(u) = opts.user {
+        if let Some(u) = user {
             cmd.uid(u.uid).gid(u.gid);
         }
         let chromium = match cmd.spawn() {
@@ -161,6 +182,7 @@ impl BrowserSession {
             "browser started"
         );
         Ok(BrowserSession {
+            lease,
             dir: Some(dir),
             paths,
             xvfb,
@@ -222,7 +244,12 @@ impl BrowserSession {
         self.stopped = true;
         self.chromium.terminate(Duration::from_millis(1500));
         self.xvfb.terminate(Duration::from_millis(500));
-        let left = process::sweep(&self.process_groups(), &self.paths.root);
+        let mut left = process::sweep(&self.process_groups(), &self.paths.root);
+        if let Some(l) = &self.lease {
+            // The account is the session's alone: every process it still has goes too, even
+            // one that left the process group and the session directory behind.
+            left.extend(process::sweep_user(l.user.uid));
+        }
         if !left.is_empty() {
             tracing::error!(?left, "session processes survived SIGKILL");
         }
@@ -232,6 +259,7 @@ impl BrowserSession {
                 tracing::error!(error = %e, path = %path.display(), "could not delete session directory");
             }
         }
+        self.lease = None;
         tracing::info!(display = self.display.number, "browser stopped");
         left
     }

@@ -133,3 +133,52 @@ pub fn sweep(groups: &[u32], marker: &Path) -> Vec<u32> {
     }
     session_processes(groups, marker)
 }
+
+/// Process ids whose real user is `uid`.
+pub fn processes_of_user(uid: u32) -> Vec<u32> {
+    let me = std::process::id();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| *pid != me)
+        .filter(|pid| {
+            let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
+                return false;
+            };
+            // A zombie is already dead; its parent reaps it.
+            let zombie = status
+                .lines()
+                .any(|l| l.starts_with("State:") && l.contains('Z'));
+            let owner = status
+                .lines()
+                .find(|l| l.starts_with("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u32>().ok());
+            !zombie && owner == Some(uid)
+        })
+        .collect()
+}
+
+/// KILL every process of the session's own account (it runs nothing else), a few rounds until
+/// none is left, so nothing escapes with `setsid` or a rewritten command line. Returns the pids
+/// still alive after that (empty on success). Never call it for a shared account.
+pub fn sweep_user(uid: u32) -> Vec<u32> {
+    if uid == 0 {
+        return Vec::new();
+    }
+    for _ in 0..20 {
+        let left = processes_of_user(uid);
+        if left.is_empty() {
+            return left;
+        }
+        for pid in &left {
+            if let Some(p) = Pid::from_raw(*pid as i32) {
+                let _ = kill_process(p, Signal::KILL);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    processes_of_user(uid)
+}

@@ -151,6 +151,7 @@ pub fn browser_user() -> Option<BrowserUser> {
 /// Options for a test browser on `url`.
 pub fn options(url: &str) -> BrowserOptions {
     BrowserOptions {
+        pool: None,
         chromium: tsuitate_agent::browser::default_chromium(),
         xvfb: PathBuf::from("/usr/bin/Xvfb"),
         start_url: url.to_string(),
