@@ -7,25 +7,13 @@
 
 use std::time::Duration;
 
+use tsuitate_testkit::picture::Picture;
 use tsuitate_testkit::procs::wait_for;
 use tsuitate_testkit::{Stack, TestPage};
 
 /// Share of pixels in a PNG that are the page's "clicked" green (#00c000).
 fn green_share(path: &std::path::Path) -> f64 {
-    let decoder = png::Decoder::new(std::io::BufReader::new(
-        std::fs::File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())),
-    ));
-    let mut reader = decoder.read_info().expect("png header");
-    let mut buf = vec![0; reader.output_buffer_size()];
-    let info = reader.next_frame(&mut buf).expect("png frame");
-    let channels = info.color_type.samples();
-    let px = &buf[..info.buffer_size()];
-    let total = px.len() / channels;
-    let green = px
-        .chunks_exact(channels)
-        .filter(|p| p[0] < 60 && p[1] > 150 && p[1] < 230 && p[2] < 60)
-        .count();
-    green as f64 / total as f64
+    Picture::load(path).share(|p| p[0] < 60 && p[1] > 150 && p[1] < 230 && p[2] < 60)
 }
 
 const FIRST_FRAME: &str = "expect-change 30000\nwait 3000\n";

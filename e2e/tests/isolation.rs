@@ -5,70 +5,12 @@
 
 use std::path::{Path, PathBuf};
 
+use tsuitate_testkit::picture::Picture;
 use tsuitate_testkit::{Stack, TestPage};
 
-/// A decoded snapshot as RGB pixels, row by row.
-struct Picture {
-    px: Vec<[u8; 3]>,
-    width: usize,
-}
-
-fn load(path: &Path) -> Picture {
-    let decoder = png::Decoder::new(std::io::BufReader::new(
-        std::fs::File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())),
-    ));
-    let mut reader = decoder.read_info().expect("png header");
-    let mut buf = vec![0; reader.output_buffer_size()];
-    let info = reader.next_frame(&mut buf).expect("png frame");
-    let channels = info.color_type.samples();
-    Picture {
-        px: buf[..info.buffer_size()]
-            .chunks_exact(channels)
-            .map(|p| [p[0], p[1], p[2]])
-            .collect(),
-        width: info.width as usize,
-    }
-}
-
-impl Picture {
-    /// Share of pixels that are the test pages' red (#e00000).
-    fn red(&self) -> f64 {
-        let n = self
-            .px
-            .iter()
-            .filter(|p| p[0] > 190 && p[1] < 50 && p[2] < 50)
-            .count();
-        n as f64 / self.px.len() as f64
-    }
-
-    /// Share of pixels that differ clearly from `other` (same size).
-    fn changed_from(&self, other: &Picture) -> f64 {
-        self.changed_in(other, 0.0, 1.0)
-    }
-
-    /// The same, within the horizontal band from `top` to `bottom` (fractions of the height)
-    /// and the middle half of the width: where a dialog would sit.
-    fn changed_in(&self, other: &Picture, top: f64, bottom: f64) -> f64 {
-        assert_eq!(self.px.len(), other.px.len(), "snapshots of one size");
-        let (w, h) = (self.width, self.px.len() / self.width);
-        let rows = (h as f64 * top) as usize..(h as f64 * bottom) as usize;
-        let cols = if top == 0.0 && bottom == 1.0 {
-            0..w
-        } else {
-            w / 4..w * 3 / 4
-        };
-        let (mut changed, mut total) = (0usize, 0usize);
-        for y in rows {
-            for x in cols.clone() {
-                let (a, b) = (self.px[y * w + x], other.px[y * w + x]);
-                total += 1;
-                if a.iter().zip(b.iter()).any(|(p, q)| p.abs_diff(*q) > 40) {
-                    changed += 1;
-                }
-            }
-        }
-        changed as f64 / total.max(1) as f64
-    }
+/// Share of pixels that are the test pages' red (#e00000).
+fn red(p: &Picture) -> f64 {
+    p.share(|p| p[0] > 190 && p[1] < 50 && p[2] < 50)
 }
 
 /// A page with a large file input and a large download link; clicking them reports
@@ -151,7 +93,7 @@ fn host_files_file_dialogs_devtools_and_settings_stay_out_of_reach() {
         run.stderr,
         run.report
     );
-    let snap = |name: &str| load(&run.snapshots.join(name));
+    let snap = |name: &str| Picture::load(&run.snapshots.join(name));
     let start = snap("start.png");
 
     // F12 and Ctrl+Shift+I open no DevTools: Chromium says "DevTools is blocked by your
@@ -193,14 +135,14 @@ fn host_files_file_dialogs_devtools_and_settings_stay_out_of_reach() {
     assert!(stored.is_empty(), "the download was stored: {stored:?}");
 
     // Navigation works (a red web page shows red) ...
-    let web = snap("web-red.png").red();
+    let web = red(&snap("web-red.png"));
     assert!(web > 0.5, "the red web page was shown ({web})");
     // ... but the same page as a file on the agent host is blocked.
     let blocked = snap("file-url.png");
     assert!(
-        blocked.red() < 0.01,
+        red(&blocked) < 0.01,
         "file:// was shown ({})",
-        blocked.red()
+        red(&blocked)
     );
     // chrome://settings shows the same block page as file://, not the settings UI.
     let settings = snap("settings.png").changed_from(&blocked);

@@ -19,6 +19,7 @@ pub mod agent_gateway;
 pub mod fixture;
 pub mod frames;
 pub mod page;
+pub mod picture;
 pub mod pki;
 pub mod procs;
 pub mod stack;

@@ -119,8 +119,14 @@ fn process_group_of(pid: u32) -> Option<u32> {
 /// KILL every process `session_processes` finds, a few rounds until none is left; returns the
 /// pids still alive after that (empty on success).
 pub fn sweep(groups: &[u32], marker: &Path) -> Vec<u32> {
+    kill_until_gone(|| session_processes(groups, marker))
+}
+
+/// KILL what `find` finds, up to 20 rounds 50 ms apart, until it finds nothing; returns what it
+/// still finds after that.
+fn kill_until_gone(find: impl Fn() -> Vec<u32>) -> Vec<u32> {
     for _ in 0..20 {
-        let left = session_processes(groups, marker);
+        let left = find();
         if left.is_empty() {
             return left;
         }
@@ -131,7 +137,7 @@ pub fn sweep(groups: &[u32], marker: &Path) -> Vec<u32> {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    session_processes(groups, marker)
+    find()
 }
 
 /// Process ids whose real user is `uid`.
@@ -168,17 +174,5 @@ pub fn sweep_user(uid: u32) -> Vec<u32> {
     if uid == 0 {
         return Vec::new();
     }
-    for _ in 0..20 {
-        let left = processes_of_user(uid);
-        if left.is_empty() {
-            return left;
-        }
-        for pid in &left {
-            if let Some(p) = Pid::from_raw(*pid as i32) {
-                let _ = kill_process(p, Signal::KILL);
-            }
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    processes_of_user(uid)
+    kill_until_gone(|| processes_of_user(uid))
 }
