@@ -48,12 +48,13 @@ fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
     })
 }
 
-/// Every certificate in a PEM file; an error if there is none.
+/// Every certificate in a PEM file; an error if there is none or if any block is corrupt (a
+/// half-readable CA bundle is refused, not silently shortened).
 pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     let pem = read(path)?;
     let certs: Vec<_> = CertificateDer::pem_slice_iter(&pem)
-        .filter_map(Result::ok)
-        .collect();
+        .collect::<Result<_, _>>()
+        .map_err(|_| TlsError::Pem(path.to_owned()))?;
     if certs.is_empty() {
         return Err(TlsError::Pem(path.to_owned()));
     }
@@ -92,4 +93,29 @@ pub fn peer_common_name(conn: &quinn::Connection) -> Option<String> {
     let identity = conn.peer_identity()?;
     let certs = identity.downcast::<Vec<CertificateDer<'static>>>().ok()?;
     certs.first().and_then(cert_common_name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_corrupt_block_refuses_the_whole_file() {
+        let d = std::env::temp_dir().join(format!("tsuitate-tls-{}", std::process::id()));
+        std::fs::create_dir_all(&d).unwrap_or_else(|e| panic!("{e}"));
+        let ca = rcgen::generate_simple_self_signed(vec!["localhost".into()])
+            .unwrap_or_else(|e| panic!("{e}"));
+        let good = ca.cert.pem();
+        let ok = d.join("ok.pem");
+        std::fs::write(&ok, &good).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(load_certs(&ok).map(|c| c.len()).ok(), Some(1));
+        let bad = d.join("bad.pem");
+        let broken = "-----BEGIN CERTIFICATE-----\n!!!not base64!!!\n-----END CERTIFICATE-----\n";
+        std::fs::write(&bad, format!("{good}{broken}")).unwrap_or_else(|e| panic!("{e}"));
+        assert!(matches!(load_certs(&bad), Err(TlsError::Pem(_))));
+        let empty = d.join("empty.pem");
+        std::fs::write(&empty, "").unwrap_or_else(|e| panic!("{e}"));
+        assert!(matches!(load_certs(&empty), Err(TlsError::Pem(_))));
+        let _ = std::fs::remove_dir_all(&d);
+    }
 }
