@@ -36,13 +36,7 @@ fn click_and_typed_text_arrive_and_the_change_is_seen() {
          snapshot after-click.png\n"
     );
     let run = stack.viewer("browse", &script, &[]);
-    assert_eq!(
-        run.code,
-        Some(0),
-        "viewer failed: {}\nreport: {}",
-        run.stderr,
-        run.report
-    );
+    run.assert_ok("browse");
 
     assert!(
         page.wait_event(Duration::from_secs(10), |e| e == "click=1")
@@ -83,26 +77,14 @@ fn reconnect_within_linger_finds_the_same_page() {
     let stack = Stack::start(Some(&page.url), "[session]\nlinger_s = 60\n");
     let first = format!("{FIRST_FRAME}click 200 230\nexpect-change 5000\nwait 500\n");
     let run = stack.viewer("first", &first, &["--keep-session"]);
-    assert_eq!(
-        run.code,
-        Some(0),
-        "first viewer failed: {}\nreport: {}",
-        run.stderr,
-        run.report
-    );
+    run.assert_ok("first");
     assert!(page
         .wait_event(Duration::from_secs(10), |e| e == "click=1")
         .is_some());
 
     let second = format!("{FIRST_FRAME}snapshot again.png\n");
     let run = stack.viewer("second", &second, &[]);
-    assert_eq!(
-        run.code,
-        Some(0),
-        "second viewer failed: {}\nreport: {}",
-        run.stderr,
-        run.report
-    );
+    run.assert_ok("second");
     let green = green_share(&run.snapshots.join("again.png"));
     assert!(
         green > 0.3,

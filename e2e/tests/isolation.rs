@@ -86,13 +86,7 @@ fn host_files_file_dialogs_devtools_and_settings_stay_out_of_reach() {
     // The session is kept so that its directory can be searched for the download afterwards.
     let run = stack.viewer("isolation", &script, &["--keep-session"]);
     let _ = std::fs::remove_dir_all(file.parent().unwrap_or(Path::new("/nonexistent")));
-    assert_eq!(
-        run.code,
-        Some(0),
-        "viewer failed: {}\nreport: {}",
-        run.stderr,
-        run.report
-    );
+    run.assert_ok("isolation");
     let snap = |name: &str| Picture::load(&run.snapshots.join(name));
     let start = snap("start.png");
 

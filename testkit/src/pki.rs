@@ -40,11 +40,6 @@ impl Pki {
         self.agent(id)
     }
 
-    /// The directory.
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
     /// The CA certificate.
     pub fn ca(&self) -> PathBuf {
         self.dir.join("ca.pem")
@@ -82,16 +77,5 @@ impl Pki {
             64,
         )
         .expect("server config")
-    }
-
-    /// A client configuration trusting our CA, presenting agent `id`'s certificate if given.
-    pub fn client_config(&self, agent: Option<&str>) -> quinn::ClientConfig {
-        let identity = agent.map(|id| self.agent(id));
-        tsuitate_transport::client_config_from_files(
-            &self.ca(),
-            identity.as_ref().map(|(c, k)| (c.as_path(), k.as_path())),
-            &Tuning::default(),
-        )
-        .expect("client config")
     }
 }

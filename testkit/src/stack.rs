@@ -101,6 +101,19 @@ pub struct ViewerRun {
     pub snapshots: PathBuf,
 }
 
+impl ViewerRun {
+    /// Panic unless the run exited with 0, showing its stderr and report.
+    pub fn assert_ok(&self, what: &str) {
+        assert_eq!(
+            self.code,
+            Some(0),
+            "{what}: the viewer failed: {}\nreport: {}",
+            self.stderr,
+            self.report
+        );
+    }
+}
+
 fn run_ok(cmd: &mut Command, what: &str) {
     let out = cmd.output().unwrap_or_else(|e| panic!("{what}: {e}"));
     assert!(

@@ -46,7 +46,6 @@ impl From<ReadError> for ReadEnd {
 pub struct MessageReader<M> {
     recv: RecvStream,
     buf: MessageBuffer<M>,
-    received: u64,
 }
 
 impl<M: Message> MessageReader<M> {
@@ -55,13 +54,7 @@ impl<M: Message> MessageReader<M> {
         MessageReader {
             recv,
             buf: MessageBuffer::new(limits),
-            received: 0,
         }
-    }
-
-    /// Bytes received on the stream so far.
-    pub fn bytes_received(&self) -> u64 {
-        self.received
     }
 
     /// The next message; `Ok(None)` when the peer finished the stream on a message boundary.
@@ -73,10 +66,7 @@ impl<M: Message> MessageReader<M> {
                 return Ok(Some(m));
             }
             match self.recv.read_chunk(CHUNK, true).await {
-                Ok(Some(chunk)) => {
-                    self.received = self.received.saturating_add(chunk.bytes.len() as u64);
-                    self.buf.push(&chunk.bytes);
-                }
+                Ok(Some(chunk)) => self.buf.push(&chunk.bytes),
                 Ok(None) if self.buf.pending() == 0 => return Ok(None),
                 // docs/protocol.md §2: a stream that ends inside a message is malformed.
                 Ok(None) => {
@@ -87,11 +77,6 @@ impl<M: Message> MessageReader<M> {
                 Err(e) => return Err(ReadError::Io(e.to_string())),
             }
         }
-    }
-
-    /// The underlying stream (to stop it, for instance).
-    pub fn stream(&mut self) -> &mut RecvStream {
-        &mut self.recv
     }
 }
 

@@ -88,11 +88,8 @@ pub fn load_file(path: &Path) -> Result<FileConfig, ConfigError> {
         .map_err(|e| ConfigError(vec![format!("{}: {e}", path.display())]))?;
     let mut cfg: FileConfig =
         toml::from_str(&text).map_err(|e| ConfigError(vec![format!("{}: {e}", path.display())]))?;
-    if let (Some(ca), Some(dir)) = (&cfg.ca, path.parent()) {
-        if ca.is_relative() {
-            cfg.ca = Some(dir.join(ca));
-        }
-    }
+    // The one rule of every tsuitate config file: relative to the file's folder.
+    tsuitate_cli::resolve_relative(tsuitate_cli::config_dir(path), cfg.ca.as_mut());
     Ok(cfg)
 }
 
