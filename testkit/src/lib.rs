@@ -16,6 +16,7 @@
 
 pub mod agent;
 pub mod agent_gateway;
+pub mod cdp;
 pub mod fixture;
 pub mod frames;
 pub mod page;
@@ -25,6 +26,7 @@ pub mod procs;
 pub mod stack;
 pub mod viewer;
 pub mod viewer_gateway;
+pub mod web;
 
 pub use page::TestPage;
 pub use procs::{bin, descendants, Child};

@@ -1,0 +1,180 @@
+//! The web viewer end to end, as a staff member meets it: a real Chromium (standing in for Edge
+//! on an LGWAN PC) opens `tsuitate-web` over HTTPS, logs in, receives the remote browser's H.264
+//! over real WebRTC and decodes it itself, and types into the remote page; the real gateway and
+//! agent (Xvfb + Chromium) are behind it.
+//!
+//! Coordinates: see e2e/tests/browser.rs (frame y 230 is in the test page's button, y 410 in
+//! its text field). The viewer page maps frame coordinates to its own with the video's box.
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde_json::Value;
+use tsuitate_testkit::cdp::Browser;
+use tsuitate_testkit::picture::Picture;
+use tsuitate_testkit::stack::{PASSWORD, USER};
+use tsuitate_testkit::web::WebViewer;
+use tsuitate_testkit::{Stack, TestPage};
+
+/// Share of pixels that are the test page's "clicked" green (#00c000).
+fn green_share(path: &Path) -> f64 {
+    Picture::load(path).share(|p| p[0] < 60 && p[1] > 150 && p[1] < 230 && p[2] < 60)
+}
+
+/// Share of white pixels (the test page's background before the click).
+fn white_share(path: &Path) -> f64 {
+    Picture::load(path).share(|p| p[0] > 245 && p[1] > 245 && p[2] > 245)
+}
+
+fn login(b: &mut Browser, base: &str, user: &str, password: &str) {
+    b.navigate(&format!("{base}/"));
+    let js = format!(
+        "document.getElementById('user').value = {u}; \
+         document.getElementById('password').value = {p}; \
+         document.getElementById('login').requestSubmit(); true",
+        u = Value::from(user),
+        p = Value::from(password),
+    );
+    b.eval(&js);
+    // The POST answers with the next page (the viewer, or the login page with a notice).
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        b.wait_true("document.readyState === 'complete' && (location.pathname === '/view' || !!document.getElementById('notice'))", Duration::from_secs(30)),
+        "no answer to the login"
+    );
+}
+
+/// Page coordinates (CSS px) of a point of the remote frame.
+fn frame_point(b: &mut Browser, x: u32, y: u32) -> (f64, f64) {
+    let v = b.eval(&format!(
+        "(() => {{ const v = document.getElementById('screen'); const r = v.getBoundingClientRect(); \
+           const s = Math.min(r.width / v.videoWidth, r.height / v.videoHeight); \
+           return [r.left + (r.width - v.videoWidth * s) / 2 + {x} * s + s / 2, \
+                   r.top + (r.height - v.videoHeight * s) / 2 + {y} * s + s / 2]; }})()"
+    ));
+    (v[0].as_f64().expect("x"), v[1].as_f64().expect("y"))
+}
+
+fn wait_playing(b: &mut Browser) {
+    assert!(
+        b.wait_true(
+            "!!window.tsuitate && tsuitate.stats().frames > 0 && document.getElementById('status').hidden",
+            Duration::from_secs(40)
+        ),
+        "the video never played: {}",
+        b.eval("JSON.stringify({stats: window.tsuitate && tsuitate.stats(), status: document.getElementById('status').textContent})")
+    );
+}
+
+#[test]
+fn staff_log_in_from_a_browser_see_the_page_click_and_type_japanese() {
+    let page = TestPage::start();
+    let stack = Stack::start(Some(&page.url), "");
+    let web = WebViewer::start(&stack, "");
+    let mut b = Browser::launch("ja", 1280, 860);
+    let shots = stack.path("shots");
+    std::fs::create_dir_all(&shots).expect("shots dir");
+
+    // A wrong password: the login page again, with the catalogue's Japanese message.
+    login(&mut b, &web.url, USER, "wrong-password");
+    assert_eq!(b.eval("document.documentElement.lang"), "ja");
+    assert_eq!(
+        b.eval("document.getElementById('notice').dataset.name"),
+        "denied"
+    );
+    let text = b.eval("document.getElementById('notice').textContent");
+    assert_eq!(text, "ユーザー名またはパスワードが違います。");
+    b.screenshot(&shots.join("login-wrong-password.png"));
+
+    // The right one: the viewer page, and the remote page on it.
+    login(&mut b, &web.url, USER, PASSWORD);
+    assert_eq!(b.eval("location.pathname"), "/view");
+    wait_playing(&mut b);
+    std::thread::sleep(Duration::from_secs(2));
+    let before = shots.join("viewer-before.png");
+    b.screenshot(&before);
+    assert!(
+        white_share(&before) > 0.4,
+        "the decoded remote page (white) fills the viewer ({})",
+        white_share(&before)
+    );
+    assert!(green_share(&before) < 0.01);
+
+    // Click the remote button: the test page's server sees it, the page turns green.
+    let (x, y) = frame_point(&mut b, 200, 230);
+    b.click(x, y);
+    assert!(
+        page.wait_event(Duration::from_secs(10), |e| e == "click=1")
+            .is_some(),
+        "the click arrived: {:?}\n{}",
+        page.events(),
+        web.log()
+    );
+    assert!(b.wait_true("tsuitate.stats().frames > 0", Duration::from_secs(5)));
+    std::thread::sleep(Duration::from_secs(2));
+    let after = shots.join("viewer-after-click.png");
+    b.screenshot(&after);
+    assert!(
+        green_share(&after) > 0.3,
+        "the browser decoded the changed page ({})",
+        green_share(&after)
+    );
+
+    // Type: ASCII keys, an MS-IME style composition, and a direct commit.
+    let (x, y) = frame_point(&mut b, 300, 410);
+    b.click(x, y);
+    std::thread::sleep(Duration::from_millis(500));
+    b.type_ascii("abc");
+    b.ime_compose(&["じ", "じょう", "じょうほう", "情報"], "情報");
+    b.insert_text("セキュリティ");
+    let typed = page.wait_event(Duration::from_secs(10), |e| e == "text=abc情報セキュリティ");
+    assert!(
+        typed.is_some(),
+        "the exact text arrived; the page saw {:?}",
+        page.events()
+    );
+
+    // Latency measured in the page from the RTP capture times.
+    std::thread::sleep(Duration::from_secs(3));
+    let stats = b.eval("tsuitate.stats()");
+    let p50 = stats["latency_ms"]["p50"].as_f64().unwrap_or(0.0);
+    assert!(
+        p50 > 0.0 && p50 < 5000.0 && stats["latency_ms"]["samples"].as_u64() > Some(0),
+        "plausible latency: {stats}"
+    );
+
+    // Log out: the login page says so, and the gateway ended the session.
+    b.eval("document.getElementById('logout').click(); true");
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        b.wait_true(
+            "location.pathname === '/' && !!document.getElementById('notice')",
+            Duration::from_secs(10)
+        ),
+        "back on the login page"
+    );
+    assert_eq!(
+        b.eval("document.getElementById('notice').dataset.name"),
+        "Logout"
+    );
+    b.screenshot(&shots.join("logged-out.png"));
+    let ended = tsuitate_testkit::procs::wait_for(Duration::from_secs(10), || {
+        let audit = std::fs::read_to_string(stack.path("audit.jsonl")).ok()?;
+        audit
+            .lines()
+            .any(|l| l.contains("session_end") && l.contains("Logout"))
+            .then_some(())
+    });
+    assert!(
+        ended.is_some(),
+        "the gateway audited the logout:\n{}",
+        std::fs::read_to_string(stack.path("audit.jsonl")).unwrap_or_default()
+    );
+    if std::env::var_os("TSUITATE_KEEP_SHOTS").is_some() {
+        let keep = std::path::PathBuf::from("/tmp/tsuitate-web-shots");
+        let _ = std::fs::create_dir_all(&keep);
+        for f in std::fs::read_dir(&shots).into_iter().flatten().flatten() {
+            let _ = std::fs::copy(f.path(), keep.join(f.file_name()));
+        }
+    }
+}

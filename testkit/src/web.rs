@@ -1,0 +1,87 @@
+//! The web viewer (`tsuitate-web`) in front of a [`Stack`]'s gateway, on loopback, with the
+//! stack's CA (its HTTPS certificate is the gateway's, which names localhost and 127.0.0.1).
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::procs::{bin, wait_for, Child};
+use crate::stack::{s, table, write_toml, Stack};
+
+/// A running `tsuitate-web`.
+pub struct WebViewer {
+    /// `https://127.0.0.1:PORT`.
+    pub url: String,
+    /// `127.0.0.1:PORT`.
+    pub addr: String,
+    /// The process (stopped with SIGTERM when dropped).
+    pub child: Child,
+    log: std::path::PathBuf,
+}
+
+impl WebViewer {
+    /// Start it with `extra` TOML merged into its configuration.
+    pub fn start(stack: &Stack, extra: &str) -> WebViewer {
+        let d = stack.dir.path();
+        let mut config = table([
+            ("listen", s("127.0.0.1:0")),
+            ("cert", s("pki/gateway.pem")),
+            ("key", s("pki/gateway-key.pem")),
+            ("ca", s("pki/ca.pem")),
+            ("gateway", s(stack.viewer_addr.clone())),
+            ("gateway_name", s("localhost")),
+            ("rtc_ip", s("127.0.0.1")),
+            (
+                "rtc_ports",
+                toml::Value::Array(vec![toml::Value::Integer(0), toml::Value::Integer(0)]),
+            ),
+        ]);
+        let extra: toml::Table = toml::from_str(extra).expect("extra is TOML");
+        config.extend(extra);
+        write_toml(&d.join("web.toml"), &config);
+        let ready = d.join("web.ready.json");
+        let log = d.join("web.log");
+        let mut child = Child::spawn(
+            "tsuitate-web",
+            Command::new(bin("tsuitate-web"))
+                .args(["--config"])
+                .arg(d.join("web.toml"))
+                .arg("--ready-file")
+                .arg(&ready)
+                .env("TSUITATE_LOG", "info,webrtc=warn,rtc=warn")
+                .stdout(Stdio::null())
+                .stderr(
+                    std::fs::File::create(&log)
+                        .map(Stdio::from)
+                        .unwrap_or_else(|_| Stdio::null()),
+                ),
+        );
+        let addr = wait_for(Duration::from_secs(20), || {
+            if child.exited() {
+                return Some(None);
+            }
+            let text = std::fs::read_to_string(&ready).ok()?;
+            let v: Value = serde_json::from_str(&text).ok()?;
+            Some(v["listen"].as_str().map(str::to_owned))
+        })
+        .flatten()
+        .unwrap_or_else(|| {
+            panic!(
+                "tsuitate-web did not start:\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            )
+        });
+        WebViewer {
+            url: format!("https://{addr}"),
+            addr,
+            child,
+            log,
+        }
+    }
+
+    /// Its log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}

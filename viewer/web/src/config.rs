@@ -1,0 +1,144 @@
+//! The web viewer's configuration file (TOML; docs/viewer.md, "Web viewer"). Relative paths
+//! are relative to the file's folder. Every problem is reported at once.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use tsuitate_cli::ConfigErrors;
+
+/// The configuration as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebConfig {
+    /// HTTPS listen address (an LGWAN address; loopback by default).
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// PEM certificate chain for HTTPS (from the deployment CA or the operator's own).
+    pub cert: PathBuf,
+    /// PEM private key for `cert` (readable by the service user only).
+    pub key: PathBuf,
+    /// Gateway viewer listener, `host:port`.
+    pub gateway: String,
+    /// TLS name of the gateway (defaults to the host part of `gateway`).
+    #[serde(default)]
+    pub gateway_name: Option<String>,
+    /// CA certificate(s) that issued the gateway's certificate.
+    pub ca: PathBuf,
+    /// The address browsers reach for WebRTC media (ICE host candidate); never a wildcard.
+    #[serde(default = "default_rtc_ip")]
+    pub rtc_ip: IpAddr,
+    /// UDP port range for WebRTC, one port per browser: `[first, last]`; `[0, 0]` lets the
+    /// system choose.
+    #[serde(default = "default_rtc_ports")]
+    pub rtc_ports: [u16; 2],
+    /// How long a session waits for its page to come back (a reload, a dropped network) before
+    /// it logs out.
+    #[serde(
+        default = "default_page_linger",
+        deserialize_with = "tsuitate_cli::duration::secs"
+    )]
+    pub page_linger_s: Duration,
+    /// Most concurrent browser sessions.
+    #[serde(default = "default_max_sessions")]
+    pub max_sessions: usize,
+    /// Limit for each step of the gateway login.
+    #[serde(
+        default = "default_connect_timeout",
+        deserialize_with = "tsuitate_cli::duration::secs"
+    )]
+    pub connect_timeout_s: Duration,
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8443))
+}
+fn default_rtc_ip() -> IpAddr {
+    IpAddr::from([127, 0, 0, 1])
+}
+fn default_rtc_ports() -> [u16; 2] {
+    [50000, 50999]
+}
+fn default_page_linger() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_max_sessions() -> usize {
+    200
+}
+fn default_connect_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+
+impl WebConfig {
+    /// Read, resolve relative paths and check `path`.
+    pub fn load(path: &Path) -> Result<WebConfig, ConfigErrors> {
+        let mut errors = ConfigErrors::default();
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) => {
+                errors.push(format!("{}: {e}", path.display()));
+                return Err(errors);
+            }
+        };
+        let mut cfg: WebConfig = match toml::from_str(&text) {
+            Ok(c) => c,
+            Err(e) => {
+                errors.push(format!("{}: {e}", path.display()));
+                return Err(errors);
+            }
+        };
+        let base = tsuitate_cli::config_dir(path).to_path_buf();
+        tsuitate_cli::resolve_relative(&base, [&mut cfg.cert, &mut cfg.key, &mut cfg.ca]);
+        cfg.check(&mut errors);
+        errors.into_result(cfg)
+    }
+
+    fn check(&self, errors: &mut ConfigErrors) {
+        if self.rtc_ip.is_unspecified() {
+            errors.push(
+                "rtc_ip: 待ち受けアドレスを指定してください (0.0.0.0 は不可) / give the LGWAN address browsers reach, not a wildcard",
+            );
+        }
+        let [lo, hi] = self.rtc_ports;
+        if lo > hi || (lo == 0) != (hi == 0) {
+            errors.push(format!(
+                "rtc_ports: [{lo}, {hi}] is not a range (first ≤ last, or [0, 0] for any port)"
+            ));
+        }
+        if self.max_sessions == 0 {
+            errors.push("max_sessions: must be at least 1");
+        }
+        if self.gateway.rsplit_once(':').is_none() {
+            errors.push(format!("gateway: {:?} needs host:port", self.gateway));
+        }
+        for (name, p) in [("cert", &self.cert), ("key", &self.key), ("ca", &self.ca)] {
+            if !p.is_file() {
+                errors.push(format!("{name}: {} does not exist", p.display()));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reports_every_problem_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("web.toml");
+        std::fs::write(
+            &path,
+            "cert = \"nope.crt\"\nkey = \"nope.key\"\nca = \"ca.crt\"\ngateway = \"gw\"\nrtc_ip = \"0.0.0.0\"\nrtc_ports = [9, 1]\n",
+        )
+        .unwrap();
+        let errs = WebConfig::load(&path).unwrap_err().0;
+        assert!(errs.iter().any(|e| e.starts_with("rtc_ip")), "{errs:?}");
+        assert!(errs.iter().any(|e| e.starts_with("rtc_ports")), "{errs:?}");
+        assert!(errs.iter().any(|e| e.starts_with("gateway")), "{errs:?}");
+        assert!(errs.iter().any(|e| e.starts_with("cert")), "{errs:?}");
+        std::fs::write(&path, "listen = 1\n").unwrap();
+        assert!(WebConfig::load(&path).is_err());
+    }
+}
