@@ -178,3 +178,77 @@ fn staff_log_in_from_a_browser_see_the_page_click_and_type_japanese() {
         }
     }
 }
+
+/// Send `message` on a data channel of a fresh peer connection made by the page itself (as a
+/// tampered page would): same session cookie, same CSRF token.
+const TAMPER: &str = r#"(async (message) => {
+  const csrf = document.querySelector('meta[name=csrf]').content;
+  const pc = new RTCPeerConnection({iceServers: []});
+  pc.addTransceiver('video', {direction: 'recvonly'});
+  const dc = pc.createDataChannel('input');
+  const opened = new Promise(r => dc.onopen = r);
+  await pc.setLocalDescription(await pc.createOffer());
+  const r = await fetch('/offer', {method: 'POST', headers: {'Content-Type': 'application/json', 'X-CSRF-Token': csrf}, body: JSON.stringify(pc.localDescription)});
+  await pc.setRemoteDescription(await r.json());
+  await opened;
+  dc.send(message);
+  return true;
+})"#;
+
+#[test]
+fn a_malformed_page_message_ends_only_that_browsers_session() {
+    let page = TestPage::start();
+    let stack = Stack::start(Some(&page.url), "");
+    stack.add_user("suzuki", "e2e-パスワード-2");
+    let web = WebViewer::start(&stack, "");
+    let mut a = Browser::launch("ja", 1024, 700);
+    let mut b = Browser::launch("en-US", 1024, 700);
+    login(&mut a, &web.url, USER, PASSWORD);
+    login(&mut b, &web.url, "suzuki", "e2e-パスワード-2");
+    wait_playing(&mut a);
+    wait_playing(&mut b);
+    assert_eq!(b.eval("document.documentElement.lang"), "en");
+
+    // A clipboard message is not in the page protocol: A's session ends, with the reason.
+    a.eval(&format!(
+        "{TAMPER}(JSON.stringify({{t: 'clipboard', text: 'secret'}}))"
+    ));
+    assert!(
+        a.wait_true(
+            "document.getElementById('status').classList.contains('end')",
+            Duration::from_secs(10)
+        ),
+        "A's page shows that its session ended: {}",
+        a.eval("document.getElementById('status').textContent")
+    );
+    // (The tampering connection took the session over, so the page itself was told that;
+    // the login page tells why the session ended.)
+    assert!(
+        tsuitate_testkit::procs::wait_for(Duration::from_secs(10), || {
+            a.navigate(&format!("{}/", web.url));
+            (a.eval("document.getElementById('notice') && document.getElementById('notice').dataset.name") == "page_error").then_some(())
+        })
+        .is_some(),
+        "the login page names the reason"
+    );
+    let shown = a.eval("document.getElementById('notice').textContent");
+    assert!(
+        shown.as_str().unwrap_or("").contains("不正なメッセージ"),
+        "{shown}"
+    );
+    let log = web.log();
+    assert!(log.contains("page message refused"), "{log}");
+    assert!(!log.contains("secret"), "page content is never logged");
+
+    // B still works: typed text arrives.
+    let (x, y) = frame_point(&mut b, 300, 410);
+    b.click(x, y);
+    std::thread::sleep(Duration::from_millis(500));
+    b.type_ascii("still here");
+    assert!(
+        page.wait_event(Duration::from_secs(10), |e| e == "text=still here")
+            .is_some(),
+        "B's session is unaffected: {:?}",
+        page.events()
+    );
+}

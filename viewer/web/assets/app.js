@@ -272,6 +272,30 @@
     }
   }
 
+  // The connection dropped (network, or this session was taken over by another connection
+  // of the same page): ask the web viewer whether the session still runs.
+  async function checkState(lost) {
+    if (ended || lost !== pc) return;
+    let st = null;
+    try {
+      const r = await fetch('/state', { credentials: 'same-origin', cache: 'no-store' });
+      st = await r.json();
+    } catch (e) { st = null; }
+    if (ended || lost !== pc) return;
+    if (st && st.live) {
+      if (lost.connectionState === 'connected') return;
+      lost.close();
+      connect().catch(() => setTimeout(() => checkState(pc), 2000));
+    } else if (st && st.name) {
+      showStatus(lang === 'ja' ? st.ja : st.en, true);
+      finish();
+    } else if (st) {
+      location.href = '/';
+    } else {
+      setTimeout(() => checkState(lost), 2000);
+    }
+  }
+
   function finish() {
     ended = true;
     if (pc) pc.close();
@@ -294,10 +318,13 @@
       video.srcObject = new MediaStream([e.track]);
       showStatus(statusBox.dataset.waiting);
     };
+    const mine = pc;
     pc.onconnectionstatechange = () => {
-      if (ended) return;
-      if (pc.connectionState === 'failed' || pc.connectionState === 'disconnected') {
+      if (ended || mine !== pc) return;
+      const s = pc.connectionState;
+      if (s === 'failed' || s === 'disconnected' || s === 'closed') {
         showStatus(statusBox.dataset.reconnecting);
+        setTimeout(() => checkState(mine), 1000);
       }
     };
     await pc.setLocalDescription(await pc.createOffer());

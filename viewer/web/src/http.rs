@@ -246,12 +246,13 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> 
         (&Method::POST, "/login") => login_post(&app, req, peer).await,
         (&Method::GET, "/view") => view_get(&app, &req),
         (&Method::POST, "/offer") => offer_post(&app, req).await,
+        (&Method::GET, "/state") => state_get(&app, &req),
         (&Method::POST, "/logout") => logout_post(&app, req).await,
         (&Method::GET, p) if p.starts_with("/assets/") => match pages::asset(&p[8..]) {
             Some((content_type, body)) => respond(StatusCode::OK, content_type, body),
             None => not_found(),
         },
-        (_, "/" | "/login" | "/view" | "/offer" | "/logout") => plain(
+        (_, "/" | "/login" | "/view" | "/offer" | "/logout" | "/state") => plain(
             StatusCode::METHOD_NOT_ALLOWED,
             "この操作はできません。",
             "Method not allowed.",
@@ -357,7 +358,7 @@ async fn login_post(app: &Arc<App>, req: Request<Incoming>, peer: SocketAddr) ->
         let e = ClientError::NoCapacity;
         let text = i18n::error_message(lang, &e);
         let notice = Notice {
-            name: "NoCapacity",
+            name: tsuitate_viewer::outcome::error_name(&e),
             text: &text,
             error: true,
         };
@@ -433,6 +434,21 @@ fn view_get(app: &App, req: &Request<Incoming>) -> Response<Body> {
         }
         None => redirect("/"),
     }
+}
+
+/// Whether the page's session still runs, or how it ended (the page asks when its WebRTC
+/// connection drops: to reconnect, or to show why it ended).
+fn state_get(app: &App, req: &Request<Incoming>) -> Response<Body> {
+    let entry = cookie(req, SESSION_COOKIE).and_then(|tok| {
+        let sessions = app.sessions();
+        sessions.get(tok).map(|e| e.handle.ended())
+    });
+    let body = match entry {
+        None => serde_json::json!({"live": false}),
+        Some(None) => serde_json::json!({"live": true}),
+        Some(Some(e)) => serde_json::json!({"live": false, "name": e.name, "ja": e.ja, "en": e.en}),
+    };
+    respond(StatusCode::OK, "application/json", body.to_string())
 }
 
 async fn offer_post(app: &App, req: Request<Incoming>) -> Response<Body> {

@@ -76,6 +76,14 @@ impl Ended {
         }
     }
 
+    fn elsewhere() -> Ended {
+        Ended {
+            name: "opened_elsewhere".into(),
+            ja: "このセッションは別のタブまたはウィンドウで開かれました。".into(),
+            en: "This session was opened in another tab or window.".into(),
+        }
+    }
+
     fn page_gone() -> Ended {
         Ended {
             name: "page_gone".into(),
@@ -330,6 +338,9 @@ impl Session {
         offer: RTCSessionDescription,
     ) -> Result<RTCSessionDescription, String> {
         if let Some(old) = self.peer.take() {
+            // Another tab (or a reload) of this session took over: the old page stops
+            // instead of taking it back.
+            self.tell_page(&Ended::elsewhere(), true).await;
             old.close().await;
         }
         self.peer_events = None;
