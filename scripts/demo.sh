@@ -4,8 +4,9 @@
 #   - builds the release binaries
 #   - creates a throwaway CA, gateway and agent certificates, and a demo user in .demo/
 #   - starts the gateway, an agent with a real Chromium on the bundled Japanese welcome page,
-#     and a viewer: a window when a display exists, otherwise headless (prints fps/latency and
-#     saves a snapshot PNG)
+#     the web viewer (prints its URL: open it in Edge or Chrome), and a viewer: a window when a
+#     display exists, otherwise headless (prints fps/latency and saves a snapshot PNG; then the
+#     web viewer is opened in headless Chromium and a screenshot of the page is saved)
 #   - stops everything cleanly on Ctrl-C
 # 製品一式をこのマシンで起動します。Ctrl-C ですべて停止します。
 #
@@ -76,6 +77,19 @@ addr = "127.0.0.1:4701"
 server_name = "localhost"
 TOML
 
+# The web viewer. The demo reuses the gateway's certificate (it names localhost and 127.0.0.1);
+# in production it gets its own, for the name staff type (docs/viewer.md).
+web_port=4703
+cat >"$demo/web.toml" <<TOML
+listen = "127.0.0.1:$web_port"
+cert = "pki/gateway.pem"
+key = "pki/gateway-key.pem"
+ca = "pki/ca.pem"
+gateway = "127.0.0.1:4700"
+gateway_name = "localhost"
+rtc_ip = "127.0.0.1"
+TOML
+
 pids=()
 cleanup() {
   say "stopping / 停止しています…"
@@ -96,6 +110,10 @@ pids+=($!)
 pids+=($!)
 (cd "$demo" && exec "$bin/tsuitate-agent" --config "$demo/agent.toml") 2>"$demo/agent.log" &
 pids+=($!)
+"$bin/tsuitate-web" --config "$demo/web.toml" 2>"$demo/web.log" &
+pids+=($!)
+say "web viewer / Web ビューア: https://127.0.0.1:$web_port/  (user demo / password $password;"
+say "  the demo CA is not trusted by your browser: accept the warning, or trust $demo/pki/ca.pem)"
 
 say "waiting for the agent to register / エージェントの接続を待っています…"
 for _ in $(seq 1 100); do
@@ -132,4 +150,10 @@ SCRIPT
   cat "$demo/report.json" 2>/dev/null || true
   echo
   say "snapshots / スナップショット: $demo/welcome.png $demo/after.png"
+  say "web viewer in headless Chromium / Web ビューアをヘッドレス Chromium で表示…"
+  if "$bin/web-shot" "https://127.0.0.1:$web_port/" demo "$demo/web-viewer.png" 3; then
+    say "web viewer screenshot / Web ビューアの画面: $demo/web-viewer.png"
+  else
+    say "web viewer screenshot failed / Web ビューアの画面を取得できませんでした (log: $demo/web.log)"
+  fi
 fi

@@ -95,3 +95,28 @@ fn split_aus(body: &[u8]) -> impl Iterator<Item = &[u8]> {
         }
     })
 }
+
+/// Fuzz the web viewer page's data-channel decoder: never panics, and whatever it accepts is
+/// inside the protocol's sets (a pointer inside the picture, text within its limits).
+#[cfg(feature = "page")]
+pub fn page_messages(data: &[u8]) {
+    use crate::page::{decode, PageMessage};
+    use crate::InputEvent;
+    let limits = Limits::default();
+    let picture = (1280, 720);
+    if let Ok(msg) = decode(data, picture, &limits) {
+        match msg {
+            PageMessage::Input(InputEvent::PointerMove { x, y }) => {
+                assert!(x < picture.0 && y < picture.1);
+            }
+            PageMessage::Input(InputEvent::Text(t)) => {
+                assert!(t.chars().count() <= limits.max_text_chars && crate::text_valid(&t));
+            }
+            PageMessage::Input(InputEvent::Key { keysym, .. }) => {
+                assert!(crate::keysym_valid(keysym));
+            }
+            PageMessage::Resize { width, height } => assert!(limits.dimensions_ok(width, height)),
+            _ => {}
+        }
+    }
+}

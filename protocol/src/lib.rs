@@ -18,7 +18,10 @@ pub mod fuzzing;
 pub mod h264;
 mod input;
 mod keycode;
+pub mod keysym;
 mod limits;
+#[cfg(feature = "page")]
+pub mod page;
 mod reader;
 mod reason;
 mod video;

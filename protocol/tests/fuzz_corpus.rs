@@ -43,3 +43,9 @@ fn agent_messages_corpus() {
 fn sanitizer_corpus() {
     replay("sanitizer", fuzzing::sanitizer);
 }
+
+#[cfg(feature = "page")]
+#[test]
+fn page_messages_corpus() {
+    replay("page_messages", fuzzing::page_messages);
+}

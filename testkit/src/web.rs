@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use crate::cdp::Browser;
+
 use crate::procs::{bin, wait_for, Child};
 use crate::stack::{s, table, write_toml, Stack};
 
@@ -84,4 +86,47 @@ impl WebViewer {
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
+}
+
+/// Log in through the login form; returns once the answer page (the viewer, or the login page
+/// with a notice) has loaded.
+pub fn login(b: &mut Browser, base: &str, user: &str, password: &str) {
+    b.navigate(&format!("{base}/"));
+    let js = format!(
+        "document.getElementById('user').value = {u}; \
+         document.getElementById('password').value = {p}; \
+         document.getElementById('login').requestSubmit(); true",
+        u = Value::from(user),
+        p = Value::from(password),
+    );
+    b.eval(&js);
+    // The POST answers with the next page (the viewer, or the login page with a notice).
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        b.wait_true("document.readyState === 'complete' && (location.pathname === '/view' || !!document.getElementById('notice'))", Duration::from_secs(30)),
+        "no answer to the login"
+    );
+}
+
+/// Page coordinates (CSS px) of a point of the remote frame.
+pub fn frame_point(b: &mut Browser, x: u32, y: u32) -> (f64, f64) {
+    let v = b.eval(&format!(
+        "(() => {{ const v = document.getElementById('screen'); const r = v.getBoundingClientRect(); \
+           const s = Math.min(r.width / v.videoWidth, r.height / v.videoHeight); \
+           return [r.left + (r.width - v.videoWidth * s) / 2 + {x} * s + s / 2, \
+                   r.top + (r.height - v.videoHeight * s) / 2 + {y} * s + s / 2]; }})()"
+    ));
+    (v[0].as_f64().expect("x"), v[1].as_f64().expect("y"))
+}
+
+/// Wait until the viewer page shows video (frames decoded, no status message over it).
+pub fn wait_playing(b: &mut Browser) {
+    assert!(
+        b.wait_true(
+            "!!window.tsuitate && tsuitate.stats().frames > 0 && document.getElementById('status').hidden",
+            Duration::from_secs(40)
+        ),
+        "the video never played: {}",
+        b.eval("JSON.stringify({stats: window.tsuitate && tsuitate.stats(), status: document.getElementById('status').textContent})")
+    );
 }

@@ -4,6 +4,8 @@
 //! docs/protocol.md §4.3: a key event carries the physical key (so JIS and US keyboards both
 //! work) and the X11 keysym of the value the user's layout produced.
 
+use tsuitate_protocol::keysym::NAMED_KEYS;
+pub use tsuitate_protocol::keysym::{char_keysym, named_keysym};
 use tsuitate_protocol::{InputEvent, KeyCode, Modifiers};
 
 /// One key as a script or the window sees it: the physical key and the keysym of its value.
@@ -19,65 +21,9 @@ pub struct KeyStroke {
     pub needs_shift: bool,
 }
 
-/// Named keys: W3C `key` name, X11 keysym, the physical key that usually produces it, and its
-/// modifier bit. Aliases winit uses (`Space`, `Super`) are included.
-const NAMED: &[(&str, u32, KeyCode, u8)] = &[
-    ("Enter", 0xff0d, KeyCode::Enter, 0),
-    ("Tab", 0xff09, KeyCode::Tab, 0),
-    ("Backspace", 0xff08, KeyCode::Backspace, 0),
-    ("Escape", 0xff1b, KeyCode::Escape, 0),
-    ("Space", 0x20, KeyCode::Space, 0),
-    ("Delete", 0xffff, KeyCode::Delete, 0),
-    ("Insert", 0xff63, KeyCode::Insert, 0),
-    ("Home", 0xff50, KeyCode::Home, 0),
-    ("End", 0xff57, KeyCode::End, 0),
-    ("PageUp", 0xff55, KeyCode::PageUp, 0),
-    ("PageDown", 0xff56, KeyCode::PageDown, 0),
-    ("ArrowLeft", 0xff51, KeyCode::ArrowLeft, 0),
-    ("ArrowUp", 0xff52, KeyCode::ArrowUp, 0),
-    ("ArrowRight", 0xff53, KeyCode::ArrowRight, 0),
-    ("ArrowDown", 0xff54, KeyCode::ArrowDown, 0),
-    ("F1", 0xffbe, KeyCode::F1, 0),
-    ("F2", 0xffbf, KeyCode::F2, 0),
-    ("F3", 0xffc0, KeyCode::F3, 0),
-    ("F4", 0xffc1, KeyCode::F4, 0),
-    ("F5", 0xffc2, KeyCode::F5, 0),
-    ("F6", 0xffc3, KeyCode::F6, 0),
-    ("F7", 0xffc4, KeyCode::F7, 0),
-    ("F8", 0xffc5, KeyCode::F8, 0),
-    ("F9", 0xffc6, KeyCode::F9, 0),
-    ("F10", 0xffc7, KeyCode::F10, 0),
-    ("F11", 0xffc8, KeyCode::F11, 0),
-    ("F12", 0xffc9, KeyCode::F12, 0),
-    ("Shift", 0xffe1, KeyCode::ShiftLeft, Modifiers::SHIFT),
-    ("Control", 0xffe3, KeyCode::ControlLeft, Modifiers::CTRL),
-    ("Alt", 0xffe9, KeyCode::AltLeft, Modifiers::ALT),
-    ("Meta", 0xffeb, KeyCode::MetaLeft, Modifiers::META),
-    ("Super", 0xffeb, KeyCode::MetaLeft, Modifiers::META),
-    ("CapsLock", 0xffe5, KeyCode::CapsLock, 0),
-    ("ContextMenu", 0xff67, KeyCode::ContextMenu, 0),
-    ("NumLock", 0xff7f, KeyCode::NumLock, 0),
-    ("ScrollLock", 0xff14, KeyCode::ScrollLock, 0),
-    ("Pause", 0xff13, KeyCode::Pause, 0),
-    ("PrintScreen", 0xff61, KeyCode::PrintScreen, 0),
-    // Japanese input keys (JIS keyboards).
-    ("Convert", 0xff23, KeyCode::Convert, 0),
-    ("NonConvert", 0xff22, KeyCode::NonConvert, 0),
-    ("KanaMode", 0xff2d, KeyCode::KanaMode, 0),
-    ("Hiragana", 0xff25, KeyCode::KanaMode, 0),
-    ("Katakana", 0xff26, KeyCode::KanaMode, 0),
-    ("HiraganaKatakana", 0xff27, KeyCode::KanaMode, 0),
-    ("ZenkakuHankaku", 0xff2a, KeyCode::Backquote, 0),
-    ("Zenkaku", 0xff28, KeyCode::Backquote, 0),
-    ("Hankaku", 0xff29, KeyCode::Backquote, 0),
-    ("Alphanumeric", 0xff30, KeyCode::CapsLock, 0),
-    ("Eisu", 0xff2f, KeyCode::Lang2, 0),
-    ("KanjiMode", 0xff21, KeyCode::Lang1, 0),
-];
-
 /// The keysym and physical key of a named key (`"Enter"`, `"Shift"`, ...).
 pub fn named_key(name: &str) -> Option<KeyStroke> {
-    NAMED
+    NAMED_KEYS
         .iter()
         .find(|(n, ..)| *n == name)
         .map(|&(_, keysym, code, modifier_bit)| KeyStroke {
@@ -86,22 +32,6 @@ pub fn named_key(name: &str) -> Option<KeyStroke> {
             modifier_bit,
             needs_shift: false,
         })
-}
-
-/// The X11 keysym of the named key, as winit names it (`NamedKey` Debug names are W3C names).
-pub fn named_keysym(name: &str) -> Option<u32> {
-    named_key(name).map(|k| k.keysym)
-}
-
-/// The X11 keysym of a character: Latin-1 characters are their own keysym, every other
-/// character is a Unicode keysym (0x0100_0000 + code point). Control characters have none.
-pub fn char_keysym(c: char) -> Option<u32> {
-    let cp = u32::from(c);
-    match cp {
-        0x20..=0x7e | 0xa0..=0xff => Some(cp),
-        0x100..=0x10_ffff => Some(0x0100_0000 + cp),
-        _ => None,
-    }
 }
 
 /// US-layout physical key for a printable ASCII character, and whether Shift is needed.
@@ -330,7 +260,7 @@ mod tests {
 
     #[test]
     fn every_named_keysym_is_valid_on_the_wire() {
-        for (name, keysym, ..) in NAMED {
+        for (name, keysym, ..) in NAMED_KEYS {
             assert!(tsuitate_protocol::keysym_valid(*keysym), "{name}");
         }
     }

@@ -573,7 +573,10 @@ pub async fn serve(
                         let app = app.clone();
                         async move { Ok::<_, std::convert::Infallible>(handle(app, req, peer).await) }
                     });
+                    // A client that trickles its headers (slowloris) is cut off.
                     let _ = hyper::server::conn::http1::Builder::new()
+                        .timer(hyper_util::rt::TokioTimer::new())
+                        .header_read_timeout(Duration::from_secs(10))
                         .max_buf_size(64 * 1024)
                         .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
                         .await;

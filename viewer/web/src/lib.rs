@@ -10,7 +10,6 @@
 
 pub mod config;
 pub mod http;
-pub mod page_input;
 pub mod pages;
 pub mod rtc;
 pub mod session;

@@ -2,7 +2,7 @@
 //! answer with host candidates on the configured LGWAN address only. The gateway's H.264
 //! access units are packetized as they are (RFC 6184, packetization-mode 1; no transcode) into
 //! one video track; the browser's PLI/FIR come back as keyframe requests; its `input` data
-//! channel carries the page's events (see [`crate::page_input`]).
+//! channel carries the page's events (see `tsuitate_protocol::page`).
 
 use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr, UdpSocket};

@@ -11,6 +11,7 @@ use std::time::Duration;
 use serde_json::json;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
+use tsuitate_protocol::page::{self, PageMessage};
 use tsuitate_protocol::{GatewayToViewer, Limits, Reason, ViewerToGateway};
 use tsuitate_viewer::client::{read_message, write_message, ClientError, Connected};
 use tsuitate_viewer::clock::{unix_us, ClockOffset};
@@ -18,7 +19,6 @@ use tsuitate_viewer::i18n::{self, Lang};
 use webrtc::data_channel::{DataChannel, DataChannelEvent};
 use webrtc::peer_connection::RTCSessionDescription;
 
-use crate::page_input::{self, PageMessage};
 use crate::rtc::{Peer, PeerEvent, RtcSettings};
 
 /// Gateway pings (clock offset for the page's latency) and latency reports.
@@ -258,7 +258,7 @@ impl Session {
                     if generation != self.generation {
                         continue;
                     }
-                    match page_input::decode(&bytes, (self.width, self.height), &self.ctx.limits) {
+                    match page::decode(&bytes, (self.width, self.height), &self.ctx.limits) {
                         Ok(m) => {
                             if let Some(end) = self.on_page(m, &to_gw).await {
                                 break end;

@@ -1,5 +1,6 @@
-//! Messages from the page on the `input` data channel (docs/viewer.md, "The page's data
-//! channel"): JSON objects such as `{"t":"key","down":true,"code":"KeyA","key":"a","mods":0}`.
+//! Messages from the web viewer's page on its `input` data channel (docs/viewer.md, "The page's
+//! data channel"): JSON objects such as `{"t":"key","down":true,"code":"KeyA","key":"a","mods":0}`.
+//! Feature `page` (the web viewer and the fuzz target use it).
 //!
 //! The page is LGWAN-side but still untrusted input to a boundary path: every message is
 //! decoded into the protocol's closed sets (W3C `code`, X11 keysym, modifier bits, committed
@@ -9,10 +10,11 @@
 
 use serde::Deserialize;
 use thiserror::Error;
-use tsuitate_protocol::{
-    keysym_valid, text_valid, Button, InputEvent, KeyCode, Limits, Modifiers, MAX_WHEEL_DELTA,
-};
-use tsuitate_viewer::keys::{char_keysym, named_keysym};
+
+use crate::input::{keysym_valid, text_valid, Button, InputEvent, Modifiers};
+use crate::keycode::KeyCode;
+use crate::keysym::key_value_keysym;
+use crate::limits::{Limits, MAX_WHEEL_DELTA};
 
 /// The largest message the page may send, in bytes (a `text` of 64 characters of 4 bytes
 /// each, escaped, fits well within it).
@@ -91,16 +93,6 @@ enum Wire {
         p95_us: u32,
     },
     Logout {},
-}
-
-/// The keysym of a W3C `key` value: one character is its own keysym, a named key its X11
-/// keysym; anything else (`"Unidentified"`, `"Process"`, `"Dead"`) carries none (0).
-pub fn key_value_keysym(key: &str) -> u32 {
-    let mut chars = key.chars();
-    match (chars.next(), chars.next()) {
-        (Some(c), None) => char_keysym(c).unwrap_or(0),
-        _ => named_keysym(key).unwrap_or(0),
-    }
 }
 
 /// Decode one page message. `picture` is the current remote size (pointer positions must lie
@@ -204,6 +196,7 @@ pub fn decode(
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
