@@ -28,8 +28,8 @@ fn white_share(path: &Path) -> f64 {
 #[test]
 fn staff_log_in_from_a_browser_see_the_page_click_and_type_japanese() {
     let page = TestPage::start();
-    let stack = Stack::start(Some(&page.url), "");
-    let web = WebViewer::start(&stack, "");
+    let stack = Stack::start(Some(&page.url), "trusted_fronts = [\"web-1\"]\n");
+    let web = WebViewer::start_as_front(&stack, "web-1", "");
     let mut b = Browser::launch("ja", 1280, 860);
     let shots = stack.path("shots");
     std::fs::create_dir_all(&shots).expect("shots dir");
@@ -100,6 +100,18 @@ fn staff_log_in_from_a_browser_see_the_page_click_and_type_japanese() {
     assert!(
         p50 > 0.0 && p50 < 5000.0 && stats["latency_ms"]["samples"].as_u64() > Some(0),
         "plausible latency: {stats}"
+    );
+
+    // The gateway's audit log names the browser (its own TCP port, not the web viewer's QUIC
+    // socket) and the front it came through.
+    let audit = std::fs::read_to_string(stack.path("audit.jsonl")).unwrap_or_default();
+    let success = audit
+        .lines()
+        .find(|l| l.contains("login_success"))
+        .unwrap_or_default();
+    assert!(
+        success.contains("\"via\":\"web-1 ") && success.contains("\"viewer\":\"127.0.0.1:"),
+        "{success}"
     );
 
     // Log out: the login page says so, and the gateway ended the session.

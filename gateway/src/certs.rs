@@ -167,19 +167,45 @@ pub fn ca_init(dir: &Path, names: &[String], force: bool) -> Result<Vec<PathBuf>
     Ok(written)
 }
 
+/// The certificate CN a trusted front (web viewer) called `name` presents. The `:` keeps it
+/// apart from every agent id (agent ids cannot contain one).
+pub fn front_common_name(name: &str) -> String {
+    format!("front:{name}")
+}
+
+/// Issue a client certificate for the trusted front `name` (CN = `front:NAME`), written as
+/// front-NAME.pem and front-NAME-key.pem, signed by the CA in `dir`.
+pub fn issue_front(dir: &Path, name: &str, force: bool) -> Result<Vec<PathBuf>, CertError> {
+    if !agent_id_valid(name) {
+        return Err(CertError::BadAgentId(name.to_owned()));
+    }
+    let files = (format!("front-{name}.pem"), format!("front-{name}-key.pem"));
+    issue_client(dir, &front_common_name(name), None, files, force)
+}
+
 /// Issue a client certificate for agent `id` (CN = id), signed by the CA in `dir`.
 pub fn issue_agent(dir: &Path, id: &str, force: bool) -> Result<Vec<PathBuf>, CertError> {
     if !agent_id_valid(id) {
         return Err(CertError::BadAgentId(id.to_owned()));
     }
+    issue_client(dir, id, Some(id), agent_file_names(id), force)
+}
+
+fn issue_client(
+    dir: &Path,
+    cn: &str,
+    dns: Option<&str>,
+    (cert_name, key_name): (String, String),
+    force: bool,
+) -> Result<Vec<PathBuf>, CertError> {
     let ca_key = KeyPair::from_pem(&read_file(&dir.join(CA_KEY))?)?;
     let issuer = Issuer::from_ca_cert_pem(&read_file(&dir.join(CA_CERT))?, &ca_key)?;
     let mut params = CertificateParams::default();
     params.distinguished_name = rcgen::DistinguishedName::new();
-    params.distinguished_name.push(DnType::CommonName, id);
-    params.subject_alt_names = match id.to_owned().try_into() {
-        Ok(dns) => vec![SanType::DnsName(dns)],
-        Err(_) => Vec::new(),
+    params.distinguished_name.push(DnType::CommonName, cn);
+    params.subject_alt_names = match dns.map(|d| d.to_owned().try_into()) {
+        Some(Ok(dns)) => vec![SanType::DnsName(dns)],
+        _ => Vec::new(),
     };
     params.is_ca = IsCa::ExplicitNoCa;
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
@@ -188,7 +214,6 @@ pub fn issue_agent(dir: &Path, id: &str, force: bool) -> Result<Vec<PathBuf>, Ce
     validity(&mut params, 5);
     let key = KeyPair::generate()?;
     let cert = params.signed_by(&key, &issuer)?;
-    let (cert_name, key_name) = agent_file_names(id);
     let (cert_path, key_path) = (dir.join(cert_name), dir.join(key_name));
     for p in [&cert_path, &key_path] {
         if p.exists() && !force {

@@ -56,6 +56,12 @@ pub struct Config {
     /// Agent control.
     #[serde(default)]
     pub agent: AgentConfig,
+    /// Names of trusted fronts (web viewers) that may tell the browser's address for each login
+    /// (`Forwarded`, docs/protocol.md §5.1). A front proves its name with a client certificate
+    /// from our CA whose CN is `front:NAME` (`tsuitate-gateway ca issue-front`). Empty: viewers
+    /// need no certificate and `Forwarded` is refused from everyone.
+    #[serde(default)]
+    pub trusted_fronts: Vec<String>,
 }
 
 /// `[tls]`: PEM files made by `tsuitate-gateway ca init`.
@@ -372,6 +378,12 @@ impl Config {
                 errs.push(msg.to_owned());
             }
         };
+        need(
+            self.trusted_fronts
+                .iter()
+                .all(|f| crate::certs::agent_id_valid(f)),
+            "trusted_fronts: names are 1-64 of A-Z a-z 0-9 . _ -",
+        );
         let l = &self.limits;
         need(
             (1024..=64 * 1024 * 1024).contains(&l.max_frame_bytes),
@@ -534,6 +546,7 @@ impl Config {
             quic: QuicConfig::default(),
             video: VideoConfig::default(),
             agent: AgentConfig::default(),
+            trusted_fronts: Vec::new(),
         }
     }
 }

@@ -80,6 +80,17 @@ enum CaCmd {
         #[arg(long)]
         force: bool,
     },
+    /// Create front-NAME.pem and front-NAME-key.pem (CN = front:NAME) for a web viewer that the
+    /// gateway trusts to tell each browser's address (list NAME in `trusted_fronts`).
+    IssueFront {
+        #[arg(long)]
+        dir: PathBuf,
+        /// The front's name (A-Z a-z 0-9 . _ -, 1-64 chars).
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 #[derive(Clone, clap::Args)]
@@ -223,6 +234,7 @@ fn ca(c: CaCmd) -> Result<ExitCode> {
     let written = match c {
         CaCmd::Init { dir, names, force } => certs::ca_init(&dir, &names, force)?,
         CaCmd::IssueAgent { dir, name, force } => certs::issue_agent(&dir, &name, force)?,
+        CaCmd::IssueFront { dir, name, force } => certs::issue_front(&dir, &name, force)?,
     };
     for p in written {
         println!("{}", p.display());

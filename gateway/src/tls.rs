@@ -2,7 +2,7 @@
 //! gateway's `[tls]` and `[quic]` settings.
 //!
 //! The agent side requires a client certificate chained to our CA; the viewer side requires
-//! none (viewers log in).
+//! none (viewers log in), and accepts one from trusted fronts (web viewers).
 
 use std::sync::Arc;
 
@@ -34,13 +34,20 @@ pub fn agent_server_config(cfg: &Config) -> Result<quinn::ServerConfig, TlsError
     )
 }
 
-/// The viewer-side server: no client certificate (viewers log in with a password).
+/// The viewer-side server: viewers log in with a password and need no certificate; when
+/// trusted fronts are configured, a client certificate from our CA may be presented (and is
+/// verified) so a front can prove its name.
 pub fn viewer_server_config(cfg: &Config) -> Result<quinn::ServerConfig, TlsError> {
     let q = &cfg.quic;
+    let auth = if cfg.trusted_fronts.is_empty() {
+        ServerAuth::Anyone
+    } else {
+        ServerAuth::OptionalClientCertificate(Arc::new(root_store(&cfg.tls.ca)?))
+    };
     server_config(
         load_certs(&cfg.tls.cert)?,
         load_key(&cfg.tls.key)?,
-        ServerAuth::Anyone,
+        auth,
         &tuning(q, q.viewer_stream_window, q.viewer_connection_window),
         q.max_incoming,
     )

@@ -114,30 +114,74 @@ async fn serve(
         Ok(r) => r?,
         Err(_) => return Err(violation(Violation::Timeout("the viewer to read Welcome"))),
     }
-    let ViewerToGateway::Login { user, password } = recv_before(&mut rx, deadline, "Login").await?
-    else {
+    let mut first = recv_before(&mut rx, deadline, "Login").await?;
+    // A trusted front (the web viewer) tells whose login this is: from then on the browser's
+    // address is the viewer's address for lockout, audit and the session (§5.1).
+    let (client, via) = match first {
+        ViewerToGateway::Forwarded { client } => {
+            let Some(front) = trusted_front(state, conn) else {
+                return Err(violation(Violation::Unexpected(
+                    "Forwarded from a connection that is not a trusted front",
+                )));
+            };
+            first = recv_before(&mut rx, deadline, "Login").await?;
+            (client, Some(format!("{front} {peer}")))
+        }
+        _ => (peer, None),
+    };
+    let ViewerToGateway::Login { user, password } = first else {
         return Err(violation(Violation::Unexpected("Login expected")));
     };
-    if !login(state, conn, &mut send, peer, &user, password, deadline).await {
+    if !login(
+        state,
+        conn,
+        &mut send,
+        (client, via.as_deref()),
+        &user,
+        password,
+        deadline,
+    )
+    .await
+    {
         return Ok(());
     }
-    let span = tracing::info_span!("login", user = %user);
-    attach(state, conn, send, rx, peer, &user, deadline)
+    let span = tracing::info_span!("login", user = %user, viewer = %client);
+    attach(state, conn, send, rx, client, &user, deadline)
         .instrument(span)
         .await
 }
 
+/// The configured front name this connection proved with its client certificate, if any.
+fn trusted_front(state: &State, conn: &quinn::Connection) -> Option<String> {
+    let cn = tsuitate_transport::tls::peer_common_name(conn)?;
+    let name = cn.strip_prefix("front:")?;
+    state
+        .cfg
+        .trusted_fronts
+        .iter()
+        .any(|f| f == name)
+        .then(|| name.to_owned())
+}
+
 /// Check the lockout and the password. Sends the refusal itself; returns whether to go on.
+/// `peer` is the viewer's address (a browser's, when a trusted front forwarded it) and the
+/// front that forwarded it, if any.
 async fn login(
     state: &Arc<State>,
     conn: &quinn::Connection,
     send: &mut SendStream,
-    peer: SocketAddr,
+    (peer, via): (SocketAddr, Option<&str>),
     user: &str,
     password: String,
     deadline: Instant,
 ) -> bool {
     let ip = peer.ip();
+    let audit = |mut record: serde_json::Value| {
+        if let (Some(via), Some(m)) = (via, record.as_object_mut()) {
+            m.insert("via".into(), via.into());
+        }
+        state.audit(record);
+    };
     // Held until the outcome is recorded in the lockout (see lockout::CONCURRENT_CHECKS).
     let Ok(Ok(_check)) = timeout_at(deadline, state.login_checks.acquire()).await else {
         tracing::warn!("login checks busy until the login deadline: refused");
@@ -147,7 +191,9 @@ async fn login(
     let locked = state.lockout_locked(user, ip);
     if let Some(retry) = locked {
         state.metrics.login_locked_out.fetch_add(1, Relaxed);
-        state.audit(json!({"event": "login_failure", "user": user, "viewer": peer.to_string(), "cause": "locked_out"}));
+        audit(
+            json!({"event": "login_failure", "user": user, "viewer": peer.to_string(), "cause": "locked_out"}),
+        );
         let retry = u32::try_from(retry.as_secs().max(1)).unwrap_or(u32::MAX);
         refuse(send, conn, LoginStatus::LockedOut, retry, Reason::LockedOut).await;
         return false;
@@ -159,14 +205,16 @@ async fn login(
     if !ok {
         state.lockout_fail(user, ip);
         state.metrics.login_denied.fetch_add(1, Relaxed);
-        state.audit(json!({"event": "login_failure", "user": user, "viewer": peer.to_string(), "cause": "denied"}));
+        audit(
+            json!({"event": "login_failure", "user": user, "viewer": peer.to_string(), "cause": "denied"}),
+        );
         tracing::info!(user, "login denied");
         refuse(send, conn, LoginStatus::Denied, 0, Reason::AuthFailed).await;
         return false;
     }
     state.lockout_succeed(user);
     state.metrics.login_success.fetch_add(1, Relaxed);
-    state.audit(json!({"event": "login_success", "user": user, "viewer": peer.to_string()}));
+    audit(json!({"event": "login_success", "user": user, "viewer": peer.to_string()}));
     true
 }
 
@@ -387,7 +435,9 @@ async fn relay_viewer(
                 }
                 continue;
             }
-            ViewerToGateway::Hello { .. } | ViewerToGateway::Login { .. } => {
+            ViewerToGateway::Hello { .. }
+            | ViewerToGateway::Login { .. }
+            | ViewerToGateway::Forwarded { .. } => {
                 return Err(violation(Violation::Unexpected("Hello/Login after login")));
             }
         };

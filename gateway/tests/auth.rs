@@ -210,3 +210,96 @@ async fn a_client_without_our_alpn_cannot_connect() {
     }
     gw.shutdown().await;
 }
+
+/// A web viewer (trusted front) logs browsers in from one address: with its front certificate
+/// and `Forwarded`, the per-address lockout and the audit log see each browser's own address.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trusted_front_forwards_each_browsers_address() {
+    let mut fx = Fixture::new(&["a"], &["yamada", "suzuki", "tanaka"]);
+    fx.config.lockout.max_failures_per_user = 100;
+    fx.config.lockout.max_failures_per_ip = 3;
+    fx.config.trusted_fronts = vec!["web-1".into()];
+    let (cert, key) = fx.pki().issue_front("web-1");
+    let gw = fx.start().await;
+    let _ag = fx.connect_agent(&gw, AgentOptions::new("a")).await;
+    let tuning = tsuitate_transport::Tuning::default();
+    let front = || async {
+        TestViewer::connect_as(gw.viewer_addr, &fx.ca(), &tuning, Some((&cert, &key))).await
+    };
+    let guesser: std::net::SocketAddr = "10.20.0.7:50123".parse().unwrap();
+    let colleague: std::net::SocketAddr = "10.20.0.8:50999".parse().unwrap();
+    // A guessing browser: three failures lock its address (not the front's) ...
+    for user in ["yamada", "suzuki", "tanaka"] {
+        let (status, _) = front().await.login_for(user, "guess", Some(guesser)).await;
+        assert_eq!(status, LoginStatus::Denied);
+    }
+    let (status, _) = front()
+        .await
+        .login_for("tanaka", PASSWORD, Some(guesser))
+        .await;
+    assert_eq!(status, LoginStatus::LockedOut);
+    // ... while a colleague behind the same web viewer logs in.
+    let (status, _) = front()
+        .await
+        .login_for("suzuki", PASSWORD, Some(colleague))
+        .await;
+    assert_eq!(status, LoginStatus::Ok);
+    gw.flush_audit().await;
+    let log = std::fs::read_to_string(fx.audit_path()).unwrap();
+    let success = log
+        .lines()
+        .find(|l| l.contains("login_success"))
+        .expect("a login_success record");
+    assert!(
+        success.contains("\"viewer\":\"10.20.0.8:50999\"") && success.contains("\"via\":\"web-1 "),
+        "{success}"
+    );
+    assert!(log.contains("\"viewer\":\"10.20.0.7:50123\""), "{log}");
+    gw.shutdown().await;
+}
+
+/// `Forwarded` from anyone but a trusted front is a protocol violation: an ordinary viewer, an
+/// agent's certificate, or a front whose name the gateway does not list.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwarded_from_an_untrusted_connection_is_a_violation() {
+    let mut fx = Fixture::new(&["a"], &["yamada"]);
+    fx.config.trusted_fronts = vec!["web-1".into()];
+    let (other_cert, other_key) = fx.pki().issue_front("web-2");
+    let (agent_cert, agent_key) = fx.agent_identity("a");
+    let gw = fx.start().await;
+    let tuning = tsuitate_transport::Tuning::default();
+    let claim: std::net::SocketAddr = "10.9.9.9:1".parse().unwrap();
+    let identities: [Option<(&std::path::Path, &std::path::Path)>; 3] = [
+        None,
+        Some((&other_cert, &other_key)),
+        Some((&agent_cert, &agent_key)),
+    ];
+    for identity in identities {
+        let mut v = TestViewer::connect_as(gw.viewer_addr, &fx.ca(), &tuning, identity).await;
+        assert!(
+            v.send(&ViewerToGateway::Hello {
+                version: tsuitate_protocol::PROTOCOL_VERSION
+            })
+            .await
+        );
+        assert!(matches!(
+            v.next(T).await,
+            Some(GatewayToViewer::Welcome { .. })
+        ));
+        assert!(v.send(&ViewerToGateway::Forwarded { client: claim }).await);
+        let login = ViewerToGateway::Login {
+            user: "yamada".into(),
+            password: PASSWORD.into(),
+        };
+        let _ = v.send(&login).await;
+        // No LoginResult: the connection is closed for the violation.
+        assert!(v.next(T).await.is_none());
+        let _ = tokio::time::timeout(T, v.conn.closed()).await;
+        assert_eq!(close_reason(&v.conn), Some(Reason::ProtocolViolation));
+    }
+    gw.flush_audit().await;
+    let log = std::fs::read_to_string(fx.audit_path()).unwrap();
+    assert_eq!(log.matches("not a trusted front").count(), 3, "{log}");
+    assert!(!log.contains("login_success"));
+    gw.shutdown().await;
+}

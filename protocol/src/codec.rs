@@ -120,7 +120,10 @@ impl<'a> Reader<'a> {
         out
     }
 
-    fn array<const N: usize>(&mut self, field: &'static str) -> Result<[u8; N], WireError> {
+    pub(crate) fn array<const N: usize>(
+        &mut self,
+        field: &'static str,
+    ) -> Result<[u8; N], WireError> {
         let mut a = [0u8; N];
         a.copy_from_slice(self.bytes(N, field)?);
         Ok(a)

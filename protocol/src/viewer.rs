@@ -31,6 +31,10 @@ pub enum ViewerToGateway {
     },
     /// End the session now (the browser is closed).
     Logout,
+    /// From a trusted front only (the web viewer, authenticated by its client certificate):
+    /// the address of the browser this connection logs in for. Sent between `Welcome` and
+    /// `Login`; lockout and audit use it instead of the front's own address (§5.1).
+    Forwarded { client: std::net::SocketAddr },
 }
 
 /// The viewer-side result of a login.
@@ -104,7 +108,7 @@ pub(crate) fn read_reason(r: &mut Reader<'_>) -> Result<Reason, WireError> {
 
 impl Message for ViewerToGateway {
     fn kind_info(kind: u8) -> Option<bool> {
-        (0x10..=0x17).contains(&kind).then_some(false)
+        (0x10..=0x18).contains(&kind).then_some(false)
     }
     fn kind(&self) -> u8 {
         match self {
@@ -116,6 +120,7 @@ impl Message for ViewerToGateway {
             Self::Ping { .. } => 0x15,
             Self::LatencyReport { .. } => 0x16,
             Self::Logout => 0x17,
+            Self::Forwarded { .. } => 0x18,
         }
     }
     fn encode_payload(&self, out: &mut Vec<u8>) {
@@ -131,6 +136,19 @@ impl Message for ViewerToGateway {
                 out.extend_from_slice(&height.to_be_bytes());
             }
             Self::KeyframeRequest | Self::Logout => {}
+            Self::Forwarded { client } => {
+                match client.ip() {
+                    std::net::IpAddr::V4(a) => {
+                        out.push(4);
+                        out.extend_from_slice(&a.octets());
+                    }
+                    std::net::IpAddr::V6(a) => {
+                        out.push(6);
+                        out.extend_from_slice(&a.octets());
+                    }
+                }
+                out.extend_from_slice(&client.port().to_be_bytes());
+            }
             Self::Ping { nonce, viewer_us } => {
                 out.extend_from_slice(&nonce.to_be_bytes());
                 out.extend_from_slice(&viewer_us.to_be_bytes());
@@ -171,6 +189,21 @@ impl Message for ViewerToGateway {
                 p95_us: r.u32("p95_us")?,
             },
             0x17 => Self::Logout,
+            0x18 => {
+                let ip: std::net::IpAddr = match r.u8("forwarded.family")? {
+                    4 => r.array::<4>("forwarded.ipv4")?.into(),
+                    6 => r.array::<16>("forwarded.ipv6")?.into(),
+                    other => {
+                        return Err(WireError::InvalidValue {
+                            field: "forwarded.family",
+                            value: other.into(),
+                        })
+                    }
+                };
+                Self::Forwarded {
+                    client: std::net::SocketAddr::new(ip, r.u16("forwarded.port")?),
+                }
+            }
             other => return Err(WireError::UnexpectedKind(other)),
         })
     }

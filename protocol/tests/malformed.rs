@@ -213,7 +213,7 @@ fn catalogue_is_closed() {
     }
     assert_eq!(
         accepted::<ViewerToGateway>(),
-        (0x10..=0x17).collect::<Vec<_>>()
+        (0x10..=0x18).collect::<Vec<_>>()
     );
     assert_eq!(
         accepted::<GatewayToViewer>(),

@@ -103,6 +103,12 @@ fn viewer_to_gateway() -> impl Strategy<Value = ViewerToGateway> {
             }
         }),
         Just(ViewerToGateway::Logout),
+        (any::<[u8; 4]>(), any::<u16>()).prop_map(|(ip, port)| ViewerToGateway::Forwarded {
+            client: std::net::SocketAddr::from((ip, port)),
+        }),
+        (any::<[u8; 16]>(), any::<u16>()).prop_map(|(ip, port)| ViewerToGateway::Forwarded {
+            client: std::net::SocketAddr::from((ip, port)),
+        }),
     ]
 }
 

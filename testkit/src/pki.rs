@@ -40,6 +40,15 @@ impl Pki {
         self.agent(id)
     }
 
+    /// Issue a trusted-front (web viewer) certificate; returns (certificate, key).
+    pub fn issue_front(&self, name: &str) -> (PathBuf, PathBuf) {
+        certs::issue_front(&self.dir, name, false).expect("issue front");
+        (
+            self.dir.join(format!("front-{name}.pem")),
+            self.dir.join(format!("front-{name}-key.pem")),
+        )
+    }
+
     /// The CA certificate.
     pub fn ca(&self) -> PathBuf {
         self.dir.join("ca.pem")

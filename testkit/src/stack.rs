@@ -227,6 +227,21 @@ impl Stack {
         )
     }
 
+    /// Issue a trusted-front (web viewer) certificate with the gateway CLI; returns (cert, key).
+    pub fn issue_front(&self, name: &str) -> (PathBuf, PathBuf) {
+        let pki = self.path("pki");
+        run_ok(
+            Command::new(bin("tsuitate-gateway"))
+                .args(["ca", "issue-front", "--name", name, "--dir"])
+                .arg(&pki),
+            "tsuitate-gateway ca issue-front",
+        );
+        (
+            pki.join(format!("front-{name}.pem")),
+            pki.join(format!("front-{name}-key.pem")),
+        )
+    }
+
     /// Path of a file in the working directory.
     pub fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)

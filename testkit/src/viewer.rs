@@ -41,7 +41,17 @@ impl TestViewer<GatewayToViewer> {
 impl<M: Message> TestViewer<M> {
     /// Connect with `tuning` and open the viewer stream, recording every byte.
     pub async fn connect_with(gw: SocketAddr, ca: &Path, tuning: &Tuning) -> TestViewer<M> {
-        let cfg = tsuitate_transport::client_config_from_files(ca, None, tuning).unwrap();
+        TestViewer::connect_as(gw, ca, tuning, None).await
+    }
+
+    /// Connect presenting a client certificate (a trusted front's, or any other).
+    pub async fn connect_as(
+        gw: SocketAddr,
+        ca: &Path,
+        tuning: &Tuning,
+        identity: Option<(&Path, &Path)>,
+    ) -> TestViewer<M> {
+        let cfg = tsuitate_transport::client_config_from_files(ca, identity, tuning).unwrap();
         let endpoint = tsuitate_transport::client_endpoint(gw, cfg).unwrap();
         let conn = endpoint.connect(gw, "localhost").unwrap().await.unwrap();
         let (send, recv) = conn.open_bi().await.unwrap();
@@ -110,6 +120,17 @@ impl<M: Message> TestViewer<M> {
 impl TestViewer<GatewayToViewer> {
     /// Hello + Login; returns the login status.
     pub async fn login(&mut self, user: &str, password: &str) -> (LoginStatus, u32) {
+        self.login_for(user, password, None).await
+    }
+
+    /// Hello, `Forwarded { client }` when given (as a trusted front does), Login; returns the
+    /// login status.
+    pub async fn login_for(
+        &mut self,
+        user: &str,
+        password: &str,
+        client: Option<SocketAddr>,
+    ) -> (LoginStatus, u32) {
         assert!(
             self.send(&ViewerToGateway::Hello {
                 version: PROTOCOL_VERSION
@@ -121,6 +142,9 @@ impl TestViewer<GatewayToViewer> {
             matches!(welcome, Some(GatewayToViewer::Welcome { .. })),
             "{welcome:?}"
         );
+        if let Some(client) = client {
+            assert!(self.send(&ViewerToGateway::Forwarded { client }).await);
+        }
         let login = ViewerToGateway::Login {
             user: user.into(),
             password: password.into(),

@@ -82,6 +82,19 @@ impl WebViewer {
         }
     }
 
+    /// Start it as the trusted front `name`: a front certificate from the stack's CA (the
+    /// stack's gateway must list `name` in `trusted_fronts`), so the gateway sees each
+    /// browser's address.
+    pub fn start_as_front(stack: &Stack, name: &str, extra: &str) -> WebViewer {
+        let (cert, key) = stack.issue_front(name);
+        let front = format!(
+            "front_cert = {}\nfront_key = {}\n{extra}",
+            toml::Value::String(cert.display().to_string()),
+            toml::Value::String(key.display().to_string()),
+        );
+        WebViewer::start(stack, &front)
+    }
+
     /// Its log so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()

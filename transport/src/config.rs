@@ -76,6 +76,9 @@ pub enum ServerAuth {
     ClientCertificate(Arc<RootCertStore>),
     /// No client certificate (viewers log in with a password).
     Anyone,
+    /// A client certificate chained to these roots may be presented, and is then verified;
+    /// clients without one are accepted too (viewers, and trusted fronts that prove a name).
+    OptionalClientCertificate(Arc<RootCertStore>),
 }
 
 /// A QUIC server configuration presenting `chain`/`key`, with `max_incoming` connection
@@ -94,6 +97,11 @@ pub fn server_config(
             WebPkiClientVerifier::builder_with_provider(roots, provider()).build()?,
         ),
         ServerAuth::Anyone => builder.with_no_client_auth(),
+        ServerAuth::OptionalClientCertificate(roots) => builder.with_client_cert_verifier(
+            WebPkiClientVerifier::builder_with_provider(roots, provider())
+                .allow_unauthenticated()
+                .build()?,
+        ),
     };
     let mut tls = builder.with_single_cert(chain, key)?;
     tls.alpn_protocols = vec![ALPN.to_vec()];

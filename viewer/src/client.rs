@@ -29,6 +29,11 @@ pub struct ClientConfig {
     pub connect_timeout: Duration,
     /// Wire limits for decoding gateway messages.
     pub limits: Limits,
+    /// Client certificate and key, for a trusted front (the web viewer) only.
+    pub identity: Option<(PathBuf, PathBuf)>,
+    /// The browser this login is for, told to the gateway before `Login` (trusted fronts
+    /// only: the gateway refuses it from anyone else).
+    pub forwarded_for: Option<SocketAddr>,
 }
 
 impl fmt::Debug for ClientConfig {
@@ -39,6 +44,8 @@ impl fmt::Debug for ClientConfig {
             .field("ca_file", &self.ca_file)
             .field("user", &self.user)
             .field("password", &"<hidden>")
+            .field("identity", &self.identity)
+            .field("forwarded_for", &self.forwarded_for)
             .finish()
     }
 }
@@ -106,12 +113,20 @@ pub struct Connected {
 /// Build the QUIC client config (`tsuitate-transport`: ring, TLS 1.3 only, our ALPN, the
 /// product's tunings) trusting the CA certificates in `ca_file`.
 pub fn quic_client_config(ca_file: &std::path::Path) -> Result<quinn::ClientConfig, ClientError> {
-    tsuitate_transport::client_config_from_files(ca_file, None, &Tuning::default()).map_err(|e| {
-        ClientError::CaFile {
+    quic_client_config_with(ca_file, None)
+}
+
+/// [`quic_client_config`] presenting a client certificate (a trusted front's).
+pub fn quic_client_config_with(
+    ca_file: &std::path::Path,
+    identity: Option<(&std::path::Path, &std::path::Path)>,
+) -> Result<quinn::ClientConfig, ClientError> {
+    tsuitate_transport::client_config_from_files(ca_file, identity, &Tuning::default()).map_err(
+        |e| ClientError::CaFile {
             path: ca_file.display().to_string(),
             message: e.to_string(),
-        }
-    })
+        },
+    )
 }
 
 async fn resolve(gateway: &str) -> Result<SocketAddr, ClientError> {
@@ -160,7 +175,11 @@ fn map_connection_error(e: quinn::ConnectionError, gateway: &str, connected: boo
 
 /// Open the connection, the viewer stream, and log in.
 pub async fn connect(cfg: &ClientConfig) -> Result<Connected, ClientError> {
-    let quic = quic_client_config(&cfg.ca_file)?;
+    let identity = cfg
+        .identity
+        .as_ref()
+        .map(|(c, k)| (c.as_path(), k.as_path()));
+    let quic = quic_client_config_with(&cfg.ca_file, identity)?;
     let addr = resolve(&cfg.gateway).await?;
     let unreachable = |message: String| ClientError::Unreachable {
         gateway: cfg.gateway.clone(),
@@ -275,6 +294,9 @@ async fn login(conn: &mut Connected, cfg: &ClientConfig) -> Result<(), ClientErr
         GatewayToViewer::Welcome { version } if version == PROTOCOL_VERSION => {}
         GatewayToViewer::Welcome { .. } => return Err(ClientError::Ended(Reason::VersionMismatch)),
         other => return Err(unexpected("Welcome", &other)),
+    }
+    if let Some(client) = cfg.forwarded_for {
+        conn.send(&ViewerToGateway::Forwarded { client }).await?;
     }
     conn.send(&ViewerToGateway::Login {
         user: cfg.user.clone(),

@@ -43,6 +43,15 @@ pub struct WebConfig {
     /// Most concurrent browser sessions.
     #[serde(default = "default_max_sessions")]
     pub max_sessions: usize,
+    /// This web viewer's front certificate and key (`tsuitate-gateway ca issue-front`): with
+    /// them, and the name listed in the gateway's `trusted_fronts`, the gateway sees each
+    /// browser's own address for lockout and audit. Without them every browser logs in from
+    /// this server's address.
+    #[serde(default)]
+    pub front_cert: Option<PathBuf>,
+    /// Key for `front_cert`.
+    #[serde(default)]
+    pub front_key: Option<PathBuf>,
     /// Limit for each step of the gateway login.
     #[serde(
         default = "default_connect_timeout",
@@ -71,6 +80,11 @@ fn default_connect_timeout() -> Duration {
 }
 
 impl WebConfig {
+    /// The front identity (certificate, key) to present to the gateway, if configured.
+    pub fn front_identity(&self) -> Option<(PathBuf, PathBuf)> {
+        Some((self.front_cert.clone()?, self.front_key.clone()?))
+    }
+
     /// Read, resolve relative paths and check `path`.
     pub fn load(path: &Path) -> Result<WebConfig, ConfigErrors> {
         let mut errors = ConfigErrors::default();
@@ -90,6 +104,10 @@ impl WebConfig {
         };
         let base = tsuitate_cli::config_dir(path).to_path_buf();
         tsuitate_cli::resolve_relative(&base, [&mut cfg.cert, &mut cfg.key, &mut cfg.ca]);
+        tsuitate_cli::resolve_relative(
+            &base,
+            cfg.front_cert.iter_mut().chain(cfg.front_key.iter_mut()),
+        );
         cfg.check(&mut errors);
         errors.into_result(cfg)
     }
@@ -112,7 +130,14 @@ impl WebConfig {
         if self.gateway.rsplit_once(':').is_none() {
             errors.push(format!("gateway: {:?} needs host:port", self.gateway));
         }
-        for (name, p) in [("cert", &self.cert), ("key", &self.key), ("ca", &self.ca)] {
+        if self.front_cert.is_some() != self.front_key.is_some() {
+            errors.push("front_cert and front_key go together");
+        }
+        for (name, p) in [("cert", &self.cert), ("key", &self.key), ("ca", &self.ca)]
+            .into_iter()
+            .chain(self.front_cert.iter().map(|p| ("front_cert", p)))
+            .chain(self.front_key.iter().map(|p| ("front_key", p)))
+        {
             if !p.is_file() {
                 errors.push(format!("{name}: {} does not exist", p.display()));
             }

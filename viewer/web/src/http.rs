@@ -372,6 +372,8 @@ async fn login_post(app: &Arc<App>, req: Request<Incoming>, peer: SocketAddr) ->
         password: password.to_owned(),
         connect_timeout: app.cfg.connect_timeout_s,
         limits: Limits::default(),
+        forwarded_for: app.cfg.front_identity().map(|_| peer),
+        identity: app.cfg.front_identity(),
     };
     match client::connect(&cfg).await {
         Ok(conn) => {

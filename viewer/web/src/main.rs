@@ -58,7 +58,9 @@ fn run(args: &Args) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(2));
         }
     };
-    if let Err(e) = tsuitate_viewer::client::quic_client_config(&cfg.ca) {
+    let identity = cfg.front_identity();
+    let identity = identity.as_ref().map(|(c, k)| (c.as_path(), k.as_path()));
+    if let Err(e) = tsuitate_viewer::client::quic_client_config_with(&cfg.ca, identity) {
         eprintln!("tsuitate-web: {e}");
         return Ok(ExitCode::from(2));
     }
