@@ -17,10 +17,26 @@ use tungstenite::{Message, WebSocket};
 
 /// A headless Chromium and a CDP session on its first page.
 pub struct Browser {
-    child: Child,
     ws: WebSocket<TcpStream>,
     next_id: u64,
+    // Dropped after the socket: the process (and its group) is killed, then its profile removed.
+    _proc: Proc,
     _profile: tempfile::TempDir,
+}
+
+/// The Chromium process: killed with its whole process group when dropped — also when
+/// `launch` fails half-way (a leaked headless Chromium spins a core).
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        // Chromium's helpers share its process group (process_group(0) in launch).
+        let _ = Command::new("kill")
+            .args(["-s", "KILL", "--", &format!("-{}", self.0.id())])
+            .status();
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 fn is_root() -> bool {
@@ -101,14 +117,13 @@ impl Browser {
             use std::os::unix::process::CommandExt;
             cmd.process_group(0);
         }
-        let mut child = cmd.spawn().expect("start chromium");
+        let child = Proc(cmd.spawn().expect("start chromium"));
         let port_file = profile.path().join("DevToolsActivePort");
         let port = wait_for(Duration::from_secs(30), || {
             let text = std::fs::read_to_string(&port_file).ok()?;
             text.lines().next()?.trim().parse::<u16>().ok()
         });
         let Some(port) = port else {
-            let _ = child.kill();
             panic!("chromium did not open its DevTools port");
         };
         let addr = format!("127.0.0.1:{port}");
@@ -127,7 +142,7 @@ impl Browser {
             .expect("timeout");
         let (ws, _) = tungstenite::client(ws_url.as_str(), stream).expect("DevTools websocket");
         let mut b = Browser {
-            child,
+            _proc: child,
             ws,
             next_id: 0,
             _profile: profile,
@@ -277,11 +292,5 @@ impl Browser {
 impl Drop for Browser {
     fn drop(&mut self) {
         let _ = self.ws.close(None);
-        // Chromium's helpers share its process group (process_group(0) above).
-        let _ = Command::new("kill")
-            .args(["-s", "KILL", "--", &format!("-{}", self.child.id())])
-            .status();
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }

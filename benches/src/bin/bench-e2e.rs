@@ -11,13 +11,16 @@
 //! 3. run 1: the workload (reload, idle, wheel scrolling, typing ASCII and Japanese, clicking),
 //!    sampling /proc and the gateway's metrics at its start, around the idle window and at its
 //!    end; the page reports what it received;
-//! 4. run 2 (unless `TSUITATE_BENCH_NO_X264=1`): the same workload while ffmpeg captures the
+//! 4. run W (unless `TSUITATE_BENCH_NO_WEB=1`): the same workload through the web viewer
+//!    (`tsuitate-web`) in a headless Chromium driven over CDP: the page's capture→shown latency
+//!    beside run 1's capture→decoded latency of the native viewer, and the web viewer's CPU;
+//! 5. run 2 (unless `TSUITATE_BENCH_NO_X264=1`): the same workload while ffmpeg captures the
 //!    session's Xvfb display at 30 fps with x264 (ultrafast, zerolatency);
-//! 5. the summary: capture→decoded latency, agent CPU per session, bytes/s, frames in the idle
-//!    window, and tsuitate vs x264 side by side.
+//! 6. the summary: capture→decoded latency, agent CPU per session, bytes/s, frames in the idle
+//!    window, native vs web viewer, and tsuitate vs x264 side by side.
 //!
 //! Environment: `TSUITATE_BENCH_SIZE` (default 1280x720), `TSUITATE_BENCH_IDLE_MS` (12000,
-//! at least 6000), `TSUITATE_BENCH_NO_X264=1`. Everything it starts is stopped at the end; the
+//! at least 6000), `TSUITATE_BENCH_NO_X264=1`, `TSUITATE_BENCH_NO_WEB=1`. Everything it starts is stopped at the end; the
 //! working directory (logs, reports, snapshots) is kept and printed.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -59,6 +62,7 @@ struct Settings {
     height: u16,
     idle_ms: u64,
     x264: bool,
+    web: bool,
 }
 
 fn settings() -> Result<Settings, String> {
@@ -81,6 +85,7 @@ fn settings() -> Result<Settings, String> {
         height: h,
         idle_ms,
         x264: std::env::var("TSUITATE_BENCH_NO_X264").as_deref() != Ok("1"),
+        web: std::env::var("TSUITATE_BENCH_NO_WEB").as_deref() != Ok("1"),
     })
 }
 
@@ -305,6 +310,151 @@ fn chromium(agent: u32) -> Option<u32> {
         .find(|pid| !cmdline(*pid).iter().any(|a| a.starts_with("--type=")))
 }
 
+/// The web viewer's run: latency measured in the page, and the web viewer's own CPU.
+struct WebRun {
+    stats: Value,
+    web_cpu: Option<f64>,
+    secs: f64,
+    typed: Option<String>,
+    clicks: u32,
+}
+
+/// Replay the workload of [`workload`] through the web viewer: the same keys, wheel notches,
+/// text and clicks, sent by Chromium's own input pipeline into the viewer page.
+fn run_web(stack: &Stack, page: &TestPage, cfg: &Settings) -> Result<WebRun, String> {
+    use tsuitate_testkit::cdp::Browser;
+    use tsuitate_testkit::web::{frame_point, login, wait_playing, WebViewer};
+    let web = WebViewer::start(stack, "");
+    // The viewer page's bar takes some height: the stage below it gets the benchmark size.
+    let mut b = Browser::launch("ja", u32::from(cfg.width), u32::from(cfg.height) + 40);
+    login(&mut b, &web.url, tsuitate_testkit::stack::USER, PASSWORD);
+    let bar = b
+        .eval("document.getElementById('bar').offsetHeight")
+        .as_u64()
+        .unwrap_or(0);
+    b.call(
+        "Emulation.setDeviceMetricsOverride",
+        serde_json::json!({"width": cfg.width, "height": u64::from(cfg.height) + bar,
+                           "deviceScaleFactor": 1, "mobile": false}),
+    );
+    wait_playing(&mut b);
+    std::thread::sleep(Duration::from_secs(3));
+    let seen = page.events().len();
+    let pid = web.child.pid();
+    let cpu0 = cpu_seconds(pid);
+    let t0 = Instant::now();
+    b.eval("tsuitate.resetStats(); true");
+    // reload, settle, idle
+    b.key("F5", "F5", 116, None);
+    std::thread::sleep(Duration::from_millis(SETTLE_MS + cfg.idle_ms));
+    // wheel: 40 × 2 notches down, 20 × 4 up
+    let (x, y) = frame_point(&mut b, u32::from(cfg.width) / 2, u32::from(cfg.height) / 2);
+    for (n, dy) in [(40, 200.0), (20, -400.0)] {
+        for _ in 0..n {
+            b.call(
+                "Input.dispatchMouseEvent",
+                serde_json::json!({"type": "mouseWheel", "x": x, "y": y, "deltaX": 0, "deltaY": dy}),
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    std::thread::sleep(Duration::from_millis(1000));
+    let (fx, fy) = frame_point(&mut b, 300, 145);
+    b.click(fx, fy);
+    std::thread::sleep(Duration::from_millis(300));
+    for w in WORDS.iter().filter(|w| !w.is_empty()) {
+        if w.is_ascii() {
+            b.type_ascii(w);
+        } else {
+            b.insert_text(w);
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    b.key("Backspace", "Backspace", 8, None);
+    std::thread::sleep(Duration::from_millis(300));
+    let (bx, by) = frame_point(&mut b, 810, 145);
+    for _ in 0..CLICKS {
+        b.click(bx, by);
+        std::thread::sleep(Duration::from_millis(400));
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    let stats = b.eval("tsuitate.stats()");
+    let secs = t0.elapsed().as_secs_f64();
+    let web_cpu = match (cpu0, cpu_seconds(pid)) {
+        (Some(a), Some(b)) => Some(b - a),
+        _ => None,
+    };
+    b.eval("document.getElementById('logout').click(); true");
+    std::thread::sleep(Duration::from_millis(1000));
+    let events = page.events();
+    let mut typed = None;
+    let mut clicks = 0;
+    for e in &events[seen.min(events.len())..] {
+        if let Some(t) = e.strip_prefix("typed=") {
+            typed = Some(t.to_owned());
+        } else if let Some(c) = e.strip_prefix("clicks=") {
+            clicks = c.parse().unwrap_or(clicks);
+        }
+    }
+    Ok(WebRun {
+        stats,
+        web_cpu,
+        secs,
+        typed,
+        clicks,
+    })
+}
+
+fn web_summary(r1: &Run, w: &WebRun, expected: &str) -> String {
+    let mut o = String::new();
+    let native = |k: &str| r1.report["latency_ms"][k].as_f64();
+    let page = |k: &str| w.stats["latency_ms"][k].as_f64();
+    let _ = writeln!(
+        o,
+        "\n== same workload, native viewer (run 1, capture→decoded) vs web viewer in Chromium (run W, capture→shown, {:.1} s) ==",
+        w.secs
+    );
+    let _ = writeln!(
+        o,
+        "{:24}{:>16}{:>16}{:>12}",
+        "", "native", "web", "web − native"
+    );
+    for k in ["p50", "p95", "p99"] {
+        let d = match (page(k), native(k)) {
+            (Some(a), Some(b)) => Some(a - b),
+            _ => None,
+        };
+        let _ = writeln!(
+            o,
+            "{:24}{:>16}{:>16}{:>12}",
+            format!("latency {k}, ms"),
+            fmt(native(k), 1),
+            fmt(page(k), 1),
+            fmt(d, 1)
+        );
+    }
+    let _ = writeln!(
+        o,
+        "web viewer CPU           {} CPU-s/s for its one session (tsuitate-web process)",
+        fmt(ratio(w.web_cpu, Some(w.secs)), 3)
+    );
+    let _ = writeln!(
+        o,
+        "page frames shown        {} ({} latency samples), dropped {}",
+        w.stats["frames"], w.stats["latency_ms"]["samples"], w.stats["dropped"]
+    );
+    let text = match w.typed.as_deref() {
+        Some(t) if t == expected => "exact".to_owned(),
+        other => format!("DIFFERENT: got {other:?}, expected {expected:?}"),
+    };
+    let _ = writeln!(
+        o,
+        "page check               runW: typed text {text}; clicks seen {}/{CLICKS}",
+        w.clicks
+    );
+    o
+}
+
 fn main() -> ExitCode {
     match bench() {
         Ok(()) => ExitCode::SUCCESS,
@@ -352,6 +502,13 @@ fn bench() -> Result<(), String> {
 
     say("run 1: workload through tsuitate / 計測 1: tsuitate で台本を再生…");
     let run1 = run_workload(&stack, &probe, &page, "run1", &script, cfg.idle_ms)?;
+
+    let web = if cfg.web {
+        say("run W: the same workload through the web viewer in Chromium / 計測 W: Web ビューアで同じ台本…");
+        Some(run_web(&stack, &page, &cfg)?)
+    } else {
+        None
+    };
 
     let mut run2 = None;
     let mut ffmpeg_child = None;
@@ -424,7 +581,10 @@ fn bench() -> Result<(), String> {
         ff.stop(Duration::from_secs(5));
     }
 
-    let summary = summary(&cfg, &run1, run2.as_ref(), &expected, &dir);
+    let mut summary = summary(&cfg, &run1, run2.as_ref(), &expected, &dir);
+    if let Some(w) = &web {
+        summary.push_str(&web_summary(&run1, w, &expected));
+    }
     print!("{summary}");
     let _ = std::fs::write(dir.join("results.txt"), &summary);
     Ok(())

@@ -241,8 +241,12 @@
     renderStats();
     focusInput();
   });
-  // For monitoring and tests: read-only numbers, no content.
-  window.tsuitate = { stats: snapshot };
+  // For monitoring and benchmarks: numbers only, no content. resetStats starts a new
+  // measurement window.
+  window.tsuitate = {
+    stats: snapshot,
+    resetStats: () => { lat.all = []; lat.window = []; lat.frames = 0; },
+  };
 
   setInterval(() => {
     pingId++;
