@@ -27,6 +27,6 @@ if [ "${TSUITATE_BENCH_NO_X264:-0}" != 1 ] && ! command -v ffmpeg >/dev/null 2>&
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends ffmpeg >/dev/null
 fi
 echo "[bench-e2e] building release binaries / リリースビルド中…" >&2
-cargo build --release --locked -q --bins -p tsuitate-gateway -p tsuitate-agent -p tsuitate-viewer \
+cargo build --release --locked -q --bins -p tsuitate-gateway -p tsuitate-agent -p tsuitate-viewer -p tsuitate-web \
   -p tsuitate-benches
 exec target/release/bench-e2e

@@ -416,7 +416,7 @@ fn web_summary(r1: &Run, w: &WebRun, expected: &str) -> String {
     );
     let _ = writeln!(
         o,
-        "{:24}{:>16}{:>16}{:>12}",
+        "{:24}{:>16}{:>16}{:>16}",
         "", "native", "web", "web − native"
     );
     for k in ["p50", "p95", "p99"] {
@@ -426,13 +426,20 @@ fn web_summary(r1: &Run, w: &WebRun, expected: &str) -> String {
         };
         let _ = writeln!(
             o,
-            "{:24}{:>16}{:>16}{:>12}",
+            "{:24}{:>16}{:>16}{:>16}",
             format!("latency {k}, ms"),
             fmt(native(k), 1),
             fmt(page(k), 1),
             fmt(d, 1)
         );
     }
+    let rx = |k: &str| w.stats["received_ms"][k].as_f64();
+    let _ = writeln!(
+        o,
+        "web: capture→received   p50 {} ms   p95 {} ms (the part before Chromium's jitter buffer, decoder and compositor)",
+        fmt(rx("p50"), 1),
+        fmt(rx("p95"), 1)
+    );
     let _ = writeln!(
         o,
         "web viewer CPU           {} CPU-s/s for its one session (tsuitate-web process)",

@@ -48,25 +48,37 @@
     if (pings.length === 0) return null;
     return Math.min.apply(null, pings.map(p => p.rtt));
   }
-  const lat = { window: [], all: [], frames: 0, lastFrames: 0 };
+  const lat = { window: [], all: [], received: [], frames: 0 };
   function percentile(sorted, p) {
     if (sorted.length === 0) return 0;
     const i = Math.min(sorted.length - 1, Math.floor(p * sorted.length));
     return sorted[i];
+  }
+  // Age of a frame (ms) at page time t (a performance.now() value), from its RTP timestamp.
+  function ageAt(t, rtp, off) {
+    const gw = performance.timeOrigin + t + off;                      // ms, gateway clock
+    const ticksNow = Math.floor(gw * 90) % 4294967296;
+    return (((ticksNow - rtp) % 4294967296 + 4294967296) % 4294967296) / 90;
   }
   function onVideoFrame(now, meta) {
     lat.frames++;
     const off = gatewayOffsetMs();
     if (off !== null && typeof meta.rtpTimestamp === 'number') {
       const shown = (meta.expectedDisplayTime !== undefined ? meta.expectedDisplayTime : now);
-      const shownGw = performance.timeOrigin + shown + off;           // ms, gateway clock
-      const ticksNow = Math.floor(shownGw * 90) % 4294967296;
-      const ageTicks = ((ticksNow - meta.rtpTimestamp) % 4294967296 + 4294967296) % 4294967296;
-      const ms = ageTicks / 90;
+      const ms = ageAt(shown, meta.rtpTimestamp, off);
       if (ms >= 0 && ms < 60000) {
         lat.window.push(ms);
         lat.all.push(ms);
         if (lat.all.length > 5000) lat.all.shift();
+      }
+      // When the last packet arrived (Chromium reports it for WebRTC frames): splits the
+      // latency into network/web viewer and the browser's own playout.
+      if (typeof meta.receiveTime === 'number') {
+        const r = ageAt(meta.receiveTime, meta.rtpTimestamp, off);
+        if (r >= 0 && r < 60000) {
+          lat.received.push(r);
+          if (lat.received.length > 5000) lat.received.shift();
+        }
       }
     }
     video.requestVideoFrameCallback(onVideoFrame);
@@ -218,9 +230,11 @@
   }
   function snapshot() {
     const sorted = lat.all.slice().sort((a, b) => a - b);
+    const rx = lat.received.slice().sort((a, b) => a - b);
     return {
       frames: lat.frames,
       latency_ms: { p50: percentile(sorted, 0.5), p95: percentile(sorted, 0.95), p99: percentile(sorted, 0.99), samples: sorted.length },
+      received_ms: { p50: percentile(rx, 0.5), p95: percentile(rx, 0.95), samples: rx.length },
       fps: fps, bitrate_bps: Math.round(bitrate), dropped: dropped, rtt_ms: bestRttMs(),
       connection: pc ? pc.connectionState : 'none',
       width: video.videoWidth, height: video.videoHeight,
@@ -245,7 +259,7 @@
   // measurement window.
   window.tsuitate = {
     stats: snapshot,
-    resetStats: () => { lat.all = []; lat.window = []; lat.frames = 0; },
+    resetStats: () => { lat.all = []; lat.window = []; lat.received = []; lat.frames = 0; },
   };
 
   setInterval(() => {
@@ -319,6 +333,10 @@
     };
     dc.onmessage = onMessage;
     pc.ontrack = e => {
+      // A remote screen wants the newest picture now, not a smooth playout: no jitter buffer
+      // beyond what the network needs.
+      try { e.receiver.jitterBufferTarget = 0; } catch (err) { /* older browsers */ }
+      try { e.receiver.playoutDelayHint = 0; } catch (err) { /* not in every browser */ }
       video.srcObject = new MediaStream([e.track]);
       showStatus(statusBox.dataset.waiting);
     };
