@@ -204,7 +204,9 @@ impl SessionDriver {
     }
 }
 
-async fn write_loop(
+/// Write queued messages to the gateway until the queue closes or a `Logout` went out (then
+/// finish the stream). Shared by the native and the web viewer.
+pub async fn write_loop(
     mut send: quinn::SendStream,
     mut rx: mpsc::Receiver<ViewerToGateway>,
 ) -> Result<(), ClientError> {

@@ -275,6 +275,17 @@ fn run_workload(
         ));
     }
     std::thread::sleep(Duration::from_millis(500));
+    let (typed, clicks) = page_events(page, seen);
+    Ok(Run {
+        s: [start, idle_start, idle_end, end],
+        report: run.report,
+        typed,
+        clicks,
+    })
+}
+
+/// What the page reported since event number `seen`: the field's last text, and the clicks.
+fn page_events(page: &TestPage, seen: usize) -> (Option<String>, u32) {
     let events = page.events();
     let mut typed = None;
     let mut clicks = 0;
@@ -285,20 +296,19 @@ fn run_workload(
             clicks = c.parse().unwrap_or(clicks);
         }
     }
-    Ok(Run {
-        s: [start, idle_start, idle_end, end],
-        report: run.report,
-        typed,
-        clicks,
-    })
+    (typed, clicks)
 }
 
 fn page_check(run: &Run, expected: &str) -> String {
-    let text = match run.typed.as_deref() {
+    typed_check(run.typed.as_deref(), run.clicks, expected)
+}
+
+fn typed_check(typed: Option<&str>, clicks: u32, expected: &str) -> String {
+    let text = match typed {
         Some(t) if t == expected => "exact".to_owned(),
         other => format!("DIFFERENT: got {other:?}, expected {expected:?}"),
     };
-    format!("typed text {text}; clicks seen {}/{CLICKS}", run.clicks)
+    format!("typed text {text}; clicks seen {clicks}/{CLICKS}")
 }
 
 /// The session's Chromium (the browser process, not a renderer) under the agent.
@@ -386,16 +396,7 @@ fn run_web(stack: &Stack, page: &TestPage, cfg: &Settings) -> Result<WebRun, Str
     };
     b.eval("document.getElementById('logout').click(); true");
     std::thread::sleep(Duration::from_millis(1000));
-    let events = page.events();
-    let mut typed = None;
-    let mut clicks = 0;
-    for e in &events[seen.min(events.len())..] {
-        if let Some(t) = e.strip_prefix("typed=") {
-            typed = Some(t.to_owned());
-        } else if let Some(c) = e.strip_prefix("clicks=") {
-            clicks = c.parse().unwrap_or(clicks);
-        }
-    }
+    let (typed, clicks) = page_events(page, seen);
     Ok(WebRun {
         stats,
         web_cpu,
@@ -450,14 +451,10 @@ fn web_summary(r1: &Run, w: &WebRun, expected: &str) -> String {
         "page frames shown        {} ({} latency samples), dropped {}",
         w.stats["frames"], w.stats["latency_ms"]["samples"], w.stats["dropped"]
     );
-    let text = match w.typed.as_deref() {
-        Some(t) if t == expected => "exact".to_owned(),
-        other => format!("DIFFERENT: got {other:?}, expected {expected:?}"),
-    };
     let _ = writeln!(
         o,
-        "page check               runW: typed text {text}; clicks seen {}/{CLICKS}",
-        w.clicks
+        "page check               runW: {}",
+        typed_check(w.typed.as_deref(), w.clicks, expected)
     );
     o
 }

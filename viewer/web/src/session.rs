@@ -13,9 +13,10 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tsuitate_protocol::page::{self, PageMessage};
 use tsuitate_protocol::{GatewayToViewer, Limits, Reason, ViewerToGateway};
-use tsuitate_viewer::client::{read_message, write_message, ClientError, Connected};
+use tsuitate_viewer::client::{read_message, ClientError, Connected};
 use tsuitate_viewer::clock::{unix_us, ClockOffset};
 use tsuitate_viewer::i18n::{self, Lang};
+use tsuitate_viewer::session::write_loop;
 use webrtc::data_channel::{DataChannel, DataChannelEvent};
 use webrtc::peer_connection::RTCSessionDescription;
 
@@ -472,18 +473,4 @@ impl Session {
         let msg = json!({"t": "status", "name": e.name, "ja": e.ja, "en": e.en, "end": end});
         self.send_page(&msg.to_string()).await;
     }
-}
-
-async fn write_loop(
-    mut send: quinn::SendStream,
-    mut rx: mpsc::Receiver<ViewerToGateway>,
-) -> Result<(), ClientError> {
-    while let Some(msg) = rx.recv().await {
-        write_message(&mut send, &msg).await?;
-        if msg == ViewerToGateway::Logout {
-            let _ = send.finish();
-            return Ok(());
-        }
-    }
-    Ok(())
 }
