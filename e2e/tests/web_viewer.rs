@@ -222,4 +222,25 @@ fn a_malformed_page_message_ends_only_that_browsers_session() {
         "B's session is unaffected: {:?}",
         page.events()
     );
+
+    // B's window gets smaller on a HiDPI screen: after the debounce the remote browser takes
+    // the new size in device pixels (one remote pixel per screen pixel).
+    b.call(
+        "Emulation.setDeviceMetricsOverride",
+        serde_json::json!({"width": 640, "height": 420, "deviceScaleFactor": 2, "mobile": false}),
+    );
+    let want = b.eval(
+        "(() => { const r = document.getElementById('stage').getBoundingClientRect(); \
+           return [Math.floor(r.width * 2 / 2) * 2, Math.floor(r.height * 2 / 2) * 2]; })()",
+    );
+    let expr = format!(
+        "document.getElementById('screen').videoWidth === {} && document.getElementById('screen').videoHeight === {}",
+        want[0], want[1]
+    );
+    assert!(
+        b.wait_true(&expr, Duration::from_secs(15)),
+        "the remote size follows the window: want {want}, have {}",
+        b.eval("[document.getElementById('screen').videoWidth, document.getElementById('screen').videoHeight]")
+    );
+    assert_eq!(want[0], 1280, "640 CSS px at devicePixelRatio 2");
 }
