@@ -47,7 +47,7 @@ fn run(args: &Args) -> anyhow::Result<ExitCode> {
     let cfg = match WebConfig::load(&args.config) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("tsuitate-web: 設定に誤りがあります / configuration errors:\n{e}");
+            eprintln!("tsuitate-web: {e}");
             return Ok(ExitCode::from(2));
         }
     };
