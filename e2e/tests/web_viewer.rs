@@ -141,10 +141,15 @@ fn staff_log_in_from_a_browser_see_the_page_click_and_type_japanese() {
         "the gateway audited the logout:\n{}",
         std::fs::read_to_string(stack.path("audit.jsonl")).unwrap_or_default()
     );
+    keep_shots(&shots);
+}
+
+/// With `TSUITATE_KEEP_SHOTS` set, copy the screenshots to /tmp/tsuitate-web-shots to look at.
+fn keep_shots(shots: &Path) {
     if std::env::var_os("TSUITATE_KEEP_SHOTS").is_some() {
         let keep = std::path::PathBuf::from("/tmp/tsuitate-web-shots");
         let _ = std::fs::create_dir_all(&keep);
-        for f in std::fs::read_dir(&shots).into_iter().flatten().flatten() {
+        for f in std::fs::read_dir(shots).into_iter().flatten().flatten() {
             let _ = std::fs::copy(f.path(), keep.join(f.file_name()));
         }
     }
@@ -192,6 +197,10 @@ fn a_malformed_page_message_ends_only_that_browsers_session() {
         "A's page shows that its session ended: {}",
         a.eval("document.getElementById('status').textContent")
     );
+    let shots = stack.path("shots");
+    std::fs::create_dir_all(&shots).expect("shots dir");
+    a.screenshot(&shots.join("ended-elsewhere.png"));
+    b.screenshot(&shots.join("viewer-en.png"));
     // (The tampering connection took the session over, so the page itself was told that;
     // the login page tells why the session ended.)
     assert!(
@@ -207,6 +216,8 @@ fn a_malformed_page_message_ends_only_that_browsers_session() {
         shown.as_str().unwrap_or("").contains("不正なメッセージ"),
         "{shown}"
     );
+    a.screenshot(&shots.join("login-page-error.png"));
+    keep_shots(&shots);
     let log = web.log();
     assert!(log.contains("page message refused"), "{log}");
     assert!(!log.contains("secret"), "page content is never logged");
