@@ -277,6 +277,34 @@ fn request_lang(req: &Request<Incoming>) -> Lang {
     pages::pick_lang(query(req, "lang"), accept)
 }
 
+/// The page language: an explicit `?lang=` wins, else the language chosen at login.
+fn session_lang(req: &Request<Incoming>, chosen: Lang) -> Lang {
+    if query(req, "lang").is_some() {
+        request_lang(req)
+    } else {
+        chosen
+    }
+}
+
+/// The login page again, with why the gateway (or this service) refused.
+fn refused(lang: Lang, status: StatusCode, e: &ClientError) -> Response<Body> {
+    let text = i18n::error_message(lang, e);
+    let notice = Notice {
+        name: tsuitate_viewer::outcome::error_name(e),
+        text: &text,
+        error: true,
+    };
+    fresh_login(lang, status, Some(notice))
+}
+
+fn session_ended() -> Response<Body> {
+    plain(
+        StatusCode::GONE,
+        "セッションは終了しています。",
+        "The session has ended.",
+    )
+}
+
 fn fresh_login(lang: Lang, status: StatusCode, notice: Option<Notice<'_>>) -> Response<Body> {
     let csrf = token();
     let page = pages::login_page(lang, &csrf, notice);
@@ -284,20 +312,15 @@ fn fresh_login(lang: Lang, status: StatusCode, notice: Option<Notice<'_>>) -> Re
 }
 
 fn login_get(app: &App, req: &Request<Incoming>) -> Response<Body> {
-    let lang = request_lang(req);
     if let Some(tok) = cookie(req, SESSION_COOKIE) {
         let mut sessions = app.sessions();
         let ended = sessions.get(tok).map(|e| (e.handle.ended(), e.lang));
         match ended {
             Some((None, _)) => return redirect("/view"),
-            Some((Some(end), session_lang)) => {
+            Some((Some(end), chosen)) => {
                 sessions.remove(tok);
                 drop(sessions);
-                let lang = if query(req, "lang").is_some() {
-                    lang
-                } else {
-                    session_lang
-                };
+                let lang = session_lang(req, chosen);
                 let text = match lang {
                     Lang::Ja => &end.ja,
                     Lang::En => &end.en,
@@ -313,7 +336,7 @@ fn login_get(app: &App, req: &Request<Incoming>) -> Response<Body> {
             None => {}
         }
     }
-    fresh_login(lang, StatusCode::OK, None)
+    fresh_login(request_lang(req), StatusCode::OK, None)
 }
 
 async fn login_post(app: &Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
@@ -355,14 +378,11 @@ async fn login_post(app: &Arc<App>, req: Request<Incoming>, peer: SocketAddr) ->
         );
     }
     if app.live_sessions() >= app.cfg.max_sessions {
-        let e = ClientError::NoCapacity;
-        let text = i18n::error_message(lang, &e);
-        let notice = Notice {
-            name: tsuitate_viewer::outcome::error_name(&e),
-            text: &text,
-            error: true,
-        };
-        return fresh_login(lang, StatusCode::SERVICE_UNAVAILABLE, Some(notice));
+        return refused(
+            lang,
+            StatusCode::SERVICE_UNAVAILABLE,
+            &ClientError::NoCapacity,
+        );
     }
     let cfg = ClientConfig {
         gateway: app.cfg.gateway.clone(),
@@ -403,13 +423,7 @@ async fn login_post(app: &Arc<App>, req: Request<Incoming>, peer: SocketAddr) ->
                 ClientError::NoCapacity => StatusCode::SERVICE_UNAVAILABLE,
                 _ => StatusCode::BAD_GATEWAY,
             };
-            let text = i18n::error_message(lang, &e);
-            let notice = Notice {
-                name,
-                text: &text,
-                error: true,
-            };
-            fresh_login(lang, status, Some(notice))
+            refused(lang, status, &e)
         }
     }
 }
@@ -426,14 +440,10 @@ fn live_session(app: &App, req: &Request<Incoming>) -> Option<(Arc<SessionHandle
 
 fn view_get(app: &App, req: &Request<Incoming>) -> Response<Body> {
     match live_session(app, req) {
-        Some((h, lang)) => {
-            let lang = if query(req, "lang").is_some() {
-                request_lang(req)
-            } else {
-                lang
-            };
-            html(StatusCode::OK, pages::viewer_page(lang, &h.csrf, &h.user))
-        }
+        Some((h, lang)) => html(
+            StatusCode::OK,
+            pages::viewer_page(session_lang(req, lang), &h.csrf, &h.user),
+        ),
         None => redirect("/"),
     }
 }
@@ -486,11 +496,7 @@ async fn offer_post(app: &App, req: Request<Incoming>) -> Response<Body> {
         .await
         .is_err()
     {
-        return plain(
-            StatusCode::GONE,
-            "セッションは終了しています。",
-            "The session has ended.",
-        );
+        return session_ended();
     }
     match tokio::time::timeout(Duration::from_secs(10), rx).await {
         Ok(Ok(Ok(answer))) => match serde_json::to_vec(&answer) {
@@ -506,11 +512,7 @@ async fn offer_post(app: &App, req: Request<Incoming>) -> Response<Body> {
             "このブラウザとは映像の接続ができません (H.264 が必要です)。",
             "No video connection with this browser (H.264 is needed).",
         ),
-        _ => plain(
-            StatusCode::GONE,
-            "セッションは終了しています。",
-            "The session has ended.",
-        ),
+        _ => session_ended(),
     }
 }
 

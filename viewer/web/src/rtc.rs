@@ -74,7 +74,7 @@ impl RtcSettings {
         if self.port_min == 0 {
             return Ok(SocketAddr::new(self.ip, 0));
         }
-        let span = u32::from(self.port_max - self.port_min) + 1;
+        let span = u32::from(self.port_max.saturating_sub(self.port_min)) + 1;
         for _ in 0..span {
             let i = u32::from(self.next.fetch_add(1, Ordering::Relaxed)) % span;
             let port = self.port_min.saturating_add(u16::try_from(i).unwrap_or(0));

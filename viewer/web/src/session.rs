@@ -284,7 +284,7 @@ impl Session {
                 }
             }
         };
-        self.tell_page(&ended, true).await;
+        self.tell_page(&ended).await;
         // Let the Logout reach the gateway before the connection closes.
         drop(to_gw);
         let _ = tokio::time::timeout(Duration::from_secs(2), writer).await;
@@ -341,7 +341,7 @@ impl Session {
         if let Some(old) = self.peer.take() {
             // Another tab (or a reload) of this session took over: the old page stops
             // instead of taking it back.
-            self.tell_page(&Ended::elsewhere(), true).await;
+            self.tell_page(&Ended::elsewhere()).await;
             old.close().await;
         }
         self.peer_events = None;
@@ -469,8 +469,9 @@ impl Session {
         }
     }
 
-    async fn tell_page(&self, e: &Ended, end: bool) {
-        let msg = json!({"t": "status", "name": e.name, "ja": e.ja, "en": e.en, "end": end});
+    /// Tell the page its session is over for it, and why.
+    async fn tell_page(&self, e: &Ended) {
+        let msg = json!({"t": "status", "name": e.name, "ja": e.ja, "en": e.en, "end": true});
         self.send_page(&msg.to_string()).await;
     }
 }
