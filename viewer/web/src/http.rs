@@ -14,13 +14,14 @@ use hyper::body::Incoming;
 use hyper::header::{HeaderValue, COOKIE, LOCATION, SET_COOKIE};
 use hyper::{Method, Request, Response, StatusCode};
 use tokio::sync::{mpsc, oneshot};
-use tsuitate_protocol::Limits;
+use tsuitate_protocol::{Limits, MAX_PASSWORD_BYTES, MAX_USER_BYTES};
 use tsuitate_viewer::client::{self, ClientConfig, ClientError};
 use tsuitate_viewer::i18n::{self, Lang};
 use webrtc::peer_connection::RTCSessionDescription;
 
 use crate::config::WebConfig;
 use crate::pages::{self, Notice};
+use crate::rtc::RtcError;
 use crate::session::{self, Command, SessionContext, SessionHandle};
 
 /// Largest login form body.
@@ -377,6 +378,11 @@ async fn login_post(app: &Arc<App>, req: Request<Incoming>, peer: SocketAddr) ->
             }),
         );
     }
+    // Longer than the protocol allows: no such user. Refused here, as the gateway would, rather
+    // than sent as a malformed Login (which the gateway counts as a protocol violation).
+    if user.len() > MAX_USER_BYTES || password.len() > MAX_PASSWORD_BYTES {
+        return refused(lang, StatusCode::UNAUTHORIZED, &ClientError::Denied);
+    }
     if app.live_sessions() >= app.cfg.max_sessions {
         return refused(
             lang,
@@ -507,10 +513,20 @@ async fn offer_post(app: &App, req: Request<Incoming>) -> Response<Body> {
                 "Internal error",
             ),
         },
-        Ok(Ok(Err(_))) => plain(
+        Ok(Ok(Err(RtcError::NoH264))) => plain(
             StatusCode::BAD_REQUEST,
             "このブラウザとは映像の接続ができません (H.264 が必要です)。",
             "No video connection with this browser (H.264 is needed).",
+        ),
+        Ok(Ok(Err(RtcError::NoPort))) => plain(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "映像用のポートに空きがありません。しばらくしてから再度お試しください。",
+            "No port is free for the video right now. Please try again later.",
+        ),
+        Ok(Ok(Err(RtcError::Webrtc(_)))) => plain(
+            StatusCode::BAD_REQUEST,
+            "接続情報を読み取れません。",
+            "The connection offer could not be read.",
         ),
         _ => session_ended(),
     }

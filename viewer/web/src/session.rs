@@ -20,7 +20,7 @@ use tsuitate_viewer::session::write_loop;
 use webrtc::data_channel::{DataChannel, DataChannelEvent};
 use webrtc::peer_connection::RTCSessionDescription;
 
-use crate::rtc::{Peer, PeerEvent, RtcSettings};
+use crate::rtc::{Peer, PeerEvent, RtcError, RtcSettings};
 
 /// Gateway pings (clock offset for the page's latency) and latency reports.
 const TICK: Duration = Duration::from_secs(2);
@@ -35,7 +35,7 @@ pub enum Command {
     /// The page's SDP offer; the answer (or a reason) comes back.
     Offer(
         Box<RTCSessionDescription>,
-        oneshot::Sender<Result<RTCSessionDescription, String>>,
+        oneshot::Sender<Result<RTCSessionDescription, RtcError>>,
     ),
     /// The user logged out (the logout button).
     Logout,
@@ -337,7 +337,7 @@ impl Session {
     async fn on_offer(
         &mut self,
         offer: RTCSessionDescription,
-    ) -> Result<RTCSessionDescription, String> {
+    ) -> Result<RTCSessionDescription, RtcError> {
         if let Some(old) = self.peer.take() {
             // Another tab (or a reload) of this session took over: the old page stops
             // instead of taking it back.
@@ -356,7 +356,7 @@ impl Session {
             }
             Err(e) => {
                 tracing::warn!(error = %e, "WebRTC offer refused");
-                Err(e.to_string())
+                Err(e)
             }
         }
     }

@@ -243,3 +243,26 @@ async fn an_unreachable_gateway_is_reported_in_japanese() {
     assert!(r.body.contains("data-name=\"unreachable\""), "{}", r.body);
     assert!(r.body.contains("接続できません"), "{}", r.body);
 }
+
+#[tokio::test]
+async fn names_and_passwords_longer_than_the_protocol_allows_are_refused_here() {
+    // The gateway is unreachable: an answer other than 502 proves it was not asked.
+    let web = start("127.0.0.1:9");
+    let page = web.get("/", "").await;
+    let token = login_cookie(&page);
+    let cookie = format!("Cookie: tsuitate_login={token}\r\n");
+    for (user, password) in [
+        ("u".repeat(65), "p".to_owned()),
+        ("yamada".into(), "p".repeat(257)),
+    ] {
+        let r = web
+            .post(
+                "/login",
+                &cookie,
+                &format!("user={user}&password={password}&csrf={token}&lang=ja"),
+            )
+            .await;
+        assert_eq!(r.status, 401, "{}", r.body);
+        assert!(r.body.contains("data-name=\"denied\""), "{}", r.body);
+    }
+}
