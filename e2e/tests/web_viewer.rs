@@ -192,7 +192,7 @@ fn a_malformed_page_message_ends_only_that_browsers_session() {
     let page = TestPage::start();
     let stack = Stack::start(Some(&page.url), "");
     stack.add_user("suzuki", "e2e-パスワード-2");
-    let web = WebViewer::start(&stack, "");
+    let web = WebViewer::start(&stack, "page_linger_s = 2\n");
     let mut a = Browser::launch("ja", 1024, 700);
     let mut b = Browser::launch("en-US", 1024, 700);
     login(&mut a, &web.url, USER, PASSWORD);
@@ -270,4 +270,21 @@ fn a_malformed_page_message_ends_only_that_browsers_session() {
         b.eval("[document.getElementById('screen').videoWidth, document.getElementById('screen').videoHeight]")
     );
     assert_eq!(want[0], 1280, "640 CSS px at devicePixelRatio 2");
+
+    // B's browser goes away without a word (the tab is closed, the PC switched off): once its
+    // connection has been quiet (about 5 s) and page_linger_s (2 s) has passed, the session is
+    // logged out — well before ICE would declare the connection failed (25 s).
+    drop(b);
+    let ended = tsuitate_testkit::procs::wait_for(Duration::from_secs(15), || {
+        let audit = std::fs::read_to_string(stack.path("audit.jsonl")).ok()?;
+        audit
+            .lines()
+            .any(|l| l.contains("session_end") && l.contains("suzuki") && l.contains("Logout"))
+            .then_some(())
+    });
+    assert!(
+        ended.is_some(),
+        "the closed tab was logged out:\n{}",
+        web.log()
+    );
 }

@@ -111,6 +111,9 @@ pub enum PeerEvent {
     DataChannel(Arc<dyn DataChannel>),
     /// ICE/DTLS connected: media flows.
     Connected,
+    /// Nothing heard from the browser for a few seconds (tab closed, network down); it may
+    /// come back (`Connected` again).
+    Quiet,
     /// The connection failed or closed.
     Gone,
     /// The browser asked for a keyframe (PLI or FIR).
@@ -133,6 +136,7 @@ impl PeerConnectionEventHandler for Handler {
     async fn on_connection_state_change(&self, state: RTCPeerConnectionState) {
         let ev = match state {
             RTCPeerConnectionState::Connected => PeerEvent::Connected,
+            RTCPeerConnectionState::Disconnected => PeerEvent::Quiet,
             RTCPeerConnectionState::Failed | RTCPeerConnectionState::Closed => PeerEvent::Gone,
             _ => return,
         };

@@ -394,7 +394,17 @@ impl Session {
                 });
                 self.dc = Some(dc);
             }
+            PeerEvent::Quiet => self.start_page_linger(),
             PeerEvent::Gone => self.peer_gone(),
+        }
+    }
+
+    /// The page has `page_linger` to come back (its connection, or a new one), else the
+    /// session logs out.
+    fn start_page_linger(&mut self) {
+        if self.page_deadline.is_none() {
+            tracing::info!("the page went quiet; waiting for it to come back");
+            self.page_deadline = Some(Instant::now() + self.ctx.page_linger);
         }
     }
 
@@ -402,10 +412,11 @@ impl Session {
         self.peer_events = None;
         self.media_flowing = false;
         self.dc = None;
-        if self.page_deadline.is_none() {
-            tracing::info!("the page's connection is gone; waiting for it to come back");
-            self.page_deadline = Some(Instant::now() + self.ctx.page_linger);
+        if let Some(peer) = self.peer.take() {
+            // Stops its driver task and socket now, not at the next offer.
+            tokio::spawn(async move { peer.close().await });
         }
+        self.start_page_linger();
     }
 
     fn request_keyframe(&mut self, to_gw: &mpsc::Sender<ViewerToGateway>, force: bool) {
