@@ -95,10 +95,12 @@ impl App {
         for h in &handles {
             let _ = h.commands.send(Command::Logout).await;
         }
-        let deadline = Instant::now() + Duration::from_secs(3);
-        while Instant::now() < deadline && handles.iter().any(|h| h.ended().is_none()) {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let all_ended = async {
+            for h in &handles {
+                h.wait_ended().await;
+            }
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(3), all_ended).await;
     }
 }
 
@@ -547,10 +549,7 @@ async fn logout_post(app: &App, req: Request<Incoming>) -> Response<Body> {
         return forbidden_csrf();
     }
     let _ = h.commands.send(Command::Logout).await;
-    let deadline = Instant::now() + Duration::from_secs(3);
-    while h.ended().is_none() && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let _ = tokio::time::timeout(Duration::from_secs(3), h.wait_ended()).await;
     redirect("/")
 }
 

@@ -5,11 +5,11 @@
 //! out.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::json;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 use tsuitate_protocol::page::{self, PageMessage};
 use tsuitate_protocol::{GatewayToViewer, Limits, Reason, ViewerToGateway};
@@ -113,7 +113,7 @@ pub struct SessionHandle {
     pub csrf: String,
     /// Commands to the session task.
     pub commands: mpsc::Sender<Command>,
-    ended: Mutex<Option<Ended>>,
+    ended: watch::Sender<Option<Ended>>,
 }
 
 impl SessionHandle {
@@ -123,20 +123,23 @@ impl SessionHandle {
             user,
             csrf,
             commands,
-            ended: Mutex::new(None),
+            ended: watch::Sender::new(None),
         }
     }
 
     /// How the session ended, if it has.
     pub fn ended(&self) -> Option<Ended> {
-        self.ended
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+        self.ended.borrow().clone()
+    }
+
+    /// Wait for the session to end.
+    pub async fn wait_ended(&self) {
+        let mut rx = self.ended.subscribe();
+        let _ = rx.wait_for(Option::is_some).await;
     }
 
     fn set_ended(&self, e: Ended) {
-        *self.ended.lock().unwrap_or_else(PoisonError::into_inner) = Some(e);
+        self.ended.send_replace(Some(e));
     }
 }
 
