@@ -29,8 +29,6 @@ pub struct ClientConfig {
     pub connect_timeout: Duration,
     /// Wire limits for decoding gateway messages.
     pub limits: Limits,
-    /// Client certificate and key, for a trusted front (the web viewer) only.
-    pub identity: Option<(PathBuf, PathBuf)>,
     /// The browser this login is for, told to the gateway before `Login` (trusted fronts
     /// only: the gateway refuses it from anyone else).
     pub forwarded_for: Option<SocketAddr>,
@@ -44,7 +42,6 @@ impl fmt::Debug for ClientConfig {
             .field("ca_file", &self.ca_file)
             .field("user", &self.user)
             .field("password", &"<hidden>")
-            .field("identity", &self.identity)
             .field("forwarded_for", &self.forwarded_for)
             .finish()
     }
@@ -175,11 +172,15 @@ fn map_connection_error(e: quinn::ConnectionError, gateway: &str, connected: boo
 
 /// Open the connection, the viewer stream, and log in.
 pub async fn connect(cfg: &ClientConfig) -> Result<Connected, ClientError> {
-    let identity = cfg
-        .identity
-        .as_ref()
-        .map(|(c, k)| (c.as_path(), k.as_path()));
-    let quic = quic_client_config_with(&cfg.ca_file, identity)?;
+    connect_with(cfg, quic_client_config(&cfg.ca_file)?).await
+}
+
+/// [`connect`] with a QUIC client configuration built once by the caller (the web viewer
+/// builds one, with its front certificate, for all its logins; `cfg.ca_file` is not read).
+pub async fn connect_with(
+    cfg: &ClientConfig,
+    quic: quinn::ClientConfig,
+) -> Result<Connected, ClientError> {
     let addr = resolve(&cfg.gateway).await?;
     let unreachable = |message: String| ClientError::Unreachable {
         gateway: cfg.gateway.clone(),

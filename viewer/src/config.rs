@@ -104,7 +104,6 @@ impl Settings {
             password,
             connect_timeout: self.connect_timeout,
             limits: Limits::default(),
-            identity: None,
             forwarded_for: None,
         }
     }

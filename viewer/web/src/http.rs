@@ -51,15 +51,18 @@ struct Entry {
 /// The web viewer's shared state.
 pub struct App {
     cfg: WebConfig,
+    /// QUIC client configuration for every login (CA and front certificate read once).
+    quic: quinn::ClientConfig,
     ctx: Arc<SessionContext>,
     sessions: Mutex<HashMap<String, Entry>>,
 }
 
 impl App {
     /// State for `cfg`.
-    pub fn new(cfg: WebConfig, ctx: Arc<SessionContext>) -> Arc<App> {
+    pub fn new(cfg: WebConfig, quic: quinn::ClientConfig, ctx: Arc<SessionContext>) -> Arc<App> {
         Arc::new(App {
             cfg,
+            quic,
             ctx,
             sessions: Mutex::new(HashMap::new()),
         })
@@ -401,9 +404,8 @@ async fn login_post(app: &Arc<App>, req: Request<Incoming>, peer: SocketAddr) ->
         connect_timeout: app.cfg.connect_timeout_s,
         limits: Limits::default(),
         forwarded_for: app.cfg.front_identity().map(|_| peer),
-        identity: app.cfg.front_identity(),
     };
-    match client::connect(&cfg).await {
+    match client::connect_with(&cfg, app.quic.clone()).await {
         Ok(conn) => {
             tracing::info!(user = %user, browser = %peer, "web login");
             let tok = token();

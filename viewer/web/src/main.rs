@@ -60,10 +60,13 @@ fn run(args: &Args) -> anyhow::Result<ExitCode> {
     };
     let identity = cfg.front_identity();
     let identity = identity.as_ref().map(|(c, k)| (c.as_path(), k.as_path()));
-    if let Err(e) = tsuitate_viewer::client::quic_client_config_with(&cfg.ca, identity) {
-        eprintln!("tsuitate-web: {e}");
-        return Ok(ExitCode::from(2));
-    }
+    let quic = match tsuitate_viewer::client::quic_client_config_with(&cfg.ca, identity) {
+        Ok(q) => q,
+        Err(e) => {
+            eprintln!("tsuitate-web: {e}");
+            return Ok(ExitCode::from(2));
+        }
+    };
     if args.check_config {
         println!("設定は正しいです / configuration OK");
         return Ok(ExitCode::SUCCESS);
@@ -72,12 +75,13 @@ fn run(args: &Args) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(serve(cfg, tls, args.ready_file.as_deref()))
+    runtime.block_on(serve(cfg, tls, quic, args.ready_file.as_deref()))
 }
 
 async fn serve(
     cfg: WebConfig,
     tls: rustls::ServerConfig,
+    quic: quinn::ClientConfig,
     ready_file: Option<&Path>,
 ) -> anyhow::Result<ExitCode> {
     let listener = tokio::net::TcpListener::bind(cfg.listen)
@@ -95,7 +99,7 @@ async fn serve(
         counters: Arc::new(Counters::default()),
     });
     let counters = ctx.counters.clone();
-    let app = App::new(cfg, ctx);
+    let app = App::new(cfg, quic, ctx);
     let signal = tsuitate_cli::shutdown_signal().context("signal handlers")?;
     tracing::info!(%addr, "web viewer listening");
     eprintln!("tsuitate-web: https://{addr}/ で待ち受けています / listening on https://{addr}/");
