@@ -100,6 +100,19 @@ fn staff_log_in_from_a_browser_see_the_page_click_and_type_japanese() {
         p50 > 0.0 && p50 < 5000.0 && stats["latency_ms"]["samples"].as_u64() > Some(0),
         "plausible latency: {stats}"
     );
+    b.eval("document.getElementById('stats-toggle').click(); true");
+    std::thread::sleep(Duration::from_millis(2500));
+    b.screenshot(&shots.join("stats-ja.png"));
+    b.eval("document.getElementById('stats-toggle').click(); true");
+    // ... and reported to the gateway, whose metrics now include this browser viewer.
+    let reports = tsuitate_testkit::procs::wait_for(Duration::from_secs(10), || {
+        tsuitate_testkit::stack::metric(
+            &stack.metrics(),
+            "tsuitate_viewer_latency_p50_seconds_count",
+        )
+        .filter(|n| *n > 0.0)
+    });
+    assert!(reports.is_some(), "the page's latency reached the gateway");
 
     // The gateway's audit log names the browser (its own TCP port, not the web viewer's QUIC
     // socket) and the front it came through.
@@ -233,6 +246,9 @@ fn a_malformed_page_message_ends_only_that_browsers_session() {
         "{shown}"
     );
     a.screenshot(&shots.join("login-page-error.png"));
+    a.navigate(&format!("{}/?lang=en", web.url));
+    assert_eq!(a.eval("document.documentElement.lang"), "en");
+    a.screenshot(&shots.join("login-en.png"));
     keep_shots(&shots);
     let log = web.log();
     assert!(log.contains("page message refused"), "{log}");
@@ -249,6 +265,11 @@ fn a_malformed_page_message_ends_only_that_browsers_session() {
         "B's session is unaffected: {:?}",
         page.events()
     );
+
+    b.eval("document.getElementById('stats-toggle').click(); true");
+    std::thread::sleep(Duration::from_millis(2500));
+    b.screenshot(&shots.join("stats-en.png"));
+    keep_shots(&shots);
 
     // B's window gets smaller on a HiDPI screen: after the debounce the remote browser takes
     // the new size in device pixels (one remote pixel per screen pixel).

@@ -183,6 +183,8 @@ struct Session {
     last_keyframe_request: Option<Instant>,
     clock: ClockOffset,
     page_deadline: Option<Instant>,
+    /// We asked the gateway to end the session (and so wait for its Bye before closing).
+    logout_sent: bool,
 }
 
 type PageIn = (u64, bytes::BytesMut);
@@ -202,7 +204,13 @@ impl Session {
             last_keyframe_request: None,
             clock: ClockOffset::default(),
             page_deadline,
+            logout_sent: false,
         }
+    }
+
+    async fn logout(&mut self, to_gw: &mpsc::Sender<ViewerToGateway>) {
+        self.logout_sent = true;
+        let _ = to_gw.send(ViewerToGateway::Logout).await;
     }
 
     async fn run(mut self, conn: Connected, mut commands: mpsc::Receiver<Command>) -> Ended {
@@ -249,7 +257,7 @@ impl Session {
                         let _ = reply.send(answer);
                     }
                     Some(Command::Logout) | None => {
-                        let _ = to_gw.send(ViewerToGateway::Logout).await;
+                        self.logout(&to_gw).await;
                         break Ended::reason(Reason::Logout);
                     }
                 },
@@ -271,7 +279,7 @@ impl Session {
                         Err(e) => {
                             self.ctx.counters.page_errors.fetch_add(1, Ordering::Relaxed);
                             tracing::warn!(error = %e, "page message refused; ending its session");
-                            let _ = to_gw.send(ViewerToGateway::Logout).await;
+                            self.logout(&to_gw).await;
                             break Ended::page_error();
                         }
                     }
@@ -282,15 +290,27 @@ impl Session {
                 }
                 _ = page_deadline => {
                     tracing::info!("the page did not come back; logging out");
-                    let _ = to_gw.send(ViewerToGateway::Logout).await;
+                    self.logout(&to_gw).await;
                     break Ended::page_gone();
                 }
             }
         };
         self.tell_page(&ended).await;
-        // Let the Logout reach the gateway before the connection closes.
+        // Let the Logout reach the gateway before the connection closes: the writer finishes
+        // the stream after it, and the gateway answers with Bye (closing the QUIC connection
+        // before that could discard the Logout still in flight, leaving the session to linger).
         drop(to_gw);
         let _ = tokio::time::timeout(Duration::from_secs(2), writer).await;
+        if self.logout_sent {
+            let bye = async {
+                while let Ok(Some(msg)) = read_message(&mut reader).await {
+                    if matches!(msg, GatewayToViewer::Bye { .. }) {
+                        break;
+                    }
+                }
+            };
+            let _ = tokio::time::timeout(Duration::from_secs(3), bye).await;
+        }
         if let Some(peer) = self.peer.take() {
             peer.close().await;
         }
@@ -465,7 +485,7 @@ impl Session {
                 return None;
             }
             PageMessage::Logout => {
-                let _ = to_gw.send(ViewerToGateway::Logout).await;
+                self.logout(to_gw).await;
                 return Some(Ended::reason(Reason::Logout));
             }
         };
