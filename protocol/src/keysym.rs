@@ -90,3 +90,27 @@ pub fn key_value_keysym(key: &str) -> u32 {
         _ => named_keysym(key).unwrap_or(0),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_named_keysym_is_valid_on_the_wire() {
+        for (name, keysym, ..) in NAMED_KEYS {
+            assert!(crate::keysym_valid(*keysym), "{name}");
+        }
+    }
+
+    #[test]
+    fn key_values() {
+        assert_eq!(key_value_keysym("a"), 0x61);
+        assert_eq!(key_value_keysym("¥"), 0xa5);
+        assert_eq!(key_value_keysym("あ"), 0x0100_3042);
+        assert_eq!(key_value_keysym("Enter"), 0xff0d);
+        assert_eq!(key_value_keysym("Space"), 0x20);
+        assert_eq!(key_value_keysym("Process"), 0);
+        assert_eq!(key_value_keysym("\u{7}"), 0);
+        assert_eq!(key_value_keysym(""), 0);
+    }
+}

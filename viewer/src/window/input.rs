@@ -8,10 +8,11 @@ use std::collections::VecDeque;
 
 use tsuitate_protocol::{keysym_valid, Button, InputEvent, KeyCode, Modifiers, MAX_WHEEL_DELTA};
 use winit::event::{ElementState, KeyEvent, MouseButton, MouseScrollDelta};
-use winit::keyboard::{Key, ModifiersState, NamedKey, PhysicalKey};
+use winit::keyboard::{Key, ModifiersState, PhysicalKey};
 
-use crate::keys::{char_keysym, code_from_winit_name, named_keysym};
+use crate::keys::code_from_winit_name;
 use crate::script::text_chunks;
+use tsuitate_protocol::keysym::key_value_keysym;
 
 /// Pixels of smooth scrolling that make one wheel notch.
 const PIXELS_PER_NOTCH: f64 = 50.0;
@@ -56,19 +57,17 @@ pub fn physical_code(key: &PhysicalKey) -> KeyCode {
 
 /// The X11 keysym of a winit logical key (0 when there is none).
 pub fn logical_keysym(key: &Key) -> u32 {
+    // winit names its logical keys with W3C key values: the protocol's one mapping applies.
     let sym = match key {
-        Key::Named(NamedKey::Space) => Some(0x20),
-        Key::Named(n) => named_keysym(&format!("{n:?}")),
-        Key::Character(s) => {
-            let mut chars = s.chars();
-            match (chars.next(), chars.next()) {
-                (Some(c), None) => char_keysym(c),
-                _ => None,
-            }
-        }
-        _ => None,
+        Key::Named(n) => key_value_keysym(&format!("{n:?}")),
+        Key::Character(s) => key_value_keysym(s),
+        _ => 0,
     };
-    sym.filter(|&k| keysym_valid(k)).unwrap_or(0)
+    if keysym_valid(sym) {
+        sym
+    } else {
+        0
+    }
 }
 
 impl InputState {
@@ -204,6 +203,7 @@ impl InputState {
 mod tests {
     use super::*;
     use winit::keyboard::KeyCode as WKey;
+    use winit::keyboard::NamedKey;
 
     #[test]
     fn winit_keys_map_to_codes_and_keysyms() {
