@@ -71,26 +71,23 @@ enum CaCmd {
         force: bool,
     },
     /// Create agent-ID.pem and agent-ID-key.pem (CN = ID) signed by the CA in DIR.
-    IssueAgent {
-        #[arg(long)]
-        dir: PathBuf,
-        /// The agent id (A-Z a-z 0-9 . _ -, 1-64 chars).
-        #[arg(long)]
-        name: String,
-        #[arg(long)]
-        force: bool,
-    },
+    IssueAgent(IssueArgs),
     /// Create front-NAME.pem and front-NAME-key.pem (CN = front:NAME) for a web viewer that the
     /// gateway trusts to tell each browser's address (list NAME in `trusted_fronts`).
-    IssueFront {
-        #[arg(long)]
-        dir: PathBuf,
-        /// The front's name (A-Z a-z 0-9 . _ -, 1-64 chars).
-        #[arg(long)]
-        name: String,
-        #[arg(long)]
-        force: bool,
-    },
+    IssueFront(IssueArgs),
+}
+
+/// A client certificate to issue from the CA in DIR.
+#[derive(clap::Args)]
+struct IssueArgs {
+    #[arg(long)]
+    dir: PathBuf,
+    /// The agent id or front name (A-Z a-z 0-9 . _ -, 1-64 chars).
+    #[arg(long)]
+    name: String,
+    /// Overwrite existing files.
+    #[arg(long)]
+    force: bool,
 }
 
 #[derive(Clone, clap::Args)]
@@ -233,8 +230,8 @@ fn run(config: PathBuf, ready_file: Option<PathBuf>) -> Result<ExitCode> {
 fn ca(c: CaCmd) -> Result<ExitCode> {
     let written = match c {
         CaCmd::Init { dir, names, force } => certs::ca_init(&dir, &names, force)?,
-        CaCmd::IssueAgent { dir, name, force } => certs::issue_agent(&dir, &name, force)?,
-        CaCmd::IssueFront { dir, name, force } => certs::issue_front(&dir, &name, force)?,
+        CaCmd::IssueAgent(a) => certs::issue_agent(&a.dir, &a.name, a.force)?,
+        CaCmd::IssueFront(a) => certs::issue_front(&a.dir, &a.name, a.force)?,
     };
     for p in written {
         println!("{}", p.display());
