@@ -214,31 +214,27 @@ impl Stack {
 
     /// Issue an agent certificate with the gateway CLI; returns (cert, key).
     pub fn issue_agent(&self, name: &str) -> (PathBuf, PathBuf) {
-        let pki = self.path("pki");
-        run_ok(
-            Command::new(bin("tsuitate-gateway"))
-                .args(["ca", "issue-agent", "--name", name, "--dir"])
-                .arg(&pki),
-            "tsuitate-gateway ca issue-agent",
-        );
-        (
-            pki.join(format!("agent-{name}.pem")),
-            pki.join(format!("agent-{name}-key.pem")),
-        )
+        self.issue("agent", name)
     }
 
     /// Issue a trusted-front (web viewer) certificate with the gateway CLI; returns (cert, key).
     pub fn issue_front(&self, name: &str) -> (PathBuf, PathBuf) {
+        self.issue("front", name)
+    }
+
+    /// `tsuitate-gateway ca issue-KIND --name NAME`: KIND-NAME.pem and KIND-NAME-key.pem.
+    fn issue(&self, kind: &str, name: &str) -> (PathBuf, PathBuf) {
         let pki = self.path("pki");
+        let command = format!("issue-{kind}");
         run_ok(
             Command::new(bin("tsuitate-gateway"))
-                .args(["ca", "issue-front", "--name", name, "--dir"])
+                .args(["ca", &command, "--name", name, "--dir"])
                 .arg(&pki),
-            "tsuitate-gateway ca issue-front",
+            &format!("tsuitate-gateway ca {command}"),
         );
         (
-            pki.join(format!("front-{name}.pem")),
-            pki.join(format!("front-{name}-key.pem")),
+            pki.join(format!("{kind}-{name}.pem")),
+            pki.join(format!("{kind}-{name}-key.pem")),
         )
     }
 
