@@ -1,7 +1,7 @@
 //! Measures the viewer's per-frame costs on this machine: H.264 decode, YUV→RGB, and putting
 //! the picture into a window buffer (copy, nearest, bilinear).
 //!
-//! `cargo run --release -p tsuitate-viewer --example measure`
+//! `cargo run --release -p tsuitate-viewer --example measure-decode`
 #![allow(clippy::unwrap_used)]
 
 use std::time::Instant;

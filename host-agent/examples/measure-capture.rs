@@ -1,5 +1,5 @@
 //! Ad-hoc measurements on real Chromium (release build):
-//! `cargo run --release -p tsuitate-agent --example measure -- [WIDTH HEIGHT]`
+//! `cargo run --release -p tsuitate-agent --example measure-capture -- [WIDTH HEIGHT]`
 //!
 //! Prints capture (SHM vs GetImage), BGRA→I420 and encode (screen vs camera) ms/frame and
 //! bytes/frame for an idle page and a mouse-wheel scroll. Run as root with a
@@ -57,6 +57,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         extra_ca: None,
         // The screen is the measured size: capture reads all of it.
         max_size: (w, h),
+        // A measurement of capture and encoding, not of the session's limits.
+        cgroups: None,
     };
     let mut browser = BrowserSession::start(&opts, w, h)?;
     std::thread::sleep(Duration::from_secs(6));
