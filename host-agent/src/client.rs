@@ -28,6 +28,9 @@ pub enum ClientError {
     /// The managed browser policy could not be installed.
     #[error(transparent)]
     Policy(#[from] crate::browser::policy::PolicyError),
+    /// The session cgroups could not be prepared.
+    #[error(transparent)]
+    Cgroup(#[from] crate::browser::cgroup::CgroupError),
     /// TLS material could not be loaded.
     #[error(transparent)]
     Tls(#[from] tsuitate_transport::TlsError),
@@ -128,6 +131,23 @@ pub async fn run(config: AgentConfig, shutdown: watch::Receiver<bool>) -> Result
     let (policy, written) =
         crate::browser::policy::install(&config.policy, crate::browser::running_as_root())?;
     tracing::info!(file = %policy.display(), written, "browser policy in place");
+    match &config.browser.cgroups {
+        Some(c) => {
+            let stale = c.prepare()?;
+            let l = c.limits();
+            tracing::info!(
+                layout = ?c.layout(),
+                memory_mb = l.memory_mb,
+                pids = l.pids,
+                cpu_percent = l.cpu_percent,
+                stale,
+                "session cgroups ready"
+            );
+        }
+        None => tracing::warn!(
+            "not running as root: sessions run without a cgroup and its limits / root ではないため、セッションの cgroup 制限はありません"
+        ),
+    }
     let mut endpoint = Endpoint::client(SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)))
         .map_err(ClientError::Endpoint)?;
     endpoint.set_default_client_config(client_config);

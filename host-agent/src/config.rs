@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
+use crate::browser::cgroup::{Cgroups, Layout, Limits};
 use crate::browser::policy::{PolicyOptions, DEFAULT_POLICY_DIR, KNOWN_POLICY_DIRS};
 use crate::browser::pool::UserPool;
 use crate::browser::{self, BrowserOptions, BrowserUser};
@@ -43,6 +44,41 @@ pub enum CaptureSetting {
     Shm,
     /// Plain GetImage.
     Getimage,
+}
+
+/// `[limits]`: what one session's processes may use together (its cgroup).
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LimitsFile {
+    #[serde(default = "default_memory_mb")]
+    memory_mb: u32,
+    #[serde(default = "default_pids")]
+    pids: u32,
+    #[serde(default = "default_cpu_percent")]
+    cpu_percent: u32,
+}
+
+impl Default for LimitsFile {
+    fn default() -> LimitsFile {
+        LimitsFile {
+            memory_mb: default_memory_mb(),
+            pids: default_pids(),
+            cpu_percent: default_cpu_percent(),
+        }
+    }
+}
+
+fn default_memory_mb() -> u32 {
+    Limits::default().memory_mb
+}
+fn default_pids() -> u32 {
+    Limits::default().pids
+}
+fn default_cpu_percent() -> u32 {
+    Limits::default().cpu_percent
+}
+fn default_cgroup_parent() -> PathBuf {
+    PathBuf::from("tsuitate")
 }
 
 /// The file as written.
@@ -85,6 +121,10 @@ struct ConfigFile {
     url_blocklist: Vec<String>,
     #[serde(default)]
     url_allowlist: Vec<String>,
+    #[serde(default)]
+    limits: LimitsFile,
+    #[serde(default = "default_cgroup_parent")]
+    cgroup_parent: PathBuf,
 }
 
 fn default_max_sessions() -> u16 {
@@ -209,9 +249,9 @@ fn check_field(key: &str, v: &toml::Value) -> Option<String> {
         "start_url" | "browser_user" | "browser_user_pool" | "proxy" | "proxy_bypass" => {
             check::<String>(key, v)
         }
-        "ca" | "cert" | "key" | "extra_ca" | "chromium" | "xvfb" | "work_dir" | "policy_dir" => {
-            check::<PathBuf>(key, v)
-        }
+        "limits" => check::<LimitsFile>(key, v),
+        "ca" | "cert" | "key" | "extra_ca" | "chromium" | "xvfb" | "work_dir" | "policy_dir"
+        | "cgroup_parent" => check::<PathBuf>(key, v),
         "downloads" => check::<bool>(key, v),
         "url_blocklist" | "url_allowlist" => check::<Vec<String>>(key, v),
         "max_sessions" | "max_width" | "max_height" => check::<u16>(key, v),
@@ -369,6 +409,51 @@ fn validate(f: ConfigFile) -> Result<AgentConfig, ConfigErrors> {
         }
         (None, _, _) => None,
     };
+    let l = f.limits;
+    for (name, v, range) in [
+        ("limits.memory_mb", l.memory_mb, 256..=1_048_576),
+        ("limits.pids", l.pids, 64..=1_000_000),
+        ("limits.cpu_percent", l.cpu_percent, 10..=25_600),
+    ] {
+        if !range.contains(&v) {
+            err(format!(
+                "{name}: {}-{} / {}〜{} にしてください",
+                range.start(),
+                range.end(),
+                range.start(),
+                range.end()
+            ));
+        }
+    }
+    let parent_ok = f
+        .cgroup_parent
+        .components()
+        .all(|c| matches!(c, std::path::Component::Normal(_)))
+        && f.cgroup_parent.components().next().is_some();
+    if !parent_ok {
+        err(format!(
+            "cgroup_parent: {} must be a relative path without \"..\" (e.g. \"tsuitate\") / 相対パスで指定してください",
+            f.cgroup_parent.display()
+        ));
+    }
+    let limits = Limits {
+        memory_mb: l.memory_mb,
+        pids: l.pids,
+        cpu_percent: l.cpu_percent,
+    };
+    // As root the agent starts browsers as other accounts and must confine each session in
+    // its own cgroup; without root it cannot create cgroups (a development set-up).
+    let cgroups = if browser::running_as_root() && parent_ok {
+        match Layout::detect() {
+            Ok(layout) => Some(Cgroups::new(layout, &f.cgroup_parent, &f.agent_id, limits)),
+            Err(e) => {
+                err(format!("limits: {e}"));
+                None
+            }
+        }
+    } else {
+        None
+    };
     if !errors.is_empty() {
         return Err(ConfigErrors(errors));
     }
@@ -407,6 +492,7 @@ fn validate(f: ConfigFile) -> Result<AgentConfig, ConfigErrors> {
             proxy_bypass: f.proxy_bypass,
             work_dir: Some(work_dir),
             max_size: (f.max_width, f.max_height),
+            cgroups,
         },
     })
 }
@@ -565,5 +651,40 @@ mod tests {
             .map(|e| e.0)
             .unwrap_or_default();
         assert_eq!(errs.len(), 5, "{errs:?}");
+    }
+
+    #[test]
+    fn session_limits_have_defaults_ranges_and_a_safe_cgroup_path() {
+        let d = files();
+        let errs = |extra: &str| {
+            AgentConfig::parse(&text(d.path(), extra))
+                .err()
+                .map(|e| e.0)
+                .unwrap_or_default()
+        };
+        assert!(errs("[limits]\nmemory_mb = 1024\n").is_empty());
+        let e = errs(
+            "cgroup_parent = \"../escape\"\n[limits]\nmemory_mb = 10\npids = 5\ncpu_percent = 0\n",
+        );
+        assert_eq!(e.len(), 4, "{e:?}");
+        for key in [
+            "limits.memory_mb",
+            "limits.pids",
+            "limits.cpu_percent",
+            "cgroup_parent",
+        ] {
+            assert!(e.iter().any(|m| m.starts_with(key)), "{key}: {e:?}");
+        }
+        let e = errs("[limits]\nmemory = 1024\n");
+        assert!(
+            e.len() == 1 && e[0].starts_with("limits:") && e[0].contains("memory"),
+            "an unknown key in [limits] is named: {e:?}"
+        );
+        // As root the configuration carries the session cgroups with the configured limits.
+        if crate::browser::running_as_root() {
+            let c = AgentConfig::parse(&text(d.path(), "[limits]\nmemory_mb = 1024\n"));
+            let limits = c.ok().and_then(|c| c.browser.cgroups).map(|g| g.limits());
+            assert_eq!(limits.map(|l| (l.memory_mb, l.pids)), Some((1024, 2048)));
+        }
     }
 }

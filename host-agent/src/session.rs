@@ -257,20 +257,20 @@ async fn drive(
                 None => {
                     let exited = running.browser.lock().ok().and_then(|mut b| b.exited());
                     tracing::warn!(why = ?running.pipeline.ended(), ?exited, "capture ended");
-                    return Ok(Some(Reason::BrowserExited));
+                    return Ok(Some(browser_gone(running)));
                 }
             },
             msg = incoming.recv() => match msg {
                 Some(Ok(GatewayToAgentSession::Input(events))) => {
                     tracing::trace!(events = events.len(), "input");
                     if running.input.send(Inject::Events(events)).await.is_err() {
-                        return Ok(Some(Reason::BrowserExited));
+                        return Ok(Some(browser_gone(running)));
                     }
                 }
                 Some(Ok(GatewayToAgentSession::KeyframeRequest)) => running.pipeline.request_keyframe(),
                 Some(Ok(GatewayToAgentSession::Resize { width: w, height: h })) => {
                     if !resize(running, (w, h)).await {
-                        return Ok(Some(Reason::BrowserExited));
+                        return Ok(Some(browser_gone(running)));
                     }
                 }
                 Some(Ok(GatewayToAgentSession::Close { reason })) => {
@@ -284,13 +284,32 @@ async fn drive(
                 None => return Err(SessionError::Stream("reader ended".into())),
             },
             _ = tick.tick() => {
-                let exited = running.browser.lock().ok().and_then(|mut b| b.exited());
-                if let Some(why) = exited {
+                let Ok(mut b) = running.browser.lock() else {
+                    return Ok(Some(Reason::Internal));
+                };
+                // A process killed at the memory limit ends the session even when Chromium
+                // survives it (a crashed tab would otherwise stay on screen).
+                if b.memory_exceeded() {
+                    tracing::warn!("the session's memory limit was reached (OOM kill in its cgroup)");
+                    return Ok(Some(Reason::MemoryExceeded));
+                }
+                if let Some(why) = b.exited() {
                     tracing::warn!(why, "browser exited");
                     return Ok(Some(Reason::BrowserExited));
                 }
             }
         }
+    }
+}
+
+/// Why the browser's side of a session is gone: its memory limit (an OOM kill in its cgroup)
+/// or an exit.
+fn browser_gone(running: &Running) -> Reason {
+    let oom = running.browser.lock().is_ok_and(|b| b.memory_exceeded());
+    if oom {
+        Reason::MemoryExceeded
+    } else {
+        Reason::BrowserExited
     }
 }
 

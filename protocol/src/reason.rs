@@ -54,4 +54,5 @@ reasons! {
     14 => Internal, "内部エラーが発生しました。", "An internal error occurred.";
     15 => AdminClosed, "管理者がセッションを終了しました。", "An administrator ended the session.";
     16 => Normal, "接続を終了しました。", "The connection was closed.";
+    17 => MemoryExceeded, "ブラウザが使用できるメモリの上限を超えたため、セッションを終了しました。", "The browser used more memory than a session may: the session was ended.";
 }

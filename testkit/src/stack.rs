@@ -128,6 +128,11 @@ impl Stack {
     /// Create the PKI and user, start the gateway, and (if `start_url` is given) an agent whose
     /// browsers open `start_url`.
     pub fn start(start_url: Option<&str>, gateway_extra: &str) -> Stack {
+        Stack::start_with(start_url, gateway_extra, "")
+    }
+
+    /// Like [`Stack::start`], with `agent_extra` (TOML) merged into the agent's configuration.
+    pub fn start_with(start_url: Option<&str>, gateway_extra: &str, agent_extra: &str) -> Stack {
         let dir = tempfile::Builder::new()
             .prefix("tsuitate-e2e-")
             .tempdir()
@@ -199,7 +204,8 @@ impl Stack {
                 .to_owned()
         };
         let agent_addr = addr("agent_listen");
-        let agent = start_url.map(|url| start_agent(d, &agent_addr, url));
+        let agent_extra: toml::Table = toml::from_str(agent_extra).expect("agent_extra is TOML");
+        let agent = start_url.map(|url| start_agent(d, &agent_addr, url, agent_extra));
         let stack = Stack {
             dir,
             viewer_addr: addr("viewer_listen"),
@@ -437,7 +443,7 @@ fn running_as_root() -> bool {
         .is_some_and(|l| l.split_whitespace().nth(1) == Some("0"))
 }
 
-fn start_agent(d: &Path, agent_addr: &str, url: &str) -> Child {
+fn start_agent(d: &Path, agent_addr: &str, url: &str, extra: toml::Table) -> Child {
     // Each stack's agent gets its own work directory, so one agent's start-up cleanup never
     // touches another test's sessions. The browser user must be able to traverse into it.
     let work = d.join("agent-work");
@@ -466,6 +472,7 @@ fn start_agent(d: &Path, agent_addr: &str, url: &str) -> Child {
         // One account per session (scripts/setup-browser-user.sh creates the pool).
         config.insert("browser_user_pool".into(), s("tsuitate-browser"));
     }
+    merge(&mut config, extra);
     write_toml(&d.join("agent.toml"), &config);
     Child::spawn(
         "agent",

@@ -1,6 +1,7 @@
 //! One browser session: its own Xvfb display, its own Chromium with an empty profile in a
 //! temporary directory, both in their own process groups, all killed and wiped at the end.
 
+pub mod cgroup;
 mod chromium;
 mod nssdb;
 pub mod policy;
@@ -13,7 +14,7 @@ mod xvfb;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 pub use chromium::{preferences_json, ChromiumLaunch, SessionPaths};
@@ -66,6 +67,9 @@ pub struct BrowserOptions {
     /// The largest session size (`max_width`×`max_height`): the size of the Xvfb screen, so
     /// the browser window can grow up to it without restarting the X server.
     pub max_size: (u16, u16),
+    /// One cgroup per session with these limits (`None`: the agent is not root and cannot
+    /// create cgroups; see docs/agent.md).
+    pub cgroups: Option<cgroup::Cgroups>,
 }
 
 /// A running Xvfb + Chromium pair.
@@ -77,6 +81,8 @@ pub struct BrowserSession {
     paths: SessionPaths,
     xvfb: GroupChild,
     chromium: GroupChild,
+    /// The session's cgroup (dropped, which kills what is in it, before the directory goes).
+    cgroup: Option<cgroup::SessionCgroup>,
     display: DisplayAccess,
     width: u16,
     height: u16,
@@ -113,6 +119,19 @@ impl BrowserSession {
         }
         let dir = workdir::make_session_dir(opts.work_dir.as_deref())?;
         let paths = SessionPaths::new(dir.path());
+        let cgroup = match &opts.cgroups {
+            Some(c) => {
+                let name = dir
+                    .path()
+                    .file_name()
+                    .map_or_else(|| "session".into(), |n| n.to_string_lossy().into_owned());
+                Some(
+                    c.create(&name)
+                        .map_err(|e| BrowserError::Setup(e.to_string()))?,
+                )
+            }
+            None => None,
+        };
         prepare_dirs(&paths, user)?;
         if let Some(bundle) = &opts.extra_ca {
             for p in nssdb::install_extra_ca(&paths.home, bundle)? {
@@ -138,6 +157,7 @@ impl BrowserSession {
             &paths.xauthority,
             cookie,
             user,
+            cgroup.as_ref(),
             log(&paths.log)?,
         )?;
         let launch = ChromiumLaunch {
@@ -150,7 +170,7 @@ impl BrowserSession {
             proxy: opts.proxy.as_deref(),
             proxy_bypass: opts.proxy_bypass.as_deref(),
         };
-        let mut cmd = Command::new(&opts.chromium);
+        let mut cmd = cgroup::confined_command(&opts.chromium, user, cgroup.as_ref());
         cmd.args(launch.args())
             .env_clear()
             .envs(launch.env(&display))
@@ -159,9 +179,6 @@ impl BrowserSession {
             .stdout(Stdio::null())
             .stderr(log(&paths.log)?)
             .process_group(0);
-        if let Some(u) = user {
-            cmd.uid(u.uid).gid(u.gid);
-        }
         let chromium = match cmd.spawn() {
             Ok(c) => GroupChild::new("Chromium", c),
             Err(e) => {
@@ -187,6 +204,7 @@ impl BrowserSession {
             paths,
             xvfb,
             chromium,
+            cgroup,
             display,
             width,
             height,
@@ -225,6 +243,17 @@ impl BrowserSession {
         [self.xvfb.pid(), self.chromium.pid()]
     }
 
+    /// Whether the kernel's OOM killer killed a process of this session (its memory limit was
+    /// reached; the session must end with `MemoryExceeded`).
+    pub fn memory_exceeded(&self) -> bool {
+        self.cgroup.as_ref().is_some_and(|c| c.oom_kills() > 0)
+    }
+
+    /// The session's cgroup, if it has one.
+    pub fn cgroup(&self) -> Option<&cgroup::SessionCgroup> {
+        self.cgroup.as_ref()
+    }
+
     /// Which child exited, if one did (the session must end).
     pub fn exited(&mut self) -> Option<String> {
         for child in [&mut self.chromium, &mut self.xvfb] {
@@ -244,7 +273,13 @@ impl BrowserSession {
         self.stopped = true;
         self.chromium.terminate(Duration::from_millis(1500));
         self.xvfb.terminate(Duration::from_millis(500));
-        let mut left = process::sweep(&self.process_groups(), &self.paths.root);
+        // Everything in the session's cgroup, whatever its group, account or command line.
+        let mut left = self
+            .cgroup
+            .take()
+            .map(|cg| cg.kill_all())
+            .unwrap_or_default();
+        left.extend(process::sweep(&self.process_groups(), &self.paths.root));
         if let Some(l) = &self.lease {
             // The account is the session's alone: every process it still has goes too, even
             // one that left the process group and the session directory behind.

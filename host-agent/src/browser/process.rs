@@ -124,7 +124,7 @@ pub fn sweep(groups: &[u32], marker: &Path) -> Vec<u32> {
 
 /// KILL what `find` finds, up to 20 rounds 50 ms apart, until it finds nothing; returns what it
 /// still finds after that.
-fn kill_until_gone(find: impl Fn() -> Vec<u32>) -> Vec<u32> {
+pub(super) fn kill_until_gone(find: impl Fn() -> Vec<u32>) -> Vec<u32> {
     for _ in 0..20 {
         let left = find();
         if left.is_empty() {

@@ -26,7 +26,7 @@ pub(super) fn make_session_dir(work_dir: Option<&Path>) -> Result<tempfile::Temp
 
 /// Whether a work-directory entry is a session directory left by an agent that is gone:
 /// its pid is not running, or the name carries no pid (older agents).
-fn abandoned(name: &str) -> bool {
+pub(super) fn abandoned(name: &str) -> bool {
     let Some(rest) = name.strip_prefix(PREFIX) else {
         return false;
     };

@@ -4,10 +4,11 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::mpsc;
 use std::time::Duration;
 
+use super::cgroup::{confined_command, SessionCgroup};
 use super::process::GroupChild;
 use super::user::BrowserUser;
 use super::BrowserError;
@@ -69,10 +70,11 @@ pub fn start_xvfb(
     xauthority: &Path,
     cookie: Vec<u8>,
     user: Option<BrowserUser>,
+    cgroup: Option<&SessionCgroup>,
     log: std::fs::File,
 ) -> Result<(GroupChild, DisplayAccess), BrowserError> {
     ensure_socket_dir();
-    let mut cmd = Command::new(xvfb);
+    let mut cmd = confined_command(xvfb, user, cgroup);
     cmd.args(["-displayfd", "1", "-screen", "0"])
         .arg(format!("{width}x{height}x24"))
         .args(["-nolisten", "tcp", "-noreset", "-auth"])
@@ -83,9 +85,6 @@ pub fn start_xvfb(
         .stdout(Stdio::piped())
         .stderr(log)
         .process_group(0);
-    if let Some(u) = user {
-        cmd.uid(u.uid).gid(u.gid);
-    }
     let mut child = cmd
         .spawn()
         .map_err(|e| BrowserError::Spawn(format!("{}: {e}", xvfb.display())))?;

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use openh264::decoder::Decoder;
 use openh264::formats::YUVSource;
+use tsuitate_agent::browser::cgroup::{Cgroups, Layout, Limits};
 use tsuitate_agent::{BrowserOptions, BrowserUser};
 
 /// Reports posted by the page (`POST /report`, body text).
@@ -17,6 +18,11 @@ use tsuitate_agent::{BrowserOptions, BrowserUser};
 pub struct Reports(Arc<(Mutex<Vec<String>>, Condvar)>);
 
 impl Reports {
+    /// Every report so far.
+    pub fn all(&self) -> Vec<String> {
+        self.0 .0.lock().map(|v| v.clone()).unwrap_or_default()
+    }
+
     /// Wait until a report satisfying `pred` arrives; returns it.
     pub fn wait_for(&self, timeout: Duration, pred: impl Fn(&str) -> bool) -> Option<String> {
         let deadline = Instant::now() + timeout;
@@ -162,7 +168,24 @@ pub fn options(url: &str) -> BrowserOptions {
         extra_ca: None,
         // Room for the resize steps, small enough for CI.
         max_size: (1280, 720),
+        cgroups: cgroups(Limits::default()),
     }
+}
+
+/// As root (CI): session cgroups with `limits` below `tsuitate-test/agent-t<test pid>`, the
+/// agent's own start-up preparation done once per test process.
+pub fn cgroups(limits: Limits) -> Option<Cgroups> {
+    static PREPARED: std::sync::Once = std::sync::Once::new();
+    if !tsuitate_agent::browser::running_as_root() {
+        return None;
+    }
+    let layout = Layout::detect().expect("cgroup controllers (memory, pids, cpu)");
+    let id = format!("t{}", std::process::id());
+    let c = Cgroups::new(layout, std::path::Path::new("tsuitate-test"), &id, limits);
+    PREPARED.call_once(|| {
+        c.prepare().expect("prepare the session cgroups");
+    });
+    Some(c)
 }
 
 /// Decodes access units and answers pixel questions in RGB.
