@@ -1,6 +1,6 @@
 //! Browser isolation through the real viewer (issue 11, managed policy): an LGWAN user sees web
 //! pages, never the agent host's files, a file chooser over its file system, DevTools or the
-//! browser's settings. Real gateway, agent (Xvfb + Chromium under the managed policy the agent
+//! browser's settings or a print dialog. Real gateway, agent (Xvfb + Chromium under the managed policy the agent
 //! installs), headless viewer; every check is a pixel check of what the viewer decoded.
 
 use std::path::{Path, PathBuf};
@@ -78,6 +78,8 @@ fn host_files_file_dialogs_devtools_and_settings_stay_out_of_reach() {
          key Control+Shift+i\nwait 2500\nkey Escape\nwait 1500\nsnapshot ctrl-shift-i.png\n\
          click 290 200\nwait 2500\nsnapshot file-input.png\nkey Escape\nwait 500\n\
          click 290 440\nwait 3000\n\
+         key Escape\nwait 500\nsnapshot before-print.png\n\
+         key Control+p\nwait 3000\nsnapshot print.png\nkey Escape\nwait 500\n\
          {}{}{}",
         go(&red_page.url, "web-red.png"),
         go(&format!("file://{}", file.display()), "file-url.png"),
@@ -127,6 +129,15 @@ fn host_files_file_dialogs_devtools_and_settings_stay_out_of_reach() {
             || name.ends_with(".crdownload")
     });
     assert!(stored.is_empty(), "the download was stored: {stored:?}");
+
+    // Ctrl+P prints nothing: no print dialog or preview covers the page, and no file of a
+    // print-to-file lands in the session's folders.
+    let printed = snap("print.png").changed_from(&snap("before-print.png"));
+    assert!(printed < 0.03, "a print dialog appeared ({printed})");
+    let prints = files_where(&work, |name| {
+        name.ends_with(".pdf") || name.ends_with(".ps") || name.ends_with(".prn")
+    });
+    assert!(prints.is_empty(), "printing stored a file: {prints:?}");
 
     // Navigation works (a red web page shows red) ...
     let web = red(&snap("web-red.png"));
