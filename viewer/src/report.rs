@@ -25,6 +25,8 @@ struct Inner {
     window_frames: u64,
     window_start: Option<Instant>,
     last_window: WindowStats,
+    /// When the first picture was decoded.
+    first_frame: Option<Instant>,
 }
 
 /// Counters shared by the connection loop, the decode thread and the UI.
@@ -110,6 +112,7 @@ impl Stats {
     /// A frame was decoded with this capture→decoded latency.
     pub fn frame_decoded(&self, keyframe: bool, latency_us: u32) {
         let mut s = self.lock();
+        s.first_frame.get_or_insert_with(Instant::now);
         s.frames_decoded += 1;
         s.window_frames += 1;
         if keyframe {
@@ -185,6 +188,9 @@ impl Stats {
             keyframes: s.keyframes,
             bytes: s.bytes,
             duration_ms: u64::try_from(duration.as_millis()).unwrap_or(u64::MAX),
+            first_frame_ms: s
+                .first_frame
+                .map(|t| u64::try_from((t - self.start).as_millis()).unwrap_or(u64::MAX)),
             latency_ms: LatencyMs {
                 p50: ms(percentile(&lat, 50.0)),
                 p95: ms(percentile(&lat, 95.0)),
@@ -216,6 +222,9 @@ pub struct Report {
     pub bytes: u64,
     /// Time from start to end, in ms.
     pub duration_ms: u64,
+    /// Time from start (before the QUIC handshake and the login) to the first decoded picture,
+    /// in ms: the session start time a user waits through; `None` without a picture.
+    pub first_frame_ms: Option<u64>,
     /// Capture→decoded latency percentiles over the whole run.
     pub latency_ms: LatencyMs,
     /// Decoded frames per second over the run.
@@ -254,6 +263,23 @@ mod tests {
         assert_eq!(percentile(&v, 100.0), 100);
         assert_eq!(percentile(&[], 50.0), 0);
         assert_eq!(percentile(&[7], 99.0), 7);
+    }
+
+    #[test]
+    fn the_first_decoded_picture_is_timed_once() {
+        let s = Stats::default();
+        assert_eq!(s.summary().first_frame_ms, None);
+        std::thread::sleep(std::time::Duration::from_millis(30));
+        s.frame_decoded(true, 1000);
+        let first = s.summary().first_frame_ms;
+        assert!(first.is_some_and(|ms| ms >= 30), "{first:?}");
+        std::thread::sleep(std::time::Duration::from_millis(30));
+        s.frame_decoded(false, 1000);
+        assert_eq!(
+            s.summary().first_frame_ms,
+            first,
+            "later pictures do not move it"
+        );
     }
 
     #[test]
