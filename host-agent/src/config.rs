@@ -445,7 +445,13 @@ fn validate(f: ConfigFile) -> Result<AgentConfig, ConfigErrors> {
     // its own cgroup; without root it cannot create cgroups (a development set-up).
     let cgroups = if browser::running_as_root() && parent_ok {
         match Layout::detect() {
-            Ok(layout) => Some(Cgroups::new(layout, &f.cgroup_parent, &f.agent_id, limits)),
+            Ok(layout) => Some(Cgroups::new(
+                layout,
+                &f.cgroup_parent,
+                &f.agent_id,
+                limits,
+                f.max_sessions,
+            )),
             Err(e) => {
                 err(format!("limits: {e}"));
                 None

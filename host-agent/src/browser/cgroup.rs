@@ -173,16 +173,37 @@ pub struct Cgroups {
     /// Relative to each hierarchy root.
     base: PathBuf,
     limits: Limits,
+    /// Sessions this agent runs at most (sets the CPU weight of its part of the tree).
+    max_sessions: u16,
 }
 
 impl Cgroups {
-    /// The agent's cgroups below `parent` (a relative path such as `tsuitate`).
-    pub fn new(layout: Layout, parent: &Path, agent_id: &str, limits: Limits) -> Cgroups {
+    /// The agent's cgroups below `parent` (a relative path such as `tsuitate`), for at most
+    /// `max_sessions` sessions.
+    pub fn new(
+        layout: Layout,
+        parent: &Path,
+        agent_id: &str,
+        limits: Limits,
+        max_sessions: u16,
+    ) -> Cgroups {
         Cgroups {
             layout,
             base: parent.join(format!("agent-{agent_id}")),
             limits,
+            max_sessions,
         }
+    }
+
+    /// The CPU weight of each level above the sessions: a cgroup competes with the host's other
+    /// processes as ONE process of the default weight, so left alone all sessions together
+    /// would get the CPU of one busy process whenever the host is loaded. Instead the sessions'
+    /// part of the tree weighs what `max_sessions` sessions of `cpu_percent` each would weigh
+    /// as plain processes. Returns (v1 `cpu.shares`, v2 `cpu.weight`).
+    pub fn cpu_weight(&self) -> (u64, u64) {
+        let cores = u64::from(self.limits.cpu_percent.div_ceil(100).max(1));
+        let n = u64::from(self.max_sessions.max(1)) * cores;
+        ((1024 * n).min(262_144), (100 * n).min(10_000))
     }
 
     /// The limits every session gets.
@@ -214,6 +235,25 @@ impl Cgroups {
                 }
                 let file = level.join("cgroup.subtree_control");
                 std::fs::write(&file, &enable).map_err(io_err(&file))?;
+            }
+        }
+        // Each level from the hierarchy root down to the agent's cgroup gets the weight (a
+        // level shared by several agents keeps the largest).
+        let (shares, weight) = self.cpu_weight();
+        let (cpu_root, file, value) = match &self.layout {
+            Layout::Unified(r) => (r, "cpu.weight", weight),
+            Layout::Legacy { cpu, .. } => (cpu, "cpu.shares", shares),
+        };
+        let mut level = cpu_root.clone();
+        for part in self.base.components() {
+            level.push(part);
+            let path = level.join(file);
+            let now: u64 = std::fs::read_to_string(&path)
+                .ok()
+                .and_then(|t| t.trim().parse().ok())
+                .unwrap_or(0);
+            if now < value {
+                std::fs::write(&path, value.to_string()).map_err(io_err(&path))?;
             }
         }
         let mut left = 0;
@@ -480,6 +520,20 @@ mod tests {
         let v1 = "oom_kill_disable 0\nunder_oom 0\noom_kill 1\n";
         assert_eq!((oom_kill_count(v2), oom_kill_count(v1)), (2, 1));
         assert_eq!(oom_kill_count("oom_kill_disable 0\n"), 0);
+        let c = |pct, n| {
+            let l = Limits {
+                cpu_percent: pct,
+                ..Limits::default()
+            };
+            Cgroups::new(Layout::Unified("/x".into()), Path::new("t"), "a", l, n).cpu_weight()
+        };
+        assert_eq!(
+            c(200, 4),
+            (8192, 800),
+            "4 sessions of 2 cores weigh 8 processes"
+        );
+        assert_eq!(c(50, 1), (1024, 100));
+        assert_eq!(c(25_600, 1000), (262_144, 10_000), "kernel maxima");
     }
 
     #[test]

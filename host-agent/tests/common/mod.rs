@@ -181,7 +181,13 @@ pub fn cgroups(limits: Limits) -> Option<Cgroups> {
     }
     let layout = Layout::detect().expect("cgroup controllers (memory, pids, cpu)");
     let id = format!("t{}", std::process::id());
-    let c = Cgroups::new(layout, std::path::Path::new("tsuitate-test"), &id, limits);
+    let c = Cgroups::new(
+        layout,
+        std::path::Path::new("tsuitate-test"),
+        &id,
+        limits,
+        2,
+    );
     PREPARED.call_once(|| {
         c.prepare().expect("prepare the session cgroups");
     });
