@@ -41,6 +41,9 @@ say "creating a throwaway CA and demo user / 使い捨ての認証局とデモ�
 "$bin/tsuitate-gateway" ca init --dir "$demo/pki" >/dev/null
 "$bin/tsuitate-gateway" ca issue-agent --dir "$demo/pki" --name demo-agent >/dev/null
 printf '%s\n' "$password" | "$bin/tsuitate-gateway" user add demo --users "$demo/users.toml" >/dev/null
+"$bin/tsuitate-gateway" admin token-add --tokens "$demo/admin-tokens.toml" --name demo-admin \
+  >"$demo/admin.token" 2>/dev/null
+chmod 600 "$demo/admin.token"
 
 cat >"$demo/gateway.toml" <<TOML
 agent_listen = "127.0.0.1:4701"
@@ -48,6 +51,7 @@ viewer_listen = "127.0.0.1:4700"
 admin_listen = "127.0.0.1:9470"
 users_file = "users.toml"
 audit_log = "audit.jsonl"
+admin_tokens_file = "admin-tokens.toml"
 
 [tls]
 ca = "pki/ca.pem"
@@ -115,6 +119,7 @@ pids+=($!)
 say "web viewer / Web ビューア: https://127.0.0.1:$web_port/  (user demo / password $password;"
 say "  the demo CA is not trusted by your browser: accept the warning, or trust $demo/pki/ca.pem)"
 
+say "admin API / 管理 API: $bin/tsuitate-gateway admin --token-file $demo/admin.token sessions|status|emergency-stop|resume"
 say "waiting for the agent to register / エージェントの接続を待っています…"
 for _ in $(seq 1 100); do
   if metrics 2>/dev/null | grep -Eq '^tsuitate_agents_connected [1-9]'; then

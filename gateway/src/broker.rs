@@ -1,7 +1,7 @@
 //! The session broker (sans-IO): agents and their capacity, sessions and their state,
 //! placement and the one-session-per-user rule. Time is passed in.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Instant;
 
 use crate::metrics::Gauges;
@@ -59,6 +59,9 @@ pub enum Placement {
 pub struct SessionBroker {
     agents: BTreeMap<String, AgentSlot>,
     sessions: HashMap<u64, SessionEntry>,
+    /// Agents an administrator stopped (emergency stop of one agent): no new sessions there
+    /// until resumed; kept across the agent's reconnections.
+    stopped: BTreeSet<String>,
 }
 
 impl SessionBroker {
@@ -122,7 +125,7 @@ impl SessionBroker {
         let best = self
             .agents
             .iter()
-            .filter(|(_, a)| a.free() > 0)
+            .filter(|(id, a)| a.free() > 0 && !self.stopped.contains(*id))
             .max_by(|(ia, a), (ib, b)| a.free().cmp(&b.free()).then(ib.cmp(ia)));
         let Some((agent, _)) = best else {
             return Placement::NoCapacity;
@@ -144,6 +147,32 @@ impl SessionBroker {
             session_id: new_id,
             agent,
         }
+    }
+
+    /// Stop (`true`) or resume placing new sessions on agent `id` (known or not).
+    pub fn set_stopped(&mut self, id: &str, stopped: bool) {
+        if stopped {
+            self.stopped.insert(id.to_owned());
+        } else {
+            self.stopped.remove(id);
+        }
+    }
+
+    /// The agents new sessions are not placed on.
+    pub fn stopped_agents(&self) -> impl Iterator<Item = &str> {
+        self.stopped.iter().map(String::as_str)
+    }
+
+    /// Every session as (id, entry).
+    pub fn sessions(&self) -> impl Iterator<Item = (u64, &SessionEntry)> {
+        self.sessions.iter().map(|(k, v)| (*k, v))
+    }
+
+    /// Connected agents as (id, capacity, sessions placed there).
+    pub fn agents(&self) -> impl Iterator<Item = (&str, u16, u16)> {
+        self.agents
+            .iter()
+            .map(|(k, a)| (k.as_str(), a.capacity, a.sessions))
     }
 
     /// Set a session's state.
@@ -182,6 +211,7 @@ impl SessionBroker {
     pub fn gauges(&self) -> Gauges {
         let mut g = Gauges {
             agents: self.agents.len() as u64,
+            agents_stopped: self.stopped.len() as u64,
             ..Gauges::default()
         };
         for a in self.agents.values() {
@@ -224,6 +254,25 @@ mod tests {
         assert!(matches!(b.place("u4", true, 5), Placement::New { agent, .. } if agent == "a"));
         assert_eq!(b.gauges().capacity_free, 0);
         assert_eq!(b.gauges().sessions_active, 3);
+    }
+
+    #[test]
+    fn a_stopped_agent_gets_no_new_session_until_resumed_even_after_reconnecting() {
+        let mut b = SessionBroker::default();
+        b.add_agent("a", 4);
+        b.add_agent("b", 1);
+        b.set_stopped("a", true);
+        assert!(matches!(b.place("u1", true, 1), Placement::New { agent, .. } if agent == "b"));
+        assert_eq!(
+            b.place("u2", true, 2),
+            Placement::NoCapacity,
+            "a is stopped"
+        );
+        b.add_agent("a", 4); // reconnects
+        assert_eq!(b.place("u2", true, 3), Placement::NoCapacity);
+        assert_eq!(b.stopped_agents().collect::<Vec<_>>(), ["a"]);
+        b.set_stopped("a", false);
+        assert!(matches!(b.place("u2", true, 4), Placement::New { agent, .. } if agent == "a"));
     }
 
     #[test]

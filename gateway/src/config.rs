@@ -62,6 +62,10 @@ pub struct Config {
     /// need no certificate and `Forwarded` is refused from everyone.
     #[serde(default)]
     pub trusted_fronts: Vec<String>,
+    /// The admin API's credentials (`tsuitate-gateway admin token-add`): named SHA-256 hashes
+    /// of bearer tokens. Absent: the admin API refuses every call (metrics and health stay).
+    #[serde(default)]
+    pub admin_tokens_file: Option<PathBuf>,
 }
 
 /// `[tls]`: PEM files made by `tsuitate-gateway ca init`.
@@ -366,7 +370,9 @@ impl Config {
                 &mut self.tls.key,
                 &mut self.users_file,
                 &mut self.audit_log,
-            ],
+            ]
+            .into_iter()
+            .chain(self.admin_tokens_file.as_mut()),
         );
     }
 
@@ -512,6 +518,13 @@ impl Config {
                     errs.push(format!("{name}: file not found: {}", p.display()));
                 }
             }
+            if let Some(p) = self.admin_tokens_file.as_ref().filter(|p| !p.is_file()) {
+                errs.push(format!(
+                    "admin_tokens_file: file not found: {} (create it with `tsuitate-gateway admin token-add --tokens {} --name NAME`) / ファイルがありません",
+                    p.display(),
+                    p.display()
+                ));
+            }
         }
         if errs.is_empty() {
             Ok(())
@@ -547,6 +560,7 @@ impl Config {
             video: VideoConfig::default(),
             agent: AgentConfig::default(),
             trusted_fronts: Vec::new(),
+            admin_tokens_file: None,
         }
     }
 }

@@ -16,6 +16,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 mod accept;
+pub mod admin;
 mod admin_http;
 mod agent_listener;
 pub mod audit;
@@ -167,7 +168,7 @@ impl GatewayHandle {
 
     /// Current gauges (sessions, agents, capacity).
     pub fn gauges(&self) -> Gauges {
-        self.state.hub().broker.gauges()
+        self.state.gauges()
     }
 
     /// Wait until every audit event recorded so far is on disk.

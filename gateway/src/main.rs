@@ -9,7 +9,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use serde_json::json;
 use tsuitate_cli::LogFormat;
-use tsuitate_gateway::{audit, certs, config::Config, users, Gateway};
+use tsuitate_gateway::{admin, audit, certs, config::Config, users, Gateway};
 
 #[derive(Parser)]
 #[command(
@@ -55,6 +55,61 @@ enum Cmd {
     /// Audit log. / 監査ログ。
     #[command(subcommand)]
     Audit(AuditCmd),
+    /// Admin API: sessions, ending one, emergency stop and resume (docs/operations.md).
+    /// / 管理 API: セッション一覧・終了・緊急停止・再開。
+    Admin(AdminArgs),
+}
+
+#[derive(clap::Args)]
+struct AdminArgs {
+    /// The gateway's admin listener (repeat for several gateways; emergency-stop and resume
+    /// go to each). / 管理用ポート（複数可）。
+    #[arg(long = "addr", global = true, default_value = "127.0.0.1:9470")]
+    addrs: Vec<String>,
+    /// File holding this admin's token (else the TSUITATE_ADMIN_TOKEN variable).
+    /// / 管理トークンのファイル（または環境変数 TSUITATE_ADMIN_TOKEN）。
+    #[arg(long, global = true)]
+    token_file: Option<PathBuf>,
+    /// Print the gateway's JSON answer. / JSON で表示します。
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    cmd: AdminCmd,
+}
+
+#[derive(Subcommand)]
+enum AdminCmd {
+    /// Create a token for admin NAME in the tokens file (printed once; only its hash is kept).
+    /// / 管理者のトークンを作成します（表示は一度だけ）。
+    TokenAdd {
+        /// The gateway's `admin_tokens_file`.
+        #[arg(long)]
+        tokens: PathBuf,
+        /// The admin's name (1-64 of A-Z a-z 0-9 . _ -), written to the audit log with each call.
+        #[arg(long)]
+        name: String,
+    },
+    /// List the sessions. / セッションの一覧。
+    Sessions,
+    /// Emergency stop, agents and session count. / 緊急停止の状態・エージェント。
+    Status,
+    /// End one session (the user sees "an administrator ended the session").
+    /// / セッションを 1 つ終了します。
+    End {
+        /// The session id from `sessions`.
+        id: String,
+    },
+    /// End every session now and refuse logins until `resume` (or, with --agent, every
+    /// session on that agent and no new ones there). / 緊急停止。
+    EmergencyStop {
+        #[arg(long)]
+        agent: Option<String>,
+    },
+    /// Lift an emergency stop (of all, or of one agent). / 緊急停止の解除。
+    Resume {
+        #[arg(long)]
+        agent: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -159,6 +214,7 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode> {
         Cmd::Run {
             config, ready_file, ..
         } => run(config, ready_file),
+        Cmd::Admin(a) => admin_cmd(a),
         Cmd::Ca(c) => ca(c),
         Cmd::User(c) => user(c),
         Cmd::Audit(AuditCmd::Verify { file }) => match audit::verify_file(&file) {
@@ -292,4 +348,154 @@ fn user(c: UserCmd) -> Result<ExitCode> {
     }
     println!("{action}: {}", args.name);
     Ok(ExitCode::SUCCESS)
+}
+
+fn admin_token(args: &AdminArgs) -> Result<String> {
+    let token = match &args.token_file {
+        Some(p) => std::fs::read_to_string(p).with_context(|| format!("{}", p.display()))?,
+        None => std::env::var("TSUITATE_ADMIN_TOKEN").map_err(|_| {
+            anyhow::anyhow!(
+                "no admin token: --token-file FILE or TSUITATE_ADMIN_TOKEN / 管理トークンを指定してください"
+            )
+        })?,
+    };
+    Ok(token.trim().to_owned())
+}
+
+fn admin_cmd(args: AdminArgs) -> Result<ExitCode> {
+    if let AdminCmd::TokenAdd { tokens, name } = &args.cmd {
+        let token = admin::add_token(tokens, name)?;
+        eprintln!(
+            "管理者 {name} のトークン（この一度だけ表示します。安全に保管してください） / token for admin {name} (shown once; keep it safe):"
+        );
+        println!("{token}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let token = admin_token(&args)?;
+    let (method, path) = match &args.cmd {
+        AdminCmd::Sessions => ("GET", "/admin/v1/sessions".to_owned()),
+        AdminCmd::Status => ("GET", "/admin/v1/status".to_owned()),
+        AdminCmd::End { id } => {
+            if !id.bytes().all(|b| b.is_ascii_digit()) || id.is_empty() {
+                bail!("{id:?}: a session id is a number (see `admin sessions`) / セッション ID は数字です");
+            }
+            ("POST", format!("/admin/v1/sessions/{id}/end"))
+        }
+        AdminCmd::EmergencyStop { agent } => {
+            ("POST", with_agent("/admin/v1/emergency-stop", agent)?)
+        }
+        AdminCmd::Resume { agent } => ("POST", with_agent("/admin/v1/resume", agent)?),
+        AdminCmd::TokenAdd { .. } => return Ok(ExitCode::SUCCESS),
+    };
+    let mut code = ExitCode::SUCCESS;
+    for addr in &args.addrs {
+        let (status, body) = match admin::call(addr, method, &path, &token) {
+            Ok(a) => a,
+            Err(e) => {
+                eprintln!("{e}");
+                code = ExitCode::from(3);
+                continue;
+            }
+        };
+        if status != 200 {
+            eprintln!(
+                "{addr}: {} / {} (HTTP {status})",
+                body["error"].as_str().unwrap_or("error"),
+                body["error_ja"].as_str().unwrap_or("エラー")
+            );
+            code = ExitCode::from(1);
+            continue;
+        }
+        if args.json {
+            println!("{body}");
+            continue;
+        }
+        print_admin(addr, &args.cmd, &body);
+    }
+    Ok(code)
+}
+
+fn with_agent(path: &str, agent: &Option<String>) -> Result<String> {
+    match agent {
+        None => Ok(path.to_owned()),
+        Some(a) if certs::agent_id_valid(a) => Ok(format!("{path}?agent={a}")),
+        Some(a) => bail!("{a:?}: not an agent id / エージェント ID ではありません"),
+    }
+}
+
+fn print_admin(addr: &str, cmd: &AdminCmd, body: &serde_json::Value) {
+    let s = |v: &serde_json::Value| v.as_str().unwrap_or("-").to_owned();
+    match cmd {
+        AdminCmd::Sessions => {
+            let list = body["sessions"].as_array().cloned().unwrap_or_default();
+            println!(
+                "{addr}: セッション {} 件 / {} sessions",
+                list.len(),
+                list.len()
+            );
+            if !list.is_empty() {
+                println!(
+                    "{:<20} {:<16} {:<12} {:<22} {:<20} {:>9} {:>7}",
+                    "id", "user", "agent", "viewer", "started", "duration", "idle"
+                );
+            }
+            for x in list {
+                println!(
+                    "{:<20} {:<16} {:<12} {:<22} {:<20} {:>8}s {:>6}s",
+                    s(&x["id"]),
+                    s(&x["user"]),
+                    s(&x["agent"]),
+                    x["viewer"].as_str().unwrap_or("(lingering)"),
+                    s(&x["started"]),
+                    x["duration_s"],
+                    x["idle_s"]
+                );
+            }
+        }
+        AdminCmd::Status => {
+            match body["emergency_stop"].as_object() {
+                Some(e) => println!(
+                    "{addr}: 緊急停止中（{}、{}） / EMERGENCY STOP by {} since {}",
+                    s(&e["by"]),
+                    s(&e["since"]),
+                    s(&e["by"]),
+                    s(&e["since"])
+                ),
+                None => println!("{addr}: 通常運用 / normal operation"),
+            }
+            println!(
+                "  セッション / sessions: {}",
+                body["sessions"].as_u64().unwrap_or(0)
+            );
+            for a in body["agents"].as_array().cloned().unwrap_or_default() {
+                println!(
+                    "  agent {}: {}/{} sessions{}",
+                    s(&a["id"]),
+                    a["sessions"],
+                    a["capacity"],
+                    if a["stopped"] == true {
+                        " — 停止中 / stopped"
+                    } else {
+                        ""
+                    }
+                );
+            }
+        }
+        AdminCmd::End { id } => {
+            println!("{addr}: セッション {id} を終了しました / ended session {id}")
+        }
+        AdminCmd::EmergencyStop { .. } => println!(
+            "{addr}: 緊急停止（{}）: {} セッションを終了 / emergency stop ({}): {} sessions ended",
+            s(&body["stopped"]),
+            body["ended"],
+            s(&body["stopped"]),
+            body["ended"]
+        ),
+        AdminCmd::Resume { .. } => println!(
+            "{addr}: 再開しました（{}） / resumed ({})",
+            s(&body["resumed"]),
+            s(&body["resumed"])
+        ),
+        AdminCmd::TokenAdd { .. } => {}
+    }
 }

@@ -79,6 +79,12 @@ pub struct Metrics {
     pub input_dropped: AtomicU64,
     /// Connections refused by the per-IP cap.
     pub connections_refused: AtomicU64,
+    /// Logins refused during an emergency stop.
+    pub login_emergency_stop: AtomicU64,
+    /// Admin API calls carried out.
+    pub admin_calls: AtomicU64,
+    /// Admin API calls refused (no or wrong token, API disabled).
+    pub admin_denied: AtomicU64,
     /// Viewer-reported capture→decode latency, p50 per report.
     pub latency_p50: Histogram,
     /// Viewer-reported capture→decode latency, p95 per report.
@@ -100,6 +106,10 @@ pub struct Gauges {
     pub capacity: u64,
     /// Free session slots.
     pub capacity_free: u64,
+    /// 1 while an emergency stop is in force (all sessions), else 0.
+    pub emergency_stop: u64,
+    /// Agents stopped one by one by an administrator.
+    pub agents_stopped: u64,
 }
 
 fn add(c: &AtomicU64, n: u64) {
@@ -179,7 +189,19 @@ impl Metrics {
             "Free browser sessions.",
             g.capacity_free,
         );
-        let counters: [(&str, &str, &AtomicU64); 15] = [
+        gauge(
+            &mut o,
+            "tsuitate_emergency_stop",
+            "1 while an emergency stop refuses every login (until an admin resumes).",
+            g.emergency_stop,
+        );
+        gauge(
+            &mut o,
+            "tsuitate_agents_stopped",
+            "Agents an administrator stopped (no new sessions there).",
+            g.agents_stopped,
+        );
+        let counters: [(&str, &str, &AtomicU64); 18] = [
             (
                 "tsuitate_sessions_started_total",
                 "Sessions started.",
@@ -254,6 +276,21 @@ impl Metrics {
                 "tsuitate_connections_refused_total",
                 "Connections refused by the per-IP cap.",
                 &self.connections_refused,
+            ),
+            (
+                "tsuitate_login_emergency_stop_total",
+                "Logins refused during an emergency stop.",
+                &self.login_emergency_stop,
+            ),
+            (
+                "tsuitate_admin_calls_total",
+                "Admin API calls carried out.",
+                &self.admin_calls,
+            ),
+            (
+                "tsuitate_admin_denied_total",
+                "Admin API calls refused (no or wrong token).",
+                &self.admin_denied,
             ),
         ];
         for (name, help, c) in counters {

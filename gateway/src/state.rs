@@ -83,6 +83,38 @@ pub(crate) struct ViewerSink {
 #[derive(Debug, Clone)]
 pub(crate) struct SessionLink {
     pub tx: mpsc::Sender<SessionCommand>,
+    pub info: Arc<SessionInfo>,
+}
+
+/// What the admin API shows of a running session.
+#[derive(Debug)]
+pub(crate) struct SessionInfo {
+    pub user: String,
+    pub agent: String,
+    pub started: SystemTime,
+    /// Refreshed by the session's driver after each step.
+    pub view: Mutex<SessionView>,
+}
+
+/// The changing part of [`SessionInfo`].
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub(crate) struct SessionView {
+    /// The attached viewer's address (the browser's, through a trusted front); `None` while
+    /// the session lingers.
+    pub viewer: Option<SocketAddr>,
+    /// Frames and access-unit bytes relayed to viewers.
+    pub frames: u64,
+    pub bytes: u64,
+    /// Seconds since the last viewer input (or the start).
+    pub idle_s: u64,
+}
+
+/// An emergency stop in force (docs/operations.md §Emergency stop).
+#[derive(Debug, Clone)]
+pub(crate) struct EmergencyStop {
+    /// The admin who stopped.
+    pub by: String,
+    pub since: SystemTime,
 }
 
 /// Everything behind the hub lock.
@@ -193,6 +225,10 @@ pub(crate) struct State {
     /// Slots for password checks (see [`crate::lockout::CONCURRENT_CHECKS`]).
     pub login_checks: tokio::sync::Semaphore,
     pub shutdown: watch::Receiver<bool>,
+    /// Set by an emergency stop of every session: logins are refused until an admin resumes.
+    pub emergency: Mutex<Option<EmergencyStop>>,
+    /// Admin API credentials.
+    pub admin_tokens: crate::admin::AdminTokens,
     next_id: AtomicU64,
 }
 
@@ -205,6 +241,7 @@ impl State {
         shutdown: watch::Receiver<bool>,
     ) -> (Self, mpsc::Receiver<()>) {
         let (drain, drained) = mpsc::channel(1);
+        let cfg_admin_tokens = cfg.admin_tokens_file.clone();
         let start = u64::from_be_bytes(crate::users::random_bytes::<8>()) >> 8;
         let state = State {
             limits: cfg.protocol_limits(),
@@ -218,6 +255,8 @@ impl State {
             hub_changed: tokio::sync::Notify::new(),
             drain: Mutex::new(Some(drain)),
             shutdown,
+            emergency: Mutex::new(None),
+            admin_tokens: crate::admin::AdminTokens::new(cfg_admin_tokens),
             next_id: AtomicU64::new(start.max(1)),
         };
         (state, drained)
@@ -268,6 +307,23 @@ impl State {
     /// last one is dropped).
     pub fn close_drain(&self) {
         lock(&self.drain).take();
+    }
+
+    /// Whether an emergency stop of every session is in force.
+    pub fn emergency_stopped(&self) -> bool {
+        lock(&self.emergency).is_some()
+    }
+
+    /// Whether new sessions on `agent` must end at once (a stop of all, or of that agent).
+    pub fn stopped_for(&self, agent: &str) -> bool {
+        self.emergency_stopped() || self.hub().broker.stopped_agents().any(|a| a == agent)
+    }
+
+    /// Gauges for /metrics: the broker's and the emergency stop.
+    pub fn gauges(&self) -> crate::metrics::Gauges {
+        let mut g = self.hub().broker.gauges();
+        g.emergency_stop = u64::from(self.emergency_stopped());
+        g
     }
 
     /// Whether shutdown has begun.

@@ -132,6 +132,20 @@ async fn serve(
     let ViewerToGateway::Login { user, password } = first else {
         return Err(violation(Violation::Unexpected("Login expected")));
     };
+    // During an emergency stop nobody logs in (the password is not even checked).
+    if state.emergency_stopped() {
+        state.metrics.login_emergency_stop.fetch_add(1, Relaxed);
+        let mut record = json!({"event": "login_failure", "user": user, "viewer": client.to_string(), "cause": "emergency_stop"});
+        if let (Some(via), Some(m)) = (&via, record.as_object_mut()) {
+            m.insert("via".into(), via.clone().into());
+        }
+        state.audit(record);
+        let bye = GatewayToViewer::Bye {
+            reason: Reason::EmergencyStop,
+        };
+        last_words(&mut send, conn, &[bye], Reason::EmergencyStop).await;
+        return Ok(());
+    }
     if !login(
         state,
         conn,

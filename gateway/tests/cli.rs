@@ -141,16 +141,31 @@ fn ca_users_config_and_audit_commands() {
 }
 
 #[test]
-fn run_serves_health_and_stops_on_sigterm() {
+fn run_serves_health_and_the_admin_api_and_stops_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let pki = dir.path().join("pki");
     assert_eq!(run(&["ca", "init", "--dir", p(&pki)], None).0, 0);
     std::fs::write(dir.path().join("users.toml"), "").unwrap();
+    let tokens = dir.path().join("admin-tokens.toml");
+    let (code, token, _) = run(
+        &[
+            "admin",
+            "token-add",
+            "--tokens",
+            p(&tokens),
+            "--name",
+            "suzuki",
+        ],
+        None,
+    );
+    assert_eq!(code, 0);
+    let token_file = dir.path().join("suzuki.token");
+    std::fs::write(&token_file, &token).unwrap();
     // Every listener on port 0: --ready-file says which ports the gateway got.
     let cfg = dir.path().join("gateway.toml");
     std::fs::write(
         &cfg,
-        "agent_listen = \"127.0.0.1:0\"\nviewer_listen = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\nusers_file = \"users.toml\"\naudit_log = \"audit.jsonl\"\n[tls]\nca = \"pki/ca.pem\"\ncert = \"pki/gateway.pem\"\nkey = \"pki/gateway-key.pem\"\n",
+        "agent_listen = \"127.0.0.1:0\"\nviewer_listen = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\nusers_file = \"users.toml\"\naudit_log = \"audit.jsonl\"\nadmin_tokens_file = \"admin-tokens.toml\"\n[tls]\nca = \"pki/ca.pem\"\ncert = \"pki/gateway.pem\"\nkey = \"pki/gateway-key.pem\"\n",
     )
     .unwrap();
     let ready = dir.path().join("ready.json");
@@ -192,6 +207,52 @@ fn run_serves_health_and_stops_on_sigterm() {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
+    // The admin CLI against the running gateway.
+    let addr = admin_addr.to_string();
+    let admin = |args: &[&str], token: &Path| {
+        let mut all = vec!["admin", "--addr", &addr, "--token-file", p(token)];
+        all.extend_from_slice(args);
+        run(&all, None)
+    };
+    let (code, out, _) = admin(&["status"], &token_file);
+    assert_eq!(code, 0);
+    assert!(out.contains("normal operation"), "{out}");
+    let (code, out, _) = admin(&["emergency-stop"], &token_file);
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("emergency stop (all): 0 sessions ended"),
+        "{out}"
+    );
+    let (_, out, _) = admin(&["status"], &token_file);
+    assert!(out.contains("EMERGENCY STOP by suzuki"), "{out}");
+    let wrong = dir.path().join("wrong.token");
+    std::fs::write(&wrong, "0".repeat(64)).unwrap();
+    let (code, _, err) = admin(&["resume"], &wrong);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("有効な管理トークン") && err.contains("HTTP 401"),
+        "{err}"
+    );
+    let (code, out, _) = admin(&["resume"], &token_file);
+    assert_eq!(code, 0, "{out}");
+    let (_, out, _) = admin(&["sessions"], &token_file);
+    assert!(out.contains("0 sessions"), "{out}");
+    let (code, _, err) = run(
+        &[
+            "admin",
+            "--addr",
+            "127.0.0.1:1",
+            "--token-file",
+            p(&token_file),
+            "status",
+        ],
+        None,
+    );
+    assert_eq!(code, 3, "unreachable: {err}");
+    assert!(err.contains("接続できません"), "{err}");
+    let (code, _, err) = admin(&["end", "x1"], &token_file);
+    assert_eq!(code, 1, "{err}");
+
     let killed = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
@@ -213,4 +274,7 @@ fn run_serves_health_and_stops_on_sigterm() {
     assert_eq!(code, Some(0), "graceful exit on SIGTERM");
     let log = std::fs::read_to_string(dir.path().join("audit.jsonl")).unwrap();
     assert!(log.contains("gateway_start") && log.contains("gateway_stop"));
+    assert!(log.contains("\"emergency_stop\"") && log.contains("\"emergency_resume\""));
+    assert!(log.contains("\"admin_denied\""));
+    assert!(!log.contains(token.trim()), "the token is never logged");
 }

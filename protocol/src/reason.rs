@@ -55,4 +55,5 @@ reasons! {
     15 => AdminClosed, "管理者がセッションを終了しました。", "An administrator ended the session.";
     16 => Normal, "接続を終了しました。", "The connection was closed.";
     17 => MemoryExceeded, "ブラウザが使用できるメモリの上限を超えたため、セッションを終了しました。", "The browser used more memory than a session may: the session was ended.";
+    18 => EmergencyStop, "緊急停止のため、管理者がセッションを終了しました。管理者が再開するまで利用できません。", "Emergency stop: an administrator ended the session. The service is unavailable until an administrator resumes it.";
 }

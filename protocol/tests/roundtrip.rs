@@ -23,7 +23,7 @@ fn short_string(max_chars: usize) -> impl Strategy<Value = String> {
 }
 
 fn reason() -> impl Strategy<Value = Reason> {
-    (1u16..=17).prop_map(|v| Reason::from_u16(v).unwrap_or(Reason::Normal))
+    (1u16..=18).prop_map(|v| Reason::from_u16(v).unwrap_or(Reason::Normal))
 }
 
 fn input_event() -> impl Strategy<Value = InputEvent> {

@@ -28,7 +28,7 @@ use crate::error::{Side, Violation};
 use crate::metrics::Metrics;
 use crate::relay::input::InputPolicy;
 use crate::relay::video::{FpsLimit, FrameAction, KeyframePacer, OutFrame, ViewerFlow};
-use crate::state::{lock, SessionCommand, ToViewer, ViewerSink};
+use crate::state::{lock, SessionCommand, SessionView, ToViewer, ViewerSink};
 
 /// Per-session counters for the audit record.
 #[derive(Debug, Clone, Default)]
@@ -491,6 +491,16 @@ impl SessionCore {
             "sanitizer_dropped_by_nal_type": drops_by_type(&c.dropped_by_type),
             "sanitizer_refused": c.frames_refused,
         })
+    }
+
+    /// What the admin API shows of this session now.
+    pub fn view(&self, now: Instant) -> SessionView {
+        SessionView {
+            viewer: self.viewer.as_ref().map(|(sink, _)| sink.addr),
+            frames: self.stats.frames_out,
+            bytes: self.stats.bytes_out,
+            idle_s: now.saturating_duration_since(self.last_input).as_secs(),
+        }
     }
 
     /// Frames sent to viewers so far.

@@ -17,7 +17,10 @@ use tsuitate_transport::{close as close_with, spawn_reader, ReadEnd, ReadItem};
 
 use self::core::{End, Event, SessionCore, SessionInit};
 use crate::error::{GatewayError, Side, Violation};
-use crate::state::{now_us, DrainToken, SessionCommand, SessionLink, State, ToViewer};
+use crate::state::{
+    lock, now_us, DrainToken, SessionCommand, SessionInfo, SessionLink, SessionView, State,
+    ToViewer,
+};
 use crate::streams::{write_msg, write_msg_timeout};
 
 /// How long one write to the agent may take before the agent counts as lost.
@@ -107,11 +110,26 @@ pub(crate) fn spawn(
     agent: &str,
 ) -> mpsc::Sender<SessionCommand> {
     let (tx, rx) = mpsc::channel(16);
+    let info = Arc::new(SessionInfo {
+        user: user.to_owned(),
+        agent: agent.to_owned(),
+        started: std::time::SystemTime::now(),
+        view: Mutex::new(SessionView::default()),
+    });
     // Registered before the task runs, so a session that ends at once also unregisters.
-    state
-        .hub()
-        .sessions
-        .insert(id, SessionLink { tx: tx.clone() });
+    state.hub().sessions.insert(
+        id,
+        SessionLink {
+            tx: tx.clone(),
+            info: info.clone(),
+        },
+    );
+    // An emergency stop that came while this session was starting ends it at once.
+    if state.stopped_for(agent) {
+        let _ = tx.try_send(SessionCommand::End {
+            reason: Reason::EmergencyStop,
+        });
+    }
     let core = SessionCore::new(
         Instant::now().into_std(),
         SessionInit {
@@ -128,6 +146,7 @@ pub(crate) fn spawn(
     );
     let driver = Driver {
         core,
+        info,
         state: state.clone(),
         send: opened.send,
         conn: opened.conn,
@@ -141,6 +160,8 @@ pub(crate) fn spawn(
 /// The I/O around one [`SessionCore`].
 struct Driver {
     core: SessionCore,
+    /// What the admin API lists (refreshed after each step).
+    info: Arc<SessionInfo>,
     state: Arc<State>,
     send: SendStream,
     conn: quinn::Connection,
@@ -178,6 +199,7 @@ impl Driver {
                 _ = crate::state::stopped(&mut shutdown) => Err(End::both(Reason::Shutdown)),
             };
             self.record_events();
+            *lock(&self.info.view) = self.core.view(now());
             let flushed = self.flush_agent().await;
             if let Err(end) = step.and(flushed) {
                 break end;

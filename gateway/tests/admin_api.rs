@@ -1,0 +1,281 @@
+//! The admin API against the real gateway with live sessions (synthetic agents, protocol-level
+//! viewers): credentials, the session list, ending one session, the emergency stop of every
+//! session and of one agent, and resume — each audited.
+#![allow(clippy::unwrap_used)]
+
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tsuitate_gateway::{admin, GatewayHandle};
+use tsuitate_protocol::{GatewayToViewer, Reason, ViewerToGateway, PROTOCOL_VERSION};
+use tsuitate_testkit::agent::AgentOptions;
+use tsuitate_testkit::fixture::{Fixture, PASSWORD};
+use tsuitate_testkit::viewer::TestViewer;
+
+const T: Duration = Duration::from_secs(20);
+
+/// A fixture whose gateway has an admin tokens file with admin "suzuki"; returns the token.
+fn with_admin(fx: &mut Fixture) -> String {
+    let path = fx.dir.path().join("admin-tokens.toml");
+    let token = admin::add_token(&path, "suzuki").unwrap();
+    fx.config.admin_tokens_file = Some(path);
+    token
+}
+
+async fn api(gw: &GatewayHandle, method: &str, path: &str, token: &str) -> (u16, Value) {
+    let (addr, m, p, t) = (
+        gw.admin_addr.to_string(),
+        method.to_owned(),
+        path.to_owned(),
+        token.to_owned(),
+    );
+    tokio::task::spawn_blocking(move || admin::call(&addr, &m, &p, &t).unwrap())
+        .await
+        .unwrap()
+}
+
+fn audit(fx: &Fixture) -> Vec<Value> {
+    std::fs::read_to_string(fx.audit_path())
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+/// Hello, Login: the gateway's first answer to the login.
+async fn login_answer(gw: &GatewayHandle, fx: &Fixture, user: &str) -> Option<GatewayToViewer> {
+    let mut v = TestViewer::connect(gw.viewer_addr, &fx.ca(), None).await;
+    v.send(&ViewerToGateway::Hello {
+        version: PROTOCOL_VERSION,
+    })
+    .await;
+    assert!(matches!(
+        v.next(T).await,
+        Some(GatewayToViewer::Welcome { .. })
+    ));
+    v.send(&ViewerToGateway::Login {
+        user: user.into(),
+        password: PASSWORD.into(),
+    })
+    .await;
+    v.next(T).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_calls_need_a_valid_token_and_every_call_is_audited() {
+    let mut fx = Fixture::new(&["a"], &["u1"]);
+    let token = with_admin(&mut fx);
+    let gw = fx.start().await;
+    let (status, body) = api(&gw, "GET", "/admin/v1/status", "").await;
+    assert_eq!(status, 401, "{body}");
+    assert!(body["error_ja"].as_str().is_some_and(|m| !m.is_empty()));
+    let (status, _) = api(&gw, "GET", "/admin/v1/sessions", &"0".repeat(64)).await;
+    assert_eq!(status, 401);
+    let (status, _) = api(&gw, "POST", "/admin/v1/emergency-stop", "not-the-token").await;
+    assert_eq!(status, 401);
+    assert!(
+        gw.gauges().emergency_stop == 0,
+        "a refused stop stopped nothing"
+    );
+    let (status, body) = api(&gw, "GET", "/admin/v1/status", &token).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["emergency_stop"], Value::Null);
+    let (status, _) = api(&gw, "GET", "/admin/v1/emergency-stop", &token).await;
+    assert_eq!(status, 405, "a stop is a POST");
+    let (status, _) = api(&gw, "POST", "/admin/v1/sessions/123/end", &token).await;
+    assert_eq!(status, 404, "no such session");
+    assert_eq!(
+        gw.metrics()
+            .admin_denied
+            .load(std::sync::atomic::Ordering::Relaxed),
+        3
+    );
+    gw.flush_audit().await;
+    let records = audit(&fx);
+    let denied: Vec<&str> = records
+        .iter()
+        .filter(|r| r["event"] == "admin_denied")
+        .filter_map(|r| r["cause"].as_str())
+        .collect();
+    assert_eq!(denied, ["no_token", "bad_token", "bad_token"]);
+    let calls: Vec<(&str, &str)> = records
+        .iter()
+        .filter(|r| r["event"] == "admin_call")
+        .map(|r| (r["admin"].as_str().unwrap(), r["call"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        calls,
+        [
+            ("suzuki", "status"),
+            ("suzuki", "method_not_allowed"),
+            ("suzuki", "end")
+        ]
+    );
+    assert!(
+        !std::fs::read_to_string(fx.audit_path())
+            .unwrap()
+            .contains(&token),
+        "the token itself is never logged"
+    );
+    gw.shutdown().await;
+
+    // Without a tokens file the admin API is off.
+    let fx = Fixture::new(&["a"], &["u1"]);
+    let gw = fx.start().await;
+    let (status, _) = api(&gw, "GET", "/admin/v1/status", &token).await;
+    assert_eq!(status, 403);
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn emergency_stop_ends_five_sessions_at_once_and_refuses_logins_until_resume() {
+    let users = ["u1", "u2", "u3", "u4", "u5"];
+    let mut fx = Fixture::new(&["a", "b"], &users);
+    let token = with_admin(&mut fx);
+    let gw = fx.start().await;
+    let _a = fx.connect_agent(&gw, AgentOptions::new("a")).await;
+    let _b = fx.connect_agent(&gw, AgentOptions::new("b")).await;
+    let mut viewers = Vec::new();
+    for u in users {
+        let mut v = TestViewer::connect(gw.viewer_addr, &fx.ca(), None).await;
+        assert!(!v.login_ready(u).await);
+        v.frames(2, T).await;
+        viewers.push(v);
+    }
+    let (_, list) = api(&gw, "GET", "/admin/v1/sessions", &token).await;
+    let listed = list["sessions"].as_array().unwrap();
+    let mut who: Vec<&str> = listed.iter().map(|s| s["user"].as_str().unwrap()).collect();
+    who.sort_unstable();
+    assert_eq!(who, users, "{list}");
+    assert!(listed.iter().all(|s| s["attached"] == true
+        && s["viewer"]
+            .as_str()
+            .is_some_and(|a| a.starts_with("127.0.0.1:"))
+        && s["frames"].as_u64().unwrap_or(0) >= 2));
+
+    let t0 = Instant::now();
+    let (status, body) = api(&gw, "POST", "/admin/v1/emergency-stop", &token).await;
+    assert_eq!((status, body["ended"].as_u64()), (200, Some(5)), "{body}");
+    for v in &mut viewers {
+        assert_eq!(v.until_bye(T).await.0, Some(Reason::EmergencyStop));
+    }
+    let took = t0.elapsed();
+    assert!(took < Duration::from_secs(2), "all five ended in {took:?}");
+    assert_eq!(gw.gauges().emergency_stop, 1);
+
+    // Logins are refused with the reason while stopped.
+    match login_answer(&gw, &fx, "u1").await {
+        Some(GatewayToViewer::Bye { reason }) => assert_eq!(reason, Reason::EmergencyStop),
+        other => panic!("expected Bye(EmergencyStop), got {other:?}"),
+    }
+    let (_, status) = api(&gw, "GET", "/admin/v1/status", &token).await;
+    assert_eq!(status["emergency_stop"]["by"], "suzuki");
+    assert_eq!(status["sessions"], 0);
+
+    let (code, _) = api(&gw, "POST", "/admin/v1/resume", &token).await;
+    assert_eq!(code, 200);
+    let mut v = TestViewer::connect(gw.viewer_addr, &fx.ca(), None).await;
+    assert!(!v.login_ready("u1").await, "service is back after resume");
+    assert_eq!(v.frames(2, T).await.len(), 2);
+    assert_eq!(gw.gauges().emergency_stop, 0);
+
+    gw.flush_audit().await;
+    let records = audit(&fx);
+    let ended = records
+        .iter()
+        .filter(|r| r["event"] == "session_end" && r["reason"] == "EmergencyStop")
+        .count();
+    assert_eq!(ended, 5, "one audit record per session");
+    let stop = records
+        .iter()
+        .find(|r| r["event"] == "emergency_stop")
+        .unwrap();
+    assert_eq!(
+        (&stop["admin"], &stop["scope"], &stop["sessions_ended"]),
+        (&"suzuki".into(), &"all".into(), &5.into())
+    );
+    assert!(records.iter().any(|r| r["event"] == "login_failure"
+        && r["cause"] == "emergency_stop"
+        && r["user"] == "u1"));
+    assert!(records
+        .iter()
+        .any(|r| r["event"] == "emergency_resume" && r["was_stopped"] == true));
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_session_or_one_agent_can_be_ended_and_the_others_go_on() {
+    let mut fx = Fixture::new(&["a", "b"], &["u1", "u2", "u3"]);
+    let token = with_admin(&mut fx);
+    let gw = fx.start().await;
+    let _a = fx.connect_agent(&gw, AgentOptions::new("a")).await;
+    let _b = fx.connect_agent(&gw, AgentOptions::new("b")).await;
+    let mut v = Vec::new();
+    for u in ["u1", "u2", "u3"] {
+        let mut x = TestViewer::connect(gw.viewer_addr, &fx.ca(), None).await;
+        assert!(!x.login_ready(u).await);
+        x.frames(1, T).await;
+        v.push(x);
+    }
+    let (_, list) = api(&gw, "GET", "/admin/v1/sessions", &token).await;
+    let sessions = list["sessions"].as_array().unwrap().clone();
+    let find = |user: &str| {
+        sessions
+            .iter()
+            .find(|s| s["user"] == user)
+            .cloned()
+            .unwrap()
+    };
+
+    // End u1's session: u1 is told an administrator ended it; the others go on.
+    let id = find("u1")["id"].as_str().unwrap().to_owned();
+    let (code, _) = api(&gw, "POST", &format!("/admin/v1/sessions/{id}/end"), &token).await;
+    assert_eq!(code, 200);
+    assert_eq!(v[0].until_bye(T).await.0, Some(Reason::AdminClosed));
+    assert_eq!(v[1].frames(3, T).await.len(), 3);
+
+    // Stop the agent of u2: its sessions end, the other agent's go on, and new logins go to
+    // the other agent only.
+    let agent = find("u2")["agent"].as_str().unwrap().to_owned();
+    let other = if agent == "a" { "b" } else { "a" };
+    let (code, body) = api(
+        &gw,
+        "POST",
+        &format!("/admin/v1/emergency-stop?agent={agent}"),
+        &token,
+    )
+    .await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(v[1].until_bye(T).await.0, Some(Reason::EmergencyStop));
+    if find("u3")["agent"] == other {
+        assert_eq!(
+            v[2].frames(3, T).await.len(),
+            3,
+            "the other agent's session goes on"
+        );
+    }
+    assert_eq!(gw.gauges().emergency_stop, 0, "not a stop of everything");
+    let mut again = TestViewer::connect(gw.viewer_addr, &fx.ca(), None).await;
+    assert!(!again.login_ready("u2").await);
+    let (_, list) = api(&gw, "GET", "/admin/v1/sessions", &token).await;
+    let placed = list["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["user"] == "u2")
+        .map(|s| s["agent"].clone());
+    assert_eq!(placed, Some(other.into()), "not on the stopped agent");
+    let (_, status) = api(&gw, "GET", "/admin/v1/status", &token).await;
+    assert_eq!(status["stopped_agents"], serde_json::json!([agent]));
+    let (code, _) = api(
+        &gw,
+        "POST",
+        &format!("/admin/v1/resume?agent={agent}"),
+        &token,
+    )
+    .await;
+    assert_eq!(code, 200);
+    let (_, status) = api(&gw, "GET", "/admin/v1/status", &token).await;
+    assert_eq!(status["stopped_agents"], serde_json::json!([]));
+    gw.shutdown().await;
+}
