@@ -260,8 +260,8 @@ pub(crate) async fn handle(state: &Arc<State>, req: Request<'_>) -> Answer {
     let (call, result) = match (req.method, segments.as_slice()) {
         ("GET", ["sessions"]) => ("sessions", answer(200, sessions(state))),
         ("GET", ["status"]) => ("status", answer(200, status(state))),
-        ("POST", ["sessions", id, "end"]) => ("end", end_one(state, id).await),
-        ("POST", ["emergency-stop"]) => ("emergency_stop", stop(state, &admin, agent).await),
+        ("POST", ["sessions", id, "end"]) => ("end", end_one(state, id)),
+        ("POST", ["emergency-stop"]) => ("emergency_stop", stop(state, &admin, agent)),
         ("POST", ["resume"]) => ("resume", resume(state, &admin, agent)),
         (
             _,
@@ -345,24 +345,28 @@ fn status(state: &State) -> Value {
     })
 }
 
-/// Tell sessions to end with `reason`; returns how many were told.
-async fn end_sessions(links: Vec<SessionLink>, reason: Reason) -> usize {
+/// Tell sessions to end with `reason`; returns how many were told (a session already ending
+/// is not counted). Never waits: a session whose command queue is full gets the command from
+/// a task of its own, so a stop of many sessions answers at once and cannot be cut short by the
+/// admin connection's time limit.
+fn end_sessions(links: Vec<SessionLink>, reason: Reason) -> usize {
     let mut told = 0;
     for l in links {
-        let cmd = SessionCommand::End { reason };
-        // A session whose command queue stays full for a second is stuck; it ends anyway when
-        // its peers go. Bounded so one cannot hold up the others.
-        if tokio::time::timeout(Duration::from_secs(1), l.tx.send(cmd))
-            .await
-            .is_ok_and(|r| r.is_ok())
-        {
-            told += 1;
+        match l.tx.try_send(SessionCommand::End { reason }) {
+            Ok(()) => told += 1,
+            Err(tokio::sync::mpsc::error::TrySendError::Full(cmd)) => {
+                told += 1;
+                tokio::spawn(async move {
+                    let _ = l.tx.send(cmd).await;
+                });
+            }
+            Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) => {}
         }
     }
     told
 }
 
-async fn end_one(state: &State, id: &str) -> Answer {
+fn end_one(state: &State, id: &str) -> Answer {
     let link = id
         .parse::<u64>()
         .ok()
@@ -370,11 +374,11 @@ async fn end_one(state: &State, id: &str) -> Answer {
     let Some(link) = link else {
         return error(404, "no such session", "そのセッションはありません");
     };
-    let ended = end_sessions(vec![link], Reason::AdminClosed).await;
+    let ended = end_sessions(vec![link], Reason::AdminClosed);
     answer(200, json!({ "ended": ended }))
 }
 
-async fn stop(state: &State, admin: &str, agent: Option<&str>) -> Answer {
+fn stop(state: &State, admin: &str, agent: Option<&str>) -> Answer {
     let links: Vec<SessionLink> = {
         let mut hub = state.hub();
         match agent {
@@ -392,7 +396,7 @@ async fn stop(state: &State, admin: &str, agent: Option<&str>) -> Answer {
             .cloned()
             .collect()
     };
-    let ended = end_sessions(links, Reason::EmergencyStop).await;
+    let ended = end_sessions(links, Reason::EmergencyStop);
     tracing::warn!(admin, agent, ended, "emergency stop / 緊急停止");
     state.audit(json!({
         "event": "emergency_stop",

@@ -27,6 +27,7 @@ pub mod error;
 pub mod lockout;
 pub mod metrics;
 pub mod relay;
+pub mod selfcheck;
 mod session;
 mod state;
 mod streams;

@@ -9,7 +9,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use serde_json::json;
 use tsuitate_cli::LogFormat;
-use tsuitate_gateway::{admin, audit, certs, config::Config, users, Gateway};
+use tsuitate_gateway::{admin, audit, certs, config::Config, selfcheck, users, Gateway};
 
 #[derive(Parser)]
 #[command(
@@ -55,6 +55,18 @@ enum Cmd {
     /// Audit log. / 監査ログ。
     #[command(subcommand)]
     Audit(AuditCmd),
+    /// Self-check (自己点検): one line per security requirement with pass/warn/fail and the
+    /// evidence; exit 1 when anything fails. / 自己点検（不合格があれば終了コード 1）。
+    SelfCheck {
+        #[arg(long)]
+        config: PathBuf,
+        /// JSON for automation. / JSON で出力。
+        #[arg(long)]
+        json: bool,
+        /// Warn about passwords set longer ago than this. / この日数より古いパスワードを警告。
+        #[arg(long, default_value_t = 365)]
+        password_max_age_days: u64,
+    },
     /// Admin API: sessions, ending one, emergency stop and resume (docs/operations.md).
     /// / 管理 API: セッション一覧・終了・緊急停止・再開。
     Admin(AdminArgs),
@@ -215,6 +227,37 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode> {
             config, ready_file, ..
         } => run(config, ready_file),
         Cmd::Admin(a) => admin_cmd(a),
+        Cmd::SelfCheck {
+            config,
+            json,
+            password_max_age_days,
+        } => {
+            let cfg = match Config::load(&config) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprint!("{e}");
+                    return Ok(ExitCode::from(2));
+                }
+            };
+            let opts = selfcheck::Options {
+                password_max_age: std::time::Duration::from_secs(
+                    password_max_age_days.saturating_mul(86_400),
+                ),
+                ..selfcheck::Options::default()
+            };
+            let items = selfcheck::run(&cfg, &opts);
+            if json {
+                println!("{}", selfcheck::to_json(&items, opts.now));
+            } else {
+                print!("{}", selfcheck::text(&items, opts.now));
+            }
+            let (_, _, failed) = selfcheck::summary(&items);
+            Ok(if failed > 0 {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
         Cmd::Ca(c) => ca(c),
         Cmd::User(c) => user(c),
         Cmd::Audit(AuditCmd::Verify { file }) => match audit::verify_file(&file) {

@@ -23,6 +23,10 @@ pub struct UserEntry {
     /// A disabled user cannot log in.
     #[serde(default)]
     pub disabled: bool,
+    /// When the password was last set (RFC 3339, UTC); absent in files written before it was
+    /// recorded. The self-check warns about old passwords.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_set: Option<String>,
 }
 
 /// The users file.
@@ -187,6 +191,7 @@ impl UsersFile {
             UserEntry {
                 hash,
                 disabled: false,
+                password_set: Some(crate::audit::rfc3339(std::time::SystemTime::now())),
             },
         );
         Ok(())
