@@ -314,6 +314,8 @@ fn sessions(state: &State) -> Value {
                 "idle_s": v.idle_s,
                 "frames": v.frames,
                 "bytes": v.bytes,
+                "latency_p50_ms": v.latency_p50_ms,
+                "latency_p95_ms": v.latency_p95_ms,
             })
         })
         .collect();

@@ -129,6 +129,13 @@ impl Gateway {
         })?;
         let (shutdown, shutdown_rx) = watch::channel(false);
         let metrics = Arc::new(Metrics::default());
+        if let Ok(mut c) = metrics.cert_expiry.lock() {
+            for (name, path) in [("ca", &cfg.tls.ca), ("gateway", &cfg.tls.cert)] {
+                if let Ok((_, not_after)) = selfcheck::cert_expiry(path) {
+                    c.push((name, not_after));
+                }
+            }
+        }
         let (state, drained) = State::new(Arc::new(cfg), metrics, audit, shutdown_rx);
         let state = Arc::new(state);
         state.audit(json!({"event": "gateway_start", "agent_listen": agent_addr.to_string(), "viewer_listen": viewer_addr.to_string()}));

@@ -91,6 +91,8 @@ pub struct Metrics {
     pub latency_p95: Histogram,
     violations: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
     ended: Mutex<BTreeMap<&'static str, u64>>,
+    /// When the CA and gateway certificates expire (UNIX seconds), read at start.
+    pub cert_expiry: Mutex<Vec<(&'static str, i64)>>,
 }
 
 /// Gauges read from the broker when rendering.
@@ -110,6 +112,8 @@ pub struct Gauges {
     pub emergency_stop: u64,
     /// Agents stopped one by one by an administrator.
     pub agents_stopped: u64,
+    /// Audit records lost (the writer could not keep up or the disk failed).
+    pub audit_dropped: u64,
 }
 
 fn add(c: &AtomicU64, n: u64) {
@@ -319,6 +323,22 @@ impl Metrics {
         if let Ok(m) = self.violations.lock() {
             for ((side, code), v) in m.iter() {
                 let _ = writeln!(o, "{name}{{side=\"{side}\",code=\"{code}\"}} {v}");
+            }
+        }
+        let name = "tsuitate_audit_dropped_total";
+        let _ = writeln!(
+            o,
+            "# HELP {name} Audit records that could not be written.\n# TYPE {name} counter\n{name} {}",
+            g.audit_dropped
+        );
+        let name = "tsuitate_certificate_expiry_timestamp_seconds";
+        let _ = writeln!(
+            o,
+            "# HELP {name} When the CA and gateway certificates expire (UNIX time).\n# TYPE {name} gauge"
+        );
+        if let Ok(c) = self.cert_expiry.lock() {
+            for (cert, t) in c.iter() {
+                let _ = writeln!(o, "{name}{{cert=\"{cert}\"}} {t}");
             }
         }
         let name = "tsuitate_sessions_ended_total";

@@ -317,7 +317,7 @@ fn check_audit(r: &mut Report, path: &Path) {
 }
 
 /// (subject CN, not-after as UNIX seconds) of the first certificate in a PEM file.
-fn cert_expiry(path: &Path) -> Result<(String, i64), String> {
+pub fn cert_expiry(path: &Path) -> Result<(String, i64), String> {
     let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
     let (_, pem) = x509_parser::pem::parse_x509_pem(&bytes).map_err(|e| e.to_string())?;
     let cert = pem.parse_x509().map_err(|e| e.to_string())?;

@@ -56,6 +56,8 @@ pub(crate) enum SessionCommand {
     Resize { width: u16, height: u16 },
     /// The viewer needs a keyframe.
     KeyframeRequest,
+    /// The viewer's capture→decoded latency over its last window (`LatencyReport`).
+    Latency { p50_us: u32, p95_us: u32 },
     /// End now (logout, or a viewer violation already counted by the caller).
     End { reason: Reason },
 }
@@ -107,6 +109,9 @@ pub(crate) struct SessionView {
     pub bytes: u64,
     /// Seconds since the last viewer input (or the start).
     pub idle_s: u64,
+    /// The viewer's last reported capture→decoded latency (ms), if it reported one.
+    pub latency_p50_ms: Option<f64>,
+    pub latency_p95_ms: Option<f64>,
 }
 
 /// An emergency stop in force (docs/operations.md §Emergency stop).
@@ -323,6 +328,7 @@ impl State {
     pub fn gauges(&self) -> crate::metrics::Gauges {
         let mut g = self.hub().broker.gauges();
         g.emergency_stop = u64::from(self.emergency_stopped());
+        g.audit_dropped = self.audit.dropped();
         g
     }
 

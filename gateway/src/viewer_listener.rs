@@ -443,11 +443,12 @@ async fn relay_viewer(
                 p50_us,
                 p95_us,
             } => {
-                if frames > 0 {
-                    state.metrics.latency_p50.observe(u64::from(p50_us));
-                    state.metrics.latency_p95.observe(u64::from(p95_us));
+                if frames == 0 {
+                    continue;
                 }
-                continue;
+                state.metrics.latency_p50.observe(u64::from(p50_us));
+                state.metrics.latency_p95.observe(u64::from(p95_us));
+                SessionCommand::Latency { p50_us, p95_us }
             }
             ViewerToGateway::Hello { .. }
             | ViewerToGateway::Login { .. }

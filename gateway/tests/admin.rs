@@ -45,3 +45,55 @@ async fn idle_admin_connections_cannot_pile_up() {
     );
     gw.shutdown().await;
 }
+
+/// Every metric the sample Prometheus alert rules (deploy/prometheus/tsuitate-alerts.yml) use is
+/// one the gateway exports, so the alerts cannot silently never fire.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sample_alert_rules_use_only_metrics_the_gateway_exports() {
+    let rules = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../deploy/prometheus/tsuitate-alerts.yml"
+    ))
+    .unwrap();
+    let fx = Fixture::new(&[], &[]);
+    let gw = fx.start().await;
+    let metrics = get(gw.admin_addr, "/metrics").await;
+    let families: Vec<&str> = metrics
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    let mut used: Vec<String> = Vec::new();
+    for (i, _) in rules.match_indices("tsuitate_") {
+        let name: String = rules[i..]
+            .chars()
+            .take_while(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_')
+            .collect();
+        if !used.contains(&name) {
+            used.push(name);
+        }
+    }
+    assert!(used.len() >= 8, "{used:?}");
+    for name in &used {
+        let family = name.strip_suffix("_bucket").unwrap_or(name);
+        assert!(
+            families.contains(&family),
+            "{name} is not exported: {families:?}"
+        );
+    }
+    // The certificate expiry is there for both certificates, in the future.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as f64;
+    for cert in ["ca", "gateway"] {
+        let line = format!("tsuitate_certificate_expiry_timestamp_seconds{{cert=\"{cert}\"}} ");
+        let t: f64 = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&line))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{cert} expiry missing: {metrics}"));
+        assert!(t > now + 86_400.0, "{cert}: {t}");
+    }
+    gw.shutdown().await;
+}

@@ -142,8 +142,41 @@ async fn emergency_stop_ends_five_sessions_at_once_and_refuses_logins_until_resu
         v.frames(2, T).await;
         viewers.push(v);
     }
-    let (_, list) = api(&gw, "GET", "/admin/v1/sessions", &token).await;
+    // u1's viewer reports its latency: the session list and the session's audit record show it.
+    for (p50, p95) in [(30_000, 90_000), (21_500, 40_000)] {
+        viewers[0]
+            .send(&ViewerToGateway::LatencyReport {
+                frames: 30,
+                p50_us: p50,
+                p95_us: p95,
+            })
+            .await;
+    }
+    let list = {
+        let mut list = Value::Null;
+        for _ in 0..100 {
+            list = api(&gw, "GET", "/admin/v1/sessions", &token).await.1;
+            let u1 = list["sessions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|s| s["user"] == "u1")
+                .cloned()
+                .unwrap();
+            if u1["latency_p50_ms"] == 21.5 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        list
+    };
     let listed = list["sessions"].as_array().unwrap();
+    let u1 = listed.iter().find(|s| s["user"] == "u1").unwrap();
+    assert_eq!(
+        (&u1["latency_p50_ms"], &u1["latency_p95_ms"]),
+        (&21.5.into(), &40.0.into()),
+        "{u1}"
+    );
     let mut who: Vec<&str> = listed.iter().map(|s| s["user"].as_str().unwrap()).collect();
     who.sort_unstable();
     assert_eq!(who, users, "{list}");
@@ -186,6 +219,19 @@ async fn emergency_stop_ends_five_sessions_at_once_and_refuses_logins_until_resu
         .filter(|r| r["event"] == "session_end" && r["reason"] == "EmergencyStop")
         .count();
     assert_eq!(ended, 5, "one audit record per session");
+    let u1_end = records
+        .iter()
+        .find(|r| r["event"] == "session_end" && r["user"] == "u1")
+        .unwrap();
+    assert_eq!(
+        (
+            &u1_end["latency_reports"],
+            &u1_end["latency_p50_ms"],
+            &u1_end["latency_worst_p95_ms"]
+        ),
+        (&2.into(), &21.5.into(), &90.0.into()),
+        "{u1_end}"
+    );
     let stop = records
         .iter()
         .find(|r| r["event"] == "emergency_stop")

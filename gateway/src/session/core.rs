@@ -30,6 +30,11 @@ use crate::relay::input::InputPolicy;
 use crate::relay::video::{FpsLimit, FrameAction, KeyframePacer, OutFrame, ViewerFlow};
 use crate::state::{lock, SessionCommand, SessionView, ToViewer, ViewerSink};
 
+/// Microseconds as milliseconds (one decimal).
+fn ms(us: u32) -> f64 {
+    (f64::from(us) / 100.0).round() / 10.0
+}
+
 /// Per-session counters for the audit record.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct SessionStats {
@@ -39,6 +44,10 @@ pub(crate) struct SessionStats {
     pub bytes_out: u64,
     pub input_events: u64,
     pub input_dropped: u64,
+    /// The viewer's latency reports: how many, the last (p50, p95) and the worst p95 (µs).
+    pub latency_reports: u64,
+    pub latency_last_us: Option<(u32, u32)>,
+    pub latency_worst_p95_us: u32,
 }
 
 /// The end of a session.
@@ -280,6 +289,13 @@ impl SessionCore {
                 self.request_keyframe(now, false);
                 Ok(())
             }
+            SessionCommand::Latency { p50_us, p95_us } => {
+                let s = &mut self.stats;
+                s.latency_reports += 1;
+                s.latency_last_us = Some((p50_us, p95_us));
+                s.latency_worst_p95_us = s.latency_worst_p95_us.max(p95_us);
+                Ok(())
+            }
             SessionCommand::End { reason } => Err(End::both(reason)),
         }
     }
@@ -490,6 +506,10 @@ impl SessionCore {
             "input_dropped": s.input_dropped,
             "sanitizer_dropped_by_nal_type": drops_by_type(&c.dropped_by_type),
             "sanitizer_refused": c.frames_refused,
+            "latency_reports": s.latency_reports,
+            "latency_p50_ms": s.latency_last_us.map(|(p, _)| ms(p)),
+            "latency_p95_ms": s.latency_last_us.map(|(_, p)| ms(p)),
+            "latency_worst_p95_ms": (s.latency_reports > 0).then(|| ms(s.latency_worst_p95_us)),
         })
     }
 
@@ -500,6 +520,8 @@ impl SessionCore {
             frames: self.stats.frames_out,
             bytes: self.stats.bytes_out,
             idle_s: now.saturating_duration_since(self.last_input).as_secs(),
+            latency_p50_ms: self.stats.latency_last_us.map(|(p, _)| ms(p)),
+            latency_p95_ms: self.stats.latency_last_us.map(|(_, p)| ms(p)),
         }
     }
 
