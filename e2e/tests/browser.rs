@@ -139,3 +139,31 @@ fn wrong_password_is_refused_with_its_exit_code() {
     assert_eq!(run.code, Some(4), "stderr: {}", run.stderr);
     assert_eq!(run.report["end_reason"], "denied");
 }
+
+#[test]
+fn the_viewer_is_warned_before_the_idle_timeout_ends_the_session() {
+    let page = TestPage::start();
+    let stack = Stack::start(
+        Some(&page.url),
+        "[session]\nidle_timeout_s = 12\ntimeout_warning_s = 6\n",
+    );
+    // No input after the first frame: warned 6 s before the end, then ended for idleness.
+    let run = stack.viewer("idle", &format!("{FIRST_FRAME}wait 30000\n"), &[]);
+    assert_eq!(run.report["end_reason"], "IdleTimeout", "{}", run.report);
+    let warnings = run.report["timeout_warnings"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(warnings.len(), 1, "{}", run.report);
+    assert_eq!(warnings[0]["kind"], "idle");
+    let seconds = warnings[0]["seconds"].as_u64().unwrap_or(0);
+    assert!((5..=6).contains(&seconds), "{seconds}");
+    let warned_at = warnings[0]["at_ms"].as_u64().unwrap_or(0);
+    let ended_at = run.report["duration_ms"].as_u64().unwrap_or(0);
+    assert!(
+        ended_at > warned_at + 4000,
+        "the warning came well before the end: {warned_at} ms vs {ended_at} ms"
+    );
+    let audit = stack.log("audit.jsonl");
+    assert!(audit.contains("\"timeout_warning\""), "{audit}");
+}

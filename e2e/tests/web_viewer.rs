@@ -309,3 +309,51 @@ fn a_malformed_page_message_ends_only_that_browsers_session() {
         web.log()
     );
 }
+
+#[test]
+fn the_page_warns_before_the_idle_timeout_and_input_clears_the_warning() {
+    let page = TestPage::start();
+    let stack = Stack::start(
+        Some(&page.url),
+        "[session]\nidle_timeout_s = 20\ntimeout_warning_s = 10\n",
+    );
+    let web = WebViewer::start(&stack, "");
+    let mut b = Browser::launch("ja", 1024, 700);
+    login(&mut b, &web.url, USER, PASSWORD);
+    wait_playing(&mut b);
+    // About 10 s after the session started, the warning shows over the picture.
+    assert!(
+        b.wait_true(
+            "document.getElementById('status').dataset.warning === 'idle' && !document.getElementById('status').hidden",
+            Duration::from_secs(20)
+        ),
+        "the page shows the idle warning: {}",
+        b.eval("document.getElementById('status').textContent")
+    );
+    let text = b.eval("document.getElementById('status').textContent");
+    assert!(
+        text.as_str()
+            .is_some_and(|t| t.contains("操作がないため、あと") && t.contains("秒で切断されます")),
+        "{text}"
+    );
+    let shots = stack.path("shots");
+    std::fs::create_dir_all(&shots).expect("shots dir");
+    b.screenshot(&shots.join("timeout-warning.png"));
+    keep_shots(&shots);
+    // Input takes it away (and resets the gateway's idle timer: the session goes on).
+    let (x, y) = frame_point(&mut b, 300, 410);
+    b.click(x, y);
+    assert!(
+        b.wait_true(
+            "document.getElementById('status').hidden",
+            Duration::from_secs(5)
+        ),
+        "the warning goes with input"
+    );
+    std::thread::sleep(Duration::from_secs(12));
+    assert_eq!(
+        b.eval("document.getElementById('status').classList.contains('end')"),
+        false,
+        "the session did not end: input reset the idle timer"
+    );
+}

@@ -160,6 +160,13 @@ pub struct SessionConfig {
         deserialize_with = "duration::secs_or_never"
     )]
     pub absolute_timeout: Option<Duration>,
+    /// How long before an idle or absolute timeout the viewer is warned
+    /// (`timeout_warning_s`, 0 = no warning; at most half the timeout).
+    #[serde(
+        rename = "timeout_warning_s",
+        deserialize_with = "duration::secs_or_never"
+    )]
+    pub timeout_warning: Option<Duration>,
     /// A user has at most one session; a second login takes the session over.
     pub one_session_per_user: bool,
     /// Frames queued per viewer before dropping up to the next keyframe.
@@ -189,6 +196,7 @@ impl Default for SessionConfig {
             linger: Duration::from_secs(120),
             idle_timeout: Some(Duration::from_secs(1800)),
             absolute_timeout: Some(Duration::from_secs(8 * 3600)),
+            timeout_warning: Some(Duration::from_secs(300)),
             one_session_per_user: true,
             viewer_queue_frames: 8,
             keyframe_request_interval: Duration::from_millis(500),

@@ -129,6 +129,11 @@ fn main() {
             reason: Reason::IdleTimeout,
         }
         .to_bytes(),
+        GatewayToViewer::TimeoutWarning {
+            kind: TimeoutKind::Idle,
+            seconds: 300,
+        }
+        .to_bytes(),
         GatewayToAgent::Ping {
             nonce: 1,
             gateway_us: 2,

@@ -38,7 +38,7 @@ pub use limits::*;
 pub use reader::MessageBuffer;
 pub use reason::Reason;
 pub use video::{VideoFrame, VideoHeader};
-pub use viewer::{GatewayToViewer, LoginStatus, ViewerToGateway};
+pub use viewer::{GatewayToViewer, LoginStatus, TimeoutKind, ViewerToGateway};
 
 /// The protocol version carried in every `Hello`/`Welcome` (docs/protocol.md §1).
 pub const PROTOCOL_VERSION: u16 = 1;

@@ -96,6 +96,40 @@ pub enum GatewayToViewer {
     },
     /// The session or connection ends.
     Bye { reason: Reason },
+    /// The session will end by a timeout in `seconds` unless (for `Idle`) the user acts.
+    TimeoutWarning { kind: TimeoutKind, seconds: u32 },
+}
+
+/// Which timeout a [`GatewayToViewer::TimeoutWarning`] is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TimeoutKind {
+    /// No input for `idle_timeout_s` (any input resets it).
+    Idle,
+    /// The session's maximum duration (`absolute_timeout_s`).
+    Absolute,
+}
+
+impl TimeoutKind {
+    fn to_u8(self) -> u8 {
+        match self {
+            TimeoutKind::Idle => 1,
+            TimeoutKind::Absolute => 2,
+        }
+    }
+    fn from_u8(v: u8) -> Option<TimeoutKind> {
+        match v {
+            1 => Some(TimeoutKind::Idle),
+            2 => Some(TimeoutKind::Absolute),
+            _ => None,
+        }
+    }
+    /// A stable name for logs and reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            TimeoutKind::Idle => "idle",
+            TimeoutKind::Absolute => "absolute",
+        }
+    }
 }
 
 pub(crate) fn read_reason(r: &mut Reader<'_>) -> Result<Reason, WireError> {
@@ -213,7 +247,7 @@ impl Message for GatewayToViewer {
     fn kind_info(kind: u8) -> Option<bool> {
         match kind {
             0x23 => Some(true),
-            0x20..=0x25 => Some(false),
+            0x20..=0x26 => Some(false),
             _ => None,
         }
     }
@@ -225,6 +259,7 @@ impl Message for GatewayToViewer {
             Self::Video(_) => 0x23,
             Self::Pong { .. } => 0x24,
             Self::Bye { .. } => 0x25,
+            Self::TimeoutWarning { .. } => 0x26,
         }
     }
     fn encode_payload(&self, out: &mut Vec<u8>) {
@@ -257,6 +292,10 @@ impl Message for GatewayToViewer {
                 }
             }
             Self::Bye { reason } => out.extend_from_slice(&reason.to_u16().to_be_bytes()),
+            Self::TimeoutWarning { kind, seconds } => {
+                out.push(kind.to_u8());
+                out.extend_from_slice(&seconds.to_be_bytes());
+            }
         }
     }
     fn decode_payload(kind: u8, r: &mut Reader<'_>, limits: &Limits) -> Result<Self, WireError> {
@@ -292,6 +331,17 @@ impl Message for GatewayToViewer {
             0x25 => Self::Bye {
                 reason: read_reason(r)?,
             },
+            0x26 => {
+                let raw = r.u8("timeout.kind")?;
+                let kind = TimeoutKind::from_u8(raw).ok_or(WireError::InvalidValue {
+                    field: "timeout.kind",
+                    value: raw.into(),
+                })?;
+                Self::TimeoutWarning {
+                    kind,
+                    seconds: r.u32("timeout.seconds")?,
+                }
+            }
             other => return Err(WireError::UnexpectedKind(other)),
         })
     }

@@ -217,7 +217,7 @@ fn catalogue_is_closed() {
     );
     assert_eq!(
         accepted::<GatewayToViewer>(),
-        (0x20..=0x25).collect::<Vec<_>>()
+        (0x20..=0x26).collect::<Vec<_>>()
     );
     assert_eq!(
         accepted::<AgentToGateway>(),

@@ -144,6 +144,14 @@ fn gateway_to_viewer() -> impl Strategy<Value = GatewayToViewer> {
             }
         }),
         reason().prop_map(|reason| GatewayToViewer::Bye { reason }),
+        (any::<bool>(), any::<u32>()).prop_map(|(idle, seconds)| GatewayToViewer::TimeoutWarning {
+            kind: if idle {
+                TimeoutKind::Idle
+            } else {
+                TimeoutKind::Absolute
+            },
+            seconds
+        }),
     ]
 }
 

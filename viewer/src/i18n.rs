@@ -112,9 +112,60 @@ pub fn reason_message(lang: Lang, reason: tsuitate_protocol::Reason) -> &'static
     }
 }
 
+/// The warning shown before a timeout ends the session (「あと N 分で切断されます」).
+pub fn timeout_warning_message(
+    lang: Lang,
+    kind: tsuitate_protocol::TimeoutKind,
+    seconds: u32,
+) -> String {
+    use tsuitate_protocol::TimeoutKind;
+    let minutes = seconds.div_ceil(60);
+    match (lang, kind) {
+        (Lang::Ja, TimeoutKind::Idle) if seconds >= 60 => {
+            format!(
+                "操作がないため、あと {minutes} 分で切断されます。続ける場合は操作してください。"
+            )
+        }
+        (Lang::Ja, TimeoutKind::Idle) => {
+            format!(
+                "操作がないため、あと {seconds} 秒で切断されます。続ける場合は操作してください。"
+            )
+        }
+        (Lang::Ja, TimeoutKind::Absolute) if seconds >= 60 => {
+            format!("利用時間の上限のため、あと {minutes} 分で切断されます。")
+        }
+        (Lang::Ja, TimeoutKind::Absolute) => {
+            format!("利用時間の上限のため、あと {seconds} 秒で切断されます。")
+        }
+        (Lang::En, TimeoutKind::Idle) if seconds >= 60 => format!(
+            "No input: the session ends in {minutes} min. Use the keyboard or mouse to continue."
+        ),
+        (Lang::En, TimeoutKind::Idle) => format!(
+            "No input: the session ends in {seconds} s. Use the keyboard or mouse to continue."
+        ),
+        (Lang::En, TimeoutKind::Absolute) if seconds >= 60 => {
+            format!("The session reaches its maximum duration in {minutes} min.")
+        }
+        (Lang::En, TimeoutKind::Absolute) => {
+            format!("The session reaches its maximum duration in {seconds} s.")
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn timeout_warnings_say_minutes_or_seconds_in_both_languages() {
+        use tsuitate_protocol::TimeoutKind;
+        assert_eq!(
+            timeout_warning_message(Lang::Ja, TimeoutKind::Idle, 300),
+            "操作がないため、あと 5 分で切断されます。続ける場合は操作してください。"
+        );
+        assert!(timeout_warning_message(Lang::Ja, TimeoutKind::Absolute, 30).contains("あと 30 秒"));
+        assert!(timeout_warning_message(Lang::En, TimeoutKind::Idle, 61).contains("in 2 min"));
+    }
 
     #[test]
     fn locale_selection() {

@@ -27,6 +27,22 @@ struct Inner {
     last_window: WindowStats,
     /// When the first picture was decoded.
     first_frame: Option<Instant>,
+    /// Timeout warnings from the gateway (at most [`MAX_WARNINGS`]).
+    warnings: Vec<TimeoutWarning>,
+}
+
+/// Most timeout warnings kept for the report.
+const MAX_WARNINGS: usize = 100;
+
+/// A timeout warning the gateway sent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TimeoutWarning {
+    /// `idle` or `absolute`.
+    pub kind: &'static str,
+    /// Seconds left when it was sent.
+    pub seconds: u32,
+    /// Milliseconds after the start.
+    pub at_ms: u64,
 }
 
 /// Counters shared by the connection loop, the decode thread and the UI.
@@ -130,6 +146,19 @@ impl Stats {
         }
     }
 
+    /// The gateway warned of a timeout.
+    pub fn timeout_warning(&self, kind: tsuitate_protocol::TimeoutKind, seconds: u32) {
+        let at_ms = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let mut s = self.lock();
+        if s.warnings.len() < MAX_WARNINGS {
+            s.warnings.push(TimeoutWarning {
+                kind: kind.name(),
+                seconds,
+                at_ms,
+            });
+        }
+    }
+
     /// A frame failed to decode.
     pub fn decode_error(&self) {
         self.lock().decode_errors += 1;
@@ -188,6 +217,7 @@ impl Stats {
             keyframes: s.keyframes,
             bytes: s.bytes,
             duration_ms: u64::try_from(duration.as_millis()).unwrap_or(u64::MAX),
+            timeout_warnings: s.warnings.clone(),
             first_frame_ms: s
                 .first_frame
                 .map(|t| u64::try_from((t - self.start).as_millis()).unwrap_or(u64::MAX)),
@@ -222,6 +252,8 @@ pub struct Report {
     pub bytes: u64,
     /// Time from start to end, in ms.
     pub duration_ms: u64,
+    /// Timeout warnings the gateway sent, in order.
+    pub timeout_warnings: Vec<TimeoutWarning>,
     /// Time from start (before the QUIC handshake and the login) to the first decoded picture,
     /// in ms: the session start time a user waits through; `None` without a picture.
     pub first_frame_ms: Option<u64>,

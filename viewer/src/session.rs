@@ -32,6 +32,11 @@ pub enum SessionEvent {
     },
     /// The network dropped; reconnecting.
     Reconnecting,
+    /// The gateway warns that a timeout will end the session in `seconds`.
+    TimeoutWarning {
+        kind: tsuitate_protocol::TimeoutKind,
+        seconds: u32,
+    },
 }
 
 /// How a session ended.
@@ -194,6 +199,10 @@ impl SessionDriver {
                 resumed,
             }),
             GatewayToViewer::Bye { reason } => return Some(SessionEnd::Bye(reason)),
+            GatewayToViewer::TimeoutWarning { kind, seconds } => {
+                self.stats.timeout_warning(kind, seconds);
+                (self.events)(SessionEvent::TimeoutWarning { kind, seconds });
+            }
             GatewayToViewer::Welcome { .. } | GatewayToViewer::LoginResult { .. } => {
                 return Some(SessionEnd::Error(ClientError::Protocol(
                     "handshake message during the session".into(),

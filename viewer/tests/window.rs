@@ -360,3 +360,66 @@ fn window_asks_for_the_password_and_logs_in() {
         gw.recorded().inputs
     );
 }
+
+#[test]
+fn a_timeout_warning_shows_over_the_picture_until_the_user_acts() {
+    use tsuitate_protocol::{GatewayToViewer, Message, TimeoutKind};
+    let x = Xvfb::start();
+    let warning = GatewayToViewer::TimeoutWarning {
+        kind: TimeoutKind::Idle,
+        seconds: 300,
+    }
+    .to_bytes();
+    let gw = TestGateway::start(GatewayOptions {
+        raw_after_first_frame: Some(warning),
+        ..GatewayOptions::default()
+    });
+    let _viewer = start_viewer_lang(&gw, &x, PASSWORD, "ja_JP.UTF-8");
+    let (conn, screen) = x11rb::connect(Some(&x.display)).unwrap();
+    let root = conn.setup().roots[screen].root;
+    let source = render(0, 640, 360);
+    // The banner's light-yellow text in the top middle of the picture.
+    let banner = |shot: &[u8]| {
+        (12..40)
+            .flat_map(|y| (120..520).map(move |x| (y * 640 + x) * 3))
+            .filter(|&i| {
+                shot[i] > 220 && shot[i + 1] > 190 && shot[i + 2] > 100 && shot[i + 2] < 170
+            })
+            .count()
+    };
+    let shown = wait_until(Duration::from_secs(20), || {
+        let (win, _, _) = find_window(&conn, root, (640, 360))?;
+        let shot = screenshot(&conn, win, 640, 360)?;
+        (banner(&shot) > 100 && psnr(&shot, &source) < 40.0).then_some((win, shot))
+    });
+    let Some((win, shot)) = shown else {
+        panic!("no timeout warning over the picture");
+    };
+    if let Ok(dir) = std::env::var("TSUITATE_KEEP_SHOTS") {
+        let frame = tsuitate_viewer::decode::DecodedFrame {
+            width: 640,
+            height: 360,
+            rgb: shot.clone(),
+            sequence: 0,
+            capture_us: 0,
+        };
+        let _ = tsuitate_viewer::snapshot::write_png(
+            &frame,
+            &std::path::Path::new(&dir).join("timeout-warning.png"),
+        );
+    }
+    // Any key goes to the gateway and takes the idle warning away.
+    conn.set_input_focus(InputFocus::PARENT, win, x11rb::CURRENT_TIME)
+        .unwrap();
+    let ret = keycode_of(&conn, 0xff0d).expect("a keycode for Return");
+    for kind in [KEY_PRESS_EVENT, KEY_RELEASE_EVENT] {
+        conn.xtest_fake_input(kind, ret, x11rb::CURRENT_TIME, root, 0, 0, 0)
+            .unwrap();
+    }
+    conn.flush().unwrap();
+    let gone = wait_until(Duration::from_secs(10), || {
+        let shot = screenshot(&conn, win, 640, 360)?;
+        (banner(&shot) == 0).then_some(())
+    });
+    assert!(gone.is_some(), "the warning stays after input");
+}

@@ -19,7 +19,7 @@ use bytes::Bytes;
 use serde_json::{json, Map, Value};
 use tsuitate_protocol::{
     AgentSessionToGateway, ClockEstimator, GatewayToAgentSession, GatewayToViewer, InputEvent,
-    Limits, NalSanitizer, Reason, VideoFrame, VideoHeader,
+    Limits, NalSanitizer, Reason, TimeoutKind, VideoFrame, VideoHeader,
 };
 
 use crate::broker::SessionState;
@@ -121,6 +121,8 @@ pub(crate) struct Timeouts {
     /// How long a session without a viewer waits (before the first attach: the login
     /// allowance, whichever is longer).
     pub linger: Duration,
+    /// How long before the idle or absolute timeout the viewer is warned.
+    pub warning: Option<Duration>,
 }
 
 impl Timeouts {
@@ -130,6 +132,7 @@ impl Timeouts {
             idle: s.idle_timeout,
             absolute: s.absolute_timeout,
             linger: s.linger.max(s.login_timeout),
+            warning: s.timeout_warning,
         }
     }
 }
@@ -154,6 +157,10 @@ pub(crate) struct SessionCore {
     input: InputPolicy,
     started: Instant,
     last_input: Instant,
+    /// The idle period (its `last_input`) whose warning was given.
+    idle_warned_for: Option<Instant>,
+    /// Whether the absolute-timeout warning was given.
+    absolute_warned: bool,
     linger_since: Option<Instant>,
     ever_attached: bool,
     requested_size: Option<(u16, u16)>,
@@ -201,6 +208,8 @@ impl SessionCore {
             input: InputPolicy::new(now, &cfg.input, init.width, init.height),
             started: now,
             last_input: now,
+            idle_warned_for: None,
+            absolute_warned: false,
             linger_since: Some(now),
             ever_attached: false,
             requested_size: None,
@@ -229,6 +238,27 @@ impl SessionCore {
         self.viewer.take().map(|(sink, _)| sink)
     }
 
+    /// When the warning before a `timeout` from `since` is due: `warning` ahead, at most half
+    /// the timeout (so short timeouts warn too).
+    fn warn_at(&self, since: Instant, timeout: Option<Duration>) -> Option<Instant> {
+        let (d, w) = (timeout?, self.timeouts.warning?);
+        Some(since + d - w.min(d / 2))
+    }
+
+    /// When the idle warning is due, unless it was given for the current idle period.
+    fn idle_warn_at(&self) -> Option<Instant> {
+        (self.idle_warned_for != Some(self.last_input))
+            .then(|| self.warn_at(self.last_input, self.timeouts.idle))
+            .flatten()
+    }
+
+    /// When the absolute-timeout warning is due, unless it was given.
+    fn absolute_warn_at(&self) -> Option<Instant> {
+        (!self.absolute_warned)
+            .then(|| self.warn_at(self.started, self.timeouts.absolute))
+            .flatten()
+    }
+
     /// When [`Self::handle_timeout`] must next be called; `None`: no timeout is running.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let t = &self.timeouts;
@@ -236,10 +266,33 @@ impl SessionCore {
             t.idle.map(|d| self.last_input + d),
             t.absolute.map(|d| self.started + d),
             self.linger_since.map(|since| since + t.linger),
+            self.idle_warn_at(),
+            self.absolute_warn_at(),
         ]
         .into_iter()
         .flatten()
         .min()
+    }
+
+    /// Tell the attached viewer that a timeout ends the session at `at`.
+    fn warn(&mut self, now: Instant, kind: TimeoutKind, at: Instant) {
+        let seconds =
+            u32::try_from(at.saturating_duration_since(now).as_secs()).unwrap_or(u32::MAX);
+        if let Some((sink, _)) = &self.viewer {
+            let _ = sink
+                .tx
+                .try_send(ToViewer::Msg(GatewayToViewer::TimeoutWarning {
+                    kind,
+                    seconds,
+                }));
+        }
+        self.events.push_back(Event::Audit(json!({
+            "event": "timeout_warning",
+            "session": self.id,
+            "user": self.user,
+            "kind": kind.name(),
+            "seconds": seconds,
+        })));
     }
 
     /// The time has come (or passed): end the session if a timeout expired. The absolute
@@ -257,6 +310,18 @@ impl SessionCore {
             .is_some_and(|since| now >= since + t.linger)
         {
             return Err(End::both(Reason::Normal));
+        }
+        if self.absolute_warn_at().is_some_and(|w| now >= w) {
+            self.absolute_warned = true;
+            if let Some(d) = t.absolute {
+                self.warn(now, TimeoutKind::Absolute, self.started + d);
+            }
+        }
+        if self.idle_warn_at().is_some_and(|w| now >= w) {
+            self.idle_warned_for = Some(self.last_input);
+            if let Some(d) = t.idle {
+                self.warn(now, TimeoutKind::Idle, self.last_input + d);
+            }
         }
         Ok(())
     }
@@ -525,6 +590,12 @@ impl SessionCore {
         }
     }
 
+    /// Every queued event (tests).
+    #[cfg(test)]
+    fn poll_event_all(&mut self) -> Vec<Event> {
+        std::iter::from_fn(|| self.poll_event()).collect()
+    }
+
     /// Frames sent to viewers so far.
     pub fn frames_out(&self) -> u64 {
         self.stats.frames_out
@@ -561,7 +632,64 @@ mod tests {
         cfg.session.absolute_timeout = never_if_0(absolute_s);
         cfg.session.linger = Duration::from_secs(linger_s);
         cfg.session.login_timeout = Duration::from_secs(10);
+        // The timeout tests below look at the ends; the warnings have their own test.
+        cfg.session.timeout_warning = None;
         cfg
+    }
+
+    /// The timeout warnings queued for a viewer so far.
+    fn warnings(rx: &mut mpsc::Receiver<ToViewer>) -> Vec<(TimeoutKind, u32)> {
+        let mut out = Vec::new();
+        while let Ok(m) = rx.try_recv() {
+            if let ToViewer::Msg(GatewayToViewer::TimeoutWarning { kind, seconds }) = m {
+                out.push((kind, seconds));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn viewers_are_warned_before_a_timeout_once_per_idle_period() {
+        let t0 = Instant::now();
+        let mut cfg = config(600, 0, 30);
+        cfg.session.timeout_warning = Some(300 * S);
+        let mut c = core(t0, &cfg);
+        let (v, mut rx) = sink(1);
+        c.handle_command(t0, SessionCommand::Attach(v)).unwrap();
+        assert_eq!(
+            c.poll_timeout(),
+            Some(t0 + 300 * S),
+            "the warning is due first"
+        );
+        assert!(c.handle_timeout(t0 + 300 * S).is_ok());
+        assert_eq!(warnings(&mut rx), [(TimeoutKind::Idle, 300)]);
+        assert_eq!(
+            c.poll_timeout(),
+            Some(t0 + 600 * S),
+            "then the end, warned once"
+        );
+        assert!(c.handle_timeout(t0 + 450 * S).is_ok());
+        assert_eq!(warnings(&mut rx), []);
+        // Input starts a new idle period, which is warned about again.
+        click(t0 + 500 * S, &mut c);
+        assert_eq!(c.poll_timeout(), Some(t0 + 800 * S));
+        assert!(c.handle_timeout(t0 + 801 * S).is_ok());
+        assert_eq!(warnings(&mut rx), [(TimeoutKind::Idle, 299)]);
+        assert!(c
+            .poll_event_all()
+            .iter()
+            .any(|e| matches!(e, Event::Audit(r) if r["event"] == "timeout_warning")));
+
+        // The absolute limit: warned at most half its length ahead (120 s → at 60 s).
+        let mut cfg = config(0, 120, 30);
+        cfg.session.timeout_warning = Some(300 * S);
+        let mut c = core(t0, &cfg);
+        let (v, mut rx) = sink(1);
+        c.handle_command(t0, SessionCommand::Attach(v)).unwrap();
+        assert_eq!(c.poll_timeout(), Some(t0 + 60 * S));
+        assert!(c.handle_timeout(t0 + 60 * S).is_ok());
+        assert_eq!(warnings(&mut rx), [(TimeoutKind::Absolute, 60)]);
+        assert_eq!(c.poll_timeout(), Some(t0 + 120 * S));
     }
 
     fn core(t0: Instant, cfg: &Config) -> SessionCore {

@@ -18,7 +18,9 @@ use winit::keyboard::{KeyCode as WKey, PhysicalKey};
 use winit::window::{Window, WindowId};
 
 use crate::args::ScaleArg;
-use crate::i18n::{error_message, reason_message, status_message, Lang, Status};
+use crate::i18n::{
+    error_message, reason_message, status_message, timeout_warning_message, Lang, Status,
+};
 use crate::outcome::{exit_code_for, ExitCode};
 use crate::pipeline::Pipeline;
 use crate::session::{SessionDriver, SessionEnd, SessionEvent};
@@ -65,6 +67,8 @@ pub struct App {
     resize_at: Option<Instant>,
     quit_at: Option<Instant>,
     overlay_at: Option<Instant>,
+    /// A timeout warning from the gateway, shown over the picture (an idle one until input).
+    warning: Option<(String, tsuitate_protocol::TimeoutKind)>,
     /// The exit code when the loop ends.
     pub exit_code: ExitCode,
 }
@@ -106,6 +110,7 @@ impl App {
             resize_at: None,
             quit_at: None,
             overlay_at: None,
+            warning: None,
             exit_code: ExitCode::Ok,
         }
     }
@@ -170,6 +175,9 @@ impl App {
                     let lines = overlay::lines(&self.pipe.stats, self.pipe.clock.best_rtt_us());
                     overlay::draw(text, &mut buf, dw, dh, &lines);
                 }
+                if let (Some((warning, _)), Some(text)) = (&self.warning, &self.text) {
+                    overlay::draw_banner(text, &mut buf, dw, dh, warning);
+                }
             }
             _ => {
                 overlay::draw_message(self.text.as_ref(), &mut buf, dw, dh, &msg);
@@ -179,6 +187,16 @@ impl App {
     }
 
     fn flush_input(&mut self) {
+        // Any input resets the idle timeout: its warning goes.
+        if self.input.has_pending()
+            && matches!(
+                self.warning,
+                Some((_, tsuitate_protocol::TimeoutKind::Idle))
+            )
+        {
+            self.warning = None;
+            self.redraw();
+        }
         let max = Limits::default().max_events_per_message;
         while self.input.has_pending() {
             let batch = self.input.take_batch(max);
@@ -221,6 +239,10 @@ impl App {
             SessionEvent::Connecting { .. } if self.phase == Phase::Reconnecting => {}
             SessionEvent::Connecting { .. } => self.set_phase(Phase::Connecting),
             SessionEvent::Reconnecting => self.set_phase(Phase::Reconnecting),
+            SessionEvent::TimeoutWarning { kind, seconds } => {
+                self.warning = Some((timeout_warning_message(self.lang, kind, seconds), kind));
+                self.redraw();
+            }
             SessionEvent::Ready { width, height, .. } => {
                 self.session_size = Some((width, height));
                 if !self.sized_once {

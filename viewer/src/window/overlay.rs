@@ -42,6 +42,16 @@ pub fn draw(text: &TextRenderer, dst: &mut [u32], dw: u32, dh: u32, lines: &[Str
     }
 }
 
+/// Draw a warning centred at the top of the picture on a shaded box (e.g. 「あと 5 分で切断されます」).
+pub fn draw_banner(text: &TextRenderer, dst: &mut [u32], dw: u32, dh: u32, msg: &str) {
+    let size = 18.0;
+    let lh = text.line_height(size).ceil();
+    let w = (text.measure(msg, size).ceil() as u32 + 24).min(dw);
+    let x = dw.saturating_sub(w) / 2;
+    shade(dst, dw, x, 8, w, lh as u32 + 16);
+    text.draw(dst, dw, dh, x as f32 + 12.0, 16.0, size, msg, 0x00ff_e080);
+}
+
 /// Draw a centred message (status or error) over a dark background.
 pub fn draw_message(text: Option<&TextRenderer>, dst: &mut [u32], dw: u32, dh: u32, msg: &str) {
     dst.fill(0x0020_2830);

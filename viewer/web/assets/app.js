@@ -18,8 +18,10 @@
   let composing = false;
 
   // ---- status -------------------------------------------------------------------------
-  function showStatus(text, end) {
+  function showStatus(text, end, warning) {
     statusBox.textContent = text;
+    // A timeout warning ("idle" goes with the next input) or nothing.
+    if (warning) statusBox.dataset.warning = warning; else delete statusBox.dataset.warning;
     statusBox.hidden = false;
     statusBox.classList.toggle('end', !!end);
     if (end) {
@@ -90,6 +92,12 @@
   // ---- sending --------------------------------------------------------------------------
   function send(obj) {
     if (dc && dc.readyState === 'open') dc.send(JSON.stringify(obj));
+    // Input resets the idle timeout: its warning goes.
+    const input = obj.t !== 'latency' && obj.t !== 'ping' && obj.t !== 'resize';
+    if (input && statusBox.dataset.warning === 'idle') {
+      delete statusBox.dataset.warning;
+      hideStatus();
+    }
   }
   function mods(e) {
     return (e.shiftKey ? 1 : 0) | (e.ctrlKey ? 2 : 0) | (e.altKey ? 4 : 0) | (e.metaKey ? 8 : 0);
@@ -285,7 +293,7 @@
         if (pings.length > 8) pings.shift();
       }
     } else if (m.t === 'status') {
-      showStatus(lang === 'ja' ? m.ja : m.en, m.end);
+      showStatus(lang === 'ja' ? m.ja : m.en, m.end, m.name === 'timeout_warning' ? m.kind : null);
       if (m.end) finish();
     }
   }

@@ -348,6 +348,18 @@ impl Session {
                 self.height = height;
             }
             GatewayToViewer::Bye { reason } => return Some(Ended::reason(reason)),
+            GatewayToViewer::TimeoutWarning { kind, seconds } => {
+                // Shown on the page until the user acts (an idle warning) or the session ends.
+                let msg = json!({
+                    "t": "status",
+                    "name": "timeout_warning",
+                    "kind": kind.name(),
+                    "ja": i18n::timeout_warning_message(Lang::Ja, kind, seconds),
+                    "en": i18n::timeout_warning_message(Lang::En, kind, seconds),
+                    "end": false,
+                });
+                self.send_page(&msg.to_string()).await;
+            }
             GatewayToViewer::Welcome { .. } | GatewayToViewer::LoginResult { .. } => {
                 return Some(Ended::error(&ClientError::Protocol(
                     "handshake message during the session".into(),
