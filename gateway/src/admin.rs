@@ -263,9 +263,18 @@ pub(crate) async fn handle(state: &Arc<State>, req: Request<'_>) -> Answer {
         ("POST", ["sessions", id, "end"]) => ("end", end_one(state, id)),
         ("POST", ["emergency-stop"]) => ("emergency_stop", stop(state, &admin, agent)),
         ("POST", ["resume"]) => ("resume", resume(state, &admin, agent)),
+        ("GET", ["agents"]) => ("agents", answer(200, json!({ "agents": agents(state) }))),
+        ("POST", ["agents", id, "drain"]) => ("drain", drain(state, &admin, id, true)),
+        ("POST", ["agents", id, "undrain"]) => ("undrain", drain(state, &admin, id, false)),
         (
             _,
-            ["sessions"] | ["status"] | ["sessions", _, "end"] | ["emergency-stop"] | ["resume"],
+            ["sessions"]
+            | ["status"]
+            | ["agents"]
+            | ["sessions", _, "end"]
+            | ["emergency-stop"]
+            | ["resume"]
+            | ["agents", _, "drain" | "undrain"],
         ) => (
             "method_not_allowed",
             error(405, "method not allowed", "このメソッドは使えません"),
@@ -284,7 +293,11 @@ pub(crate) async fn handle(state: &Arc<State>, req: Request<'_>) -> Answer {
         "admin": admin,
         "peer": req.peer.to_string(),
         "call": call,
-        "target": segments.get(1).copied().filter(|_| call == "end").or(agent),
+        "target": segments
+            .get(1)
+            .copied()
+            .filter(|_| matches!(call, "end" | "drain" | "undrain"))
+            .or(agent),
         "status": result.status,
     }));
     result
@@ -323,28 +336,60 @@ fn sessions(state: &State) -> Value {
     json!({ "sessions": list })
 }
 
-fn status(state: &State) -> Value {
-    let emergency = lock(&state.emergency).clone();
+/// Connected agents: id, capacity, sessions, whether stopped or draining, when they connected
+/// and when their certificate expires.
+fn agents(state: &State) -> Vec<Value> {
     let hub = state.hub();
     let stopped: Vec<&str> = hub.broker.stopped_agents().collect();
-    let agents: Vec<Value> = hub
-        .broker
+    let draining: Vec<&str> = hub.broker.draining_agents().collect();
+    hub.broker
         .agents()
         .map(|(id, capacity, sessions)| {
+            let link = hub.agents.get(id);
+            let expiry = link.and_then(|l| l.cert_not_after).map(|t| {
+                rfc3339(SystemTime::UNIX_EPOCH + Duration::from_secs(u64::try_from(t).unwrap_or(0)))
+            });
             json!({
                 "id": id,
                 "capacity": capacity,
                 "sessions": sessions,
                 "stopped": stopped.contains(&id),
+                "draining": draining.contains(&id),
+                "connected_since": link.map(|l| rfc3339(l.since)),
+                "certificate_expires": expiry,
             })
         })
-        .collect();
+        .collect()
+}
+
+fn status(state: &State) -> Value {
+    let emergency = lock(&state.emergency).clone();
+    let agents = agents(state);
+    let hub = state.hub();
+    let stopped: Vec<&str> = hub.broker.stopped_agents().collect();
+    let draining: Vec<&str> = hub.broker.draining_agents().collect();
     json!({
         "emergency_stop": emergency.map(|e| json!({"by": e.by, "since": rfc3339(e.since)})),
         "stopped_agents": stopped,
+        "draining_agents": draining,
         "sessions": hub.sessions.len(),
         "agents": agents,
     })
+}
+
+/// Drain (or undrain) an agent: no new sessions there; the running ones go on.
+fn drain(state: &State, admin: &str, agent: &str, on: bool) -> Answer {
+    if !crate::certs::agent_id_valid(agent) {
+        return error(404, "no such agent id", "そのエージェント ID はありません");
+    }
+    state.hub().broker.set_draining(agent, on);
+    tracing::info!(admin, agent, draining = on, "agent drain changed");
+    state.audit(json!({
+        "event": if on { "agent_drain" } else { "agent_undrain" },
+        "admin": admin,
+        "agent": agent,
+    }));
+    answer(200, json!({ "agent": agent, "draining": on }))
 }
 
 /// Tell sessions to end with `reason`; returns how many were told (a session already ending

@@ -131,6 +131,8 @@ fn register(
             conn: conn.clone(),
             clock: clock.clone(),
             generation,
+            cert_not_after: tsuitate_transport::tls::peer_not_after(conn),
+            since: std::time::SystemTime::now(),
         },
     );
     if let Some(old) = old {

@@ -62,6 +62,8 @@ pub struct SessionBroker {
     /// Agents an administrator stopped (emergency stop of one agent): no new sessions there
     /// until resumed; kept across the agent's reconnections.
     stopped: BTreeSet<String>,
+    /// Agents an administrator drains: no new sessions there, the running ones go on.
+    draining: BTreeSet<String>,
 }
 
 impl SessionBroker {
@@ -125,7 +127,9 @@ impl SessionBroker {
         let best = self
             .agents
             .iter()
-            .filter(|(id, a)| a.free() > 0 && !self.stopped.contains(*id))
+            .filter(|(id, a)| {
+                a.free() > 0 && !self.stopped.contains(*id) && !self.draining.contains(*id)
+            })
             .max_by(|(ia, a), (ib, b)| a.free().cmp(&b.free()).then(ib.cmp(ia)));
         let Some((agent, _)) = best else {
             return Placement::NoCapacity;
@@ -158,9 +162,23 @@ impl SessionBroker {
         }
     }
 
-    /// The agents new sessions are not placed on.
+    /// The agents an administrator stopped.
     pub fn stopped_agents(&self) -> impl Iterator<Item = &str> {
         self.stopped.iter().map(String::as_str)
+    }
+
+    /// Drain (`true`: no new sessions, the running ones go on) or undrain agent `id`.
+    pub fn set_draining(&mut self, id: &str, draining: bool) {
+        if draining {
+            self.draining.insert(id.to_owned());
+        } else {
+            self.draining.remove(id);
+        }
+    }
+
+    /// The agents being drained.
+    pub fn draining_agents(&self) -> impl Iterator<Item = &str> {
+        self.draining.iter().map(String::as_str)
     }
 
     /// Every session as (id, entry).
@@ -273,6 +291,16 @@ mod tests {
         assert_eq!(b.stopped_agents().collect::<Vec<_>>(), ["a"]);
         b.set_stopped("a", false);
         assert!(matches!(b.place("u2", true, 4), Placement::New { agent, .. } if agent == "a"));
+        // Draining keeps the running session and takes no new one.
+        b.set_draining("a", true);
+        assert_eq!(b.place("u3", true, 5), Placement::NoCapacity);
+        assert_eq!(
+            b.place("u2", true, 6),
+            Placement::Resume(4),
+            "u2's session goes on"
+        );
+        b.set_draining("a", false);
+        assert!(matches!(b.place("u3", true, 7), Placement::New { agent, .. } if agent == "a"));
     }
 
     #[test]

@@ -122,6 +122,20 @@ enum AdminCmd {
         #[arg(long)]
         agent: Option<String>,
     },
+    /// List the connected agents (capacity, sessions, draining, certificate expiry).
+    /// / エージェントの一覧。
+    Agents,
+    /// No new sessions on this agent; the running ones go on (before maintenance).
+    /// / エージェントを縮退（新規セッションを割り当てない）。
+    Drain {
+        /// The agent id.
+        id: String,
+    },
+    /// Place new sessions on this agent again. / 縮退の解除。
+    Undrain {
+        /// The agent id.
+        id: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -428,6 +442,18 @@ fn admin_cmd(args: AdminArgs) -> Result<ExitCode> {
             ("POST", with_agent("/admin/v1/emergency-stop", agent)?)
         }
         AdminCmd::Resume { agent } => ("POST", with_agent("/admin/v1/resume", agent)?),
+        AdminCmd::Agents => ("GET", "/admin/v1/agents".to_owned()),
+        AdminCmd::Drain { id } | AdminCmd::Undrain { id } => {
+            if !certs::agent_id_valid(id) {
+                bail!("{id:?}: not an agent id / エージェント ID ではありません");
+            }
+            let what = if matches!(args.cmd, AdminCmd::Drain { .. }) {
+                "drain"
+            } else {
+                "undrain"
+            };
+            ("POST", format!("/admin/v1/agents/{id}/{what}"))
+        }
         AdminCmd::TokenAdd { .. } => return Ok(ExitCode::SUCCESS),
     };
     let mut code = ExitCode::SUCCESS;
@@ -539,6 +565,34 @@ fn print_admin(addr: &str, cmd: &AdminCmd, body: &serde_json::Value) {
             s(&body["resumed"]),
             s(&body["resumed"])
         ),
+        AdminCmd::Agents => {
+            let list = body["agents"].as_array().cloned().unwrap_or_default();
+            println!(
+                "{addr}: エージェント {} 台 / {} agents",
+                list.len(),
+                list.len()
+            );
+            for a in list {
+                let state = match (a["stopped"] == true, a["draining"] == true) {
+                    (true, _) => " — 停止中 / stopped",
+                    (_, true) => " — 縮退中 / draining",
+                    _ => "",
+                };
+                println!(
+                    "  {}: {}/{} sessions, certificate until {}{state}",
+                    s(&a["id"]),
+                    a["sessions"],
+                    a["capacity"],
+                    s(&a["certificate_expires"])
+                );
+            }
+        }
+        AdminCmd::Drain { id } => println!(
+            "{addr}: {id} を縮退しました（新規セッションなし） / draining {id} (no new sessions)"
+        ),
+        AdminCmd::Undrain { id } => {
+            println!("{addr}: {id} の縮退を解除しました / {id} takes new sessions again")
+        }
         AdminCmd::TokenAdd { .. } => {}
     }
 }

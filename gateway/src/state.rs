@@ -41,6 +41,10 @@ pub(crate) struct AgentLink {
     pub conn: quinn::Connection,
     pub clock: Arc<Mutex<ClockEstimator>>,
     pub generation: u64,
+    /// When the agent's client certificate expires (UNIX seconds).
+    pub cert_not_after: Option<i64>,
+    /// When it connected.
+    pub since: SystemTime,
 }
 
 /// What a viewer connection tells its session.

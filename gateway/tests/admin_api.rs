@@ -323,5 +323,49 @@ async fn one_session_or_one_agent_can_be_ended_and_the_others_go_on() {
     assert_eq!(code, 200);
     let (_, status) = api(&gw, "GET", "/admin/v1/status", &token).await;
     assert_eq!(status["stopped_agents"], serde_json::json!([]));
+
+    // Drain the other agent (before an upgrade): its sessions go on, new ones go elsewhere.
+    let (code, _) = api(
+        &gw,
+        "POST",
+        &format!("/admin/v1/agents/{other}/drain"),
+        &token,
+    )
+    .await;
+    assert_eq!(code, 200);
+    let (_, list) = api(&gw, "GET", "/admin/v1/agents", &token).await;
+    let drained = list["agents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["id"] == other)
+        .cloned()
+        .unwrap();
+    assert_eq!(drained["draining"], true, "{list}");
+    assert!(
+        drained["certificate_expires"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("20")),
+        "the agent's certificate expiry is listed: {drained}"
+    );
+    assert_eq!(again.frames(3, T).await.len(), 3, "running sessions go on");
+    let mut u1 = TestViewer::connect(gw.viewer_addr, &fx.ca(), None).await;
+    assert!(!u1.login_ready("u1").await);
+    let (_, list) = api(&gw, "GET", "/admin/v1/sessions", &token).await;
+    let placed = list["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["user"] == "u1")
+        .map(|s| s["agent"].clone());
+    assert_eq!(
+        placed,
+        Some(agent.clone().into()),
+        "not on the draining agent"
+    );
+    gw.flush_audit().await;
+    assert!(audit(&fx)
+        .iter()
+        .any(|r| r["event"] == "agent_drain" && r["agent"] == other));
     gw.shutdown().await;
 }

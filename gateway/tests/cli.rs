@@ -252,6 +252,13 @@ fn run_serves_health_and_the_admin_api_and_stops_on_sigterm() {
     assert!(err.contains("接続できません"), "{err}");
     let (code, _, err) = admin(&["end", "x1"], &token_file);
     assert_eq!(code, 1, "{err}");
+    let (code, out, _) = admin(&["drain", "agent-9"], &token_file);
+    assert_eq!(code, 0);
+    assert!(out.contains("draining agent-9"), "{out}");
+    let (code, out, _) = admin(&["agents"], &token_file);
+    assert_eq!(code, 0);
+    assert!(out.contains("0 agents"), "{out}");
+    assert_eq!(admin(&["undrain", "agent-9"], &token_file).0, 0);
 
     let killed = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])

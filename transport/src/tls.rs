@@ -88,6 +88,14 @@ pub fn cert_common_name(cert: &CertificateDer<'_>) -> Option<String> {
     cn.as_str().ok().map(str::to_owned)
 }
 
+/// When the certificate a QUIC peer presented expires (UNIX seconds), if it presented one.
+pub fn peer_not_after(conn: &quinn::Connection) -> Option<i64> {
+    let identity = conn.peer_identity()?;
+    let certs = identity.downcast::<Vec<CertificateDer<'static>>>().ok()?;
+    let (_, x509) = x509_parser::parse_x509_certificate(certs.first()?.as_ref()).ok()?;
+    Some(x509.validity().not_after.timestamp())
+}
+
 /// The common name of the certificate a QUIC peer presented, if any.
 pub fn peer_common_name(conn: &quinn::Connection) -> Option<String> {
     let identity = conn.peer_identity()?;
