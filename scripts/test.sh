@@ -3,7 +3,10 @@
 #   1. installs the Debian packages the build and the real-browser tests need (scripts/install-deps.sh)
 #   2. cargo test --workspace (unit, property, integration and end-to-end tests with real
 #      Xvfb + Chromium + QUIC on loopback)
-#   3. a short fuzz smoke run of every protocol fuzz target (TSUITATE_FUZZ_SECONDS, default 15;
+#   3. the Windows build of the viewer (scripts/build-windows.sh --debug: one portable .exe that
+#      imports only Windows DLLs; TSUITATE_NO_WINDOWS=1 skips it; a machine that cannot install
+#      the Rust target says so and goes on)
+#   4. a short fuzz smoke run of every protocol fuzz target (TSUITATE_FUZZ_SECONDS, default 15;
 #      0 skips it)
 # すべてのテストを実行します（依存パッケージの導入、cargo test、短いファジング）。
 set -euo pipefail
@@ -13,6 +16,17 @@ scripts/install-deps.sh
 scripts/setup-browser-user.sh
 
 cargo test --workspace --locked
+
+if [ "${TSUITATE_NO_WINDOWS:-0}" != 1 ]; then
+  status=0
+  scripts/build-windows.sh --debug || status=$?
+  if [ "$status" -eq 3 ]; then
+    echo "Windows build skipped: the Rust target cannot be installed here / Windows 版のビルドは省略しました" >&2
+  elif [ "$status" -ne 0 ]; then
+    echo "the Windows build of the viewer failed / Windows 版ビューアのビルドに失敗しました" >&2
+    exit "$status"
+  fi
+fi
 
 fuzz_seconds="${TSUITATE_FUZZ_SECONDS:-15}"
 if [ "$fuzz_seconds" -gt 0 ]; then

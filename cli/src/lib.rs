@@ -54,6 +54,7 @@ pub fn init_logging(format: LogFormat, default_filter: &str) {
 /// future that resolves at the first of them. Installing before the program reports itself
 /// ready means no signal in between takes the default action (an ungraceful exit). Call it
 /// inside the tokio runtime.
+#[cfg(unix)]
 pub fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate())?;
@@ -62,6 +63,22 @@ pub fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()
         tokio::select! {
             _ = term.recv() => {}
             _ = int.recv() => {}
+        }
+    })
+}
+
+/// Windows (the viewer's build): Ctrl-C and Ctrl-Break, and the console being closed.
+#[cfg(windows)]
+pub fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::windows::{ctrl_break, ctrl_c, ctrl_close};
+    let mut c = ctrl_c()?;
+    let mut b = ctrl_break()?;
+    let mut close = ctrl_close()?;
+    Ok(async move {
+        tokio::select! {
+            _ = c.recv() => {}
+            _ = b.recv() => {}
+            _ = close.recv() => {}
         }
     })
 }

@@ -13,12 +13,18 @@ pub enum Lang {
 
 impl Lang {
     /// From the environment: the first set of LC_ALL, LC_MESSAGES, LANG; `ja*` is Japanese.
+    /// On Windows, where none of them is normally set, 日本語 unless one says otherwise (the
+    /// staff of a Japanese municipality; `--lang en` switches).
     pub fn from_env() -> Lang {
         let var = ["LC_ALL", "LC_MESSAGES", "LANG"]
             .iter()
             .filter_map(|k| std::env::var(k).ok())
             .find(|v| !v.is_empty());
-        Lang::from_locale(var.as_deref().unwrap_or(""))
+        match var {
+            Some(v) => Lang::from_locale(&v),
+            None if cfg!(windows) => Lang::Ja,
+            None => Lang::En,
+        }
     }
 
     /// From a locale string such as `ja_JP.UTF-8`.

@@ -14,6 +14,7 @@ const CANDIDATES: &[&str] = &[
     "/usr/share/fonts/truetype/fonts-japanese-gothic.ttf",
     "/usr/share/fonts/truetype/vlgothic/VL-Gothic-Regular.ttf",
     "C:\\Windows\\Fonts\\meiryo.ttc",
+    "C:\\Windows\\Fonts\\YuGothM.ttc",
     "C:\\Windows\\Fonts\\msgothic.ttc",
     "/System/Library/Fonts/ヒラギノ角ゴシック W3.ttc",
     "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
