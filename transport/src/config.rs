@@ -145,7 +145,9 @@ pub fn client_config(
 }
 
 /// A client endpoint on an ephemeral port of the address family of `remote`, with `config`
-/// as its default.
+/// as its default. Where quinn's own socket cannot be set up because the platform refuses a
+/// socket option it requires (seen under Wine), a plain UDP socket is used instead
+/// ([`crate::plain_udp`]).
 pub fn client_endpoint(
     remote: SocketAddr,
     config: quinn::ClientConfig,
@@ -155,9 +157,19 @@ pub fn client_endpoint(
     } else {
         SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0))
     };
-    let mut ep = quinn::Endpoint::client(bind)?;
-    ep.set_default_client_config(config);
-    Ok(ep)
+    match quinn::Endpoint::client(bind) {
+        Ok(mut ep) => {
+            ep.set_default_client_config(config);
+            Ok(ep)
+        }
+        Err(e) => match crate::plain_udp::plain_client_endpoint(bind, config) {
+            Ok(ep) => {
+                tracing::warn!(error = %e, "the platform refused quinn's socket options: using a plain UDP socket (no ECN)");
+                Ok(ep)
+            }
+            Err(_) => Err(e),
+        },
+    }
 }
 
 /// [`client_config`] from PEM files: the CA file `ca` and, for agents, the certificate chain

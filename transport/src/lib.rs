@@ -15,6 +15,7 @@
 
 pub mod close;
 pub mod config;
+pub mod plain_udp;
 pub mod stream;
 pub mod tls;
 
