@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Runs every test of tsuitate: the README's test command, and what .ci/run calls.
 #   1. installs the Debian packages the build and the real-browser tests need (scripts/install-deps.sh)
-#   2. cargo test --workspace (unit, property, integration and end-to-end tests with real
-#      Xvfb + Chromium + QUIC on loopback)
-#   3. the Windows build of the viewer (scripts/build-windows.sh --debug: one portable .exe that
-#      imports only Windows DLLs; TSUITATE_NO_WINDOWS=1 skips it; a machine that cannot install
-#      the Rust target says so and goes on)
+#   2. the Windows build of the viewer (scripts/build-windows.sh --debug: one portable .exe that
+#      imports only Windows DLLs) and Wine (wine64) to run it; TSUITATE_NO_WINDOWS=1 skips both;
+#      a machine that cannot install the Rust target says so and goes on
+#   3. cargo test --workspace (unit, property, integration and end-to-end tests with real
+#      Xvfb + Chromium + QUIC on loopback, and the Windows viewer under Wine)
 #   4. a short fuzz smoke run of every protocol fuzz target (TSUITATE_FUZZ_SECONDS, default 15;
 #      0 skips it)
 # すべてのテストを実行します（依存パッケージの導入、cargo test、短いファジング）。
@@ -15,8 +15,7 @@ cd "$(dirname "$0")/.."
 scripts/install-deps.sh
 scripts/setup-browser-user.sh
 
-cargo test --workspace --locked
-
+# The Windows viewer first, so that the end-to-end test can run it under Wine.
 if [ "${TSUITATE_NO_WINDOWS:-0}" != 1 ]; then
   status=0
   scripts/build-windows.sh --debug || status=$?
@@ -25,8 +24,20 @@ if [ "${TSUITATE_NO_WINDOWS:-0}" != 1 ]; then
   elif [ "$status" -ne 0 ]; then
     echo "the Windows build of the viewer failed / Windows 版ビューアのビルドに失敗しました" >&2
     exit "$status"
+  else
+    if ! dpkg-query -W -f='${Status}' wine64 2>/dev/null | grep -q "install ok installed"; then
+      echo "tsuitate: installing wine64 (runs the Windows viewer in the tests) / wine64 をインストールします" >&2
+      sudo=""
+      [ "$(id -u)" -eq 0 ] || sudo="sudo"
+      DEBIAN_FRONTEND=noninteractive $sudo apt-get update -qq
+      DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends wine64 >/dev/null
+    fi
+    TSUITATE_WINDOWS_VIEWER="$PWD/target/x86_64-pc-windows-gnu/debug/tsuitate-viewer.exe"
+    export TSUITATE_WINDOWS_VIEWER
   fi
 fi
+
+cargo test --workspace --locked
 
 fuzz_seconds="${TSUITATE_FUZZ_SECONDS:-15}"
 if [ "$fuzz_seconds" -gt 0 ]; then
