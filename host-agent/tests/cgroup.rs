@@ -50,25 +50,33 @@ fn limit(dirs: &[std::path::PathBuf], file: &str) -> Option<String> {
     dirs.iter().find_map(|d| read(d, file))
 }
 
-#[test]
-fn a_session_lives_in_its_own_cgroup_and_dies_whole() {
-    if !root() {
-        return;
-    }
-    let (url, reports) = common::serve(PAGE);
+/// A browser on `page` in a session cgroup with `limits`, once the page reported it loaded.
+fn start(page: &'static str, limits: Limits) -> (BrowserSession, common::Reports) {
+    let (url, reports) = common::serve(page);
     let mut opts = common::options(&url);
-    let limits = Limits {
-        memory_mb: 1536,
-        pids: 1500,
-        cpu_percent: 150,
-    };
     opts.cgroups = common::cgroups(limits);
-    let mut browser = BrowserSession::start(&opts, 800, 600).expect("browser starts");
+    let browser = BrowserSession::start(&opts, 800, 600).expect("browser starts");
     assert!(
         reports
             .wait_for(Duration::from_secs(60), |r| r == "loaded")
             .is_some(),
         "the page loaded"
+    );
+    (browser, reports)
+}
+
+#[test]
+fn a_session_lives_in_its_own_cgroup_and_dies_whole() {
+    if !root() {
+        return;
+    }
+    let (mut browser, _reports) = start(
+        PAGE,
+        Limits {
+            memory_mb: 1536,
+            pids: 1500,
+            cpu_percent: 150,
+        },
     );
     let cg = browser.cgroup().expect("the session has a cgroup");
     let dirs = cg.dirs().to_vec();
@@ -145,18 +153,12 @@ fn a_page_over_the_memory_limit_is_stopped_there_and_reported() {
     if !root() {
         return;
     }
-    let (url, reports) = common::serve(EAT);
-    let mut opts = common::options(&url);
-    opts.cgroups = common::cgroups(Limits {
-        memory_mb: 768,
-        ..Limits::default()
-    });
-    let mut browser = BrowserSession::start(&opts, 800, 600).expect("browser starts");
-    assert!(
-        reports
-            .wait_for(Duration::from_secs(60), |r| r == "loaded")
-            .is_some(),
-        "the page loaded"
+    let (mut browser, reports) = start(
+        EAT,
+        Limits {
+            memory_mb: 768,
+            ..Limits::default()
+        },
     );
     let deadline = Instant::now() + Duration::from_secs(60);
     while !browser.memory_exceeded() && Instant::now() < deadline {
