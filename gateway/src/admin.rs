@@ -444,16 +444,18 @@ fn stop(state: &State, admin: &str, agent: Option<&str>) -> Answer {
             .collect()
     };
     let ended = end_sessions(links, Reason::EmergencyStop);
-    tracing::warn!(admin, agent, ended, "emergency stop / 緊急停止");
+    let persisted = persist(state);
+    tracing::warn!(admin, agent, ended, persisted, "emergency stop / 緊急停止");
     state.audit(json!({
         "event": "emergency_stop",
         "admin": admin,
         "scope": agent.map_or_else(|| "all".to_owned(), |a| format!("agent:{a}")),
         "sessions_ended": ended,
+        "persisted": persisted,
     }));
     answer(
         200,
-        json!({ "stopped": agent.unwrap_or("all"), "ended": ended }),
+        json!({ "stopped": agent.unwrap_or("all"), "ended": ended, "persisted": persisted }),
     )
 }
 
@@ -467,6 +469,7 @@ fn resume(state: &State, admin: &str, agent: Option<&str>) -> Answer {
         }
         None => lock(&state.emergency).take().is_some(),
     };
+    let persisted = persist(state);
     tracing::warn!(
         admin,
         agent,
@@ -478,11 +481,103 @@ fn resume(state: &State, admin: &str, agent: Option<&str>) -> Answer {
         "admin": admin,
         "scope": agent.map_or_else(|| "all".to_owned(), |a| format!("agent:{a}")),
         "was_stopped": was,
+        "persisted": persisted,
     }));
     answer(
         200,
-        json!({ "resumed": agent.unwrap_or("all"), "was_stopped": was }),
+        json!({ "resumed": agent.unwrap_or("all"), "was_stopped": was, "persisted": persisted }),
     )
+}
+
+/// Where the stop state is kept across restarts: beside the audit log
+/// (`<audit_log>.emergency.json`), a folder the gateway writes anyway.
+pub(crate) fn stop_file(state: &State) -> PathBuf {
+    let mut name = state.cfg.audit_log.as_os_str().to_owned();
+    name.push(".emergency.json");
+    PathBuf::from(name)
+}
+
+/// Write the stop state (every-session stop, stopped agents) to [`stop_file`], or remove the
+/// file when nothing is stopped. Returns whether that worked.
+fn persist(state: &State) -> bool {
+    let all = lock(&state.emergency).clone();
+    let agents: Vec<String> = state
+        .hub()
+        .broker
+        .stopped_agents()
+        .map(str::to_owned)
+        .collect();
+    let path = stop_file(state);
+    let result = if all.is_none() && agents.is_empty() {
+        match std::fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    } else {
+        let since = |t: SystemTime| {
+            t.duration_since(SystemTime::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_secs()
+        };
+        let value = json!({
+            "all": all.map(|e| json!({"by": e.by, "since_unix": since(e.since)})),
+            "agents": agents,
+        });
+        let tmp = path.with_extension("json.tmp");
+        std::fs::write(&tmp, format!("{value}\n")).and_then(|()| std::fs::rename(&tmp, &path))
+    };
+    if let Err(e) = &result {
+        tracing::error!(error = %e, file = %path.display(), "could not record the emergency stop state / 緊急停止の状態を保存できません");
+    }
+    result.is_ok()
+}
+
+/// At start-up: a stop that was in force when the gateway went down is in force again (a
+/// restart must not reopen the service during an incident). A stop file that cannot be read
+/// counts as a stop of everything.
+pub(crate) fn restore(state: &State) {
+    let path = stop_file(state);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
+        Err(e) => {
+            tracing::error!(error = %e, file = %path.display(), "stop file unreadable: every login stays refused");
+            String::new()
+        }
+    };
+    let v: Value =
+        serde_json::from_str(&text).unwrap_or_else(|_| json!({"all": {"by": "unknown"}}));
+    if let Some(all) = v.get("all").filter(|a| !a.is_null()) {
+        let since = all["since_unix"].as_u64().unwrap_or(0);
+        *lock(&state.emergency) = Some(EmergencyStop {
+            by: all["by"].as_str().unwrap_or("unknown").to_owned(),
+            since: SystemTime::UNIX_EPOCH + Duration::from_secs(since),
+        });
+    }
+    let agents: Vec<String> = v["agents"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|x| x.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    {
+        let mut hub = state.hub();
+        for a in &agents {
+            hub.broker.set_stopped(a, true);
+        }
+    }
+    tracing::warn!(
+        all = state.emergency_stopped(),
+        ?agents,
+        "an emergency stop is still in force / 緊急停止が継続しています"
+    );
+    state.audit(json!({
+        "event": "emergency_stop_restored",
+        "all": state.emergency_stopped(),
+        "agents": agents,
+    }));
 }
 
 /// A blocking admin API call for the CLI: `method` `path` on the admin listener at `addr`

@@ -139,6 +139,7 @@ impl Gateway {
         let (state, drained) = State::new(Arc::new(cfg), metrics, audit, shutdown_rx);
         let state = Arc::new(state);
         state.audit(json!({"event": "gateway_start", "agent_listen": agent_addr.to_string(), "viewer_listen": viewer_addr.to_string()}));
+        admin::restore(&state);
         let tasks = vec![
             tokio::spawn(accept::accept_loop(
                 agent_ep.clone(),

@@ -369,3 +369,48 @@ async fn one_session_or_one_agent_can_be_ended_and_the_others_go_on() {
         .any(|r| r["event"] == "agent_drain" && r["agent"] == other));
     gw.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_emergency_stop_survives_a_gateway_restart_until_resumed() {
+    let mut fx = Fixture::new(&["a", "b"], &["u1"]);
+    let token = with_admin(&mut fx);
+    let stop_file = {
+        let mut p = fx.audit_path().as_os_str().to_owned();
+        p.push(".emergency.json");
+        std::path::PathBuf::from(p)
+    };
+    let gw = fx.start().await;
+    let (_, body) = api(&gw, "POST", "/admin/v1/emergency-stop", &token).await;
+    assert_eq!(body["persisted"], true, "{body}");
+    api(&gw, "POST", "/admin/v1/emergency-stop?agent=b", &token).await;
+    assert!(stop_file.is_file());
+    gw.shutdown().await;
+
+    // Restarted (an admin "fixing" things mid-incident): still stopped, logins still refused.
+    let gw = fx.start().await;
+    assert_eq!(gw.gauges().emergency_stop, 1);
+    match login_answer(&gw, &fx, "u1").await {
+        Some(GatewayToViewer::Bye { reason }) => assert_eq!(reason, Reason::EmergencyStop),
+        other => panic!("expected Bye(EmergencyStop) after a restart, got {other:?}"),
+    }
+    let (_, status) = api(&gw, "GET", "/admin/v1/status", &token).await;
+    assert_eq!(status["emergency_stop"]["by"], "suzuki", "{status}");
+    assert_eq!(status["stopped_agents"], serde_json::json!(["b"]));
+    api(&gw, "POST", "/admin/v1/resume", &token).await;
+    let (_, body) = api(&gw, "POST", "/admin/v1/resume?agent=b", &token).await;
+    assert_eq!(body["persisted"], true);
+    assert!(!stop_file.exists(), "nothing stopped: no stop file");
+    gw.flush_audit().await;
+    assert!(audit(&fx)
+        .iter()
+        .any(|r| r["event"] == "emergency_stop_restored" && r["all"] == true));
+    gw.shutdown().await;
+
+    // And after resuming, a restart is in normal operation.
+    let gw = fx.start().await;
+    assert_eq!(gw.gauges().emergency_stop, 0);
+    let _a = fx.connect_agent(&gw, AgentOptions::new("a")).await;
+    let mut v = TestViewer::connect(gw.viewer_addr, &fx.ca(), None).await;
+    assert!(!v.login_ready("u1").await);
+    gw.shutdown().await;
+}
