@@ -20,10 +20,7 @@ eat();
 
 #[test]
 fn a_session_over_its_memory_limit_ends_alone_with_the_reason() {
-    if !std::fs::read_to_string("/proc/self/status").is_ok_and(|s| {
-        s.lines()
-            .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
-    }) {
+    if !tsuitate_testkit::stack::running_as_root() {
         eprintln!("skipped: per-session cgroups need an agent running as root (CI runs as root)");
         return;
     }

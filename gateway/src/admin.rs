@@ -16,7 +16,6 @@ use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
 use tsuitate_protocol::Reason;
 
 use crate::audit::rfc3339;
@@ -56,11 +55,16 @@ struct TokensFile {
     admin: Vec<TokenEntry>,
 }
 
-fn hex_sha256(text: &str) -> String {
-    Sha256::digest(text.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+/// How many admins the tokens file at `path` names (the self-check's evidence).
+pub(crate) fn token_count(path: &Path) -> Result<usize, AdminError> {
+    read_tokens(path).map(|f| f.admin.len())
+}
+
+/// `secs` after the UNIX epoch, saturating (a stored or certificate time cannot panic).
+pub(crate) fn unix_time(secs: u64) -> SystemTime {
+    SystemTime::UNIX_EPOCH
+        .checked_add(Duration::from_secs(secs))
+        .unwrap_or(SystemTime::UNIX_EPOCH)
 }
 
 fn read_tokens(path: &Path) -> Result<TokensFile, AdminError> {
@@ -94,7 +98,7 @@ pub fn add_token(path: &Path, name: &str) -> Result<String, AdminError> {
     let token: String = raw.iter().map(|b| format!("{b:02x}")).collect();
     file.admin.push(TokenEntry {
         name: name.to_owned(),
-        sha256: hex_sha256(&token),
+        sha256: crate::audit::line_hash(&token),
     });
     let text = toml::to_string(&file).map_err(|e| AdminError::Parse(path.into(), e.to_string()))?;
     let tmp = path.with_extension("tmp");
@@ -178,7 +182,7 @@ impl AdminTokens {
                 },
             }
         };
-        let hash = hex_sha256(token);
+        let hash = crate::audit::line_hash(token);
         entries
             .iter()
             .find(|e| e.sha256.eq_ignore_ascii_case(&hash))
@@ -346,9 +350,9 @@ fn agents(state: &State) -> Vec<Value> {
         .agents()
         .map(|(id, capacity, sessions)| {
             let link = hub.agents.get(id);
-            let expiry = link.and_then(|l| l.cert_not_after).map(|t| {
-                rfc3339(SystemTime::UNIX_EPOCH + Duration::from_secs(u64::try_from(t).unwrap_or(0)))
-            });
+            let expiry = link
+                .and_then(|l| l.cert_not_after)
+                .map(|t| rfc3339(unix_time(u64::try_from(t).unwrap_or(0))));
             json!({
                 "id": id,
                 "capacity": capacity,
@@ -551,7 +555,7 @@ pub(crate) fn restore(state: &State) {
         let since = all["since_unix"].as_u64().unwrap_or(0);
         *lock(&state.emergency) = Some(EmergencyStop {
             by: all["by"].as_str().unwrap_or("unknown").to_owned(),
-            since: SystemTime::UNIX_EPOCH + Duration::from_secs(since),
+            since: unix_time(since),
         });
     }
     let agents: Vec<String> = v["agents"]
@@ -637,7 +641,7 @@ mod tests {
         assert_eq!(t1.len(), 64);
         assert_ne!(t1, t2);
         let text = std::fs::read_to_string(&path).unwrap_or_default();
-        assert!(!text.contains(&t1) && text.contains(&hex_sha256(&t1)));
+        assert!(!text.contains(&t1) && text.contains(&crate::audit::line_hash(&t1)));
         let mode = std::os::unix::fs::PermissionsExt::mode(
             &std::fs::metadata(&path)
                 .unwrap_or_else(|e| panic!("{e}"))

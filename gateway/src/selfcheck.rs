@@ -347,8 +347,7 @@ fn check_certs(r: &mut Report, cfg: &Config, opts: &Options) {
         ),
         Ok((cn, not_after)) => {
             let days = (not_after - now).div_euclid(86_400);
-            let until =
-                crate::audit::rfc3339(UNIX_EPOCH + Duration::from_secs(not_after.max(0) as u64));
+            let until = crate::audit::rfc3339(crate::admin::unix_time(not_after.max(0) as u64));
             let (status, ev) = if not_after <= now {
                 (
                     Status::Fail,
@@ -526,11 +525,7 @@ fn check_admin(r: &mut Report, cfg: &Config) {
             ),
         ),
         Ok(_) => {
-            let n = std::fs::read_to_string(path)
-                .ok()
-                .and_then(|t| t.parse::<toml::Table>().ok())
-                .and_then(|t| t.get("admin").and_then(|a| a.as_array()).map(Vec::len))
-                .unwrap_or(0);
+            let n = crate::admin::token_count(path).unwrap_or(0);
             let status = if n == 0 { Status::Warn } else { Status::Pass };
             r.add(
                 "admin_api",

@@ -436,7 +436,7 @@ fn add_named_user(gw: &Path, users: &Path, name: &str, password: &str) {
 
 /// Whether the tests run as root (then Chromium runs as the unprivileged browser user that
 /// `scripts/setup-browser-user.sh` creates).
-fn running_as_root() -> bool {
+pub fn running_as_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).map(str::to_owned))
