@@ -383,8 +383,8 @@ fn status(state: &State) -> Value {
 
 /// Drain (or undrain) an agent: no new sessions there; the running ones go on.
 fn drain(state: &State, admin: &str, agent: &str, on: bool) -> Answer {
-    if !crate::certs::agent_id_valid(agent) {
-        return error(404, "no such agent id", "そのエージェント ID はありません");
+    if let Some(refused) = bad_agent(Some(agent)) {
+        return refused;
     }
     state.hub().broker.set_draining(agent, on);
     tracing::info!(admin, agent, draining = on, "agent drain changed");
@@ -429,7 +429,17 @@ fn end_one(state: &State, id: &str) -> Answer {
     answer(200, json!({ "ended": ended }))
 }
 
+/// An `?agent=` that is not an agent id (the admin's request is the only source).
+fn bad_agent(agent: Option<&str>) -> Option<Answer> {
+    agent
+        .filter(|a| !crate::certs::agent_id_valid(a))
+        .map(|_| error(404, "no such agent id", "そのエージェント ID はありません"))
+}
+
 fn stop(state: &State, admin: &str, agent: Option<&str>) -> Answer {
+    if let Some(refused) = bad_agent(agent) {
+        return refused;
+    }
     let links: Vec<SessionLink> = {
         let mut hub = state.hub();
         match agent {
@@ -464,6 +474,9 @@ fn stop(state: &State, admin: &str, agent: Option<&str>) -> Answer {
 }
 
 fn resume(state: &State, admin: &str, agent: Option<&str>) -> Answer {
+    if let Some(refused) = bad_agent(agent) {
+        return refused;
+    }
     let was = match agent {
         Some(a) => {
             let mut hub = state.hub();

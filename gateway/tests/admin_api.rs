@@ -84,6 +84,9 @@ async fn admin_calls_need_a_valid_token_and_every_call_is_audited() {
     assert_eq!(status, 405, "a stop is a POST");
     let (status, _) = api(&gw, "POST", "/admin/v1/sessions/123/end", &token).await;
     assert_eq!(status, 404, "no such session");
+    let (status, _) = api(&gw, "POST", "/admin/v1/emergency-stop?agent=../x", &token).await;
+    assert_eq!(status, 404, "not an agent id");
+    assert_eq!(gw.gauges().agents_stopped, 0);
     assert_eq!(
         gw.metrics()
             .admin_denied
@@ -108,7 +111,8 @@ async fn admin_calls_need_a_valid_token_and_every_call_is_audited() {
         [
             ("suzuki", "status"),
             ("suzuki", "method_not_allowed"),
-            ("suzuki", "end")
+            ("suzuki", "end"),
+            ("suzuki", "emergency_stop")
         ]
     );
     assert!(
