@@ -8,7 +8,8 @@
 //!   SIGINT or SIGTERM);
 //! - one configuration error type that reports every problem at once ([`ConfigErrors`]);
 //! - one rule for relative paths in a configuration file: relative to the file's folder
-//!   ([`resolve_relative`]).
+//!   ([`resolve_relative`]);
+//! - one calendar for the dates people read ([`time`]).
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -178,6 +179,8 @@ mod tests {
 /// Durations in configuration files: the keys keep their unit in the name (`linger_s = 60`,
 /// `keyframe_request_interval_ms = 500`, `idle_timeout_s = 0` for never); the validated
 /// configuration holds `Duration` / `Option<Duration>`, converted once, here.
+pub mod time;
+
 pub mod duration {
     use std::time::Duration;
 

@@ -167,3 +167,46 @@ fn the_viewer_is_warned_before_the_idle_timeout_ends_the_session() {
     let audit = stack.log("audit.jsonl");
     assert!(audit.contains("\"timeout_warning\""), "{audit}");
 }
+
+#[test]
+fn the_watermark_is_drawn_where_configured() {
+    let page = TestPage::start();
+    let stack = Stack::start(
+        Some(&page.url),
+        "[watermark]\nenabled = true\nposition = \"bottom-right\"\nopacity = 90\nsize_px = 20\n",
+    );
+    let run = stack.viewer(
+        "watermark",
+        &format!("{FIRST_FRAME}snapshot mark.png\n"),
+        &[],
+    );
+    run.assert_ok("watermark");
+    let shot = run.snapshots.join("mark.png");
+    if let Ok(keep) = std::env::var("TSUITATE_KEEP_SHOTS") {
+        let _ = std::fs::copy(&shot, std::path::Path::new(&keep).join("watermark.png"));
+    }
+    let pic = Picture::load(&shot);
+    let (w, h) = (pic.width, pic.px.len() / pic.width);
+    // The text's dark shadow on the page's light background, counted in a box.
+    let dark_in = |x0: f64, x1: f64, y0: f64, y1: f64| {
+        let mut n = 0;
+        for y in (h as f64 * y0) as usize..(h as f64 * y1) as usize {
+            for x in (w as f64 * x0) as usize..(w as f64 * x1) as usize {
+                if pic.px[y * w + x].iter().all(|c| *c < 140) {
+                    n += 1;
+                }
+            }
+        }
+        n
+    };
+    let bottom_right = dark_in(0.55, 1.0, 0.88, 1.0);
+    let bottom_left = dark_in(0.0, 0.45, 0.88, 1.0);
+    assert!(
+        bottom_right > 150,
+        "the watermark's text in the bottom-right corner: {bottom_right} dark pixels"
+    );
+    assert!(
+        bottom_left < 20,
+        "nothing drawn in the bottom-left corner: {bottom_left} dark pixels"
+    );
+}

@@ -361,6 +361,8 @@ fn agents(state: &State) -> Vec<Value> {
                 "draining": draining.contains(&id),
                 "connected_since": link.map(|l| rfc3339(l.since)),
                 "certificate_expires": expiry,
+                "browser": link.map(|l| l.browser.version.as_str()),
+                "policy_sha256": link.map(|l| l.browser.policy.as_str()),
             })
         })
         .collect()

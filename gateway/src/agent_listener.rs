@@ -9,10 +9,10 @@ use quinn::SendStream;
 use serde_json::json;
 use tokio::time::{interval, timeout, MissedTickBehavior};
 use tracing::Instrument;
-use tsuitate_protocol::{AgentToGateway, GatewayToAgent, Reason, PROTOCOL_VERSION};
+use tsuitate_protocol::{AgentToGateway, GatewayToAgent, Reason, AGENT_PROTOCOL_VERSION};
 
 use crate::error::{GatewayError, Side, Violation};
-use crate::state::{lock, now_us, AgentLink, State};
+use crate::state::{lock, now_us, AgentLink, BrowserReport, State};
 use crate::streams::write_msg;
 use tsuitate_protocol::ClockEstimator;
 use tsuitate_transport::tls::peer_common_name;
@@ -68,12 +68,22 @@ async fn serve(
         Ok(None) => return Err(GatewayError::Closed(Side::Agent)),
         Err(_) => return Err(violation(Violation::Timeout("Hello"))),
     };
-    let (version, agent_id, capacity) = match first {
+    let (version, agent_id, capacity, browser) = match first {
         Ok(AgentToGateway::Hello {
             version,
             agent_id,
             capacity,
-        }) => (version, agent_id, capacity),
+            browser,
+            policy,
+        }) => (
+            version,
+            agent_id,
+            capacity,
+            BrowserReport {
+                version: browser,
+                policy,
+            },
+        ),
         Ok(_) => {
             return Err(violation(Violation::Unexpected(
                 "first message must be Hello",
@@ -81,7 +91,7 @@ async fn serve(
         }
         Err(e) => return Err(read_end(e)),
     };
-    if version != PROTOCOL_VERSION {
+    if version != AGENT_PROTOCOL_VERSION {
         let bye = GatewayToAgent::Bye {
             reason: Reason::VersionMismatch,
         };
@@ -98,16 +108,25 @@ async fn serve(
     write_msg(
         &mut send,
         &GatewayToAgent::Welcome {
-            version: PROTOCOL_VERSION,
+            version: AGENT_PROTOCOL_VERSION,
         },
         Side::Agent,
     )
     .await?;
     let clock = Arc::new(Mutex::new(ClockEstimator::default()));
     let generation = state.next_id();
-    register(state, &agent_id, capacity, conn, &clock, generation);
-    state.audit(json!({"event": "agent_connected", "agent": agent_id, "peer": peer.to_string(), "capacity": capacity}));
-    tracing::info!(capacity, "agent connected");
+    state.audit(json!({
+        "event": "agent_connected",
+        "agent": agent_id,
+        "peer": peer.to_string(),
+        "capacity": capacity,
+        "browser": browser.version,
+        "policy_sha256": browser.policy,
+    }));
+    tracing::info!(capacity, browser = %browser.version, "agent connected");
+    register(
+        state, &agent_id, capacity, conn, &clock, generation, browser,
+    );
     let result = control_loop(state, conn, &mut send, &mut rx, &agent_id, &clock).await;
     unregister(state, &agent_id, generation);
     state
@@ -122,6 +141,7 @@ fn register(
     conn: &quinn::Connection,
     clock: &Arc<Mutex<ClockEstimator>>,
     generation: u64,
+    browser: BrowserReport,
 ) {
     let mut hub = state.hub();
     hub.broker.add_agent(id, capacity);
@@ -133,6 +153,7 @@ fn register(
             generation,
             cert_not_after: tsuitate_transport::tls::peer_not_after(conn),
             since: std::time::SystemTime::now(),
+            browser,
         },
     );
     if let Some(old) = old {

@@ -66,6 +66,9 @@ pub struct Config {
     /// of bearer tokens. Absent: the admin API refuses every call (metrics and health stay).
     #[serde(default)]
     pub admin_tokens_file: Option<PathBuf>,
+    /// What agents draw into every picture.
+    #[serde(default)]
+    pub watermark: WatermarkConfig,
 }
 
 /// `[tls]`: PEM files made by `tsuitate-gateway ca init`.
@@ -340,6 +343,110 @@ impl Default for AgentConfig {
     }
 }
 
+/// `[watermark]`: the user, the viewer's address and the time, drawn by the agent into every
+/// picture so that a photo of the screen can be traced (docs/operations.md). Off unless
+/// enabled; the sample configuration enables it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WatermarkConfig {
+    /// Draw it.
+    pub enabled: bool,
+    /// `top-left`, `top-right`, `bottom-left`, `bottom-right`, `center` or `tiled`.
+    pub position: String,
+    /// Percent, 1–100.
+    pub opacity: u8,
+    /// Text height in pixels, 8–64.
+    pub size_px: u8,
+    /// Include the viewer's address (the browser's, when a web viewer forwarded it).
+    pub show_address: bool,
+    /// The time zone of the time drawn, `+09:00` (JST) by default.
+    pub utc_offset: String,
+}
+
+impl Default for WatermarkConfig {
+    fn default() -> Self {
+        WatermarkConfig {
+            enabled: false,
+            position: "bottom-right".into(),
+            opacity: 35,
+            size_px: 16,
+            show_address: true,
+            utc_offset: "+09:00".into(),
+        }
+    }
+}
+
+/// Minutes east of UTC of `±HH:MM`.
+fn parse_utc_offset(s: &str) -> Option<i16> {
+    let (sign, rest) = match s.as_bytes().first()? {
+        b'+' => (1, &s[1..]),
+        b'-' => (-1, &s[1..]),
+        _ => return None,
+    };
+    let (h, m) = rest.split_once(':')?;
+    if h.len() != 2 || m.len() != 2 {
+        return None;
+    }
+    let (h, m) = (h.parse::<i16>().ok()?, m.parse::<i16>().ok()?);
+    if m >= 60 {
+        return None;
+    }
+    let total = sign * (h * 60 + m);
+    tsuitate_protocol::WATERMARK_UTC_OFFSET_MIN
+        .contains(&total)
+        .then_some(total)
+}
+
+impl WatermarkConfig {
+    /// The watermark for one session of `user` from `viewer`, or `None` when disabled.
+    pub fn spec(
+        &self,
+        user: &str,
+        viewer: std::net::IpAddr,
+    ) -> Option<tsuitate_protocol::Watermark> {
+        if !self.enabled {
+            return None;
+        }
+        let text = if self.show_address {
+            format!("{user} {viewer}")
+        } else {
+            user.to_owned()
+        };
+        Some(tsuitate_protocol::Watermark {
+            text,
+            place: tsuitate_protocol::WatermarkPlace::from_name(&self.position)
+                .unwrap_or(tsuitate_protocol::WatermarkPlace::BottomRight),
+            opacity: self.opacity.clamp(1, 100),
+            size_px: self.size_px.clamp(
+                *tsuitate_protocol::WATERMARK_SIZE_PX.start(),
+                *tsuitate_protocol::WATERMARK_SIZE_PX.end(),
+            ),
+            utc_offset_min: parse_utc_offset(&self.utc_offset).unwrap_or(540),
+        })
+    }
+
+    fn check(&self, errs: &mut Vec<String>) {
+        if tsuitate_protocol::WatermarkPlace::from_name(&self.position).is_none() {
+            errs.push(format!(
+                "watermark.position {:?} is not one of top-left, top-right, bottom-left, bottom-right, center, tiled",
+                self.position
+            ));
+        }
+        if !(1..=100).contains(&self.opacity) {
+            errs.push("watermark.opacity must be 1..=100 (percent)".into());
+        }
+        if !tsuitate_protocol::WATERMARK_SIZE_PX.contains(&self.size_px) {
+            errs.push("watermark.size_px must be 8..=64".into());
+        }
+        if parse_utc_offset(&self.utc_offset).is_none() {
+            errs.push(format!(
+                "watermark.utc_offset {:?} is not ±HH:MM between -12:00 and +14:00",
+                self.utc_offset
+            ));
+        }
+    }
+}
+
 fn default_agent_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 4701))
 }
@@ -487,6 +594,7 @@ impl Config {
             distinct,
             "agent_listen, viewer_listen and admin_listen must differ",
         );
+        self.watermark.check(&mut errs);
         // Durations are bounded so that `Instant + Duration` can never overflow.
         const YEAR: Duration = Duration::from_secs(365 * 24 * 3600);
         let never = Duration::ZERO;
@@ -569,6 +677,7 @@ impl Config {
             agent: AgentConfig::default(),
             trusted_fronts: Vec::new(),
             admin_tokens_file: None,
+            watermark: WatermarkConfig::default(),
         }
     }
 }
@@ -600,6 +709,37 @@ key = "gateway-key.pem"
         assert!(c.session.one_session_per_user);
         assert_eq!(c.video.drop_policy, DropPolicy::Close);
         c.validate(false).unwrap();
+    }
+
+    #[test]
+    fn watermark_settings_are_checked_and_become_the_agents_spec() {
+        let c = Config::parse(MIN).unwrap();
+        let ip: std::net::IpAddr = "192.0.2.10".parse().unwrap();
+        assert_eq!(c.watermark.spec("yamada", ip), None, "off by default");
+        let text = format!(
+            "{MIN}\n[watermark]\nenabled = true\nposition = \"tiled\"\nopacity = 20\nutc_offset = \"-03:30\"\n"
+        );
+        let c = Config::parse(&text).unwrap();
+        c.validate(false).unwrap();
+        let w = c.watermark.spec("山田", ip).unwrap();
+        assert_eq!(w.text, "山田 192.0.2.10");
+        assert_eq!(w.place, tsuitate_protocol::WatermarkPlace::Tiled);
+        assert_eq!((w.opacity, w.size_px, w.utc_offset_min), (20, 16, -210));
+        let text = format!(
+            "{MIN}\n[watermark]\nenabled = true\nposition = \"middle\"\nopacity = 0\nsize_px = 100\nutc_offset = \"+15:00\"\n"
+        );
+        let e = Config::parse(&text).unwrap().validate(false).unwrap_err();
+        for key in ["position", "opacity", "size_px", "utc_offset"] {
+            assert!(
+                e.0.iter().any(|m| m.contains(&format!("watermark.{key}"))),
+                "{key}: {e}"
+            );
+        }
+        let hidden = Config::parse(&format!(
+            "{MIN}\n[watermark]\nenabled = true\nshow_address = false\n"
+        ))
+        .unwrap();
+        assert_eq!(hidden.watermark.spec("yamada", ip).unwrap().text, "yamada");
     }
 
     #[test]

@@ -66,6 +66,10 @@ enum Cmd {
         /// Warn about passwords set longer ago than this. / この日数より古いパスワードを警告。
         #[arg(long, default_value_t = 365)]
         password_max_age_days: u64,
+        /// An admin token file (else TSUITATE_ADMIN_TOKEN): the running gateway is then asked
+        /// about its agents' browser and policy. / 管理トークン（エージェントの確認に使用）。
+        #[arg(long)]
+        token_file: Option<PathBuf>,
     },
     /// Admin API: sessions, ending one, emergency stop and resume (docs/operations.md).
     /// / 管理 API: セッション一覧・終了・緊急停止・再開。
@@ -245,6 +249,7 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode> {
             config,
             json,
             password_max_age_days,
+            token_file,
         } => {
             let cfg = match Config::load(&config) {
                 Ok(c) => c,
@@ -253,10 +258,24 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode> {
                     return Ok(ExitCode::from(2));
                 }
             };
+            // A named token file must be readable; the variable is optional.
+            let admin_token = match &token_file {
+                Some(_) => match read_token(token_file.as_deref()) {
+                    Ok(t) => Some(t),
+                    Err(e) => {
+                        eprintln!("{e:#}");
+                        return Ok(ExitCode::from(2));
+                    }
+                },
+                None => std::env::var("TSUITATE_ADMIN_TOKEN")
+                    .ok()
+                    .map(|t| t.trim().to_owned()),
+            };
             let opts = selfcheck::Options {
                 password_max_age: std::time::Duration::from_secs(
                     password_max_age_days.saturating_mul(86_400),
                 ),
+                admin_token,
                 ..selfcheck::Options::default()
             };
             let items = selfcheck::run(&cfg, &opts);
@@ -408,7 +427,12 @@ fn user(c: UserCmd) -> Result<ExitCode> {
 }
 
 fn admin_token(args: &AdminArgs) -> Result<String> {
-    let token = match &args.token_file {
+    read_token(args.token_file.as_deref())
+}
+
+/// The admin token from `file`, else from TSUITATE_ADMIN_TOKEN.
+fn read_token(file: Option<&std::path::Path>) -> Result<String> {
+    let token = match file {
         Some(p) => std::fs::read_to_string(p).with_context(|| format!("{}", p.display()))?,
         None => std::env::var("TSUITATE_ADMIN_TOKEN").map_err(|_| {
             anyhow::anyhow!(
@@ -578,8 +602,18 @@ fn print_admin(addr: &str, cmd: &AdminCmd, body: &serde_json::Value) {
                     (_, true) => " — 縮退中 / draining",
                     _ => "",
                 };
+                let browser = match s(&a["browser"]) {
+                    b if b.is_empty() || b == "-" => "browser unknown / ブラウザ不明".to_owned(),
+                    b => b,
+                };
+                let policy = match s(&a["policy_sha256"]) {
+                    p if !p.is_empty() && p != "-" => {
+                        format!("policy {}", p.chars().take(12).collect::<String>())
+                    }
+                    _ => "no policy reported / ポリシー未報告".to_owned(),
+                };
                 println!(
-                    "  {}: {}/{} sessions, certificate until {}{state}",
+                    "  {}: {}/{} sessions, certificate until {}, {browser}, {policy}{state}",
                     s(&a["id"]),
                     a["sessions"],
                     a["capacity"],

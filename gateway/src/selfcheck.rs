@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 use crate::config::{Config, DropPolicy};
 
 /// How one requirement stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
     /// Met.
@@ -61,6 +61,9 @@ pub struct Options {
     pub cert_warn: Duration,
     /// "Now" (tests pass a fixed time).
     pub now: SystemTime,
+    /// An admin token: with it the running gateway is asked about its agents (browser
+    /// version, managed policy, certificates); without, that item is a warning.
+    pub admin_token: Option<String>,
 }
 
 impl Default for Options {
@@ -69,6 +72,7 @@ impl Default for Options {
             password_max_age: Duration::from_secs(365 * 86_400),
             cert_warn: Duration::from_secs(30 * 86_400),
             now: SystemTime::now(),
+            admin_token: None,
         }
     }
 }
@@ -134,6 +138,10 @@ const USERS: (&str, &str) = (
 const ADMIN: (&str, &str) = (
     "緊急時対応（管理 API・緊急停止が使える）",
     "Emergency response (admin API and emergency stop available)",
+);
+const BROWSER: (&str, &str) = (
+    "インターネット接続系のブラウザは管理ポリシーの下で動作し、版を把握している",
+    "Internet-zone browsers run under the managed policy, their version known",
 );
 const RUNNING: (&str, &str) = (
     "ゲートウェイが稼働し応答している",
@@ -205,7 +213,138 @@ pub fn run(cfg: &Config, opts: &Options) -> Vec<Item> {
     check_users(&mut r, &cfg.users_file, opts);
     check_admin(&mut r, cfg);
     check_running(&mut r, cfg.admin_listen);
+    check_agents(&mut r, cfg.admin_listen, opts);
     r.0
+}
+
+/// Ask the running gateway (admin API) for its agents: each must report a browser version and
+/// the SHA-256 of an installed managed policy, all the same policy; their certificates must be
+/// valid.
+fn check_agents(r: &mut Report, admin: SocketAddr, opts: &Options) {
+    let Some(token) = &opts.admin_token else {
+        r.add(
+            "agents",
+            BROWSER,
+            Status::Warn,
+            "not asked: give --token-file (or TSUITATE_ADMIN_TOKEN) to check the agents' browser and policy / 管理トークンがないため未確認",
+        );
+        return;
+    };
+    let addr = admin_target(admin).to_string();
+    let body = match crate::admin::call(&addr, "GET", "/admin/v1/agents", token) {
+        Ok((200, body)) => body,
+        Ok((status, body)) => {
+            return r.add(
+                "agents",
+                BROWSER,
+                Status::Warn,
+                format!(
+                    "http://{addr}/admin/v1/agents: HTTP {status} {}",
+                    body["error"].as_str().unwrap_or("")
+                ),
+            )
+        }
+        Err(e) => return r.add("agents", BROWSER, Status::Warn, e.to_string()),
+    };
+    let agents = body["agents"].as_array().cloned().unwrap_or_default();
+    if agents.is_empty() {
+        return r.add(
+            "agents",
+            BROWSER,
+            Status::Warn,
+            "no agent is connected / 接続中のエージェントがありません",
+        );
+    }
+    let now = tsuitate_cli::time::unix_secs(opts.now);
+    let warn = i64::try_from(opts.cert_warn.as_secs()).unwrap_or(i64::MAX);
+    let text = |v: &Value| v.as_str().unwrap_or("").to_owned();
+    let mut policies = std::collections::BTreeSet::new();
+    let mut versions = std::collections::BTreeSet::new();
+    for a in &agents {
+        let id = text(&a["id"]);
+        let (browser, policy) = (text(&a["browser"]), text(&a["policy_sha256"]));
+        let policy_ok = policy.len() == 64 && policy.bytes().all(|b| b.is_ascii_hexdigit());
+        let expires = a["certificate_expires"]
+            .as_str()
+            .and_then(|t| Some((t.to_owned(), secs_of(t)?)));
+        let mut status = Status::Pass;
+        let mut notes = Vec::new();
+        if !policy_ok {
+            status = Status::Fail;
+            notes.push("no managed browser policy reported / 管理ポリシーの報告なし".to_owned());
+        } else {
+            policies.insert(policy.clone());
+        }
+        if browser.is_empty() {
+            status = status.max(Status::Warn);
+            notes.push("browser version unknown / ブラウザの版が不明".to_owned());
+        } else {
+            versions.insert(browser.clone());
+        }
+        match &expires {
+            Some((t, at)) if *at <= now => {
+                status = Status::Fail;
+                notes.push(format!("certificate expired ({t})"));
+            }
+            Some((t, at)) if at - now < warn => {
+                status = status.max(Status::Warn);
+                notes.push(format!("certificate expires soon ({t})"));
+            }
+            Some((t, _)) => notes.push(format!("certificate until {t}")),
+            None => notes.push("certificate expiry unknown".to_owned()),
+        }
+        let short: String = policy.chars().take(16).collect();
+        r.add(
+            format!("agent.{id}"),
+            BROWSER,
+            status,
+            format!(
+                "{}, policy sha256 {}…; {}",
+                if browser.is_empty() { "?" } else { &browser },
+                if short.is_empty() { "-" } else { &short },
+                notes.join("; ")
+            ),
+        );
+    }
+    let join = |s: &std::collections::BTreeSet<String>| {
+        s.iter()
+            .map(|p| p.chars().take(16).collect::<String>())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    if policies.len() > 1 {
+        r.add(
+            "agents.same_policy",
+            BROWSER,
+            Status::Warn,
+            format!(
+                "agents run with {} different browser policies ({}): check each agent's configuration / エージェントごとにポリシーが異なります",
+                policies.len(),
+                join(&policies)
+            ),
+        );
+    }
+    if versions.len() > 1 {
+        r.add(
+            "agents.same_browser",
+            BROWSER,
+            Status::Warn,
+            format!(
+                "agents run {} browser versions ({}): update the older ones / ブラウザの版が揃っていません",
+                versions.len(),
+                versions.iter().cloned().collect::<Vec<_>>().join(", ")
+            ),
+        );
+    }
+}
+
+/// Where to reach the admin listener from this host.
+fn admin_target(admin: SocketAddr) -> SocketAddr {
+    if admin.ip().is_unspecified() {
+        SocketAddr::new(IpAddr::from([127, 0, 0, 1]), admin.port())
+    } else {
+        admin
+    }
 }
 
 fn check_listeners(r: &mut Report, cfg: &Config) {
@@ -443,14 +582,14 @@ fn days_of(date: &str) -> Option<i64> {
         date.get(5..7)?.parse::<i64>().ok()?,
         date.get(8..10)?.parse::<i64>().ok()?,
     );
-    // Howard Hinnant's days_from_civil.
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    Some(era * 146_097 + doe - 719_468)
+    let (month, day) = (u32::try_from(m).ok()?, u32::try_from(d).ok()?);
+    Some(tsuitate_cli::time::days_from_civil(y, month, day))
+}
+
+/// Seconds since the epoch of an RFC 3339 UTC time (`YYYY-MM-DDTHH:MM:SS…Z`).
+fn secs_of(t: &str) -> Option<i64> {
+    let field = |r: std::ops::Range<usize>| t.get(r)?.parse::<i64>().ok();
+    Some(days_of(t)? * 86_400 + field(11..13)? * 3600 + field(14..16)? * 60 + field(17..19)?)
 }
 
 fn check_users(r: &mut Report, path: &Path, opts: &Options) {
@@ -548,11 +687,7 @@ fn check_running(r: &mut Report, admin: SocketAddr) {
         );
         return;
     }
-    let target = if admin.ip().is_unspecified() {
-        SocketAddr::new(IpAddr::from([127, 0, 0, 1]), admin.port())
-    } else {
-        admin
-    };
+    let target = admin_target(admin);
     let answer =
         std::net::TcpStream::connect_timeout(&target, Duration::from_secs(2)).and_then(|mut s| {
             s.set_read_timeout(Some(Duration::from_secs(2)))?;

@@ -45,6 +45,18 @@ pub(crate) struct AgentLink {
     pub cert_not_after: Option<i64>,
     /// When it connected.
     pub since: SystemTime,
+    /// Its browser and policy, as it reported them in `Hello`.
+    pub browser: BrowserReport,
+}
+
+/// What an agent reports about its browser (docs/protocol.md §5.2), for `admin agents` and the
+/// self-check.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct BrowserReport {
+    /// `chromium --version` (empty when the agent could not tell).
+    pub version: String,
+    /// SHA-256 (hex) of the managed policy the agent installed and verified (empty: none).
+    pub policy: String,
 }
 
 /// What a viewer connection tells its session.

@@ -314,7 +314,9 @@ async fn start(
     agent: &str,
 ) -> Option<mpsc::Sender<SessionCommand>> {
     let cfg = &state.cfg.session;
-    match session::open(state, id, agent, cfg.default_width, cfg.default_height).await {
+    let watermark = state.cfg.watermark.spec(user, peer.ip());
+    let size = (cfg.default_width, cfg.default_height);
+    match session::open(state, id, agent, size, watermark).await {
         Ok(opened) => {
             state.metrics.sessions_started.fetch_add(1, Relaxed);
             state.audit(json!({"event": "session_start", "session": id, "user": user, "agent": agent, "viewer": peer.to_string()}));

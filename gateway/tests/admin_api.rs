@@ -418,3 +418,92 @@ async fn an_emergency_stop_survives_a_gateway_restart_until_resumed() {
     assert!(!v.login_ready("u1").await);
     gw.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agents_report_their_browser_and_policy_to_admin_agents_and_the_self_check() {
+    use tsuitate_gateway::selfcheck;
+    let mut fx = Fixture::new(&["a", "b"], &["u1"]);
+    let token = with_admin(&mut fx);
+    let gw = fx.start().await;
+    let _a = fx.connect_agent(&gw, AgentOptions::new("a")).await;
+    let b_opts = AgentOptions {
+        browser: "Chromium 120.0.6099.224".into(),
+        policy: String::new(),
+        ..AgentOptions::new("b")
+    };
+    let _b = fx.connect_agent(&gw, b_opts).await;
+    let (status, body) = api(&gw, "GET", "/admin/v1/agents", &token).await;
+    assert_eq!(status, 200, "{body}");
+    let agents = body["agents"].as_array().unwrap();
+    let a = agents.iter().find(|a| a["id"] == "a").unwrap();
+    assert_eq!(a["browser"], "Chromium 131.0.6778.85", "{a}");
+    assert_eq!(a["policy_sha256"], "5e".repeat(32), "{a}");
+    let connected = audit(&fx)
+        .into_iter()
+        .find(|r| r["event"] == "agent_connected" && r["agent"] == "a")
+        .unwrap();
+    assert_eq!(connected["browser"], "Chromium 131.0.6778.85");
+
+    // The self-check asks the running gateway: "b" has no policy (fail), the versions differ
+    // (warn); without a token the item is a warning.
+    let mut cfg = fx.config.clone();
+    cfg.admin_listen = gw.admin_addr;
+    let run = |token: Option<String>| {
+        let cfg = cfg.clone();
+        tokio::task::spawn_blocking(move || {
+            let opts = selfcheck::Options {
+                admin_token: token,
+                ..selfcheck::Options::default()
+            };
+            selfcheck::run(&cfg, &opts)
+        })
+    };
+    let items = run(Some(token.clone())).await.unwrap();
+    let status_of = |items: &[selfcheck::Item], id: &str| {
+        items
+            .iter()
+            .find(|i| i.id == id)
+            .map(|i| (i.status, i.evidence.clone()))
+            .unwrap_or_else(|| panic!("no {id}: {items:#?}"))
+    };
+    let (s, ev) = status_of(&items, "agent.a");
+    assert_eq!(s, selfcheck::Status::Pass, "{ev}");
+    assert!(
+        ev.contains("Chromium 131.0.6778.85") && ev.contains("5e5e5e"),
+        "{ev}"
+    );
+    let (s, ev) = status_of(&items, "agent.b");
+    assert_eq!(s, selfcheck::Status::Fail, "{ev}");
+    assert!(ev.contains("no managed browser policy"), "{ev}");
+    let (s, ev) = status_of(&items, "agents.same_browser");
+    assert_eq!(s, selfcheck::Status::Warn, "{ev}");
+    assert!(
+        ev.contains("Chromium 120.0.6099.224") && ev.contains("Chromium 131.0.6778.85"),
+        "{ev}"
+    );
+    let items = run(None).await.unwrap();
+    assert_eq!(status_of(&items, "agents").0, selfcheck::Status::Warn);
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_configured_watermark_reaches_the_agent_with_the_user_and_the_viewer_address() {
+    let mut fx = Fixture::new(&["a"], &["山田"]);
+    fx.config.watermark = tsuitate_gateway::config::WatermarkConfig {
+        enabled: true,
+        position: "tiled".into(),
+        opacity: 25,
+        ..Default::default()
+    };
+    let gw = fx.start().await;
+    let a = fx.connect_agent(&gw, AgentOptions::new("a")).await;
+    let mut v = TestViewer::connect(gw.viewer_addr, &fx.ca(), None).await;
+    assert!(!v.login_ready("山田").await);
+    v.frames(1, T).await;
+    let marks = a.stats.watermarks.lock().unwrap().clone();
+    let w = marks[0].clone().expect("a watermark");
+    assert_eq!(w.text, "山田 127.0.0.1", "{w:?}");
+    assert_eq!(w.place, tsuitate_protocol::WatermarkPlace::Tiled);
+    assert_eq!((w.opacity, w.size_px, w.utc_offset_min), (25, 16, 540));
+    gw.shutdown().await;
+}

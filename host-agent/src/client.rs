@@ -11,7 +11,7 @@ use quinn::{Connection, Endpoint, RecvStream, SendStream};
 use tokio::sync::watch;
 use tracing::Instrument;
 use tsuitate_protocol::{
-    AgentSessionToGateway, AgentToGateway, GatewayToAgent, Limits, Reason, PROTOCOL_VERSION,
+    AgentSessionToGateway, AgentToGateway, GatewayToAgent, Limits, Reason, AGENT_PROTOCOL_VERSION,
 };
 use tsuitate_transport::{MessageReader, ReadError};
 
@@ -115,6 +115,15 @@ struct Shared {
     config: Arc<AgentConfig>,
     slots: Arc<Slots>,
     stats: Arc<AgentStats>,
+    /// What `Hello` tells each gateway about the browser.
+    report: BrowserReport,
+}
+
+/// The browser's version and the managed policy's SHA-256, as `Hello` reports them.
+#[derive(Debug, Clone)]
+struct BrowserReport {
+    version: String,
+    policy: String,
 }
 
 /// Connect to every configured gateway and serve until `shutdown` becomes true.
@@ -131,6 +140,11 @@ pub async fn run(config: AgentConfig, shutdown: watch::Receiver<bool>) -> Result
     let (policy, written) =
         crate::browser::policy::install(&config.policy, crate::browser::running_as_root())?;
     tracing::info!(file = %policy.display(), written, "browser policy in place");
+    let report = BrowserReport {
+        version: crate::browser::chromium_version(&config.browser.chromium).await,
+        policy: crate::browser::policy::file_sha256(&policy)?,
+    };
+    tracing::info!(browser = %report.version, policy_sha256 = %report.policy, "browser reported to gateways");
     match &config.browser.cgroups {
         Some(c) => {
             let stale = c.prepare()?;
@@ -155,6 +169,7 @@ pub async fn run(config: AgentConfig, shutdown: watch::Receiver<bool>) -> Result
         slots: Slots::new(config.max_sessions),
         config: Arc::new(config),
         stats: Arc::new(AgentStats::default()),
+        report,
     });
     let mut tasks = Vec::new();
     for gw in shared.config.gateways.clone() {
@@ -230,17 +245,19 @@ async fn connect_and_serve(
         .await
         .map_err(|e| ClientError::Control(e.to_string()))?;
     let hello = AgentToGateway::Hello {
-        version: PROTOCOL_VERSION,
+        version: AGENT_PROTOCOL_VERSION,
         agent_id: shared.config.agent_id.clone(),
         capacity: shared.slots.free(),
+        browser: shared.report.version.clone(),
+        policy: shared.report.policy.clone(),
     };
     write(&mut send, &hello).await?;
     let mut control = ControlReader::new(recv);
     match tokio::time::timeout(Duration::from_secs(10), control.next()).await {
-        Ok(Ok(GatewayToAgent::Welcome { version })) if version == PROTOCOL_VERSION => {}
+        Ok(Ok(GatewayToAgent::Welcome { version })) if version == AGENT_PROTOCOL_VERSION => {}
         Ok(Ok(GatewayToAgent::Welcome { version })) => {
             return Err(ClientError::Protocol(format!(
-                "version {version} (want {PROTOCOL_VERSION})"
+                "version {version} (want {AGENT_PROTOCOL_VERSION})"
             )))
         }
         Ok(Ok(GatewayToAgent::Bye { reason })) => return Err(ClientError::Bye(reason.name())),

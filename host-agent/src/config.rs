@@ -125,6 +125,7 @@ struct ConfigFile {
     limits: LimitsFile,
     #[serde(default = "default_cgroup_parent")]
     cgroup_parent: PathBuf,
+    watermark_font: Option<PathBuf>,
 }
 
 fn default_max_sessions() -> u16 {
@@ -173,6 +174,8 @@ pub struct AgentConfig {
     pub browser: BrowserOptions,
     /// Chromium's managed policy (installed at start-up).
     pub policy: PolicyOptions,
+    /// The font the watermark is drawn with (else the first CJK font installed).
+    pub watermark_font: Option<PathBuf>,
 }
 
 /// Every problem found in a configuration file, reported together (shared by the three
@@ -206,7 +209,8 @@ impl AgentConfig {
                 .chain(file.chromium.as_mut())
                 .chain(file.xvfb.as_mut())
                 .chain(file.work_dir.as_mut())
-                .chain(file.policy_dir.as_mut()),
+                .chain(file.policy_dir.as_mut())
+                .chain(file.watermark_font.as_mut()),
         );
         validate(file)
     }
@@ -251,7 +255,7 @@ fn check_field(key: &str, v: &toml::Value) -> Option<String> {
         }
         "limits" => check::<LimitsFile>(key, v),
         "ca" | "cert" | "key" | "extra_ca" | "chromium" | "xvfb" | "work_dir" | "policy_dir"
-        | "cgroup_parent" => check::<PathBuf>(key, v),
+        | "cgroup_parent" | "watermark_font" => check::<PathBuf>(key, v),
         "downloads" => check::<bool>(key, v),
         "url_blocklist" | "url_allowlist" => check::<Vec<String>>(key, v),
         "max_sessions" | "max_width" | "max_height" => check::<u16>(key, v),
@@ -362,6 +366,14 @@ fn validate(f: ConfigFile) -> Result<AgentConfig, ConfigErrors> {
                 "policy_dir: {} is not where a browser reads managed policy (one of {}) / ブラウザが管理ポリシーを読む場所ではありません",
                 d.display(),
                 KNOWN_POLICY_DIRS.join(", ")
+            ));
+        }
+    }
+    if let Some(font) = &f.watermark_font {
+        if tsuitate_text::TextRenderer::load(Some(font)).is_none() {
+            err(format!(
+                "watermark_font: {} is not a font file that can be read (TTF, OTF or TTC) / フォントファイルを読めません",
+                font.display()
             ));
         }
     }
@@ -487,6 +499,7 @@ fn validate(f: ConfigFile) -> Result<AgentConfig, ConfigErrors> {
             proxy: f.proxy.clone(),
             proxy_bypass: f.proxy_bypass.clone(),
         },
+        watermark_font: f.watermark_font,
         browser: BrowserOptions {
             extra_ca: f.extra_ca,
             chromium,

@@ -15,6 +15,7 @@ pub mod frame;
 pub mod pipeline;
 pub mod session;
 pub mod size;
+pub mod watermark;
 pub mod x11;
 
 pub use browser::{BrowserError, BrowserOptions, BrowserSession, BrowserUser};

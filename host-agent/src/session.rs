@@ -12,6 +12,7 @@ use tokio::sync::mpsc;
 use tracing::Instrument;
 use tsuitate_protocol::{
     AgentSessionToGateway, GatewayToAgentSession, InputEvent, Limits, Message, Reason, VideoFrame,
+    Watermark,
 };
 use tsuitate_transport::{spawn_reader, ReadEnd, ReadItem};
 
@@ -21,6 +22,7 @@ use crate::encode::{EncoderSettings, OpenH264Encoder};
 use crate::frame::FrameSource;
 use crate::pipeline::Pipeline;
 use crate::size::clamp_size;
+use crate::watermark::{Painter, Watermarked};
 use crate::x11::{self, WindowSizer, X11Capture, X11Injector};
 
 /// Counters across all sessions (for `Stats`).
@@ -72,12 +74,13 @@ pub async fn serve(
     // A bounded channel: full → stop reading → QUIC flow control pushes back on the gateway.
     let mut incoming = spawn_reader::<GatewayToAgentSession>(recv, Limits::default(), 16);
     let first = tokio::time::timeout(Duration::from_secs(10), incoming.recv()).await;
-    let (session_id, width, height) = match first {
+    let (session_id, width, height, watermark) = match first {
         Ok(Some(Ok(GatewayToAgentSession::Open {
             session_id,
             width,
             height,
-        }))) => (session_id, width, height),
+            watermark,
+        }))) => (session_id, width, height, watermark),
         other => {
             let why = match other {
                 Err(_) => "no Open within 10 s".to_string(),
@@ -99,7 +102,8 @@ pub async fn serve(
     };
     let span = tracing::info_span!("session", session = session_id);
     async move {
-        let reason = match run(&mut send, &mut incoming, &config, &stats, width, height).await {
+        let size = (width, height);
+        let reason = match run(&mut send, &mut incoming, &config, &stats, size, watermark).await {
             Ok(reason) => reason,
             Err(e) => {
                 tracing::warn!(error = %e, "session failed");
@@ -142,9 +146,23 @@ fn start_blocking(
     config: &AgentConfig,
     width: u16,
     height: u16,
+    watermark: Option<Watermark>,
     video: mpsc::Sender<VideoFrame>,
 ) -> Result<Running, SessionError> {
     let b = |e: &dyn std::fmt::Display| SessionError::Browser(e.to_string());
+    // Checked before the browser starts: a session that must show a watermark never runs
+    // without one.
+    let painter = match watermark {
+        Some(spec) => {
+            let font = crate::watermark::font(config.watermark_font.as_deref()).ok_or_else(|| {
+                SessionError::Browser(
+                    "the gateway asks for a watermark and no font is installed (fonts-noto-cjk, or watermark_font)".into(),
+                )
+            })?;
+            Some(Painter::new(spec, font))
+        }
+        None => None,
+    };
     let browser = BrowserSession::start(&config.browser, width, height).map_err(|e| b(&e))?;
     let (width, height) = browser.size();
     let connect = || x11::connect(browser.display(), Duration::from_secs(5)).map_err(|e| b(&e));
@@ -161,8 +179,12 @@ fn start_blocking(
         screen_content: config.encoder == EncoderUsage::Screen,
     })
     .map_err(|e| b(&e))?;
-    let pipeline = Pipeline::start(Box::new(capture), Box::new(encoder), config.fps, video)
-        .map_err(|e| b(&e))?;
+    let source: Box<dyn FrameSource> = match painter {
+        Some(p) => Box::new(Watermarked::new(Box::new(capture), p)),
+        None => Box::new(capture),
+    };
+    let pipeline =
+        Pipeline::start(source, Box::new(encoder), config.fps, video).map_err(|e| b(&e))?;
     let (input, mut input_rx) = mpsc::channel::<Inject>(32);
     std::thread::Builder::new()
         .name("inject".into())
@@ -197,18 +219,19 @@ async fn run(
     incoming: &mut mpsc::Receiver<ReadItem<GatewayToAgentSession>>,
     config: &Arc<AgentConfig>,
     stats: &AgentStats,
-    width: u16,
-    height: u16,
+    (width, height): (u16, u16),
+    watermark: Option<Watermark>,
 ) -> Result<Option<Reason>, SessionError> {
     // Even sizes within the screen (docs/agent.md §Sizes); the gateway learns the real
     // size from Started.
     let (width, height) = clamp_size((width, height), config.browser.max_size);
     let (video_tx, mut video_rx) = mpsc::channel::<VideoFrame>(4);
     let cfg = Arc::clone(config);
-    let mut running =
-        tokio::task::spawn_blocking(move || start_blocking(&cfg, width, height, video_tx))
-            .await
-            .map_err(|e| SessionError::Browser(e.to_string()))??;
+    let mut running = tokio::task::spawn_blocking(move || {
+        start_blocking(&cfg, width, height, watermark, video_tx)
+    })
+    .await
+    .map_err(|e| SessionError::Browser(e.to_string()))??;
     let result = drive(send, incoming, &mut running, &mut video_rx, stats).await;
     let skipped = running
         .pipeline

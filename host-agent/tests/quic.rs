@@ -14,7 +14,7 @@ use tokio::sync::watch;
 use tsuitate_agent::config::AgentConfig;
 use tsuitate_protocol::{
     AgentSessionToGateway, AgentToGateway, GatewayToAgent, GatewayToAgentSession, Limits,
-    NalSanitizer, Reason, PROTOCOL_VERSION,
+    NalSanitizer, Reason, AGENT_PROTOCOL_VERSION,
 };
 use tsuitate_testkit::agent_gateway::AgentGateway;
 use tsuitate_testkit::pki::Pki;
@@ -98,18 +98,22 @@ async fn agent_serves_a_gateway() {
             version,
             agent_id,
             capacity,
+            browser,
+            policy,
         }) => {
             assert_eq!(
                 (version, agent_id.as_str(), capacity),
-                (PROTOCOL_VERSION, "agent-1", 1)
+                (AGENT_PROTOCOL_VERSION, "agent-1", 1)
             );
+            assert!(browser.starts_with("Chromium "), "browser {browser:?}");
+            assert_eq!(policy.len(), 64, "policy digest {policy:?}");
         }
         other => panic!("expected Hello, got {other:?}"),
     }
     send(
         &mut ctl_send,
         &GatewayToAgent::Welcome {
-            version: PROTOCOL_VERSION,
+            version: AGENT_PROTOCOL_VERSION,
         },
     )
     .await;
@@ -144,6 +148,7 @@ async fn agent_serves_a_gateway() {
             session_id: 1,
             width: 641,
             height: 480,
+            watermark: None,
         },
     )
     .await;
@@ -211,6 +216,7 @@ async fn agent_serves_a_gateway() {
             session_id: 2,
             width: 640,
             height: 480,
+            watermark: None,
         },
     )
     .await;
@@ -262,6 +268,7 @@ async fn agent_serves_a_gateway() {
             session_id: 3,
             width: 640,
             height: 480,
+            watermark: None,
         },
     )
     .await;

@@ -81,9 +81,11 @@ fn main() {
     ];
     let agent: Vec<Vec<u8>> = vec![
         AgentToGateway::Hello {
-            version: 1,
+            version: 2,
             agent_id: "agent-1".into(),
             capacity: 4,
+            browser: "Chromium 131.0.6778.85".into(),
+            policy: "0".repeat(64),
         }
         .to_bytes(),
         AgentToGateway::Capacity { free: 3 }.to_bytes(),
@@ -143,6 +145,13 @@ fn main() {
             session_id: 1,
             width: 1280,
             height: 720,
+            watermark: Some(tsuitate_protocol::Watermark {
+                text: "山田太郎 10.1.2.3".into(),
+                place: tsuitate_protocol::WatermarkPlace::BottomRight,
+                opacity: 40,
+                size_px: 16,
+                utc_offset_min: 540,
+            }),
         }
         .to_bytes(),
         GatewayToAgentSession::Input(events).to_bytes(),

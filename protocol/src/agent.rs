@@ -5,8 +5,9 @@
 
 use crate::codec::{put_str, Message, Reader};
 use crate::error::WireError;
+use crate::input::text_valid;
 use crate::input::{decode_batch, encode_batch, InputEvent};
-use crate::limits::{Limits, MAX_AGENT_ID_BYTES};
+use crate::limits::{Limits, MAX_AGENT_ID_BYTES, MAX_WATERMARK_BYTES};
 use crate::reason::Reason;
 use crate::video::VideoFrame;
 use crate::viewer::read_reason;
@@ -14,11 +15,15 @@ use crate::viewer::read_reason;
 /// Agent → gateway, control stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AgentToGateway {
-    /// First message: version, the agent's id (also in its certificate) and session capacity.
+    /// First message: version, the agent's id (also in its certificate), session capacity,
+    /// the browser's version (`chromium --version`, empty when unknown) and the SHA-256 (hex) of
+    /// the managed browser policy the agent installed and verified (empty when none).
     Hello {
         version: u16,
         agent_id: String,
         capacity: u16,
+        browser: String,
+        policy: String,
     },
     /// Free session slots changed.
     Capacity { free: u16 },
@@ -61,11 +66,13 @@ pub enum AgentSessionToGateway {
 /// Gateway → agent, session stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum GatewayToAgentSession {
-    /// First message on a session stream: start a browser at this size.
+    /// First message on a session stream: start a browser at this size, drawing `watermark`
+    /// into every picture when there is one.
     Open {
         session_id: u64,
         width: u16,
         height: u16,
+        watermark: Option<Watermark>,
     },
     /// Validated, rate-limited, re-encoded viewer input.
     Input(Vec<InputEvent>),
@@ -77,9 +84,158 @@ pub enum GatewayToAgentSession {
     Close { reason: Reason },
 }
 
+/// Where the agent draws the watermark.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum WatermarkPlace {
+    /// Top-left corner.
+    TopLeft,
+    /// Top-right corner.
+    TopRight,
+    /// Bottom-left corner.
+    BottomLeft,
+    /// Bottom-right corner.
+    BottomRight,
+    /// The middle of the picture.
+    Center,
+    /// Repeated over the whole picture (a photo of any part of the screen shows it).
+    Tiled,
+}
+
+impl WatermarkPlace {
+    /// Every place, in wire order.
+    pub const ALL: [WatermarkPlace; 6] = [
+        Self::TopLeft,
+        Self::TopRight,
+        Self::BottomLeft,
+        Self::BottomRight,
+        Self::Center,
+        Self::Tiled,
+    ];
+
+    /// The configuration name (`bottom-right`, …).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::TopLeft => "top-left",
+            Self::TopRight => "top-right",
+            Self::BottomLeft => "bottom-left",
+            Self::BottomRight => "bottom-right",
+            Self::Center => "center",
+            Self::Tiled => "tiled",
+        }
+    }
+
+    /// The place a configuration name stands for.
+    pub fn from_name(name: &str) -> Option<WatermarkPlace> {
+        Self::ALL.into_iter().find(|p| p.name() == name)
+    }
+
+    fn to_u8(self) -> u8 {
+        Self::ALL.iter().position(|p| *p == self).unwrap_or(0) as u8
+    }
+}
+
+/// Smallest and largest watermark text size in pixels.
+pub const WATERMARK_SIZE_PX: std::ops::RangeInclusive<u8> = 8..=64;
+/// Largest distance of a time zone from UTC in minutes (UTC−12:00 … UTC+14:00).
+pub const WATERMARK_UTC_OFFSET_MIN: std::ops::RangeInclusive<i16> = -720..=840;
+
+/// What the agent draws into every picture of one session so that a photo of the screen can be
+/// traced (docs/protocol.md §5.2): `text` (the gateway writes the user and the viewer's address
+/// into it) followed by the agent's current date and time at `utc_offset_min`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Watermark {
+    /// At most [`MAX_WATERMARK_BYTES`], no control characters.
+    pub text: String,
+    /// Where.
+    pub place: WatermarkPlace,
+    /// Opacity in percent, 1–100.
+    pub opacity: u8,
+    /// Text height in pixels, [`WATERMARK_SIZE_PX`].
+    pub size_px: u8,
+    /// The time zone of the time drawn, minutes east of UTC ([`WATERMARK_UTC_OFFSET_MIN`]).
+    pub utc_offset_min: i16,
+}
+
+impl Watermark {
+    fn encode(w: Option<&Watermark>, out: &mut Vec<u8>) {
+        let Some(w) = w else {
+            out.push(0);
+            return;
+        };
+        out.push(1);
+        put_str(out, &w.text);
+        out.push(w.place.to_u8());
+        out.push(w.opacity);
+        out.push(w.size_px);
+        out.extend_from_slice(&w.utc_offset_min.to_be_bytes());
+    }
+
+    fn decode(r: &mut Reader<'_>) -> Result<Option<Watermark>, WireError> {
+        if !r.bool("watermark")? {
+            return Ok(None);
+        }
+        let text = r.str("watermark_text", MAX_WATERMARK_BYTES)?;
+        if !text_valid(text) {
+            return Err(WireError::InvalidValue {
+                field: "watermark_text",
+                value: 0,
+            });
+        }
+        let place = r.u8("watermark_place")?;
+        let place = WatermarkPlace::ALL.get(usize::from(place)).copied().ok_or(
+            WireError::InvalidValue {
+                field: "watermark_place",
+                value: place.into(),
+            },
+        )?;
+        let opacity = r.u8("watermark_opacity")?;
+        if !(1..=100).contains(&opacity) {
+            return Err(WireError::InvalidValue {
+                field: "watermark_opacity",
+                value: opacity.into(),
+            });
+        }
+        let size_px = r.u8("watermark_size")?;
+        if !WATERMARK_SIZE_PX.contains(&size_px) {
+            return Err(WireError::InvalidValue {
+                field: "watermark_size",
+                value: size_px.into(),
+            });
+        }
+        let utc_offset_min = r.i16("watermark_utc_offset")?;
+        if !WATERMARK_UTC_OFFSET_MIN.contains(&utc_offset_min) {
+            return Err(WireError::InvalidValue {
+                field: "watermark_utc_offset",
+                value: utc_offset_min.unsigned_abs().into(),
+            });
+        }
+        Ok(Some(Watermark {
+            text: text.to_owned(),
+            place,
+            opacity,
+            size_px,
+            utc_offset_min,
+        }))
+    }
+}
+
 fn put_dims(out: &mut Vec<u8>, width: u16, height: u16) {
     out.extend_from_slice(&width.to_be_bytes());
     out.extend_from_slice(&height.to_be_bytes());
+}
+
+/// A text field shown to admins (≤ 64 bytes, no control characters), empty when the payload
+/// ends before it.
+fn optional_text(r: &mut Reader<'_>, field: &'static str) -> Result<String, WireError> {
+    if r.remaining() == 0 {
+        return Ok(String::new());
+    }
+    let s = r.str(field, MAX_AGENT_ID_BYTES)?;
+    if text_valid(s) {
+        Ok(s.to_owned())
+    } else {
+        Err(WireError::InvalidValue { field, value: 0 })
+    }
 }
 
 impl Message for AgentToGateway {
@@ -100,10 +256,14 @@ impl Message for AgentToGateway {
                 version,
                 agent_id,
                 capacity,
+                browser,
+                policy,
             } => {
                 out.extend_from_slice(&version.to_be_bytes());
                 put_str(out, agent_id);
                 out.extend_from_slice(&capacity.to_be_bytes());
+                put_str(out, browser);
+                put_str(out, policy);
             }
             Self::Capacity { free } => out.extend_from_slice(&free.to_be_bytes()),
             Self::Pong {
@@ -132,6 +292,10 @@ impl Message for AgentToGateway {
                 version: r.u16("version")?,
                 agent_id: r.str("agent_id", MAX_AGENT_ID_BYTES)?.to_owned(),
                 capacity: r.u16("capacity")?,
+                // Absent in a version 1 `Hello`: decoded as empty, so that the gateway can
+                // answer an old agent with `VersionMismatch` instead of a malformed message.
+                browser: optional_text(r, "browser")?,
+                policy: optional_text(r, "policy")?,
             },
             0x31 => Self::Capacity {
                 free: r.u16("free")?,
@@ -245,9 +409,11 @@ impl Message for GatewayToAgentSession {
                 session_id,
                 width,
                 height,
+                watermark,
             } => {
                 out.extend_from_slice(&session_id.to_be_bytes());
                 put_dims(out, *width, *height);
+                Watermark::encode(watermark.as_ref(), out);
             }
             Self::Input(events) => encode_batch(events, out),
             Self::KeyframeRequest => {}
@@ -264,6 +430,7 @@ impl Message for GatewayToAgentSession {
                     session_id,
                     width,
                     height,
+                    watermark: Watermark::decode(r)?,
                 }
             }
             0x61 => Self::Input(decode_batch(r, limits)?),
@@ -277,5 +444,101 @@ impl Message for GatewayToAgentSession {
             },
             other => return Err(WireError::UnexpectedKind(other)),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn open(w: Watermark) -> Vec<u8> {
+        GatewayToAgentSession::Open {
+            session_id: 7,
+            width: 1280,
+            height: 720,
+            watermark: Some(w),
+        }
+        .to_bytes()
+    }
+
+    fn sample() -> Watermark {
+        Watermark {
+            text: "山田 192.0.2.10".into(),
+            place: WatermarkPlace::BottomRight,
+            opacity: 40,
+            size_px: 16,
+            utc_offset_min: 540,
+        }
+    }
+
+    fn refused(bytes: &[u8]) -> WireError {
+        GatewayToAgentSession::decode(bytes, &Limits::default()).expect_err("must be refused")
+    }
+
+    #[test]
+    fn a_watermark_outside_its_ranges_is_refused() {
+        let ok = open(sample());
+        assert!(GatewayToAgentSession::decode(&ok, &Limits::default()).is_ok());
+        for (w, field) in [
+            (
+                Watermark {
+                    text: "a\u{7}b".into(),
+                    ..sample()
+                },
+                "watermark_text",
+            ),
+            (
+                Watermark {
+                    opacity: 0,
+                    ..sample()
+                },
+                "watermark_opacity",
+            ),
+            (
+                Watermark {
+                    opacity: 101,
+                    ..sample()
+                },
+                "watermark_opacity",
+            ),
+            (
+                Watermark {
+                    size_px: 7,
+                    ..sample()
+                },
+                "watermark_size",
+            ),
+            (
+                Watermark {
+                    utc_offset_min: 841,
+                    ..sample()
+                },
+                "watermark_utc_offset",
+            ),
+        ] {
+            match refused(&open(w)) {
+                WireError::InvalidValue { field: f, .. } => assert_eq!(f, field),
+                other => panic!("{field}: {other:?}"),
+            }
+        }
+        // The place byte follows the text: 5 (header) + 8 + 4 + 1 (flag) + 1 + text.
+        let mut bad = ok.clone();
+        let at = 5 + 8 + 4 + 1 + 1 + sample().text.len();
+        bad[at] = 6;
+        assert!(matches!(
+            refused(&bad),
+            WireError::InvalidValue {
+                field: "watermark_place",
+                value: 6
+            }
+        ));
+    }
+
+    #[test]
+    fn place_names_round_trip() {
+        for p in WatermarkPlace::ALL {
+            assert_eq!(WatermarkPlace::from_name(p.name()), Some(p));
+        }
+        assert_eq!(WatermarkPlace::from_name("middle"), None);
     }
 }

@@ -27,7 +27,10 @@ mod reason;
 mod video;
 mod viewer;
 
-pub use agent::{AgentSessionToGateway, AgentToGateway, GatewayToAgent, GatewayToAgentSession};
+pub use agent::{
+    AgentSessionToGateway, AgentToGateway, GatewayToAgent, GatewayToAgentSession, Watermark,
+    WatermarkPlace, WATERMARK_SIZE_PX, WATERMARK_UTC_OFFSET_MIN,
+};
 pub use clock::ClockEstimator;
 pub use codec::{frame_len, put_str, Message, Reader, FRAME_HEADER_BYTES};
 pub use error::WireError;
@@ -40,8 +43,14 @@ pub use reason::Reason;
 pub use video::{VideoFrame, VideoHeader};
 pub use viewer::{GatewayToViewer, LoginStatus, TimeoutKind, ViewerToGateway};
 
-/// The protocol version carried in every `Hello`/`Welcome` (docs/protocol.md §1).
+/// The protocol version carried in the viewer's `Hello` and the gateway's `Welcome` to it
+/// (docs/protocol.md §1).
 pub const PROTOCOL_VERSION: u16 = 1;
+
+/// The version of the agent link (agent `Hello`, gateway `Welcome` to it; docs/protocol.md §1).
+/// 2: `Hello` reports the browser version and policy, `Open` carries the watermark. Agents and
+/// gateways are upgraded together; viewers are not affected.
+pub const AGENT_PROTOCOL_VERSION: u16 = 2;
 
 /// The QUIC ALPN identifier (docs/protocol.md §1). Both listeners accept only this.
 pub const ALPN: &[u8] = b"tsuitate/1";

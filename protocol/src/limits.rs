@@ -30,6 +30,8 @@ pub const MAX_USER_BYTES: usize = 64;
 pub const MAX_PASSWORD_BYTES: usize = 256;
 /// Largest agent id in bytes.
 pub const MAX_AGENT_ID_BYTES: usize = 64;
+/// Longest watermark text the gateway sends an agent (UTF-8 bytes).
+pub const MAX_WATERMARK_BYTES: usize = 128;
 /// Largest wheel delta (in notches) per event, either sign.
 pub const MAX_WHEEL_DELTA: i16 = 120;
 /// Bytes of the video header that precede the access unit.

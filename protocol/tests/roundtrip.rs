@@ -157,13 +157,22 @@ fn gateway_to_viewer() -> impl Strategy<Value = GatewayToViewer> {
 
 fn agent_to_gateway() -> impl Strategy<Value = AgentToGateway> {
     prop_oneof![
-        (any::<u16>(), short_string(16), any::<u16>()).prop_map(|(version, agent_id, capacity)| {
-            AgentToGateway::Hello {
-                version,
-                agent_id,
-                capacity,
-            }
-        }),
+        (
+            any::<u16>(),
+            short_string(16),
+            any::<u16>(),
+            short_string(20),
+            short_string(20)
+        )
+            .prop_map(|(version, agent_id, capacity, browser, policy)| {
+                AgentToGateway::Hello {
+                    version,
+                    agent_id,
+                    capacity,
+                    browser,
+                    policy,
+                }
+            }),
         any::<u16>().prop_map(|free| AgentToGateway::Capacity { free }),
         (any::<u64>(), any::<u64>(), any::<u64>()).prop_map(|(nonce, gateway_us, agent_us)| {
             AgentToGateway::Pong {
@@ -199,15 +208,35 @@ fn agent_session() -> impl Strategy<Value = AgentSessionToGateway> {
     ]
 }
 
+fn watermark() -> impl Strategy<Value = Watermark> {
+    (
+        short_string(40),
+        proptest::sample::select(WatermarkPlace::ALL.to_vec()),
+        1u8..=100,
+        WATERMARK_SIZE_PX,
+        WATERMARK_UTC_OFFSET_MIN,
+    )
+        .prop_map(
+            |(text, place, opacity, size_px, utc_offset_min)| Watermark {
+                text,
+                place,
+                opacity,
+                size_px,
+                utc_offset_min,
+            },
+        )
+}
+
 fn gateway_session() -> impl Strategy<Value = GatewayToAgentSession> {
     prop_oneof![
-        (any::<u64>(), dims()).prop_map(|(session_id, (width, height))| {
-            GatewayToAgentSession::Open {
+        (any::<u64>(), dims(), proptest::option::of(watermark())).prop_map(
+            |(session_id, (width, height), watermark)| GatewayToAgentSession::Open {
                 session_id,
                 width,
                 height,
+                watermark,
             }
-        }),
+        ),
         events().prop_map(GatewayToAgentSession::Input),
         Just(GatewayToAgentSession::KeyframeRequest),
         dims().prop_map(|(width, height)| GatewayToAgentSession::Resize { width, height }),

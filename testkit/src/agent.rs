@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use quinn::{RecvStream, SendStream};
 use tsuitate_protocol::{
     AgentSessionToGateway, AgentToGateway, GatewayToAgent, GatewayToAgentSession, Message, Reason,
-    VideoFrame, VideoHeader, PROTOCOL_VERSION,
+    VideoFrame, VideoHeader, Watermark, AGENT_PROTOCOL_VERSION,
 };
 use tsuitate_transport::Tuning;
 
@@ -49,6 +49,8 @@ pub struct AgentStats {
     pub closes: Mutex<Vec<Reason>>,
     pub byes: Mutex<Vec<Reason>>,
     pub open_sizes: Mutex<Vec<(u16, u16)>>,
+    /// The watermark each `Open` asked for.
+    pub watermarks: Mutex<Vec<Option<Watermark>>>,
 }
 
 /// Options.
@@ -58,6 +60,9 @@ pub struct AgentOptions {
     /// The id sent in `Hello` (normally the same as `id`).
     pub hello_id: String,
     pub capacity: u16,
+    /// What `Hello` reports as the browser version and policy digest.
+    pub browser: String,
+    pub policy: String,
     pub fps: u32,
     pub behaviour: Behaviour,
     pub hostile_after: u64,
@@ -76,6 +81,8 @@ impl AgentOptions {
             id: id.into(),
             hello_id: id.into(),
             capacity: 4,
+            browser: "Chromium 131.0.6778.85".into(),
+            policy: "5e".repeat(32),
             fps: 30,
             behaviour: Behaviour::Normal,
             hostile_after: 5,
@@ -129,9 +136,11 @@ pub async fn connect(
         .map_err(|e| e.to_string())?;
     let (mut send, recv) = conn.open_bi().await.map_err(|e| e.to_string())?;
     let hello = AgentToGateway::Hello {
-        version: PROTOCOL_VERSION,
+        version: AGENT_PROTOCOL_VERSION,
         agent_id: opts.hello_id.clone(),
         capacity: opts.capacity,
+        browser: opts.browser.clone(),
+        policy: opts.policy.clone(),
     };
     tsuitate_transport::write(&mut send, &hello)
         .await
@@ -188,10 +197,17 @@ async fn session(
     stats: Arc<AgentStats>,
 ) {
     let mut rx = Reader::<GatewayToAgentSession>::new(recv);
-    let Some(GatewayToAgentSession::Open { width, height, .. }) = rx.next().await else {
+    let Some(GatewayToAgentSession::Open {
+        width,
+        height,
+        watermark,
+        ..
+    }) = rx.next().await
+    else {
         return;
     };
     stats.sessions_opened.fetch_add(1, Relaxed);
+    stats.watermarks.lock().unwrap().push(watermark);
     stats.open_sizes.lock().unwrap().push((width, height));
     let size = match opts.handoff {
         Some(_) => (width, height),

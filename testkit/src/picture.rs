@@ -12,20 +12,14 @@ pub struct Picture {
 }
 
 impl Picture {
-    /// Decode a PNG file (RGB or RGBA); panics with the path on any error.
+    /// Decode a PNG file (any colour type); panics with the path on any error.
     pub fn load(path: &Path) -> Picture {
-        let file = std::fs::File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        let decoder = png::Decoder::new(std::io::BufReader::new(file));
-        let mut reader = decoder.read_info().expect("png header");
-        let mut buf = vec![0; reader.output_buffer_size()];
-        let info = reader.next_frame(&mut buf).expect("png frame");
-        let channels = info.color_type.samples();
+        let img = image::open(path)
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+            .into_rgb8();
         Picture {
-            px: buf[..info.buffer_size()]
-                .chunks_exact(channels)
-                .map(|p| [p[0], p[1], p[2]])
-                .collect(),
-            width: info.width as usize,
+            width: img.width() as usize,
+            px: img.pixels().map(|p| p.0).collect(),
         }
     }
 

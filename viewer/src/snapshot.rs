@@ -1,6 +1,5 @@
 //! PNG snapshots of decoded frames (headless mode only: the window stores nothing on disk).
 
-use std::io::BufWriter;
 use std::path::Path;
 
 use thiserror::Error;
@@ -10,31 +9,38 @@ use crate::decode::DecodedFrame;
 /// Why a snapshot could not be written.
 #[derive(Debug, Error)]
 pub enum SnapshotError {
-    /// File system.
+    /// The frame's pixels do not fill its size (never for a decoded frame).
+    #[error("frame of {width}x{height} has {len} bytes of RGB")]
+    Size {
+        /// Width.
+        width: u32,
+        /// Height.
+        height: u32,
+        /// Bytes held.
+        len: usize,
+    },
+    /// File system or PNG encoding.
     #[error("cannot write {path}: {source}")]
-    Io {
+    Write {
         /// The file.
         path: String,
         /// The cause.
-        source: std::io::Error,
+        source: image::ImageError,
     },
-    /// PNG encoding.
-    #[error("PNG encoding failed: {0}")]
-    Png(#[from] png::EncodingError),
 }
 
 /// Write `frame` as an RGB PNG.
 pub fn write_png(frame: &DecodedFrame, path: &Path) -> Result<(), SnapshotError> {
-    let io = |source| SnapshotError::Io {
-        path: path.display().to_string(),
-        source,
-    };
-    let file = std::fs::File::create(path).map_err(io)?;
-    let mut enc = png::Encoder::new(BufWriter::new(file), frame.width, frame.height);
-    enc.set_color(png::ColorType::Rgb);
-    enc.set_depth(png::BitDepth::Eight);
-    let mut w = enc.write_header()?;
-    w.write_image_data(&frame.rgb)?;
-    w.finish()?;
-    Ok(())
+    let img = image::RgbImage::from_raw(frame.width, frame.height, frame.rgb.clone()).ok_or(
+        SnapshotError::Size {
+            width: frame.width,
+            height: frame.height,
+            len: frame.rgb.len(),
+        },
+    )?;
+    img.save_with_format(path, image::ImageFormat::Png)
+        .map_err(|source| SnapshotError::Write {
+            path: path.display().to_string(),
+            source,
+        })
 }

@@ -70,13 +70,10 @@ fn rand_suffix() -> u64 {
 }
 
 fn read_png(path: &Path) -> (u32, u32, Vec<u8>) {
-    let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(path).unwrap()));
-    let mut reader = decoder.read_info().unwrap();
-    let mut buf = vec![0; reader.output_buffer_size()];
-    let info = reader.next_frame(&mut buf).unwrap();
-    assert_eq!(info.color_type, png::ColorType::Rgb);
-    buf.truncate(info.buffer_size());
-    (info.width, info.height, buf)
+    let img = image::open(path).unwrap();
+    assert_eq!(img.color(), image::ColorType::Rgb8);
+    let rgb = img.into_rgb8();
+    (rgb.width(), rgb.height(), rgb.into_raw())
 }
 
 #[test]

@@ -12,7 +12,9 @@ use quinn::SendStream;
 use tokio::sync::mpsc;
 use tokio::time::{sleep_until, timeout, Instant};
 use tracing::Instrument;
-use tsuitate_protocol::{AgentSessionToGateway, ClockEstimator, GatewayToAgentSession, Reason};
+use tsuitate_protocol::{
+    AgentSessionToGateway, ClockEstimator, GatewayToAgentSession, Reason, Watermark,
+};
 use tsuitate_transport::{close as close_with, spawn_reader, ReadEnd, ReadItem};
 
 use self::core::{End, Event, SessionCore, SessionInit};
@@ -43,11 +45,17 @@ pub(crate) async fn open(
     state: &Arc<State>,
     session_id: u64,
     agent: &str,
-    width: u16,
-    height: u16,
+    (width, height): (u16, u16),
+    watermark: Option<Watermark>,
 ) -> Result<Opened, GatewayError> {
     let limit = state.cfg.session.start_timeout;
-    match timeout(limit, open_stream(state, session_id, agent, width, height)).await {
+    let open = GatewayToAgentSession::Open {
+        session_id,
+        width,
+        height,
+        watermark,
+    };
+    match timeout(limit, open_stream(state, agent, open)).await {
         Ok(r) => r,
         Err(_) => Err(GatewayError::Internal(
             "agent did not start the browser in time".into(),
@@ -57,10 +65,8 @@ pub(crate) async fn open(
 
 async fn open_stream(
     state: &Arc<State>,
-    session_id: u64,
     agent: &str,
-    width: u16,
-    height: u16,
+    open: GatewayToAgentSession,
 ) -> Result<Opened, GatewayError> {
     let link = state.hub().agents.get(agent).cloned();
     let link = link.ok_or_else(|| GatewayError::Internal("agent disconnected".into()))?;
@@ -69,11 +75,6 @@ async fn open_stream(
         .open_bi()
         .await
         .map_err(|e| GatewayError::Connection(Side::Agent, e))?;
-    let open = GatewayToAgentSession::Open {
-        session_id,
-        width,
-        height,
-    };
     write_msg(&mut send, &open, Side::Agent).await?;
     let mut rx = spawn_reader::<AgentSessionToGateway>(recv, state.limits.clone(), 4);
     let Some(first) = rx.recv().await else {

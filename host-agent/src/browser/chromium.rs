@@ -7,6 +7,47 @@ use std::path::{Path, PathBuf};
 
 use super::xvfb::DisplayAccess;
 
+/// The browser's version as `chromium --version` prints it, without the build note
+/// ("Chromium 131.0.6778.85"), at most 64 bytes; empty when it cannot be run within 10 s.
+/// Reported to the gateway for `admin agents` and the self-check.
+pub async fn version(chromium: &Path) -> String {
+    let run = tokio::process::Command::new(chromium)
+        .arg("--version")
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    match tokio::time::timeout(std::time::Duration::from_secs(10), run).await {
+        Ok(Ok(out)) if out.status.success() => version_line(&String::from_utf8_lossy(&out.stdout)),
+        Ok(Ok(out)) => {
+            tracing::warn!(status = %out.status, "chromium --version failed");
+            String::new()
+        }
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "chromium --version could not run");
+            String::new()
+        }
+        Err(_) => {
+            tracing::warn!("chromium --version did not answer in 10 s");
+            String::new()
+        }
+    }
+}
+
+/// The first line of `--version` output, cut before " built on", printable, ≤ 64 bytes.
+fn version_line(out: &str) -> String {
+    let line = out.lines().next().unwrap_or("").trim();
+    let line = line.split(" built on").next().unwrap_or(line);
+    let mut v = String::new();
+    for c in line.chars().filter(|c| !c.is_control()) {
+        if v.len() + c.len_utf8() > 64 {
+            break;
+        }
+        v.push(c);
+    }
+    v
+}
+
 /// What Chromium is started with.
 #[derive(Debug, Clone)]
 pub struct ChromiumLaunch<'a> {
@@ -193,6 +234,20 @@ impl SessionPaths {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_version_line_drops_the_build_note_and_control_characters() {
+        assert_eq!(
+            version_line("Chromium 156.0.8078.108 built on Debian GNU/Linux 12 (bookworm)\n"),
+            "Chromium 156.0.8078.108"
+        );
+        assert_eq!(
+            version_line("Google Chrome 131.0\u{1b}[0m\n"),
+            "Google Chrome 131.0[0m"
+        );
+        assert_eq!(version_line(""), "");
+        assert_eq!(version_line(&"あ".repeat(40)).len(), 63);
+    }
 
     #[test]
     fn never_disables_the_sandbox() {

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-pub use chromium::{preferences_json, ChromiumLaunch, SessionPaths};
+pub use chromium::{preferences_json, version as chromium_version, ChromiumLaunch, SessionPaths};
 pub use nssdb::{read_bundle, CERTUTIL};
 pub use process::{session_processes, GroupChild};
 pub use user::{running_as_root, BrowserUser, UserError};

@@ -148,6 +148,17 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> PolicyError + '_ {
     }
 }
 
+/// SHA-256 (hex) of the installed policy file, as the agent reports it to the gateway (the
+/// self-check compares the agents' reports).
+pub fn file_sha256(file: &Path) -> Result<String, PolicyError> {
+    use sha2::{Digest, Sha256};
+    let bytes = fs::read(file).map_err(io(file))?;
+    Ok(Sha256::digest(&bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
+}
+
 /// Folders a browser reads mandatory policy from: Debian's Chromium and Google Chrome. The
 /// policy is only worth writing where the configured browser reads it.
 pub const KNOWN_POLICY_DIRS: [&str; 2] = [DEFAULT_POLICY_DIR, "/etc/opt/chrome/policies/managed"];
@@ -289,6 +300,9 @@ mod tests {
         // The temp folder is root's (the tests run as root in CI) but /tmp is world-writable
         // with the sticky bit, which is accepted.
         let (file, written) = install(&o, true).unwrap_or_else(|e| panic!("{e}"));
+        let digest = file_sha256(&file).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(digest.len(), 64);
+        assert!(digest.chars().all(|c| c.is_ascii_hexdigit()));
         assert!(written);
         let mode = fs::metadata(&file).map(|m| m.mode() & 0o777).unwrap_or(0);
         assert_eq!(mode, 0o644);

@@ -1,7 +1,7 @@
 //! The F12 overlay: latency p50/p95, fps, bitrate, dropped frames, and status text.
 
 use crate::report::Stats;
-use crate::window::text::{shade, TextRenderer};
+use crate::window::text::{draw as draw_text, shade, TextRenderer};
 
 /// Overlay text size in px.
 const SIZE: f32 = 15.0;
@@ -38,7 +38,7 @@ pub fn draw(text: &TextRenderer, dst: &mut [u32], dw: u32, dh: u32, lines: &[Str
     shade(dst, dw, 4, 4, width, height);
     for (i, line) in lines.iter().enumerate() {
         let y = 10.0 + lh * i as f32;
-        text.draw(dst, dw, dh, 12.0, y, SIZE, line, 0x00ff_ffff);
+        draw_text(text, dst, dw, dh, 12.0, y, SIZE, line, 0x00ff_ffff);
     }
 }
 
@@ -49,7 +49,17 @@ pub fn draw_banner(text: &TextRenderer, dst: &mut [u32], dw: u32, dh: u32, msg: 
     let w = (text.measure(msg, size).ceil() as u32 + 24).min(dw);
     let x = dw.saturating_sub(w) / 2;
     shade(dst, dw, x, 8, w, lh as u32 + 16);
-    text.draw(dst, dw, dh, x as f32 + 12.0, 16.0, size, msg, 0x00ff_e080);
+    draw_text(
+        text,
+        dst,
+        dw,
+        dh,
+        x as f32 + 12.0,
+        16.0,
+        size,
+        msg,
+        0x00ff_e080,
+    );
 }
 
 /// Draw a centred message (status or error) over a dark background.
@@ -64,6 +74,6 @@ pub fn draw_message(text: Option<&TextRenderer>, dst: &mut [u32], dw: u32, dh: u
         let w = text.measure(line, size);
         let x = ((dw as f32 - w) / 2.0).max(8.0);
         let y = (dh as f32 - total) / 2.0 + lh * i as f32;
-        text.draw(dst, dw, dh, x, y, size, line, 0x00f0_f0f0);
+        draw_text(text, dst, dw, dh, x, y, size, line, 0x00f0_f0f0);
     }
 }
