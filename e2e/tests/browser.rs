@@ -209,4 +209,12 @@ fn the_watermark_is_drawn_where_configured() {
         bottom_left < 20,
         "nothing drawn in the bottom-left corner: {bottom_left} dark pixels"
     );
+
+    // The real agent reported its real browser and policy: `admin agents` shows them.
+    let (code, out, err) = stack.admin(&["agents"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("agent-1: 0/") && out.contains(", Chromium ") && out.contains(", policy "),
+        "{out}"
+    );
 }

@@ -357,3 +357,48 @@ fn the_page_warns_before_the_idle_timeout_and_input_clears_the_warning() {
         "the session did not end: input reset the idle timer"
     );
 }
+
+#[test]
+fn an_emergency_stop_tells_the_page_why_and_logins_wait_for_resume() {
+    let page = TestPage::start();
+    let stack = Stack::start(Some(&page.url), "");
+    let web = WebViewer::start(&stack, "");
+    let mut b = Browser::launch("ja", 1024, 700);
+    login(&mut b, &web.url, USER, PASSWORD);
+    wait_playing(&mut b);
+
+    let (code, out, err) = stack.admin(&["emergency-stop"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        b.wait_true(
+            "document.getElementById('status').classList.contains('end')",
+            Duration::from_secs(10)
+        ),
+        "the page shows that the session ended"
+    );
+    let shown = b.eval("document.getElementById('status').textContent");
+    assert!(
+        shown.as_str().unwrap_or("").contains("緊急停止"),
+        "the page says why: {shown}"
+    );
+    let shots = stack.path("shots");
+    std::fs::create_dir_all(&shots).expect("shots dir");
+    b.screenshot(&shots.join("emergency-stop-viewer.png"));
+
+    // A new login is refused with the same reason until an admin resumes.
+    login(&mut b, &web.url, USER, PASSWORD);
+    let name = b.eval("document.getElementById('notice').dataset.name");
+    assert_eq!(name, "EmergencyStop", "{}", web.log());
+    let notice = b.eval("document.getElementById('notice').textContent");
+    assert!(
+        notice.as_str().unwrap_or("").contains("緊急停止"),
+        "{notice}"
+    );
+    b.screenshot(&shots.join("emergency-stop-login.png"));
+    keep_shots(&shots);
+
+    let (code, out, err) = stack.admin(&["resume"]);
+    assert_eq!(code, 0, "{out}{err}");
+    login(&mut b, &web.url, USER, PASSWORD);
+    wait_playing(&mut b);
+}

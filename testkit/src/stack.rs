@@ -151,6 +151,14 @@ impl Stack {
             "tsuitate-gateway ca issue-agent",
         );
         add_user(&gw, &d.join("users.toml"));
+        // An admin token for `Stack::admin` (the file holds only its hash).
+        let token = Command::new(&gw)
+            .args(["admin", "token-add", "--name", "e2e", "--tokens"])
+            .arg(d.join("admin-tokens.toml"))
+            .output()
+            .expect("tsuitate-gateway admin token-add");
+        assert!(token.status.success(), "admin token-add failed");
+        std::fs::write(d.join("admin-token"), &token.stdout).expect("admin token file");
         // Every listener on port 0: the gateway reports the addresses it got in --ready-file,
         // so no test races another for a "free" port.
         let any = "127.0.0.1:0";
@@ -160,6 +168,7 @@ impl Stack {
             ("admin_listen", s(any)),
             ("users_file", s("users.toml")),
             ("audit_log", s("audit.jsonl")),
+            ("admin_tokens_file", s("admin-tokens.toml")),
             (
                 "tls",
                 toml::Value::Table(table([
@@ -361,6 +370,22 @@ impl Stack {
             name,
             password,
         );
+    }
+
+    /// `tsuitate-gateway admin ARGS` against this stack's gateway with its admin token:
+    /// (exit code, stdout, stderr).
+    pub fn admin(&self, args: &[&str]) -> (i32, String, String) {
+        let out = Command::new(bin("tsuitate-gateway"))
+            .args(["admin", "--addr", &self.admin_addr, "--token-file"])
+            .arg(self.path("admin-token"))
+            .args(args)
+            .output()
+            .expect("tsuitate-gateway admin");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
     }
 
     /// Keep the working directory (logs, reports, snapshots) when the stack stops.
