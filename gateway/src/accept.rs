@@ -32,8 +32,10 @@ impl IpLimiter {
         })
     }
 
-    /// A slot for `ip`, or `None` when it already has `max` connections.
+    /// A slot for `ip` (an IPv6 address counts by its /64), or `None` when it already has
+    /// `max` connections.
     pub fn acquire(self: &Arc<Self>, ip: IpAddr) -> Option<IpSlot> {
+        let ip = crate::lockout::address_key(ip);
         let mut live = lock(&self.live);
         let n = live.entry(ip).or_default();
         if *n >= self.max {

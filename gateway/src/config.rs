@@ -122,6 +122,9 @@ pub struct InputConfig {
     pub keys_per_s: u32,
     /// Committed-text characters per second.
     pub text_chars_per_s: u32,
+    /// Wheel notches per second (one wheel event may carry up to 120 in each direction; each
+    /// notch is a button click injected on the agent host).
+    pub wheel_notches_per_s: u32,
     /// Bucket depth as seconds of rate.
     pub burst_s: u32,
     /// Dropped events tolerated before the viewer is cut off.
@@ -134,6 +137,7 @@ impl Default for InputConfig {
             events_per_s: 1000,
             keys_per_s: 50,
             text_chars_per_s: 200,
+            wheel_notches_per_s: 100,
             burst_s: 2,
             violation_budget: 1000,
         }
@@ -546,6 +550,10 @@ impl Config {
         need(
             i.text_chars_per_s >= 1,
             "input.text_chars_per_s must be >= 1",
+        );
+        need(
+            i.wheel_notches_per_s >= 1,
+            "input.wheel_notches_per_s must be >= 1",
         );
         need(i.burst_s >= 1, "input.burst_s must be >= 1");
         let k = &self.lockout;

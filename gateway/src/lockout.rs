@@ -85,6 +85,22 @@ impl<K: Hash + Eq + Clone> Table<K> {
     }
 }
 
+/// The key an address is counted under (failed logins, connections per address): an IPv4
+/// address as it is (also when it arrives IPv4-mapped), an IPv6 address by its /64 prefix —
+/// one host usually holds a whole /64 and could otherwise rotate through 2^64 addresses.
+pub fn address_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let prefix = u128::from(v6) & !((1u128 << 64) - 1);
+                IpAddr::V6(std::net::Ipv6Addr::from(prefix))
+            }
+        },
+    }
+}
+
 /// Lockout state for the viewer listener.
 #[derive(Debug)]
 pub struct Lockout {
@@ -108,7 +124,7 @@ impl Lockout {
     /// `Some(retry_after)` if either the user or the address is locked now.
     pub fn locked(&self, now: Instant, user: &str, ip: IpAddr) -> Option<Duration> {
         let u = self.users.locked(now, &user.to_owned());
-        let a = self.addrs.locked(now, &ip);
+        let a = self.addrs.locked(now, &address_key(ip));
         u.max(a)
     }
 
@@ -116,7 +132,8 @@ impl Lockout {
     pub fn fail(&mut self, now: Instant, user: &str, ip: IpAddr) {
         self.users
             .fail(now, &user.to_owned(), self.window, self.lockout);
-        self.addrs.fail(now, &ip, self.window, self.lockout);
+        self.addrs
+            .fail(now, &address_key(ip), self.window, self.lockout);
     }
 
     /// Record a successful login: the user's failures are forgotten.
@@ -175,6 +192,27 @@ mod tests {
         }
         assert!(l.locked(t0 + Duration::from_secs(6), "zzz", IP).is_some());
         assert!(l.locked(t0 + Duration::from_secs(6), "zzz", IP2).is_none());
+    }
+
+    #[test]
+    fn an_ipv6_host_is_counted_by_its_64_prefix() {
+        let t0 = Instant::now();
+        let mut l = Lockout::new(&cfg());
+        // Five guesses from five addresses of one /64: the whole /64 is locked.
+        for i in 1..=5u16 {
+            let ip = IpAddr::V6(std::net::Ipv6Addr::new(0x2001, 0xdb8, 1, 2, 0, 0, 0, i));
+            l.fail(t0, &format!("u{i}"), ip);
+        }
+        let same64 = IpAddr::V6(std::net::Ipv6Addr::new(
+            0x2001, 0xdb8, 1, 2, 0xffff, 1, 2, 3,
+        ));
+        let other64 = IpAddr::V6(std::net::Ipv6Addr::new(0x2001, 0xdb8, 1, 3, 0, 0, 0, 1));
+        assert!(l.locked(t0, "zzz", same64).is_some());
+        assert!(l.locked(t0, "zzz", other64).is_none());
+        // An IPv4-mapped address is its IPv4 address.
+        let mapped: IpAddr = "::ffff:10.0.0.2".parse().unwrap();
+        assert_eq!(address_key(mapped), IP2);
+        assert_eq!(address_key(IP), IP);
     }
 
     #[test]

@@ -61,7 +61,7 @@ pub enum UsersError {
     #[error("ユーザー {0:?} はすでに存在します / user already exists")]
     Exists(String),
     /// The password is not acceptable.
-    #[error("パスワードは8〜256バイトにしてください / the password must be 8-256 bytes")]
+    #[error("パスワードは8〜255バイトにしてください / the password must be 8-255 bytes")]
     BadPassword,
     /// Hashing failed.
     #[error("password hashing: {0}")]
@@ -270,5 +270,11 @@ mod tests {
         assert!(u.add("", "12345678", cheap()).is_err());
         assert!(u.add("ok", "short", cheap()).is_err());
         assert!(u.add("山田", "12345678", cheap()).is_ok());
+        // The longest password the protocol can carry, and one byte more.
+        assert!(u.add("long", &"p".repeat(255), cheap()).is_ok());
+        assert!(matches!(
+            u.add("longer", &"p".repeat(256), cheap()),
+            Err(UsersError::BadPassword)
+        ));
     }
 }

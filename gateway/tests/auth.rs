@@ -78,6 +78,31 @@ async fn disabled_user_is_denied_and_changes_apply_without_restart() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_longest_password_user_add_accepts_can_log_in() {
+    let mut fx = Fixture::new(&["a"], &[]);
+    fx.config.lockout.max_failures_per_user = 100;
+    let longest = "パ".repeat(85); // 255 bytes
+    assert_eq!(longest.len(), tsuitate_protocol::MAX_PASSWORD_BYTES);
+    let mut users = UsersFile::default();
+    let cheap = argon2::Params::new(1024, 1, 1, None).unwrap();
+    users.add("nagai", &longest, cheap.clone()).unwrap();
+    assert!(
+        users
+            .add("nagasugi", &format!("{longest}x"), cheap)
+            .is_err(),
+        "a password the protocol cannot carry is refused when it is set"
+    );
+    users.save(&fx.config.users_file).unwrap();
+    let gw = fx.start().await;
+    let _ag = fx.connect_agent(&gw, AgentOptions::new("a")).await;
+    assert_eq!(
+        try_login(&fx, gw.viewer_addr, "nagai", &longest).await.0,
+        LoginStatus::Ok
+    );
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_capacity_and_version_mismatch() {
     let fx = Fixture::new(&[], &["yamada"]);
     let gw = fx.start().await;

@@ -27,7 +27,7 @@ pub const MAX_CONTROL_PAYLOAD: usize = 1024;
 /// Largest user name in bytes.
 pub const MAX_USER_BYTES: usize = 64;
 /// Largest password in bytes.
-pub const MAX_PASSWORD_BYTES: usize = 256;
+pub const MAX_PASSWORD_BYTES: usize = 255;
 /// Largest agent id in bytes.
 pub const MAX_AGENT_ID_BYTES: usize = 64;
 /// Longest watermark text the gateway sends an agent (UTF-8 bytes).

@@ -75,6 +75,7 @@ pub struct InputPolicy {
     resizes: TokenBucket,
     keys: TokenBucket,
     text: TokenBucket,
+    wheel: TokenBucket,
     budget: TokenBucket,
     width: u16,
     height: u16,
@@ -97,6 +98,7 @@ impl InputPolicy {
             ),
             keys: bucket(cfg.keys_per_s),
             text: bucket(cfg.text_chars_per_s),
+            wheel: bucket(cfg.wheel_notches_per_s),
             budget: TokenBucket::new(now, budget / 60.0, budget),
             width,
             height,
@@ -154,7 +156,11 @@ impl InputPolicy {
                 self.buttons_down.insert(*button);
                 true
             }
-            InputEvent::Wheel { .. } => true,
+            // Charged by notches, not by event: one event may carry 120 of them.
+            InputEvent::Wheel { dx, dy } => {
+                let notches = u32::from(dx.unsigned_abs()) + u32::from(dy.unsigned_abs());
+                self.wheel.take(now, f64::from(notches.max(1)))
+            }
         }
     }
 
@@ -239,6 +245,7 @@ mod tests {
             events_per_s: 100,
             keys_per_s: 10,
             text_chars_per_s: 20,
+            wheel_notches_per_s: 30,
             burst_s: 1,
             violation_budget: 50,
         }
@@ -310,6 +317,24 @@ mod tests {
             )
             .unwrap();
         assert_eq!(f.events.len(), 1);
+    }
+
+    #[test]
+    fn wheel_events_are_charged_by_notches() {
+        let t = Instant::now();
+        let mut p = InputPolicy::new(t, &cfg(), 640, 480);
+        // One event of 120 notches is more than a second's worth (30): dropped.
+        let big = InputEvent::Wheel { dx: 0, dy: 120 };
+        let f = p.filter(t, vec![big]).unwrap();
+        assert_eq!((f.events.len(), f.dropped), (0, 1));
+        // Ordinary scrolling (one notch at a time, both directions count) passes up to the rate.
+        let one = InputEvent::Wheel { dx: -1, dy: 0 };
+        let f = p.filter(t, vec![one.clone(); 40]).unwrap();
+        assert_eq!((f.events.len(), f.dropped), (30, 10));
+        let f = p
+            .filter(t + Duration::from_millis(500), vec![one; 20])
+            .unwrap();
+        assert_eq!(f.events.len(), 15, "refilled at 30 notches per second");
     }
 
     #[test]
