@@ -29,6 +29,24 @@ pub(crate) async fn handle_agent(state: Arc<State>, conn: quinn::Connection) {
         close_with(&conn, Reason::ProtocolViolation);
         return;
     };
+    // A revoked certificate (or a list that cannot be read: fail closed) is refused before
+    // anything else.
+    match crate::certs::peer_revoked(state.cfg.tls.revoked.as_deref(), &conn) {
+        Ok(false) => {}
+        Ok(true) => {
+            tracing::warn!(%peer, agent = %cn, "agent certificate revoked: refused");
+            state.audit(
+                json!({"event": "certificate_revoked", "agent": cn, "peer": peer.to_string()}),
+            );
+            close_with(&conn, Reason::AuthFailed);
+            return;
+        }
+        Err(e) => {
+            tracing::error!(%peer, agent = %cn, error = %e, "revocation list unreadable: agent refused");
+            close_with(&conn, Reason::AuthFailed);
+            return;
+        }
+    }
     let span = tracing::info_span!("agent", agent = %cn, %peer);
     // Shutdown waits for this connection to say Bye (the token is dropped at the end).
     let _drain = state.drain_token();
@@ -105,6 +123,15 @@ async fn serve(
     if capacity > MAX_CAPACITY {
         return Err(violation(Violation::Unexpected("capacity too large")));
     }
+    // Whatever it announces, an agent gets at most the configured number of sessions.
+    let cap = state.cfg.agent.max_sessions_per_agent;
+    let capacity = if capacity > cap {
+        tracing::warn!(announced = capacity, cap, "agent capacity capped");
+        state.audit(json!({"event": "agent_capacity_capped", "agent": agent_id, "announced": capacity, "cap": cap}));
+        cap
+    } else {
+        capacity
+    };
     write_msg(
         &mut send,
         &GatewayToAgent::Welcome {

@@ -25,6 +25,8 @@ pub const CA_KEY: &str = "ca-key.pem";
 pub const GATEWAY_CERT: &str = "gateway.pem";
 /// Gateway key file name.
 pub const GATEWAY_KEY: &str = "gateway-key.pem";
+/// The revocation list in the CA's folder (`[tls] revoked`): serial numbers in hex.
+pub const REVOKED: &str = "revoked.txt";
 
 /// Errors of the CA tools.
 #[derive(Debug, Error)]
@@ -164,7 +166,89 @@ pub fn ca_init(dir: &Path, names: &[String], force: bool) -> Result<Vec<PathBuf>
         write_file(&p, &pem, secret, true)?;
         written.push(p);
     }
+    // An empty revocation list (kept when it exists: revocations outlive a new CA only if
+    // the operator keeps them).
+    let revoked = dir.join(REVOKED);
+    if !revoked.exists() {
+        write_file(&revoked, REVOKED_HEADER, false, true)?;
+        written.push(revoked);
+    }
     Ok(written)
+}
+
+const REVOKED_HEADER: &str =
+    "# tsuitate: revoked client certificates, one serial number (hex) per line\n\
+# (`tsuitate-gateway ca revoke --dir DIR --cert FILE`). Read by the gateway at every connection.\n\
+# 失効したクライアント証明書のシリアル番号（16 進）。ゲートウェイは接続のたびに読みます。\n";
+
+/// Add the certificate in `cert` to the revocation list in `dir`. Returns its serial and
+/// common name. Revoking a certificate twice changes nothing.
+pub fn revoke(dir: &Path, cert: &Path) -> Result<(String, String), CertError> {
+    let io = |path: &Path| {
+        let path = path.to_owned();
+        move |source| CertError::Io { path, source }
+    };
+    let der = tsuitate_transport::tls::load_certs(cert)
+        .ok()
+        .and_then(|c| c.into_iter().next())
+        .ok_or_else(|| CertError::BadName(format!("{}: no certificate", cert.display())))?;
+    let serial = tsuitate_transport::tls::cert_serial(&der)
+        .ok_or_else(|| CertError::BadName(format!("{}: unreadable certificate", cert.display())))?;
+    let cn = tsuitate_transport::tls::cert_common_name(&der).unwrap_or_default();
+    let list = dir.join(REVOKED);
+    let text = match std::fs::read_to_string(&list) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => REVOKED_HEADER.to_owned(),
+        Err(e) => return Err(io(&list)(e)),
+    };
+    if revoked_serials(&text).any(|s| s == normal_serial(&serial)) {
+        return Ok((serial, cn));
+    }
+    let when = tsuitate_cli::time::rfc3339(std::time::SystemTime::now());
+    let text = format!("{text}{serial}  # {cn} revoked {when}\n");
+    write_file(&list, &text, false, true)?;
+    Ok((serial, cn))
+}
+
+/// A serial number in one spelling: lower-case hex, no `:`, no leading zeros.
+fn normal_serial(s: &str) -> String {
+    let hex: String = s
+        .chars()
+        .filter(|c| *c != ':')
+        .collect::<String>()
+        .to_ascii_lowercase();
+    match hex.trim_start_matches('0') {
+        "" => "0".to_owned(),
+        t => t.to_owned(),
+    }
+}
+
+/// The serial numbers in a revocation list's text, in [`normal_serial`] spelling.
+fn revoked_serials(text: &str) -> impl Iterator<Item = String> + '_ {
+    text.lines().filter_map(|l| {
+        let s = l.split('#').next().unwrap_or("").trim();
+        (!s.is_empty()).then(|| normal_serial(s))
+    })
+}
+
+/// Whether `serial` (as `tsuitate_transport::tls::cert_serial` writes it) is in the list at
+/// `path`. An unreadable list is an error: the caller refuses the connection (fail closed).
+pub fn is_revoked(path: &Path, serial: &str) -> std::io::Result<bool> {
+    let text = std::fs::read_to_string(path)?;
+    let serial = normal_serial(serial);
+    let found = revoked_serials(&text).any(|s| s == serial);
+    Ok(found)
+}
+
+/// Whether the client certificate `conn` presented is revoked under `list` (`None`: no list
+/// configured). `Err` when the list cannot be read or the certificate has no readable serial.
+pub fn peer_revoked(list: Option<&Path>, conn: &quinn::Connection) -> Result<bool, String> {
+    let Some(list) = list else {
+        return Ok(false);
+    };
+    let serial = tsuitate_transport::tls::peer_serial(conn)
+        .ok_or_else(|| "the client certificate has no readable serial number".to_owned())?;
+    is_revoked(list, &serial).map_err(|e| format!("{}: {e}", list.display()))
 }
 
 /// The certificate CN a trusted front (web viewer) called `name` presents. The `:` keeps it
@@ -242,7 +326,8 @@ mod tests {
     fn init_and_issue() {
         let dir = tempfile::tempdir().unwrap();
         let files = ca_init(dir.path(), &["gw.example.lg.jp".into()], false).unwrap();
-        assert_eq!(files.len(), 4);
+        assert_eq!(files.len(), 5, "four PEM files and the empty revocation list");
+        assert!(is_revoked(&dir.path().join(REVOKED), "1").is_ok_and(|r| !r));
         assert!(matches!(
             ca_init(dir.path(), &[], false),
             Err(CertError::Exists(_))

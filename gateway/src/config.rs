@@ -81,6 +81,11 @@ pub struct TlsConfig {
     pub cert: PathBuf,
     /// The gateway private key.
     pub key: PathBuf,
+    /// Revoked client certificates (agents, fronts): one serial number in hex per line
+    /// (`tsuitate-gateway ca revoke` appends to it; `#` starts a comment). Read at every
+    /// connection, so a revocation needs no restart. Optional.
+    #[serde(default)]
+    pub revoked: Option<PathBuf>,
 }
 
 /// `[limits]`.
@@ -336,6 +341,9 @@ pub struct AgentConfig {
     /// How long an agent has to send `Hello` (`hello_timeout_s`).
     #[serde(rename = "hello_timeout_s", deserialize_with = "duration::secs")]
     pub hello_timeout: Duration,
+    /// The most sessions the gateway places on one agent, whatever capacity it announces (an
+    /// agent announcing 4096 would otherwise attract every new session).
+    pub max_sessions_per_agent: u16,
 }
 
 impl Default for AgentConfig {
@@ -343,6 +351,7 @@ impl Default for AgentConfig {
         AgentConfig {
             ping_interval: Duration::from_secs(2),
             hello_timeout: Duration::from_secs(10),
+            max_sessions_per_agent: 16,
         }
     }
 }
@@ -491,7 +500,8 @@ impl Config {
                 &mut self.audit_log,
             ]
             .into_iter()
-            .chain(self.admin_tokens_file.as_mut()),
+            .chain(self.admin_tokens_file.as_mut())
+            .chain(self.tls.revoked.as_mut()),
         );
     }
 
@@ -590,6 +600,10 @@ impl Config {
             self.agent.hello_timeout >= SECOND,
             "agent.hello_timeout_s must be >= 1",
         );
+        need(
+            (1..=4096).contains(&self.agent.max_sessions_per_agent),
+            "agent.max_sessions_per_agent must be 1..=4096",
+        );
         let fixed: Vec<SocketAddr> = [self.agent_listen, self.viewer_listen, self.admin_listen]
             .into_iter()
             .filter(|a| a.port() != 0)
@@ -641,6 +655,12 @@ impl Config {
                 if !p.is_file() {
                     errs.push(format!("{name}: file not found: {}", p.display()));
                 }
+            }
+            if let Some(p) = self.tls.revoked.as_ref().filter(|p| !p.is_file()) {
+                errs.push(format!(
+                    "tls.revoked: file not found: {} (an empty file means nothing is revoked) / ファイルがありません",
+                    p.display()
+                ));
             }
             if let Some(p) = self.admin_tokens_file.as_ref().filter(|p| !p.is_file()) {
                 errs.push(format!(

@@ -160,6 +160,17 @@ enum CaCmd {
     /// Create front-NAME.pem and front-NAME-key.pem (CN = front:NAME) for a web viewer that the
     /// gateway trusts to tell each browser's address (list NAME in `trusted_fronts`).
     IssueFront(IssueArgs),
+    /// Revoke a client certificate (agent or front): its serial goes into DIR/revoked.txt
+    /// (`[tls] revoked`), and the gateway refuses it from its next connection; stop a
+    /// connected agent at once with `admin emergency-stop --agent ID`.
+    /// / クライアント証明書を失効させます。
+    Revoke {
+        #[arg(long)]
+        dir: PathBuf,
+        /// The certificate file (PEM), e.g. DIR/agent-ID.pem.
+        #[arg(long)]
+        cert: PathBuf,
+    },
 }
 
 /// A client certificate to issue from the CA in DIR.
@@ -364,6 +375,14 @@ fn ca(c: CaCmd) -> Result<ExitCode> {
         CaCmd::Init { dir, names, force } => certs::ca_init(&dir, &names, force)?,
         CaCmd::IssueAgent(a) => certs::issue_agent(&a.dir, &a.name, a.force)?,
         CaCmd::IssueFront(a) => certs::issue_front(&a.dir, &a.name, a.force)?,
+        CaCmd::Revoke { dir, cert } => {
+            let (serial, cn) = certs::revoke(&dir, &cert)?;
+            println!(
+                "失効しました / revoked: {cn} (serial {serial}) in {}",
+                dir.join(certs::REVOKED).display()
+            );
+            return Ok(ExitCode::SUCCESS);
+        }
     };
     for p in written {
         println!("{}", p.display());

@@ -127,6 +127,10 @@ const AUDIT: (&str, &str) = (
 );
 const DISK: (&str, &str) = ("監査ログの保存領域", "Disk space for the audit log");
 const CERT: (&str, &str) = ("証明書の有効期限", "Certificate validity");
+const REVOKED: (&str, &str) = (
+    "失効した証明書の拒否（失効リスト）",
+    "Revoked certificates are refused (revocation list)",
+);
 const KEY: (&str, &str) = (
     "秘密鍵は他のユーザーから読めない",
     "Private keys unreadable by other users",
@@ -209,6 +213,7 @@ pub fn run(cfg: &Config, opts: &Options) -> Vec<Item> {
     );
     check_audit(&mut r, &cfg.audit_log);
     check_certs(&mut r, cfg, opts);
+    check_revoked(&mut r, cfg);
     check_key(&mut r, &cfg.tls.key);
     check_users(&mut r, &cfg.users_file, opts);
     check_admin(&mut r, cfg);
@@ -541,6 +546,40 @@ fn check_certs(r: &mut Report, cfg: &Config, opts: &Options) {
             .unwrap_or("")
             .to_owned();
         one(format!("cert.{name}"), &p);
+    }
+}
+
+fn check_revoked(r: &mut Report, cfg: &Config) {
+    let Some(list) = &cfg.tls.revoked else {
+        return r.add(
+            "tls.revoked",
+            REVOKED,
+            Status::Warn,
+            "[tls] revoked is not set: a retired or leaked agent certificate cannot be refused (set it to the CA folder's revoked.txt)",
+        );
+    };
+    match std::fs::read_to_string(list) {
+        Ok(text) => {
+            let n = text
+                .lines()
+                .filter(|l| !l.split('#').next().unwrap_or("").trim().is_empty())
+                .count();
+            r.add(
+                "tls.revoked",
+                REVOKED,
+                Status::Pass,
+                format!("{}: {n} revoked certificates", list.display()),
+            )
+        }
+        Err(e) => r.add(
+            "tls.revoked",
+            REVOKED,
+            Status::Fail,
+            format!(
+                "{}: {e} (the gateway refuses every agent while it cannot read it)",
+                list.display()
+            ),
+        ),
     }
 }
 

@@ -42,6 +42,27 @@ fn read_end(e: ReadEnd) -> GatewayError {
 pub(crate) async fn handle_viewer(state: Arc<State>, conn: quinn::Connection) {
     let peer = conn.remote_address();
     let span = tracing::info_span!("viewer", %peer);
+    // A viewer that presents a client certificate (a web viewer front) must not present a
+    // revoked one.
+    if conn.peer_identity().is_some() {
+        match crate::certs::peer_revoked(state.cfg.tls.revoked.as_deref(), &conn) {
+            Ok(false) => {}
+            Ok(true) => {
+                let cn = tsuitate_transport::tls::peer_common_name(&conn).unwrap_or_default();
+                tracing::warn!(%peer, %cn, "front certificate revoked: refused");
+                state.audit(
+                    json!({"event": "certificate_revoked", "front": cn, "peer": peer.to_string()}),
+                );
+                close_with(&conn, Reason::AuthFailed);
+                return;
+            }
+            Err(e) => {
+                tracing::error!(%peer, error = %e, "revocation list unreadable: front refused");
+                close_with(&conn, Reason::AuthFailed);
+                return;
+            }
+        }
+    }
     async move {
         match serve(&state, &conn, peer).await {
             Ok(()) => {}

@@ -328,3 +328,116 @@ async fn forwarded_from_an_untrusted_connection_is_a_violation() {
     assert!(!log.contains("login_success"));
     gw.shutdown().await;
 }
+
+/// `ca revoke` puts a certificate on `[tls] revoked`: that agent's (or front's) next connection
+/// is refused with `AuthFailed` and audited, without a restart; others still connect.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_certificate_is_refused_from_its_next_connection() {
+    let mut fx = Fixture::new(&["a", "b"], &["yamada"]);
+    let pki = fx.config.tls.ca.parent().unwrap().to_path_buf();
+    let list = pki.join(tsuitate_gateway::certs::REVOKED);
+    std::fs::write(&list, "# nothing revoked yet\n").unwrap();
+    fx.config.tls.revoked = Some(list.clone());
+    fx.config.trusted_fronts = vec!["web-1".into()];
+    let (front_cert, front_key) = fx.pki().issue_front("web-1");
+    let gw = fx.start().await;
+    let first = fx.connect_agent(&gw, AgentOptions::new("a")).await;
+    drop(first);
+
+    let (cert, _) = fx.agent_identity("a");
+    let (serial, cn) = tsuitate_gateway::certs::revoke(&pki, &cert).unwrap();
+    assert_eq!(cn, "a");
+    assert!(std::fs::read_to_string(&list).unwrap().contains(&serial));
+    // Revoking twice adds nothing.
+    tsuitate_gateway::certs::revoke(&pki, &cert).unwrap();
+    assert_eq!(
+        std::fs::read_to_string(&list)
+            .unwrap()
+            .matches(&serial)
+            .count(),
+        1
+    );
+
+    let (c, k) = fx.agent_identity("a");
+    match agent::connect(
+        gw.agent_addr,
+        &fx.ca(),
+        Some((&c, &k)),
+        AgentOptions::new("a"),
+    )
+    .await
+    {
+        Err(_) => {}
+        Ok(ag) => {
+            let _ = tokio::time::timeout(T, ag.conn.closed()).await;
+            assert_eq!(close_reason(&ag.conn), Some(Reason::AuthFailed));
+        }
+    }
+    let _b = fx.connect_agent(&gw, AgentOptions::new("b")).await;
+
+    // A revoked front cannot connect either.
+    tsuitate_gateway::certs::revoke(&pki, &front_cert).unwrap();
+    let tuning = tsuitate_transport::Tuning::default();
+    let front: TestViewer = TestViewer::connect_as(
+        gw.viewer_addr,
+        &fx.ca(),
+        &tuning,
+        Some((&front_cert, &front_key)),
+    )
+    .await;
+    let _ = tokio::time::timeout(T, front.conn.closed()).await;
+    assert_eq!(close_reason(&front.conn), Some(Reason::AuthFailed));
+
+    // An unreadable list refuses everyone (fail closed).
+    std::fs::remove_file(&list).unwrap();
+    let (c, k) = fx.agent_identity("b");
+    match agent::connect(
+        gw.agent_addr,
+        &fx.ca(),
+        Some((&c, &k)),
+        AgentOptions::new("b"),
+    )
+    .await
+    {
+        Err(_) => {}
+        Ok(ag) => {
+            let _ = tokio::time::timeout(T, ag.conn.closed()).await;
+            assert_eq!(close_reason(&ag.conn), Some(Reason::AuthFailed));
+        }
+    }
+    gw.flush_audit().await;
+    let log = std::fs::read_to_string(fx.audit_path()).unwrap();
+    assert_eq!(log.matches("\"certificate_revoked\"").count(), 2, "{log}");
+    gw.shutdown().await;
+}
+
+/// Whatever capacity an agent announces, the gateway places at most
+/// `agent.max_sessions_per_agent` sessions there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_announcing_a_huge_capacity_gets_the_configured_cap() {
+    let mut fx = Fixture::new(&["a"], &["u1", "u2", "u3"]);
+    fx.config.agent.max_sessions_per_agent = 2;
+    let gw = fx.start().await;
+    let greedy = AgentOptions {
+        capacity: 4000,
+        ..AgentOptions::new("a")
+    };
+    let _ag = fx.connect_agent(&gw, greedy).await;
+    let mut viewers = Vec::new();
+    for u in ["u1", "u2"] {
+        let mut v = TestViewer::connect(gw.viewer_addr, &fx.ca(), None).await;
+        assert!(!v.login_ready(u).await);
+        viewers.push(v);
+    }
+    assert_eq!(
+        try_login(&fx, gw.viewer_addr, "u3", PASSWORD).await.0,
+        LoginStatus::NoCapacity
+    );
+    gw.flush_audit().await;
+    let log = std::fs::read_to_string(fx.audit_path()).unwrap();
+    assert!(
+        log.contains("\"agent_capacity_capped\"") && log.contains("\"announced\":4000"),
+        "{log}"
+    );
+    gw.shutdown().await;
+}

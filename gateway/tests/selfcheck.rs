@@ -106,6 +106,7 @@ fn the_sample_configuration_passes_and_each_bad_setting_fails_its_item() {
         "cert.gateway",
         "cert.agent-agent-01",
         "key.gateway",
+        "tls.revoked",
         "users",
         "admin_api",
     ] {

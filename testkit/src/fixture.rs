@@ -37,6 +37,7 @@ impl Fixture {
             ca: pki.ca(),
             cert,
             key,
+            revoked: None,
         };
         let mut config = Config::with_files(tls, users_path, dir.path().join("audit.jsonl"));
         let any = "127.0.0.1:0".parse().unwrap();

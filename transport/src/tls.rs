@@ -96,6 +96,31 @@ pub fn peer_not_after(conn: &quinn::Connection) -> Option<i64> {
     Some(x509.validity().not_after.timestamp())
 }
 
+/// The serial number (lower-case hex, no separators, no leading zero bytes) of the
+/// certificate a QUIC peer presented, if any.
+pub fn peer_serial(conn: &quinn::Connection) -> Option<String> {
+    let identity = conn.peer_identity()?;
+    let certs = identity.downcast::<Vec<CertificateDer<'static>>>().ok()?;
+    cert_serial(certs.first()?)
+}
+
+/// The serial number of a certificate as [`peer_serial`] writes it.
+pub fn cert_serial(cert: &CertificateDer<'_>) -> Option<String> {
+    let (_, x509) = x509_parser::parse_x509_certificate(cert.as_ref()).ok()?;
+    Some(serial_hex(x509.raw_serial()))
+}
+
+/// Serial bytes as lower-case hex without leading zero bytes ("0" for zero).
+fn serial_hex(raw: &[u8]) -> String {
+    let start = raw.iter().position(|b| *b != 0).unwrap_or(raw.len());
+    let hex: String = raw[start..].iter().map(|b| format!("{b:02x}")).collect();
+    if hex.is_empty() {
+        "0".to_owned()
+    } else {
+        hex
+    }
+}
+
 /// The common name of the certificate a QUIC peer presented, if any.
 pub fn peer_common_name(conn: &quinn::Connection) -> Option<String> {
     let identity = conn.peer_identity()?;

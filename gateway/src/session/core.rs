@@ -625,6 +625,7 @@ mod tests {
             ca: "ca.pem".into(),
             cert: "gateway.pem".into(),
             key: "gateway-key.pem".into(),
+            revoked: None,
         };
         let mut cfg = Config::with_files(tls, "users.toml".into(), "audit.jsonl".into());
         let never_if_0 = |s: u64| (s > 0).then(|| Duration::from_secs(s));
