@@ -326,7 +326,11 @@ mod tests {
     fn init_and_issue() {
         let dir = tempfile::tempdir().unwrap();
         let files = ca_init(dir.path(), &["gw.example.lg.jp".into()], false).unwrap();
-        assert_eq!(files.len(), 5, "four PEM files and the empty revocation list");
+        assert_eq!(
+            files.len(),
+            5,
+            "four PEM files and the empty revocation list"
+        );
         assert!(is_revoked(&dir.path().join(REVOKED), "1").is_ok_and(|r| !r));
         assert!(matches!(
             ca_init(dir.path(), &[], false),

@@ -217,37 +217,45 @@ async fn login(
         }
         state.audit(record);
     };
-    // Held until the outcome is recorded in the lockout (see lockout::CONCURRENT_CHECKS).
-    let Ok(Ok(_check)) = timeout_at(deadline, state.login_checks.acquire()).await else {
-        tracing::warn!("login checks busy until the login deadline: refused");
-        refuse(send, conn, LoginStatus::NoCapacity, 10, Reason::NoCapacity).await;
-        return false;
+    // Held until the outcome is recorded in the lockout (see lockout::CONCURRENT_CHECKS), and
+    // no longer: the refusal is written after the slot is free, so a client that reads slowly
+    // cannot keep a slot (and real logins) waiting.
+    let refusal = {
+        let Ok(Ok(_check)) = timeout_at(deadline, state.login_checks.acquire()).await else {
+            tracing::warn!("login checks busy until the login deadline: refused");
+            refuse(send, conn, LoginStatus::NoCapacity, 10, Reason::NoCapacity).await;
+            return false;
+        };
+        if let Some(retry) = state.lockout_locked(user, ip) {
+            state.metrics.login_locked_out.fetch_add(1, Relaxed);
+            audit(
+                json!({"event": "login_failure", "user": user, "viewer": peer.to_string(), "cause": "locked_out"}),
+            );
+            let retry = u32::try_from(retry.as_secs().max(1)).unwrap_or(u32::MAX);
+            Some((LoginStatus::LockedOut, retry, Reason::LockedOut))
+        } else {
+            let (st, u) = (state.clone(), user.to_owned());
+            let ok = tokio::task::spawn_blocking(move || st.users.check(&u, &password))
+                .await
+                .unwrap_or(false);
+            if ok {
+                state.lockout_succeed(user);
+                None
+            } else {
+                state.lockout_fail(user, ip);
+                state.metrics.login_denied.fetch_add(1, Relaxed);
+                audit(
+                    json!({"event": "login_failure", "user": user, "viewer": peer.to_string(), "cause": "denied"}),
+                );
+                tracing::info!(user, "login denied");
+                Some((LoginStatus::Denied, 0, Reason::AuthFailed))
+            }
+        }
     };
-    let locked = state.lockout_locked(user, ip);
-    if let Some(retry) = locked {
-        state.metrics.login_locked_out.fetch_add(1, Relaxed);
-        audit(
-            json!({"event": "login_failure", "user": user, "viewer": peer.to_string(), "cause": "locked_out"}),
-        );
-        let retry = u32::try_from(retry.as_secs().max(1)).unwrap_or(u32::MAX);
-        refuse(send, conn, LoginStatus::LockedOut, retry, Reason::LockedOut).await;
+    if let Some((status, retry, reason)) = refusal {
+        refuse(send, conn, status, retry, reason).await;
         return false;
     }
-    let (st, u) = (state.clone(), user.to_owned());
-    let ok = tokio::task::spawn_blocking(move || st.users.check(&u, &password))
-        .await
-        .unwrap_or(false);
-    if !ok {
-        state.lockout_fail(user, ip);
-        state.metrics.login_denied.fetch_add(1, Relaxed);
-        audit(
-            json!({"event": "login_failure", "user": user, "viewer": peer.to_string(), "cause": "denied"}),
-        );
-        tracing::info!(user, "login denied");
-        refuse(send, conn, LoginStatus::Denied, 0, Reason::AuthFailed).await;
-        return false;
-    }
-    state.lockout_succeed(user);
     state.metrics.login_success.fetch_add(1, Relaxed);
     audit(json!({"event": "login_success", "user": user, "viewer": peer.to_string()}));
     true

@@ -441,3 +441,47 @@ async fn an_agent_announcing_a_huge_capacity_gets_the_configured_cap() {
     );
     gw.shutdown().await;
 }
+
+/// Forty clients that guess a password and then never read (a receive window of a few bytes,
+/// so the refusal cannot be delivered) must not hold the password-check slots: a real user
+/// logs in meanwhile, well within the login timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_that_do_not_read_their_refusal_do_not_block_real_logins() {
+    let mut fx = Fixture::new(&["a"], &["yamada"]);
+    fx.config.lockout.max_failures_per_user = 10_000;
+    fx.config.lockout.max_failures_per_ip = 10_000;
+    fx.config.quic.max_connections_per_ip = 1000;
+    // Before the fix the slots were held while each refusal was written (about 0.8 s each
+    // here): the real login waited ~8 s behind forty of them and met this deadline.
+    fx.config.session.login_timeout = Duration::from_secs(5);
+    let gw = fx.start().await;
+    let _ag = fx.connect_agent(&gw, AgentOptions::new("a")).await;
+    let tiny = tsuitate_transport::Tuning {
+        stream_receive_window: 8,
+        receive_window: 64,
+        ..tsuitate_transport::Tuning::default()
+    };
+    let mut slow = Vec::new();
+    for _ in 0..40 {
+        let mut v: TestViewer = TestViewer::connect_as(gw.viewer_addr, &fx.ca(), &tiny, None).await;
+        v.send(&ViewerToGateway::Hello {
+            version: tsuitate_protocol::PROTOCOL_VERSION,
+        })
+        .await;
+        v.send(&ViewerToGateway::Login {
+            user: "yamada".into(),
+            password: "guess-guess".into(),
+        })
+        .await;
+        slow.push(v);
+    }
+    // Let the gateway reach their refusals.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        try_login(&fx, gw.viewer_addr, "yamada", PASSWORD).await.0,
+        LoginStatus::Ok,
+        "the real user got in while the slow clients were refused"
+    );
+    drop(slow);
+    gw.shutdown().await;
+}
