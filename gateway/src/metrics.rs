@@ -59,6 +59,8 @@ pub struct Metrics {
     pub frames_dropped_slow_viewer: AtomicU64,
     /// Frames dropped because an agent exceeded `limits.max_fps`.
     pub frames_dropped_fps: AtomicU64,
+    /// Commands from a viewer that was no longer the session's (replaced), ignored.
+    pub stale_viewer_commands: AtomicU64,
     /// Keyframe requests sent to agents.
     pub keyframe_requests: AtomicU64,
     /// NAL units dropped by the sanitizer, by type.
@@ -205,7 +207,7 @@ impl Metrics {
             "Agents an administrator stopped (no new sessions there).",
             g.agents_stopped,
         );
-        let counters: [(&str, &str, &AtomicU64); 18] = [
+        let counters: [(&str, &str, &AtomicU64); 19] = [
             (
                 "tsuitate_sessions_started_total",
                 "Sessions started.",
@@ -235,6 +237,11 @@ impl Metrics {
                 "tsuitate_frames_dropped_fps_total",
                 "Frames dropped over limits.max_fps.",
                 &self.frames_dropped_fps,
+            ),
+            (
+                "tsuitate_stale_viewer_commands_total",
+                "Input and other commands from a replaced viewer, ignored.",
+                &self.stale_viewer_commands,
             ),
             (
                 "tsuitate_keyframe_requests_total",

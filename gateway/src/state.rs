@@ -66,6 +66,16 @@ pub(crate) enum SessionCommand {
     Attach(ViewerSink),
     /// The viewer's connection ended.
     Detach { viewer_id: u64 },
+    /// Something viewer `viewer_id` asked for. Only the attached viewer is heard: a viewer
+    /// that was replaced (the same user logged in again) no longer reaches the browser.
+    Viewer { viewer_id: u64, cmd: ViewerCommand },
+    /// End now (an admin's decision).
+    End { reason: Reason },
+}
+
+/// What a viewer asks of its session.
+#[derive(Debug)]
+pub(crate) enum ViewerCommand {
     /// Decoded viewer input.
     Input(Vec<InputEvent>),
     /// The viewer's window changed size.
@@ -95,6 +105,9 @@ pub(crate) struct ViewerSink {
     pub id: u64,
     pub addr: SocketAddr,
     pub tx: mpsc::Sender<ToViewer>,
+    /// Told when another viewer takes the session over: the connection closes at once,
+    /// whether or not its queue has room for the `Bye`.
+    pub replaced: Arc<tokio::sync::Notify>,
 }
 
 /// A running session, in the registry ([`Hub::sessions`]).

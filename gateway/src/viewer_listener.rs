@@ -19,7 +19,7 @@ use crate::error::{GatewayError, Side, Violation};
 use crate::relay::input::ControlLimit;
 use crate::session;
 use crate::state::{now_us, State};
-use crate::state::{SessionCommand, ToViewer, ViewerSink};
+use crate::state::{SessionCommand, ToViewer, ViewerCommand, ViewerSink};
 use crate::streams::write_msg;
 use crate::viewer_writer::spawn_writer;
 use tsuitate_transport::{close as close_with, last_words, spawn_reader, ReadEnd, ReadItem};
@@ -386,24 +386,35 @@ async fn attach(
     let depth = state.cfg.session.viewer_queue_frames + 4;
     let (tx, writer_rx) = mpsc::channel(depth);
     let mut writer = spawn_writer(send, writer_rx);
+    let replaced = Arc::new(tokio::sync::Notify::new());
     let sink = ViewerSink {
         id: viewer_id,
         addr: peer,
         tx: tx.clone(),
+        replaced: replaced.clone(),
     };
     if session.send(SessionCommand::Attach(sink)).await.is_err() {
         let _ = tx.send(ToViewer::Bye(Reason::AgentLost)).await;
     }
-    let result = relay_viewer(state, &session, &tx, &mut rx, &mut writer).await;
+    let link = ViewerLink {
+        session: &session,
+        viewer_id,
+        tx: &tx,
+        replaced: &replaced,
+    };
+    let result = relay_viewer(state, link, &mut rx, &mut writer).await;
     let reason = match &result {
         Err(GatewayError::Violation(side, v)) => {
             // Counted and audited here, before the connection closes.
             state.violation(*side, peer, user, v);
-            let _ = session
-                .send(SessionCommand::End { reason: v.reason() })
-                .await;
+            let end = SessionCommand::Viewer {
+                viewer_id,
+                cmd: ViewerCommand::End { reason: v.reason() },
+            };
+            let _ = session.send(end).await;
             Some(v.reason())
         }
+        Ok(Some(reason)) => Some(*reason),
         _ => {
             let _ = session.send(SessionCommand::Detach { viewer_id }).await;
             None
@@ -419,27 +430,44 @@ async fn attach(
     close_with(conn, reason.unwrap_or(Reason::Normal));
     match result {
         Err(GatewayError::Violation(..)) => Ok(()),
-        other => other,
+        other => other.map(|_| ()),
     }
 }
 
+/// One attached viewer, as its relay loop sees it.
+#[derive(Clone, Copy)]
+struct ViewerLink<'a> {
+    session: &'a mpsc::Sender<SessionCommand>,
+    viewer_id: u64,
+    tx: &'a mpsc::Sender<ToViewer>,
+    replaced: &'a tokio::sync::Notify,
+}
+
 /// Turn viewer messages into session commands until the viewer leaves or the writer ends.
+/// `Ok(Some(Replaced))` when another viewer took the session over: the caller closes this
+/// connection with that reason whether or not the `Bye` could be queued.
 async fn relay_viewer(
     state: &Arc<State>,
-    session: &mpsc::Sender<SessionCommand>,
-    tx: &mpsc::Sender<ToViewer>,
+    link: ViewerLink<'_>,
     rx: &mut Rx,
     writer: &mut tokio::task::JoinHandle<()>,
-) -> Result<(), GatewayError> {
+) -> Result<Option<Reason>, GatewayError> {
+    let ViewerLink {
+        session,
+        viewer_id,
+        tx,
+        replaced,
+    } = link;
     let mut control = ControlLimit::new(std::time::Instant::now(), &state.cfg.input);
     loop {
         let msg = tokio::select! {
             m = rx.recv() => m,
-            _ = &mut *writer => return Ok(()),
+            _ = &mut *writer => return Ok(None),
             // The session ended (its Bye may be stuck behind a full queue): stop here.
-            _ = session.closed() => return Ok(()),
+            _ = session.closed() => return Ok(None),
+            _ = replaced.notified() => return Ok(Some(Reason::Replaced)),
         };
-        let Some(msg) = msg else { return Ok(()) };
+        let Some(msg) = msg else { return Ok(None) };
         let msg = msg.map_err(read_end)?;
         // Input and Resize are limited by the session; these are limited here.
         if matches!(
@@ -454,10 +482,10 @@ async fn relay_viewer(
             continue;
         }
         let cmd = match msg {
-            ViewerToGateway::Input(events) => SessionCommand::Input(events),
-            ViewerToGateway::Resize { width, height } => SessionCommand::Resize { width, height },
-            ViewerToGateway::KeyframeRequest => SessionCommand::KeyframeRequest,
-            ViewerToGateway::Logout => SessionCommand::End {
+            ViewerToGateway::Input(events) => ViewerCommand::Input(events),
+            ViewerToGateway::Resize { width, height } => ViewerCommand::Resize { width, height },
+            ViewerToGateway::KeyframeRequest => ViewerCommand::KeyframeRequest,
+            ViewerToGateway::Logout => ViewerCommand::End {
                 reason: Reason::Logout,
             },
             ViewerToGateway::Ping { nonce, viewer_us } => {
@@ -479,7 +507,7 @@ async fn relay_viewer(
                 }
                 state.metrics.latency_p50.observe(u64::from(p50_us));
                 state.metrics.latency_p95.observe(u64::from(p95_us));
-                SessionCommand::Latency { p50_us, p95_us }
+                ViewerCommand::Latency { p50_us, p95_us }
             }
             ViewerToGateway::Hello { .. }
             | ViewerToGateway::Login { .. }
@@ -487,8 +515,12 @@ async fn relay_viewer(
                 return Err(violation(Violation::Unexpected("Hello/Login after login")));
             }
         };
-        if session.send(cmd).await.is_err() {
-            return Ok(());
+        if session
+            .send(SessionCommand::Viewer { viewer_id, cmd })
+            .await
+            .is_err()
+        {
+            return Ok(None);
         }
     }
 }

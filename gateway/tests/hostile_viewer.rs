@@ -226,3 +226,55 @@ async fn resize_flood_reaches_the_agent_only_a_few_times() {
     assert!(forwarded <= 20, "{forwarded} resizes reached the agent");
     gw.shutdown().await;
 }
+
+/// A viewer that stopped reading is replaced by the same user's new login: its `Bye` cannot be
+/// queued, yet its connection is closed with `Replaced` within a bounded time, and its input
+/// never again reaches the browser — input is bound to the viewer that is attached now.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replaced_viewer_that_stopped_reading_is_closed_and_its_input_goes_nowhere() {
+    let fx = Fixture::new(&["a"], &["u1"]);
+    let gw = fx.start().await;
+    let ag = fx.connect_agent(&gw, AgentOptions::new("a")).await;
+    let tiny = tsuitate_transport::Tuning {
+        stream_receive_window: 64,
+        receive_window: 256,
+        ..tsuitate_transport::Tuning::default()
+    };
+    let mut old: TestViewer = TestViewer::connect_as(gw.viewer_addr, &fx.ca(), &tiny, None).await;
+    assert!(!old.login_ready("u1").await);
+    // It stops reading: frames pile up until its queue is full.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let mut new = TestViewer::connect(gw.viewer_addr, &fx.ca(), None).await;
+    assert!(
+        new.login_ready("u1").await,
+        "the new login resumes the session"
+    );
+    new.frames(1, T).await;
+
+    let before = ag.stats.input_events.load(Relaxed);
+    let stale = ViewerToGateway::Input(vec![InputEvent::PointerMove { x: 9, y: 9 }; 4]);
+    for _ in 0..5 {
+        old.send(&stale).await;
+    }
+    let closed = tokio::time::timeout(Duration::from_secs(5), old.conn.closed()).await;
+    assert!(closed.is_ok(), "the replaced viewer was closed within 5 s");
+    assert_eq!(close_reason(&old.conn), Some(Reason::Replaced));
+    // The new viewer's input still arrives; the old one's never did.
+    let mine = ViewerToGateway::Input(vec![InputEvent::PointerMove { x: 3, y: 3 }]);
+    assert!(new.send(&mine).await);
+    let mut arrived = false;
+    for _ in 0..100 {
+        if ag.stats.input_events.load(Relaxed) > before {
+            arrived = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(arrived, "the attached viewer's input arrives");
+    assert_eq!(
+        ag.stats.input_events.load(Relaxed),
+        before + 1,
+        "only the attached viewer's one event reached the agent"
+    );
+    gw.shutdown().await;
+}

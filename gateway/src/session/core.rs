@@ -28,7 +28,7 @@ use crate::error::{Side, Violation};
 use crate::metrics::Metrics;
 use crate::relay::input::InputPolicy;
 use crate::relay::video::{FpsLimit, FrameAction, KeyframePacer, OutFrame, ViewerFlow};
-use crate::state::{lock, SessionCommand, SessionView, ToViewer, ViewerSink};
+use crate::state::{lock, SessionCommand, SessionView, ToViewer, ViewerCommand, ViewerSink};
 
 /// Microseconds as milliseconds (one decimal).
 fn ms(us: u32) -> f64 {
@@ -348,20 +348,34 @@ impl SessionCore {
         match c {
             SessionCommand::Attach(sink) => self.attach(now, sink),
             SessionCommand::Detach { viewer_id } => self.detach(now, viewer_id),
-            SessionCommand::Input(events) => self.on_input(now, events),
-            SessionCommand::Resize { width, height } => self.on_resize(now, width, height),
-            SessionCommand::KeyframeRequest => {
+            SessionCommand::Viewer { viewer_id, cmd } => {
+                if self.viewer.as_ref().is_none_or(|(v, _)| v.id != viewer_id) {
+                    // A replaced (or detached) viewer: it no longer speaks for the session.
+                    self.metrics.stale_viewer_commands.fetch_add(1, Relaxed);
+                    return Ok(());
+                }
+                self.on_viewer(now, cmd)
+            }
+            SessionCommand::End { reason } => Err(End::both(reason)),
+        }
+    }
+
+    fn on_viewer(&mut self, now: Instant, cmd: ViewerCommand) -> Result<(), End> {
+        match cmd {
+            ViewerCommand::Input(events) => self.on_input(now, events),
+            ViewerCommand::Resize { width, height } => self.on_resize(now, width, height),
+            ViewerCommand::KeyframeRequest => {
                 self.request_keyframe(now, false);
                 Ok(())
             }
-            SessionCommand::Latency { p50_us, p95_us } => {
+            ViewerCommand::Latency { p50_us, p95_us } => {
                 let s = &mut self.stats;
                 s.latency_reports += 1;
                 s.latency_last_us = Some((p50_us, p95_us));
                 s.latency_worst_p95_us = s.latency_worst_p95_us.max(p95_us);
                 Ok(())
             }
-            SessionCommand::End { reason } => Err(End::both(reason)),
+            ViewerCommand::End { reason } => Err(End::both(reason)),
         }
     }
 
@@ -454,6 +468,7 @@ impl SessionCore {
         if let Some((old, _)) = self.viewer.take() {
             if old.id != sink.id {
                 let _ = old.tx.try_send(ToViewer::Bye(Reason::Replaced));
+                old.replaced.notify_one();
             }
         }
         let resumed = self.ever_attached;
@@ -713,7 +728,16 @@ mod tests {
     fn sink(id: u64) -> (ViewerSink, mpsc::Receiver<ToViewer>) {
         let (tx, rx) = mpsc::channel(8);
         let addr = "192.0.2.10:50000".parse().unwrap();
-        (ViewerSink { id, addr, tx }, rx)
+        let replaced = Arc::default();
+        (
+            ViewerSink {
+                id,
+                addr,
+                tx,
+                replaced,
+            },
+            rx,
+        )
     }
 
     fn click(now: Instant, c: &mut SessionCore) {
@@ -728,8 +752,14 @@ mod tests {
                 button: Button::Left,
             },
         ];
-        c.handle_command(now, SessionCommand::Input(events))
-            .unwrap();
+        c.handle_command(
+            now,
+            SessionCommand::Viewer {
+                viewer_id: 1,
+                cmd: ViewerCommand::Input(events),
+            },
+        )
+        .unwrap();
     }
 
     fn reason(r: Result<(), End>) -> Option<(Option<Reason>, Reason)> {
@@ -767,6 +797,68 @@ mod tests {
     }
 
     #[test]
+    fn a_replaced_viewer_is_told_and_no_longer_heard() {
+        let t0 = Instant::now();
+        let cfg = config(0, 0, 60);
+        let mut c = core(t0, &cfg);
+        let (old, mut old_rx) = sink(1);
+        let old_replaced = old.replaced.clone();
+        c.handle_command(t0, SessionCommand::Attach(old)).unwrap();
+        let (new, _new_rx) = sink(2);
+        c.handle_command(t0, SessionCommand::Attach(new)).unwrap();
+        assert!(
+            std::iter::from_fn(|| old_rx.try_recv().ok())
+                .any(|m| matches!(m, ToViewer::Bye(Reason::Replaced))),
+            "the old viewer's queue got Bye(Replaced)"
+        );
+        // Its connection is told directly too (the permit is stored for a later wait).
+        let told = futures_now(old_replaced.notified());
+        assert!(told, "the old viewer's connection was notified");
+        // (The resumed viewer's keyframe request.)
+        while c.poll_agent().is_some() {}
+        // Its input and its logout are ignored; the session goes on.
+        let stale = |cmd| SessionCommand::Viewer { viewer_id: 1, cmd };
+        c.handle_command(
+            t0,
+            stale(ViewerCommand::Input(vec![InputEvent::PointerMove {
+                x: 1,
+                y: 1,
+            }])),
+        )
+        .unwrap();
+        assert!(
+            c.poll_agent().is_none(),
+            "no input from the replaced viewer"
+        );
+        c.handle_command(
+            t0,
+            stale(ViewerCommand::End {
+                reason: Reason::Logout,
+            }),
+        )
+        .expect("a replaced viewer cannot end the session");
+        assert_eq!(c.metrics.stale_viewer_commands.load(Relaxed), 2);
+        // The attached viewer is heard.
+        c.handle_command(
+            t0,
+            SessionCommand::Viewer {
+                viewer_id: 2,
+                cmd: ViewerCommand::Input(vec![InputEvent::PointerMove { x: 1, y: 1 }]),
+            },
+        )
+        .unwrap();
+        assert!(c.poll_agent().is_some());
+    }
+
+    /// Poll a future once: whether it is ready now.
+    fn futures_now<F: std::future::Future>(f: F) -> bool {
+        let waker = std::task::Waker::noop();
+        let mut cx = std::task::Context::from_waker(waker);
+        let mut f = std::pin::pin!(f);
+        f.as_mut().poll(&mut cx).is_ready()
+    }
+
+    #[test]
     fn a_detached_session_lingers_then_ends_normally() {
         let t0 = Instant::now();
         let cfg = config(0, 0, 60);
@@ -780,8 +872,14 @@ mod tests {
             keysym: 0x61,
             modifiers: tsuitate_protocol::Modifiers::default(),
         };
-        c.handle_command(t0, SessionCommand::Input(vec![key]))
-            .unwrap();
+        c.handle_command(
+            t0,
+            SessionCommand::Viewer {
+                viewer_id: 1,
+                cmd: ViewerCommand::Input(vec![key]),
+            },
+        )
+        .unwrap();
         assert!(matches!(
             c.poll_agent(),
             Some(GatewayToAgentSession::Input(_))
