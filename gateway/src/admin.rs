@@ -379,6 +379,7 @@ fn status(state: &State) -> Value {
         "stopped_agents": stopped,
         "draining_agents": draining,
         "sessions": hub.sessions.len(),
+        "session_limit": state.cfg.max_sessions_by_memory(),
         "agents": agents,
     })
 }

@@ -52,6 +52,8 @@ pub enum Placement {
     New { session_id: u64, agent: String },
     /// No agent has a free slot.
     NoCapacity,
+    /// The gateway's memory budget allows no more sessions (`limits.memory_budget_mb`).
+    OverBudget,
 }
 
 /// Agents, sessions and placement.
@@ -64,9 +66,19 @@ pub struct SessionBroker {
     stopped: BTreeSet<String>,
     /// Agents an administrator drains: no new sessions there, the running ones go on.
     draining: BTreeSet<String>,
+    /// Most sessions at once (the memory budget); `None`: no limit.
+    max_sessions: Option<usize>,
 }
 
 impl SessionBroker {
+    /// A broker that holds at most `max` sessions at once.
+    pub fn with_max_sessions(max: usize) -> SessionBroker {
+        SessionBroker {
+            max_sessions: Some(max),
+            ..SessionBroker::default()
+        }
+    }
+
     /// Register an agent (replacing one with the same id). Returns the sessions of the
     /// replaced agent, which are lost.
     pub fn add_agent(&mut self, id: &str, capacity: u16) -> Vec<u64> {
@@ -123,6 +135,9 @@ impl SessionBroker {
         });
         if let Some((id, _)) = resumable {
             return Placement::Resume(**id);
+        }
+        if self.max_sessions.is_some_and(|m| self.sessions.len() >= m) {
+            return Placement::OverBudget;
         }
         let best = self
             .agents

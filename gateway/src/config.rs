@@ -101,6 +101,10 @@ pub struct LimitsConfig {
     /// Most frames per second an agent may send per session; excess frames are dropped up to
     /// the next keyframe.
     pub max_fps: u32,
+    /// Memory the gateway may commit to sessions' buffers, in MiB: sessions × the worst case of
+    /// one ([`Config::session_memory_bytes`]) stays within it; a login beyond gets
+    /// `NoCapacity`, never an out-of-memory kill.
+    pub memory_budget_mb: u64,
 }
 
 impl Default for LimitsConfig {
@@ -111,6 +115,7 @@ impl Default for LimitsConfig {
             max_width: l.max_width,
             max_height: l.max_height,
             max_fps: 60,
+            memory_budget_mb: 4096,
         }
     }
 }
@@ -533,6 +538,18 @@ impl Config {
             (1..=1000).contains(&l.max_fps),
             "limits.max_fps must be 1..=1000",
         );
+        let one = self.session_memory_bytes().div_ceil(1 << 20);
+        if self.max_sessions_by_memory() == 0 {
+            errs.push(format!(
+                "limits.memory_budget_mb ({}) is below one session's worst case ({one} MiB: lower limits.max_frame_bytes or session.viewer_queue_frames, or raise the budget) / メモリ予算が 1 セッション分に足りません",
+                l.memory_budget_mb
+            ));
+        }
+        let mut need = |ok: bool, msg: &str| {
+            if !ok {
+                errs.push(msg.to_owned());
+            }
+        };
         let s = &self.session;
         need(
             (MIN_DIMENSION..=l.max_width).contains(&s.default_width),
@@ -677,6 +694,23 @@ impl Config {
         }
     }
 
+    /// The most one session's buffers can hold at once: its viewer queue (four messages more
+    /// than `viewer_queue_frames`) and the frame being sanitized and its clean copy, each up
+    /// to `max_frame_bytes`, plus both QUIC stream windows and 1 MiB for the rest.
+    pub fn session_memory_bytes(&self) -> u64 {
+        let frame = self.limits.max_frame_bytes as u64;
+        let frames = self.session.viewer_queue_frames as u64 + 4 + 2;
+        frames.saturating_mul(frame)
+            + u64::from(self.quic.agent_stream_window)
+            + u64::from(self.quic.viewer_stream_window)
+            + (1 << 20)
+    }
+
+    /// Sessions the memory budget allows (`limits.memory_budget_mb` / the worst case of one).
+    pub fn max_sessions_by_memory(&self) -> u64 {
+        (self.limits.memory_budget_mb.saturating_mul(1 << 20)) / self.session_memory_bytes().max(1)
+    }
+
     /// The protocol limits this configuration asks for.
     pub fn protocol_limits(&self) -> Limits {
         Limits {
@@ -768,6 +802,21 @@ key = "gateway-key.pem"
         ))
         .unwrap();
         assert_eq!(hidden.watermark.spec("yamada", ip).unwrap().text, "yamada");
+    }
+
+    #[test]
+    fn a_memory_budget_below_one_session_is_refused_with_the_worst_case() {
+        let c = Config::parse(&format!("{MIN}\n[limits]\nmemory_budget_mb = 16\n")).unwrap();
+        let e = c.validate(false).unwrap_err();
+        assert!(
+            e.0.iter()
+                .any(|m| m.contains("limits.memory_budget_mb") && m.contains("MiB")),
+            "{e}"
+        );
+        let c = Config::parse(MIN).unwrap();
+        // Defaults: 4 GiB over (8 + 6) × 4 MiB frames + 8.25 MiB windows + 1 MiB.
+        assert_eq!(c.session_memory_bytes() >> 20, 65);
+        assert_eq!(c.max_sessions_by_memory(), 62);
     }
 
     #[test]

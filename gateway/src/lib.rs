@@ -155,7 +155,14 @@ impl Gateway {
             )),
             tokio::spawn(admin_http::serve(admin, state.clone())),
         ];
-        tracing::info!(%agent_addr, %viewer_addr, %admin_addr, "gateway started");
+        tracing::info!(
+            %agent_addr,
+            %viewer_addr,
+            %admin_addr,
+            session_limit = state.cfg.max_sessions_by_memory(),
+            session_worst_case_mib = state.cfg.session_memory_bytes() >> 20,
+            "gateway started"
+        );
         Ok(GatewayHandle {
             agent_addr,
             viewer_addr,

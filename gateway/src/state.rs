@@ -276,6 +276,7 @@ impl State {
     ) -> (Self, mpsc::Receiver<()>) {
         let (drain, drained) = mpsc::channel(1);
         let cfg_admin_tokens = cfg.admin_tokens_file.clone();
+        let max_sessions = usize::try_from(cfg.max_sessions_by_memory()).unwrap_or(usize::MAX);
         let start = u64::from_be_bytes(crate::users::random_bytes::<8>()) >> 8;
         let state = State {
             limits: cfg.protocol_limits(),
@@ -285,7 +286,10 @@ impl State {
             cfg,
             metrics,
             audit,
-            hub: Mutex::new(Hub::default()),
+            hub: Mutex::new(Hub {
+                broker: SessionBroker::with_max_sessions(max_sessions),
+                ..Hub::default()
+            }),
             hub_changed: tokio::sync::Notify::new(),
             drain: Mutex::new(Some(drain)),
             shutdown,

@@ -280,10 +280,15 @@ async fn place(
             .broker
             .place(user, cfg.one_session_per_user, state.next_id());
         match placement {
-            Placement::NoCapacity => {
+            Placement::NoCapacity | Placement::OverBudget => {
                 state.metrics.login_no_capacity.fetch_add(1, Relaxed);
+                let cause = if placement == Placement::OverBudget {
+                    "memory_budget"
+                } else {
+                    "no_free_agent"
+                };
                 state.audit(
-                    json!({"event": "no_capacity", "user": user, "viewer": peer.to_string()}),
+                    json!({"event": "no_capacity", "user": user, "viewer": peer.to_string(), "cause": cause}),
                 );
                 refuse(send, conn, LoginStatus::NoCapacity, 10, Reason::NoCapacity).await;
                 return None;

@@ -378,15 +378,21 @@ async fn a_revoked_certificate_is_refused_from_its_next_connection() {
     // A revoked front cannot connect either.
     tsuitate_gateway::certs::revoke(&pki, &front_cert).unwrap();
     let tuning = tsuitate_transport::Tuning::default();
-    let front: TestViewer = TestViewer::connect_as(
-        gw.viewer_addr,
+    // (A raw connection: the gateway may close it before a stream could be opened.)
+    let cfg = tsuitate_transport::client_config_from_files(
         &fx.ca(),
-        &tuning,
         Some((&front_cert, &front_key)),
+        &tuning,
     )
-    .await;
-    let _ = tokio::time::timeout(T, front.conn.closed()).await;
-    assert_eq!(close_reason(&front.conn), Some(Reason::AuthFailed));
+    .unwrap();
+    let endpoint = tsuitate_transport::client_endpoint(gw.viewer_addr, cfg).unwrap();
+    let front = endpoint
+        .connect(gw.viewer_addr, "localhost")
+        .unwrap()
+        .await
+        .unwrap();
+    let _ = tokio::time::timeout(T, front.closed()).await;
+    assert_eq!(close_reason(&front), Some(Reason::AuthFailed));
 
     // An unreadable list refuses everyone (fail closed).
     std::fs::remove_file(&list).unwrap();
@@ -483,5 +489,42 @@ async fn clients_that_do_not_read_their_refusal_do_not_block_real_logins() {
         "the real user got in while the slow clients were refused"
     );
     drop(slow);
+    gw.shutdown().await;
+}
+
+/// The memory budget bounds the sessions the gateway holds, whatever the agents offer: a
+/// login beyond it is told `NoCapacity` (audited with its cause), and the next one after a
+/// session ends gets in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_memory_budget_bounds_the_sessions_with_no_capacity() {
+    let mut fx = Fixture::new(&["a"], &["u1", "u2"]);
+    fx.config.limits.max_frame_bytes = 1 << 20;
+    // One session's worst case is ~23 MiB here: a 40 MiB budget holds one.
+    fx.config.limits.memory_budget_mb = 40;
+    assert_eq!(fx.config.max_sessions_by_memory(), 1);
+    let gw = fx.start().await;
+    let _ag = fx.connect_agent(&gw, AgentOptions::new("a")).await;
+    let mut first = TestViewer::connect(gw.viewer_addr, &fx.ca(), None).await;
+    assert!(!first.login_ready("u1").await);
+    assert_eq!(
+        try_login(&fx, gw.viewer_addr, "u2", PASSWORD).await.0,
+        LoginStatus::NoCapacity
+    );
+    gw.flush_audit().await;
+    let log = std::fs::read_to_string(fx.audit_path()).unwrap();
+    assert!(log.contains("\"cause\":\"memory_budget\""), "{log}");
+    first.send(&ViewerToGateway::Logout).await;
+    let _ = first.until_bye(T).await;
+    let mut second = TestViewer::connect(gw.viewer_addr, &fx.ca(), None).await;
+    let mut ok = false;
+    for _ in 0..50 {
+        if second.login("u2", PASSWORD).await.0 == LoginStatus::Ok {
+            ok = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        second = TestViewer::connect(gw.viewer_addr, &fx.ca(), None).await;
+    }
+    assert!(ok, "the freed budget takes the next login");
     gw.shutdown().await;
 }

@@ -20,6 +20,9 @@ pub fn fixture(width: u16, height: u16) -> Fixture {
     fx.config.limits.max_fps = MAX_FPS;
     // A burst must not be cut by the slow-viewer rule: the queue holds a whole burst.
     fx.config.session.viewer_queue_frames = 1024;
+    // The worst case of such a queue (1024 × max_frame_bytes) is far beyond the default
+    // memory budget; the benchmark's frames are small and its sessions few.
+    fx.config.limits.memory_budget_mb = 1 << 20;
     fx.config.session.shutdown_drain = std::time::Duration::from_secs(1);
     fx
 }
