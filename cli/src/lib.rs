@@ -9,7 +9,8 @@
 //! - one configuration error type that reports every problem at once ([`ConfigErrors`]);
 //! - one rule for relative paths in a configuration file: relative to the file's folder
 //!   ([`resolve_relative`]);
-//! - one calendar for the dates people read ([`time`]).
+//! - one calendar for the dates people read ([`time`]);
+//! - who the service runs as and what it may open ([`unix_user`], Unix).
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -180,6 +181,8 @@ mod tests {
 /// `keyframe_request_interval_ms = 500`, `idle_timeout_s = 0` for never); the validated
 /// configuration holds `Duration` / `Option<Duration>`, converted once, here.
 pub mod time;
+#[cfg(unix)]
+pub mod unix_user;
 
 pub mod duration {
     use std::time::Duration;

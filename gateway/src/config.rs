@@ -694,6 +694,41 @@ impl Config {
         }
     }
 
+    /// What `account` (the service user) could not open of what the gateway needs: read the
+    /// TLS files, the users, admin-token and revocation files; append to the audit log (or
+    /// create it and the emergency-stop file beside it). One line per problem.
+    pub fn access_problems(&self, account: &tsuitate_cli::unix_user::Account) -> Vec<String> {
+        use tsuitate_cli::unix_user::Access;
+        let mut out = Vec::new();
+        let reads = [
+            Some(&self.tls.ca),
+            Some(&self.tls.cert),
+            Some(&self.tls.key),
+            Some(&self.users_file),
+            self.admin_tokens_file.as_ref(),
+            self.tls.revoked.as_ref(),
+        ];
+        for p in reads.into_iter().flatten() {
+            if let Err(e) = account.reach(p, Access::Read) {
+                out.push(e);
+            }
+        }
+        let audit_dir = self
+            .audit_log
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        if let Err(e) = account.reach(audit_dir, Access::Create) {
+            out.push(e);
+        }
+        if self.audit_log.exists() {
+            if let Err(e) = account.reach(&self.audit_log, Access::Write) {
+                out.push(e);
+            }
+        }
+        out
+    }
+
     /// The most one session's buffers can hold at once: its viewer queue (four messages more
     /// than `viewer_queue_frames`) and the frame being sanitized and its clean copy, each up
     /// to `max_frame_bytes`, plus both QUIC stream windows and 1 MiB for the rest.

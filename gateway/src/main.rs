@@ -41,10 +41,15 @@ enum Cmd {
         #[arg(long)]
         ready_file: Option<PathBuf>,
     },
-    /// Check a config file and exit. / 設定ファイルを検査します。
+    /// Check a config file and exit; as root, also warn about files the service user could not
+    /// open. / 設定ファイルを検査します（root ならサービスユーザーが読めないファイルも警告）。
     CheckConfig {
         #[arg(long)]
         config: PathBuf,
+        /// The account the gateway runs as (default: tsuitate, when it exists).
+        /// / ゲートウェイを実行するユーザー（既定 tsuitate）。
+        #[arg(long)]
+        service_user: Option<String>,
     },
     /// Private CA. / 専用の認証局。
     #[command(subcommand)]
@@ -241,17 +246,11 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode> {
             config,
             check_config: true,
             ..
-        }
-        | Cmd::CheckConfig { config } => match Config::load(&config) {
-            Ok(_) => {
-                println!("設定は正しいです / configuration OK");
-                Ok(ExitCode::SUCCESS)
-            }
-            Err(e) => {
-                eprint!("{e}");
-                Ok(ExitCode::from(2))
-            }
-        },
+        } => check_config(&config, None),
+        Cmd::CheckConfig {
+            config,
+            service_user,
+        } => check_config(&config, service_user.as_deref()),
         Cmd::Run {
             config, ready_file, ..
         } => run(config, ready_file),
@@ -442,6 +441,32 @@ fn user(c: UserCmd) -> Result<ExitCode> {
         )?;
     }
     println!("{action}: {}", args.name);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `check-config`: every problem of the configuration (exit 2), then, for a valid one, the
+/// files the service user could not open (warnings, exit 0).
+fn check_config(config: &std::path::Path, service_user: Option<&str>) -> Result<ExitCode> {
+    let cfg = match Config::load(config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprint!("{e}");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    println!("設定は正しいです / configuration OK");
+    let name = service_user.unwrap_or("tsuitate");
+    match tsuitate_cli::unix_user::lookup(name) {
+        Some(account) => {
+            for p in cfg.access_problems(&account) {
+                eprintln!("警告: サービスユーザーが開けないファイルがあります / warning: {p}");
+            }
+        }
+        None if service_user.is_some() => {
+            eprintln!("警告 / warning: no user {name:?} in /etc/passwd: file access not checked");
+        }
+        None => {}
+    }
     Ok(ExitCode::SUCCESS)
 }
 

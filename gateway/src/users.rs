@@ -120,6 +120,28 @@ pub fn verify_password(phc: &str, password: &str) -> bool {
         .is_ok()
 }
 
+/// Give the new file `f` the owner of the file it replaces at `path` or, for a new file, of
+/// the folder it goes into. Only root can give a file away, so only a file made by root
+/// changes hands.
+fn keep_owner(f: &std::fs::File, path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let want = match std::fs::metadata(path) {
+        Ok(m) => m,
+        Err(_) => {
+            let dir = path
+                .parent()
+                .filter(|d| !d.as_os_str().is_empty())
+                .unwrap_or(Path::new("."));
+            std::fs::metadata(dir)?
+        }
+    };
+    let have = f.metadata()?;
+    if have.uid() == 0 && (have.uid(), have.gid()) != (want.uid(), want.gid()) {
+        std::os::unix::fs::fchown(f, Some(want.uid()), Some(want.gid()))?;
+    }
+    Ok(())
+}
+
 impl UsersFile {
     /// Load a users file; a missing file is an empty store.
     pub fn load(path: &Path) -> Result<UsersFile, UsersError> {
@@ -144,7 +166,9 @@ impl UsersFile {
         })
     }
 
-    /// Write the file atomically (temporary file + rename), readable by the owner only.
+    /// Write the file atomically (temporary file + rename), readable by the owner only. The
+    /// owner stays who it was (root running `user add` on the service user's file must not take
+    /// it away from the service); a new file belongs to its folder's owner.
     pub fn save(&self, path: &Path) -> Result<(), UsersError> {
         use std::io::Write;
         use std::os::unix::fs::OpenOptionsExt;
@@ -171,6 +195,7 @@ impl UsersFile {
             .map_err(io)?;
         f.write_all(text.as_bytes()).map_err(io)?;
         f.sync_all().map_err(io)?;
+        keep_owner(&f, path).map_err(io)?;
         std::fs::rename(&tmp, path).map_err(io)
     }
 

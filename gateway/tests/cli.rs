@@ -263,3 +263,71 @@ fn run_serves_health_and_the_admin_api_and_stops_on_sigterm() {
     assert!(log.contains("\"admin_denied\""));
     assert!(!log.contains(token.trim()), "the token is never logged");
 }
+
+/// As root (how admins run it), `user add` keeps the users file the service user's, and
+/// `check-config --service-user` warns about every file that user could not open.
+#[test]
+fn user_add_as_root_keeps_the_owner_and_check_config_warns_about_unreadable_files() {
+    use std::os::unix::fs::MetadataExt;
+    if !tsuitate_testkit::stack::running_as_root() {
+        eprintln!("not root: skipped (ownership needs root)");
+        return;
+    }
+    let nobody = tsuitate_cli::unix_user::lookup("nobody").expect("the nobody account");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let users = dir.path().join("users.toml");
+    let add = |name: &str| {
+        run(
+            &["user", "add", name, "--users", p(&users)],
+            Some("correct horse battery\n"),
+        )
+    };
+    assert_eq!(add("yamada").0, 0);
+    std::os::unix::fs::chown(&users, Some(nobody.uid), Some(nobody.gid)).unwrap();
+    assert_eq!(add("suzuki").0, 0);
+    let m = std::fs::metadata(&users).unwrap();
+    assert_eq!(
+        (m.uid(), m.gid()),
+        (nobody.uid, nobody.gid),
+        "the service user still owns its users file"
+    );
+    assert_eq!(m.mode() & 0o777, 0o600);
+
+    // A configuration whose files only root can read: each one is named.
+    let pki = dir.path().join("pki");
+    assert_eq!(run(&["ca", "init", "--dir", p(&pki)], None).0, 0);
+    let config = dir.path().join("gateway.toml");
+    std::fs::write(
+        &config,
+        "users_file = \"users.toml\"\naudit_log = \"audit.jsonl\"\n[tls]\nca = \"pki/ca.pem\"\ncert = \"pki/gateway.pem\"\nkey = \"pki/gateway-key.pem\"\n",
+    )
+    .unwrap();
+    let (code, _, err) = run(
+        &[
+            "check-config",
+            "--config",
+            p(&config),
+            "--service-user",
+            "nobody",
+        ],
+        None,
+    );
+    assert_eq!(code, 0, "warnings only: {err}");
+    assert!(
+        err.contains("nobody cannot read") && err.contains("gateway-key.pem"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("users.toml"),
+        "nobody owns the users file: {err}"
+    );
+    assert!(
+        err.contains("cannot create files in"),
+        "the audit folder: {err}"
+    );
+}
