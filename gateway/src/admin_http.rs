@@ -103,6 +103,15 @@ async fn respond(
                 "text/plain",
                 "shutting down\n".into(),
             ),
+            // Audit records were lost: the gateway no longer meets its audit duty.
+            ("GET", "/healthz") if state.audit.dropped() > 0 => (
+                "503 Service Unavailable",
+                "text/plain",
+                format!(
+                    "audit records dropped: {} (see tsuitate_audit_dropped_total; fix the cause, then restart)\n",
+                    state.audit.dropped()
+                ),
+            ),
             ("GET", "/healthz") => ("200 OK", "text/plain", "ok\n".into()),
             ("GET", _) => ("404 Not Found", "text/plain", "not found\n".into()),
             _ => (

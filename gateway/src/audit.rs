@@ -7,7 +7,16 @@
 //! input is recorded as counts only.
 //!
 //! Every append takes an exclusive lock on the file (`flock`), re-reads its tail and continues
-//! the chain, so the gateway and the admin CLI can both append to the same file.
+//! the chain, so the gateway and the admin CLI can both append to the same file. The file is
+//! created with mode 0600.
+//!
+//! A chain alone does not show that its end was cut off, or that it was rewritten from some
+//! line on and recomputed. So the gateway sends **anchors** — the sequence number and hash of
+//! the last line — to a second sink the operator chooses (a separate file, or syslog/journald)
+//! every `audit_anchor_interval_s` and at shutdown; `audit verify --anchors FILE` then fails
+//! when the log no longer has an anchored line as anchored. Events that could not be written
+//! (full queue, failed write) are counted, marked in the log by an `audit_dropped` record when
+//! writing works again, and make `/healthz` fail.
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
@@ -161,26 +170,155 @@ fn tail_chain(f: &mut File) -> std::io::Result<Chain> {
     }
 }
 
+/// Open the log for appending, creating it with mode 0600.
+fn open_log(path: &Path) -> std::io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    OpenOptions::new()
+        .read(true)
+        .append(true)
+        .create(true)
+        .mode(0o600)
+        .open(path)
+}
+
 /// Append one event to the log at `path`, continuing its chain. For the admin CLI and the
-/// gateway's writer thread.
-pub fn append(path: &Path, event: Value) -> Result<(), AuditError> {
+/// gateway's writer thread. Returns the chain state after the new line.
+pub fn append(path: &Path, event: Value) -> Result<Chain, AuditError> {
     let io = |source| AuditError::Io {
         path: path.to_owned(),
         source,
     };
-    let mut f = OpenOptions::new()
-        .read(true)
-        .append(true)
-        .create(true)
-        .open(path)
-        .map_err(io)?;
+    let mut f = open_log(path).map_err(io)?;
     // Held until `f` is dropped: a concurrent appender waits instead of forking the chain.
     f.lock().map_err(io)?;
     let mut chain = tail_chain(&mut f).map_err(io)?;
     let mut line = chain.next_line(SystemTime::now(), event);
     line.push('\n');
     f.write_all(line.as_bytes()).map_err(io)?;
-    f.sync_data().map_err(io)
+    f.sync_data().map_err(io)?;
+    Ok(chain)
+}
+
+/// Where anchors go (`audit_anchor`): a file of JSON lines, or the local syslog (`/dev/log`,
+/// which journald reads).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AnchorSink {
+    /// Append `{"ts","log","seq","head"}` lines to this file.
+    File(PathBuf),
+    /// Send `tsuitate-gateway: audit anchor log=… seq=N head=H` to syslog (facility authpriv).
+    Syslog,
+}
+
+impl AnchorSink {
+    /// `"syslog"`, or a file path.
+    pub fn parse(s: &str) -> AnchorSink {
+        if s == "syslog" {
+            AnchorSink::Syslog
+        } else {
+            AnchorSink::File(PathBuf::from(s))
+        }
+    }
+
+    /// Record that `log` had `chain` as its last line.
+    pub fn send(&self, log: &Path, chain: &Chain) -> std::io::Result<()> {
+        let ts = rfc3339(SystemTime::now());
+        match self {
+            AnchorSink::File(p) => {
+                use std::os::unix::fs::OpenOptionsExt;
+                let mut f = OpenOptions::new()
+                    .append(true)
+                    .create(true)
+                    .mode(0o600)
+                    .open(p)?;
+                let line = serde_json::json!({
+                    "ts": ts,
+                    "log": log.display().to_string(),
+                    "seq": chain.seq,
+                    "head": chain.prev,
+                });
+                writeln!(f, "{line}")?;
+                f.sync_data()
+            }
+            AnchorSink::Syslog => {
+                // <facility authpriv (10) * 8 + severity notice (5)>
+                let msg = format!(
+                    "<85>tsuitate-gateway: audit anchor log={} seq={} head={}",
+                    log.display(),
+                    chain.seq,
+                    chain.prev
+                );
+                let s = std::os::unix::net::UnixDatagram::unbound()?;
+                s.send_to(msg.as_bytes(), "/dev/log").map(|_| ())
+            }
+        }
+    }
+}
+
+/// Anchors from an anchor file (JSON lines as [`AnchorSink::File`] writes them) or from
+/// `seq=N head=H` text (syslog or journal output), for the log at `log` (lines naming
+/// another log are skipped).
+pub fn read_anchors(text: &str, log: &Path) -> Vec<(u64, String)> {
+    let name = log.display().to_string();
+    text.lines()
+        .filter_map(|l| {
+            if let Ok(v) = serde_json::from_str::<Value>(l) {
+                if v["log"]
+                    .as_str()
+                    .is_some_and(|n| n != name && !name.ends_with(n) && !n.ends_with(&name))
+                {
+                    return None;
+                }
+                return Some((v["seq"].as_u64()?, v["head"].as_str()?.to_owned()));
+            }
+            let field = |k: &str| {
+                l.split_whitespace()
+                    .find_map(|w| w.strip_prefix(k).map(str::to_owned))
+            };
+            Some((field("seq=")?.parse().ok()?, field("head=")?))
+        })
+        .collect()
+}
+
+/// Verify the log at `path` and that it still holds every anchored line as it was anchored:
+/// a log cut short of an anchor, or rewritten before it, fails. Returns the number of lines.
+pub fn verify_with_anchors(path: &Path, anchors: &[(u64, String)]) -> Result<u64, AuditError> {
+    let n = verify_file(path)?;
+    let f = File::open(path).map_err(|source| AuditError::Io {
+        path: path.to_owned(),
+        source,
+    })?;
+    let mut hashes = std::collections::HashMap::new();
+    let wanted: std::collections::HashSet<u64> = anchors.iter().map(|(s, _)| *s).collect();
+    for (i, line) in BufReader::new(f).lines().enumerate() {
+        let seq = i as u64 + 1;
+        if wanted.contains(&seq) {
+            let line = line.map_err(|e| AuditError::Broken {
+                line: seq,
+                msg: e.to_string(),
+            })?;
+            hashes.insert(seq, line_hash(&line));
+        }
+    }
+    for (seq, head) in anchors {
+        match hashes.get(seq) {
+            None => {
+                return Err(AuditError::Broken {
+                    line: *seq,
+                    msg: format!(
+                        "the log ends at line {n}, but an anchor records line {seq}: lines were removed from its end"
+                    ),
+                })
+            }
+            Some(h) if h != head => {
+                return Err(AuditError::Broken {
+                    line: *seq,
+                    msg: "the line differs from the one anchored: the log was rewritten".into(),
+                })
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(n)
 }
 
 enum Command {
@@ -203,30 +341,42 @@ impl std::fmt::Debug for Command {
 }
 
 impl AuditLog {
-    /// Open (create) the log at `path` and start the writer thread.
-    pub fn open(path: &Path) -> Result<AuditLog, AuditError> {
+    /// Open (create) the log at `path` and start the writer thread, sending anchors to
+    /// `anchor` every `interval` (and when the log closes).
+    pub fn open(
+        path: &Path,
+        anchor: Option<AnchorSink>,
+        interval: std::time::Duration,
+    ) -> Result<AuditLog, AuditError> {
+        use std::os::unix::fs::PermissionsExt;
+        let io = |source| AuditError::Io {
+            path: path.to_owned(),
+            source,
+        };
         // Fail before binding if the file cannot be opened for append.
-        OpenOptions::new()
-            .append(true)
-            .create(true)
-            .open(path)
-            .map_err(|source| AuditError::Io {
-                path: path.to_owned(),
-                source,
-            })?;
+        let f = open_log(path).map_err(io)?;
+        let mode = f.metadata().map_err(io)?.permissions().mode();
+        if mode & 0o077 != 0 {
+            tracing::warn!(path = %path.display(), mode = format!("{:o}", mode & 0o777), "audit log readable by others: set to 0600");
+            f.set_permissions(std::fs::Permissions::from_mode(0o600))
+                .map_err(io)?;
+        }
         let (tx, rx) = sync_channel(4096);
-        let path = path.to_owned();
+        let dropped: std::sync::Arc<std::sync::atomic::AtomicU64> = Default::default();
+        let w = Writer {
+            path: path.to_owned(),
+            anchor,
+            interval,
+            dropped: dropped.clone(),
+        };
         std::thread::Builder::new()
             .name("audit-writer".into())
-            .spawn(move || writer(&path, rx))
+            .spawn(move || w.run(rx))
             .map_err(|source| AuditError::Io {
                 path: PathBuf::from("audit-writer thread"),
                 source,
             })?;
-        Ok(AuditLog {
-            tx,
-            dropped: Default::default(),
-        })
+        Ok(AuditLog { tx, dropped })
     }
 
     /// Queue an event. Never blocks; if the queue is full the event is counted as dropped
@@ -244,7 +394,7 @@ impl AuditLog {
         self.dropped.load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    /// Wait until every event queued so far is on disk.
+    /// Wait until every event queued so far is on disk, and anchored when anchors are on.
     pub async fn flush(&self) {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let tx2 = self.tx.clone();
@@ -255,17 +405,76 @@ impl AuditLog {
     }
 }
 
-fn writer(path: &Path, rx: Receiver<Command>) {
-    while let Ok(cmd) = rx.recv() {
-        match cmd {
-            Command::Event(ev) => {
-                if let Err(e) = append(path, ev) {
-                    tracing::error!(error = %e, "audit write failed");
+/// The writer thread's state.
+struct Writer {
+    path: PathBuf,
+    anchor: Option<AnchorSink>,
+    interval: std::time::Duration,
+    /// Shared with [`AuditLog`]: events that never reached the file.
+    dropped: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Writer {
+    fn run(self, rx: Receiver<Command>) {
+        use std::sync::atomic::Ordering::Relaxed;
+        use std::sync::mpsc::RecvTimeoutError;
+        let mut reported = 0u64;
+        let mut head: Option<Chain> = None;
+        let mut anchored_seq = 0u64;
+        let mut next_anchor = std::time::Instant::now() + self.interval;
+        loop {
+            let wait = next_anchor.saturating_duration_since(std::time::Instant::now());
+            match rx.recv_timeout(wait) {
+                Ok(Command::Event(ev)) => match append(&self.path, ev) {
+                    Ok(c) => {
+                        head = Some(c);
+                        // Mark a gap once writing works again.
+                        let dropped = self.dropped.load(Relaxed);
+                        if dropped > reported {
+                            let gap = serde_json::json!({
+                                "event": "audit_dropped",
+                                "count": dropped - reported,
+                                "total": dropped,
+                            });
+                            if let Ok(c) = append(&self.path, gap) {
+                                head = Some(c);
+                                reported = dropped;
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        self.dropped.fetch_add(1, Relaxed);
+                        tracing::error!(error = %e, "audit write failed: event dropped");
+                    }
+                },
+                Ok(Command::Flush(done)) => {
+                    // Everything before is on disk: anchor it (at shutdown, the last anchor).
+                    self.anchor(head.as_ref(), &mut anchored_seq);
+                    let _ = done.send(());
+                }
+                Err(RecvTimeoutError::Timeout) => {
+                    next_anchor = std::time::Instant::now() + self.interval;
+                    self.anchor(head.as_ref(), &mut anchored_seq);
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    self.anchor(head.as_ref(), &mut anchored_seq);
+                    return;
                 }
             }
-            Command::Flush(done) => {
-                let _ = done.send(());
-            }
+        }
+    }
+
+    /// Send the chain head to the anchor sink, when there is a sink and a new head.
+    fn anchor(&self, head: Option<&Chain>, anchored_seq: &mut u64) {
+        let (Some(sink), Some(head)) = (&self.anchor, head) else {
+            return;
+        };
+        if head.seq == *anchored_seq {
+            return;
+        }
+        match sink.send(&self.path, head) {
+            Ok(()) => *anchored_seq = head.seq,
+            Err(e) => tracing::error!(error = %e, "audit anchor could not be sent"),
         }
     }
 }
@@ -280,6 +489,67 @@ mod tests {
         let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(1_700_000_000_123);
         assert_eq!(rfc3339(t), "2023-11-14T22:13:20.123Z");
         assert_eq!(rfc3339(std::time::UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
+    }
+
+    #[test]
+    fn the_log_is_private_and_anchors_catch_a_cut_or_rewritten_end() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("audit.jsonl");
+        let anchors = dir.path().join("anchors.jsonl");
+        let sink = AnchorSink::parse(anchors.to_str().unwrap());
+        let mut heads = Vec::new();
+        for i in 0..6 {
+            let c = append(
+                &p,
+                json!({"event": "login_success", "user": format!("u{i}")}),
+            )
+            .unwrap();
+            if i == 2 || i == 5 {
+                sink.send(&p, &c).unwrap();
+                heads.push(c);
+            }
+        }
+        let mode = std::fs::metadata(&p).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "created readable by its owner only");
+        let found = read_anchors(&std::fs::read_to_string(&anchors).unwrap(), &p);
+        assert_eq!(
+            found,
+            vec![(3, heads[0].prev.clone()), (6, heads[1].prev.clone())]
+        );
+        assert_eq!(verify_with_anchors(&p, &found).unwrap(), 6);
+
+        // The last two lines removed: the chain alone still verifies, the anchors do not.
+        let text = std::fs::read_to_string(&p).unwrap();
+        let kept: Vec<&str> = text.lines().take(4).collect();
+        std::fs::write(&p, format!("{}\n", kept.join("\n"))).unwrap();
+        assert_eq!(verify_file(&p).unwrap(), 4);
+        match verify_with_anchors(&p, &found) {
+            Err(AuditError::Broken { line: 6, msg }) => assert!(msg.contains("removed"), "{msg}"),
+            other => panic!("{other:?}"),
+        }
+        // Rewritten from line 2 on, chain recomputed: the anchor of line 3 catches it.
+        std::fs::remove_file(&p).unwrap();
+        append(&p, json!({"event": "login_success", "user": "u0"})).unwrap();
+        for i in 1..6 {
+            append(
+                &p,
+                json!({"event": "login_success", "user": format!("forged{i}")}),
+            )
+            .unwrap();
+        }
+        assert_eq!(verify_file(&p).unwrap(), 6);
+        match verify_with_anchors(&p, &found) {
+            Err(AuditError::Broken { line: 3, msg }) => assert!(msg.contains("rewritten"), "{msg}"),
+            other => panic!("{other:?}"),
+        }
+        // Anchors read back from syslog/journal text too.
+        let journal = format!(
+            "Nov 26 23:40:01 gw tsuitate-gateway: audit anchor log={} seq=3 head={}\n",
+            p.display(),
+            heads[0].prev
+        );
+        assert_eq!(read_anchors(&journal, &p), vec![(3, heads[0].prev.clone())]);
     }
 
     #[test]

@@ -35,6 +35,18 @@ pub struct Config {
     pub users_file: PathBuf,
     /// The audit log (JSON lines with a hash chain).
     pub audit_log: PathBuf,
+    /// Where the audit log's anchors go (its last line's sequence number and hash, for
+    /// `audit verify --anchors`): `"syslog"` (journald) or a file, ideally on another system.
+    /// Absent: no anchors (the self-check warns).
+    #[serde(default)]
+    pub audit_anchor: Option<String>,
+    /// Between anchors (`audit_anchor_interval_s`, default 300); one is also sent at shutdown.
+    #[serde(
+        default = "default_anchor_interval",
+        rename = "audit_anchor_interval_s",
+        deserialize_with = "duration::secs"
+    )]
+    pub audit_anchor_interval: Duration,
     /// Video and message limits.
     #[serde(default)]
     pub limits: LimitsConfig,
@@ -465,6 +477,10 @@ impl WatermarkConfig {
     }
 }
 
+fn default_anchor_interval() -> Duration {
+    Duration::from_secs(300)
+}
+
 fn default_agent_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 4701))
 }
@@ -508,6 +524,11 @@ impl Config {
             .chain(self.admin_tokens_file.as_mut())
             .chain(self.tls.revoked.as_mut()),
         );
+        if let Some(a) = self.audit_anchor.as_mut().filter(|a| *a != "syslog") {
+            let mut p = PathBuf::from(a.as_str());
+            tsuitate_cli::resolve_relative(base, [&mut p]);
+            *a = p.display().to_string();
+        }
     }
 
     /// Check every value; with `check_files`, also that the TLS and users files exist.
@@ -634,6 +655,12 @@ impl Config {
             "agent_listen, viewer_listen and admin_listen must differ",
         );
         self.watermark.check(&mut errs);
+        if self.audit_anchor_interval < SECOND {
+            errs.push("audit_anchor_interval_s must be >= 1".into());
+        }
+        if self.audit_anchor.as_deref() == Some("") {
+            errs.push("audit_anchor: \"syslog\" or a file path".into());
+        }
         // Durations are bounded so that `Instant + Duration` can never overflow.
         const YEAR: Duration = Duration::from_secs(365 * 24 * 3600);
         let never = Duration::ZERO;
@@ -657,6 +684,7 @@ impl Config {
             ("quic.keep_alive_s", q.keep_alive),
             ("agent.ping_interval_s", self.agent.ping_interval),
             ("agent.hello_timeout_s", self.agent.hello_timeout),
+            ("audit_anchor_interval_s", self.audit_anchor_interval),
         ] {
             if v > YEAR {
                 errs.push(format!("{name} is longer than a year"));
@@ -774,6 +802,8 @@ impl Config {
             agent: AgentConfig::default(),
             trusted_fronts: Vec::new(),
             admin_tokens_file: None,
+            audit_anchor: None,
+            audit_anchor_interval: default_anchor_interval(),
             watermark: WatermarkConfig::default(),
         }
     }

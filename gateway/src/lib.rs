@@ -105,7 +105,11 @@ impl Gateway {
         let agent_cfg = tls::agent_server_config(&cfg)?;
         let viewer_cfg = tls::viewer_server_config(&cfg)?;
         users::UsersFile::load(&cfg.users_file)?;
-        let audit = audit::AuditLog::open(&cfg.audit_log)?;
+        let audit = audit::AuditLog::open(
+            &cfg.audit_log,
+            cfg.audit_anchor.as_deref().map(audit::AnchorSink::parse),
+            cfg.audit_anchor_interval,
+        )?;
         let bind = |addr: SocketAddr, c: quinn::ServerConfig| {
             quinn::Endpoint::server(c, addr).map_err(|source| StartError::Bind { addr, source })
         };
@@ -154,6 +158,16 @@ impl Gateway {
                 viewer_listener::handle_viewer,
             )),
             tokio::spawn(admin_http::serve(admin, state.clone())),
+            tokio::spawn({
+                let state = state.clone();
+                async move {
+                    let mut tick = tokio::time::interval(state::PRELOGIN_WINDOW / 6);
+                    loop {
+                        tick.tick().await;
+                        state.flush_prelogin(false);
+                    }
+                }
+            }),
         ];
         tracing::info!(
             %agent_addr,
@@ -185,6 +199,11 @@ impl GatewayHandle {
     /// Current gauges (sessions, agents, capacity).
     pub fn gauges(&self) -> Gauges {
         self.state.gauges()
+    }
+
+    /// Audit the pre-login violation sums now instead of at the end of their window.
+    pub fn flush_prelogin(&self) {
+        self.state.flush_prelogin(true);
     }
 
     /// Wait until every audit event recorded so far is on disk.
@@ -221,6 +240,7 @@ impl GatewayHandle {
         for t in self.tasks {
             t.abort();
         }
+        self.state.flush_prelogin(true);
         self.state.audit(json!({"event": "gateway_stop"}));
         self.state.audit.flush().await;
     }

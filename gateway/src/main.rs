@@ -224,8 +224,16 @@ enum UserCmd {
 
 #[derive(Subcommand)]
 enum AuditCmd {
-    /// Verify the hash chain of an audit log.
-    Verify { file: PathBuf },
+    /// Verify the hash chain of an audit log, and with --anchors that it still holds every
+    /// anchored line (nothing cut from its end, nothing rewritten before an anchor).
+    /// / 監査ログのハッシュチェーン（と、アンカーとの一致）を検証します。
+    Verify {
+        file: PathBuf,
+        /// The anchor file (`audit_anchor`), or syslog/journal text with `seq=N head=H`
+        /// (e.g. `journalctl -t tsuitate-gateway --grep 'audit anchor'`); `-` reads stdin.
+        #[arg(long)]
+        anchors: Option<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -303,16 +311,47 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode> {
         }
         Cmd::Ca(c) => ca(c),
         Cmd::User(c) => user(c),
-        Cmd::Audit(AuditCmd::Verify { file }) => match audit::verify_file(&file) {
-            Ok(n) => {
-                println!("監査ログは正常です ({n} 行) / audit log OK ({n} lines)");
-                Ok(ExitCode::SUCCESS)
+        Cmd::Audit(AuditCmd::Verify { file, anchors }) => {
+            let anchors = match &anchors {
+                None => Vec::new(),
+                Some(a) => {
+                    let text = if a.as_os_str() == "-" {
+                        let mut t = String::new();
+                        std::io::Read::read_to_string(&mut std::io::stdin(), &mut t)?;
+                        t
+                    } else {
+                        std::fs::read_to_string(a).with_context(|| format!("{}", a.display()))?
+                    };
+                    let found = audit::read_anchors(&text, &file);
+                    if found.is_empty() {
+                        bail!(
+                            "{}: no anchors for {} / アンカーがありません",
+                            a.display(),
+                            file.display()
+                        );
+                    }
+                    found
+                }
+            };
+            match audit::verify_with_anchors(&file, &anchors) {
+                Ok(n) if anchors.is_empty() => {
+                    println!("監査ログは正常です ({n} 行) / audit log OK ({n} lines)");
+                    Ok(ExitCode::SUCCESS)
+                }
+                Ok(n) => {
+                    println!(
+                        "監査ログは正常で、{} 個のアンカーと一致します ({n} 行) / audit log OK ({n} lines), matching {} anchors",
+                        anchors.len(),
+                        anchors.len()
+                    );
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => {
+                    eprintln!("{e}");
+                    Ok(ExitCode::from(3))
+                }
             }
-            Err(e) => {
-                eprintln!("{e}");
-                Ok(ExitCode::from(3))
-            }
-        },
+        }
     }
 }
 

@@ -212,6 +212,7 @@ pub fn run(cfg: &Config, opts: &Options) -> Vec<Item> {
         ),
     );
     check_audit(&mut r, &cfg.audit_log);
+    check_anchors(&mut r, cfg);
     check_certs(&mut r, cfg, opts);
     check_revoked(&mut r, cfg);
     check_key(&mut r, &cfg.tls.key);
@@ -399,6 +400,66 @@ fn check_listeners(r: &mut Report, cfg: &Config) {
         )
     };
     r.add("listen.admin", LISTEN_ADMIN, status, ev);
+}
+
+/// Anchors configured, and the log still holds every line anchored in an anchor file.
+fn check_anchors(r: &mut Report, cfg: &Config) {
+    use crate::audit::AnchorSink;
+    let Some(sink) = cfg.audit_anchor.as_deref().map(AnchorSink::parse) else {
+        return r.add(
+            "audit.anchor",
+            AUDIT,
+            Status::Warn,
+            "audit_anchor is not set: a log cut short or rewritten from some line on still verifies (set \"syslog\" or a file on another system)",
+        );
+    };
+    match sink {
+        AnchorSink::Syslog => {
+            let (status, ev) = if Path::new("/dev/log").exists() {
+                (
+                    Status::Pass,
+                    "anchors go to syslog every audit_anchor_interval_s; check them with `journalctl -t tsuitate-gateway --grep 'audit anchor' | tsuitate-gateway audit verify LOG --anchors -`",
+                )
+            } else {
+                (
+                    Status::Warn,
+                    "audit_anchor = \"syslog\" but /dev/log does not exist on this host",
+                )
+            };
+            r.add("audit.anchor", AUDIT, status, ev);
+        }
+        AnchorSink::File(p) => {
+            let anchors = std::fs::read_to_string(&p)
+                .map(|t| crate::audit::read_anchors(&t, &cfg.audit_log))
+                .unwrap_or_default();
+            if anchors.is_empty() {
+                return r.add(
+                    "audit.anchor",
+                    AUDIT,
+                    Status::Warn,
+                    format!("{}: no anchors yet", p.display()),
+                );
+            }
+            match crate::audit::verify_with_anchors(&cfg.audit_log, &anchors) {
+                Ok(_) => r.add(
+                    "audit.anchor",
+                    AUDIT,
+                    Status::Pass,
+                    format!(
+                        "{}: the log holds all {} anchored lines",
+                        p.display(),
+                        anchors.len()
+                    ),
+                ),
+                Err(e) => r.add(
+                    "audit.anchor",
+                    AUDIT,
+                    Status::Fail,
+                    format!("{}: {e}", p.display()),
+                ),
+            }
+        }
+    }
 }
 
 fn check_audit(r: &mut Report, path: &Path) {

@@ -263,7 +263,23 @@ pub(crate) struct State {
     pub emergency: Mutex<Option<EmergencyStop>>,
     /// Admin API credentials.
     pub admin_tokens: crate::admin::AdminTokens,
+    /// Violations before login, per address, summed per [`PRELOGIN_WINDOW`].
+    prelogin: Mutex<HashMap<std::net::IpAddr, PreLogin>>,
     next_id: AtomicU64,
+}
+
+/// How long pre-login violations of one address are summed into one audit record.
+pub const PRELOGIN_WINDOW: std::time::Duration = std::time::Duration::from_secs(60);
+/// Addresses tracked at once; beyond, the rest are summed under `0.0.0.0`.
+const PRELOGIN_ADDRESSES: usize = 10_000;
+
+/// Pre-login violations of one address in the current window.
+#[derive(Debug)]
+struct PreLogin {
+    since: std::time::Instant,
+    /// Beyond the first (which was audited on its own).
+    more: u64,
+    codes: std::collections::BTreeMap<&'static str, u64>,
 }
 
 impl State {
@@ -295,6 +311,7 @@ impl State {
             shutdown,
             emergency: Mutex::new(None),
             admin_tokens: crate::admin::AdminTokens::new(cfg_admin_tokens),
+            prelogin: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(start.max(1)),
         };
         (state, drained)
@@ -390,6 +407,32 @@ impl State {
         self.audit.record(event);
     }
 
+    /// Audit the sums of pre-login violations whose window has passed (all with `force`).
+    pub fn flush_prelogin(&self, force: bool) {
+        let now = std::time::Instant::now();
+        let due: Vec<(std::net::IpAddr, PreLogin)> = {
+            let mut map = lock(&self.prelogin);
+            let keys: Vec<std::net::IpAddr> = map
+                .iter()
+                .filter(|(_, e)| force || now.duration_since(e.since) >= PRELOGIN_WINDOW)
+                .map(|(k, _)| *k)
+                .collect();
+            keys.into_iter()
+                .filter_map(|k| map.remove(&k).map(|e| (k, e)))
+                .collect()
+        };
+        for (addr, e) in due.into_iter().filter(|(_, e)| e.more > 0) {
+            self.audit(serde_json::json!({
+                "event": "policy_violation_summary",
+                "side": "viewer",
+                "peer": addr.to_string(),
+                "count": e.more,
+                "codes": e.codes,
+                "window_s": now.duration_since(e.since).as_secs(),
+            }));
+        }
+    }
+
     /// Count and audit a violation.
     pub fn violation(
         &self,
@@ -399,6 +442,29 @@ impl State {
         v: &crate::error::Violation,
     ) {
         self.metrics.violation(side.name(), v.code());
+        // Before login (no user yet), one address's violations are summed: the first is audited
+        // on its own, the rest once per window, so a flood cannot bury other records.
+        if side == crate::error::Side::Viewer && who.is_empty() {
+            let mut map = lock(&self.prelogin);
+            let mut key = crate::lockout::address_key(peer.ip());
+            if !map.contains_key(&key) && map.len() >= PRELOGIN_ADDRESSES {
+                key = std::net::IpAddr::from([0, 0, 0, 0]);
+            }
+            if let Some(e) = map.get_mut(&key) {
+                e.more += 1;
+                *e.codes.entry(v.code()).or_default() += 1;
+                tracing::debug!(%peer, code = v.code(), "pre-login violation (summed)");
+                return;
+            }
+            map.insert(
+                key,
+                PreLogin {
+                    since: std::time::Instant::now(),
+                    more: 0,
+                    codes: Default::default(),
+                },
+            );
+        }
         tracing::warn!(side = side.name(), %peer, who, code = v.code(), error = %v, "peer cut off");
         self.audit(serde_json::json!({
             "event": "policy_violation",
