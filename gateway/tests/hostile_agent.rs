@@ -136,7 +136,21 @@ async fn drop_policy_strips_sei_and_keeps_the_session() {
     assert!(!tsuitate_testkit::contains(&v.raw, MARKER));
     assert!(gw.metrics().sanitizer_dropped[6].load(Relaxed) >= 20);
     assert!(ag.conn.close_reason().is_none());
+    // The session's end leaves one policy_violation record with the counts by NAL type.
+    v.send(&tsuitate_protocol::ViewerToGateway::Logout).await;
+    let _ = v.until_bye(T).await;
     gw.shutdown().await;
+    let log = std::fs::read_to_string(fx.audit_path()).unwrap();
+    let record: serde_json::Value = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|r| r["event"] == "policy_violation" && r["code"] == "nal_dropped")
+        .unwrap_or_else(|| panic!("no nal_dropped record: {log}"));
+    assert_eq!(record["who"], "a");
+    assert!(
+        record["dropped_by_nal_type"]["6"].as_u64().unwrap_or(0) >= 20,
+        "{record}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -209,6 +209,14 @@ enum Work {
     Stop,
 }
 
+/// The last picture, encoded again (a keyframe request on an idle screen, or a retry after
+/// rate control skipped it): nothing changed on screen since, so it shows the screen as it is
+/// now, and is stamped now — idle time must not show as latency at the viewer.
+fn restamped(mut f: Frame) -> Frame {
+    f.capture_us = crate::frame::now_us();
+    f
+}
+
 fn next_work(shared: &Shared, last: &mut Option<Frame>, retry: bool, interval: Duration) -> Work {
     let Ok(mut c) = shared.control.lock() else {
         return Work::Stop;
@@ -222,7 +230,7 @@ fn next_work(shared: &Shared, last: &mut Option<Frame>, retry: bool, interval: D
         }
         if c.keyframe || retry {
             if let Some(f) = last.take() {
-                return Work::Encode(f, std::mem::take(&mut c.keyframe));
+                return Work::Encode(restamped(f), std::mem::take(&mut c.keyframe));
             }
         }
         let wait = if retry {
@@ -236,7 +244,7 @@ fn next_work(shared: &Shared, last: &mut Option<Frame>, retry: bool, interval: D
         };
         if retry && c.newest.is_none() {
             if let Some(f) = last.take() {
-                return Work::Encode(f, std::mem::take(&mut c.keyframe));
+                return Work::Encode(restamped(f), std::mem::take(&mut c.keyframe));
             }
         }
     }
@@ -414,5 +422,35 @@ mod tests {
         assert_eq!(frames[first_new].header.height, 272);
         assert!(frames[first_new..].iter().all(|f| f.header.width == 480));
         assert!(frames[..first_new].iter().all(|f| f.header.width == 320));
+    }
+
+    #[test]
+    fn a_keyframe_of_an_idle_screen_is_stamped_when_it_is_encoded() {
+        let mut src = SyntheticSource::new(320, 240, SyntheticContent::StaticCaret);
+        src.changing = false;
+        let (tx, mut rx) = mpsc::channel(4);
+        let Ok(mut p) = Pipeline::start(Box::new(src), Box::new(encoder_320x240()), 30, tx) else {
+            panic!("pipeline")
+        };
+        let Some(first) = rx.blocking_recv() else {
+            panic!("no first frame")
+        };
+        // The screen stays idle; a keyframe is asked for a second later.
+        std::thread::sleep(Duration::from_millis(1000));
+        let asked = crate::frame::now_us();
+        p.request_keyframe();
+        let Some(again) = rx.blocking_recv() else {
+            panic!("no keyframe")
+        };
+        p.stop();
+        assert!(again.header.keyframe);
+        assert!(
+            again.header.capture_us >= asked,
+            "stamped when encoded ({} µs after the first capture), not with the old capture time",
+            again
+                .header
+                .capture_us
+                .saturating_sub(first.header.capture_us)
+        );
     }
 }

@@ -1,62 +1,21 @@
 //! NAL sanitizer tests with hand-built and real openh264 streams (docs/protocol.md §3.3).
 
-use tsuitate_protocol::h264::{nal_type, nal_units, parse_sps, DropPolicy, ALLOWED_NAL_TYPES};
+use tsuitate_protocol::h264;
+use tsuitate_protocol::h264::{
+    nal_type, nal_units, parse_pps, parse_sps, BitWriter, DropPolicy, ALLOWED_NAL_TYPES,
+};
 use tsuitate_protocol::*;
-
-/// Writes bits MSB-first and produces an escaped NAL unit.
-#[derive(Default)]
-struct Bits {
-    bytes: Vec<u8>,
-    n: usize,
-}
-
-impl Bits {
-    fn bit(&mut self, b: u32) {
-        if self.n % 8 == 0 {
-            self.bytes.push(0);
-        }
-        if b != 0 {
-            *self.bytes.last_mut().expect("pushed") |= 0x80 >> (self.n % 8);
-        }
-        self.n += 1;
-    }
-    fn bits(&mut self, v: u32, n: u32) {
-        for i in (0..n).rev() {
-            self.bit((v >> i) & 1);
-        }
-    }
-    fn ue(&mut self, v: u32) {
-        let x = v + 1;
-        let len = 32 - x.leading_zeros();
-        self.bits(0, len - 1);
-        self.bits(x, len);
-    }
-    /// rbsp_trailing_bits, then the NAL header and emulation prevention.
-    fn nal(mut self, header: u8) -> Vec<u8> {
-        self.bit(1);
-        let mut out = vec![header];
-        let mut zeros = 0;
-        for b in self.bytes {
-            if zeros >= 2 && b <= 3 {
-                out.push(3);
-                zeros = 0;
-            }
-            zeros = if b == 0 { zeros + 1 } else { 0 };
-            out.push(b);
-        }
-        out
-    }
-}
 
 fn sps(width_mbs: u32, height_mbs: u32, crop_bottom: u32, level: u32) -> Vec<u8> {
     sps_with_poc(width_mbs, height_mbs, crop_bottom, level, None)
 }
 
-/// `poc_offset`: use pic_order_cnt_type 1 with these (large) offsets, whose long runs of zero
-/// bits force emulation-prevention bytes into the NAL unit.
+/// An SPS as an agent could write it (no VUI). `poc_offset`: use pic_order_cnt_type 1 with
+/// these (large) offsets, whose long runs of zero bits force emulation-prevention bytes into
+/// the NAL unit.
 fn sps_with_poc(w: u32, h: u32, crop_bottom: u32, level: u32, poc_offset: Option<u32>) -> Vec<u8> {
     let (width_mbs, height_mbs) = (w, h);
-    let mut b = Bits::default();
+    let mut b = BitWriter::new();
     b.bits(66, 8);
     b.bits(0xc0, 8);
     b.bits(level, 8);
@@ -66,46 +25,84 @@ fn sps_with_poc(w: u32, h: u32, crop_bottom: u32, level: u32, poc_offset: Option
         None => b.ue(2), // poc type
         Some(v) => {
             b.ue(1);
-            b.bit(0); // delta_pic_order_always_zero_flag
-            b.ue(2 * v - 1); // offset_for_non_ref_pic = +v
-            b.ue(2 * v - 1); // offset_for_top_to_bottom_field = +v
+            b.bit(false); // delta_pic_order_always_zero_flag
+            b.se(i64::from(v)); // offset_for_non_ref_pic
+            b.se(i64::from(v)); // offset_for_top_to_bottom_field
             b.ue(0); // num_ref_frames_in_pic_order_cnt_cycle
         }
     }
     b.ue(1); // max_num_ref_frames
-    b.bit(0);
+    b.bit(false);
     b.ue(width_mbs - 1);
     b.ue(height_mbs - 1);
-    b.bit(1); // frame_mbs_only
-    b.bit(1); // direct_8x8
+    b.bit(true); // frame_mbs_only
+    b.bit(true); // direct_8x8
     if crop_bottom > 0 {
-        b.bit(1);
+        b.bit(true);
         for v in [0, 0, 0, crop_bottom] {
             b.ue(v);
         }
     } else {
-        b.bit(0);
+        b.bit(false);
     }
-    b.bit(0); // vui
-    b.nal(0x67)
+    b.bit(false); // vui
+    b.into_nal(0x67)
 }
 
+/// A CAVLC PPS with deblocking control.
 fn pps() -> Vec<u8> {
-    let mut b = Bits::default();
+    let mut b = BitWriter::new();
+    b.ue(0); // pps id
+    b.ue(0); // sps id
+    b.bit(false); // CAVLC
+    b.bit(false);
+    b.ue(0); // one slice group
     b.ue(0);
     b.ue(0);
-    b.bits(0b1011, 4);
-    b.nal(0x68)
+    b.bit(false);
+    b.bits(0, 2);
+    b.se(0);
+    b.se(0);
+    b.se(0);
+    b.bit(true); // deblocking_filter_control_present_flag
+    b.bit(false);
+    b.bit(false);
+    b.into_nal(0x68)
 }
 
+/// A complete slice header for `sps()`/`pps()` (log2_max_frame_num 4, POC type 2), then
+/// `payload` as slice data.
 fn slice(idr: bool, payload: &[u8]) -> Vec<u8> {
-    let mut b = Bits::default();
+    let mut b = BitWriter::new();
     b.ue(0); // first_mb_in_slice
     b.ue(if idr { 7 } else { 5 });
     b.ue(0); // pps id
-    let mut nal = b.nal(if idr { 0x65 } else { 0x41 });
+    b.bits(if idr { 0 } else { 1 }, 4); // frame_num
+    if idr {
+        b.ue(0); // idr_pic_id
+        b.bit(false); // no_output_of_prior_pics_flag
+        b.bit(false); // long_term_reference_flag
+    } else {
+        b.bit(false); // num_ref_idx_active_override_flag
+        b.bit(false); // ref_pic_list_modification_flag_l0
+        b.bit(false); // adaptive_ref_pic_marking_mode_flag
+    }
+    b.se(0); // slice_qp_delta
+    b.ue(0); // disable_deblocking_filter_idc
+    b.se(0);
+    b.se(0);
+    let mut nal = b.into_nal(if idr { 0x65 } else { 0x41 });
     nal.extend_from_slice(payload);
     nal
+}
+
+/// What the gateway forwards for an SPS or PPS: the same values, its own bytes.
+fn canon(nal: &[u8]) -> Vec<u8> {
+    match nal[0] & 0x1f {
+        7 => parse_sps(nal).expect("valid SPS").write(),
+        8 => parse_pps(nal).expect("valid PPS").write(),
+        _ => nal.to_vec(),
+    }
 }
 
 fn annexb(nals: &[&[u8]]) -> Vec<u8> {
@@ -144,7 +141,7 @@ fn keeps_parameter_sets_and_slices_drops_sei() {
     let out = san
         .sanitize(&header(true, 640, 480), &au)
         .expect("valid keyframe");
-    assert_eq!(out, annexb(&[&s, &p, &i]));
+    assert_eq!(out, annexb(&[&canon(&s), &canon(&p), &i]));
     assert!(
         !out.windows(8).any(|w| w == b"<script>"),
         "the SEI payload is gone"
@@ -253,9 +250,13 @@ fn cropping_and_emulation_prevention_are_handled() {
     );
     // A slice whose payload holds an escaped 00 00 03 01 passes byte-identical.
     let i = slice(true, &[0x88, 0, 0, 3, 1, 0x42]);
-    let au = annexb(&[&sps(40, 30, 0, 30), &pps(), &i]);
+    let (s, p) = (sps(40, 30, 0, 30), pps());
+    let au = annexb(&[&s, &p, &i]);
     let mut san = NalSanitizer::new(Limits::default());
-    assert_eq!(san.sanitize(&header(true, 640, 480), &au), Ok(au.clone()));
+    assert_eq!(
+        san.sanitize(&header(true, 640, 480), &au),
+        Ok(annexb(&[&canon(&s), &canon(&p), &i]))
+    );
 }
 
 #[test]
@@ -310,32 +311,216 @@ fn encode_real(width: usize, height: usize, frames: usize) -> Vec<Vec<u8>> {
         .collect()
 }
 
-#[test]
-fn real_openh264_stream_passes_unchanged_apart_from_dropped_units() {
-    let aus = encode_real(320, 240, 4);
-    let mut san = NalSanitizer::new(Limits::default());
-    for (n, au) in aus.iter().enumerate() {
-        let keyframe = types(au).contains(&5);
-        assert_eq!(keyframe, n == 0, "openh264 starts with one IDR");
-        let out = san
-            .sanitize(&header(keyframe, 320, 240), au)
-            .unwrap_or_else(|e| panic!("frame {n}: {e}"));
-        let kept: Vec<&[u8]> = nal_units(au)
-            .filter(|u| ALLOWED_TYPES.contains(&(u[0] & 0x1f)))
-            .collect();
-        assert_eq!(
-            out,
-            annexb(&kept),
-            "frame {n} is byte-identical apart from dropped units"
-        );
-        // With an SEI injected, the output is the same.
-        let mut with_sei = annexb(&[SEI_USER_DATA]);
-        with_sei.extend_from_slice(au);
-        let mut twin = NalSanitizer::new(Limits::default());
-        if n == 0 {
-            assert_eq!(twin.sanitize(&header(true, 320, 240), &with_sei), Ok(out));
+/// Decode access units with openh264: one RGB picture per decoded frame.
+fn decode_all(aus: &[Vec<u8>]) -> Vec<Vec<u8>> {
+    use openh264::decoder::Decoder;
+    use openh264::formats::YUVSource;
+    let mut dec = Decoder::new().expect("openh264 decoder");
+    let mut out = Vec::new();
+    for au in aus {
+        if let Some(yuv) = dec.decode(au).expect("decodes") {
+            let (w, h) = yuv.dimensions();
+            let mut rgb = vec![0; w * h * 3];
+            yuv.write_rgb8(&mut rgb);
+            out.push(rgb);
         }
+    }
+    out
+}
+
+/// The differential check: openh264's own streams, at several sizes (cropped ones included),
+/// are always accepted; the slices pass byte for byte, the parameter sets are the gateway's own
+/// rebuild; and openh264 decodes the sanitized stream to exactly the same pictures as the
+/// original.
+#[test]
+fn real_openh264_streams_are_accepted_rebuilt_and_decode_identically() {
+    for (w, h, frames) in [(320, 240, 5), (1366, 768, 2), (64, 64, 3)] {
+        let aus: Vec<Vec<u8>> = encode_real(w, h, frames)
+            .into_iter()
+            .filter(|au| !au.is_empty())
+            .collect();
+        let mut san = NalSanitizer::new(Limits::default());
+        let mut clean = Vec::new();
+        for (n, au) in aus.iter().enumerate() {
+            let keyframe = types(au).contains(&5);
+            assert_eq!(keyframe, n == 0, "{w}x{h}: openh264 starts with one IDR");
+            let out = san
+                .sanitize(&header(keyframe, w as u16, h as u16), au)
+                .unwrap_or_else(|e| panic!("{w}x{h} frame {n}: {e}"));
+            let expected: Vec<Vec<u8>> = nal_units(au)
+                .filter(|u| ALLOWED_TYPES.contains(&(u[0] & 0x1f)))
+                .map(canon)
+                .collect();
+            let refs: Vec<&[u8]> = expected.iter().map(Vec::as_slice).collect();
+            assert!(
+                out == annexb(&refs),
+                "{w}x{h} frame {n}: slices byte-identical, parameter sets rebuilt"
+            );
+            // A fresh sanitizer accepts the output as it is (idempotent).
+            if n == 0 {
+                let mut twin = NalSanitizer::new(Limits::default());
+                assert!(twin.sanitize(&header(true, w as u16, h as u16), &out) == Ok(out.clone()));
+                // With an SEI injected, the output is the same.
+                let mut with_sei = annexb(&[SEI_USER_DATA]);
+                with_sei.extend_from_slice(au);
+                let mut other = NalSanitizer::new(Limits::default());
+                assert!(
+                    other.sanitize(&header(true, w as u16, h as u16), &with_sei) == Ok(out.clone())
+                );
+            }
+            clean.push(out);
+        }
+        let (a, b) = (decode_all(&aus), decode_all(&clean));
+        assert_eq!(a.len(), aus.len(), "{w}x{h}: every frame decodes");
+        assert!(
+            a == b,
+            "{w}x{h}: the sanitized stream decodes to the same pictures"
+        );
     }
 }
 
 const ALLOWED_TYPES: [u8; 4] = tsuitate_protocol::h264::ALLOWED_NAL_TYPES;
+
+/// Hostile parameter sets and slices an agent could send: each is refused, never forwarded.
+#[test]
+fn hostile_parameter_sets_and_slices_are_refused() {
+    let refused = |au: Vec<u8>, keyframe: bool| {
+        let mut san = NalSanitizer::new(Limits::default());
+        san.sanitize(&header(keyframe, 640, 480), &au)
+            .expect_err("must be refused")
+    };
+    let (s, p, i) = (sps(40, 30, 0, 30), pps(), slice(true, &[0x88]));
+    // An SPS followed by 1 MiB of hidden bytes.
+    let mut fat = s.clone();
+    fat.extend(std::iter::repeat_n(0x5a, 1 << 20));
+    assert_eq!(
+        refused(annexb(&[&fat, &p, &i]), true),
+        SanitizeError::Sps(h264::SpsError::TrailingData)
+    );
+    // A PPS with data after its last field.
+    let mut tail = p.clone();
+    tail.extend_from_slice(&[0x11, 0x22, 0x33]);
+    assert!(matches!(
+        refused(annexb(&[&s, &tail, &i]), true),
+        SanitizeError::Pps(_)
+    ));
+    // A PPS with slice groups (FMO).
+    let mut b = BitWriter::new();
+    b.ue(0);
+    b.ue(0);
+    b.bit(false);
+    b.bit(false);
+    b.ue(3); // four slice groups
+    b.ue(0); // slice_group_map_type …
+    let fmo = b.into_nal(0x68);
+    assert!(matches!(
+        refused(annexb(&[&s, &fmo, &i]), true),
+        SanitizeError::Pps(h264::PpsError::Feature(_))
+    ));
+    // An IDR unit (type 5) holding a P slice.
+    let mut p_in_idr = slice(false, &[0x9a]);
+    p_in_idr[0] = 0x65;
+    assert_eq!(
+        refused(annexb(&[&s, &p, &p_in_idr]), true),
+        SanitizeError::Slice(h264::SliceError::IdrNotIntra)
+    );
+    // An SPS 100 001 macroblocks wide "cropped to 1280".
+    let mut b = BitWriter::new();
+    for v in [66, 0xc0, 31] {
+        b.bits(v, 8);
+    }
+    b.ue(0);
+    b.ue(0);
+    b.ue(2);
+    b.ue(1);
+    b.bit(false);
+    b.ue(100_000);
+    b.ue(44);
+    b.bit(true);
+    b.bit(true);
+    b.bit(true);
+    for c in [0, 99_360, 0, 0] {
+        b.ue(c);
+    }
+    b.bit(false);
+    let wide = b.into_nal(0x67);
+    assert!(matches!(
+        refused(annexb(&[&wide, &p, &i]), true),
+        SanitizeError::Sps(h264::SpsError::OutOfRange(_))
+    ));
+    // A B slice (frames would need reordering).
+    let mut b = BitWriter::new();
+    b.ue(0);
+    b.ue(6); // B
+    b.ue(0);
+    b.bits(1, 4);
+    let bslice = b.into_nal(0x41);
+    let mut san = NalSanitizer::new(Limits::default());
+    san.sanitize(&header(true, 640, 480), &annexb(&[&s, &p, &i]))
+        .expect("keyframe");
+    assert_eq!(
+        san.sanitize(&header(false, 640, 480), &annexb(&[&bslice])),
+        Err(SanitizeError::Slice(h264::SliceError::Type(6)))
+    );
+    // A slice whose first macroblock lies outside the picture.
+    let mut b = BitWriter::new();
+    b.ue(1200); // 40 × 30 = 1200 macroblocks: 0…1199
+    b.ue(5);
+    b.ue(0);
+    b.bits(1, 4);
+    let outside = b.into_nal(0x41);
+    assert_eq!(
+        san.sanitize(&header(false, 640, 480), &annexb(&[&outside])),
+        Err(SanitizeError::Slice(h264::SliceError::OutOfRange(
+            "first_mb_in_slice"
+        )))
+    );
+    // An IDR without its parameter sets (after a good keyframe).
+    assert_eq!(
+        san.sanitize(&header(true, 640, 480), &annexb(&[&i])),
+        Err(SanitizeError::IdrWithoutParameterSets)
+    );
+}
+
+/// Issue 12 item 4: "keyframe A; P frames; keyframe with new sets B (which a viewer may never
+/// get); IDR without sets" — the last is refused, and every keyframe that passes carries its
+/// own sets, so a viewer resuming at any passed keyframe decodes with the same sets the
+/// gateway checked: a fresh sanitizer accepts it and what follows.
+#[test]
+fn every_passed_keyframe_carries_its_sets_so_a_fresh_sanitizer_accepts_it() {
+    let a = annexb(&[&sps(40, 30, 0, 30), &pps(), &slice(true, &[0x88])]);
+    let pf = annexb(&[&slice(false, &[0x9a])]);
+    let b = annexb(&[&sps(40, 30, 0, 31), &pps(), &slice(true, &[0x88])]);
+    let bare_idr = annexb(&[&slice(true, &[0x88])]);
+    let stream = [
+        (true, a),
+        (false, pf.clone()),
+        (false, pf.clone()),
+        (true, b),
+        (true, bare_idr),
+        (false, pf),
+    ];
+    let mut san = NalSanitizer::new(Limits::default());
+    let mut passed = Vec::new();
+    for (key, au) in &stream {
+        match san.sanitize(&header(*key, 640, 480), au) {
+            Ok(out) => passed.push((*key, out)),
+            Err(e) => assert_eq!(e, SanitizeError::IdrWithoutParameterSets),
+        }
+    }
+    assert_eq!(passed.len(), 5, "only the bare IDR is refused");
+    let keyframes: Vec<usize> = (0..passed.len()).filter(|k| passed[*k].0).collect();
+    assert_eq!(keyframes.len(), 2);
+    for k in keyframes {
+        let mut fresh = NalSanitizer::new(Limits::default());
+        for (n, (key, out)) in passed.iter().enumerate().skip(k) {
+            if n > k && *key {
+                break;
+            }
+            assert!(
+                fresh.sanitize(&header(*key, 640, 480), out).is_ok(),
+                "a viewer resuming at keyframe {k} decodes unit {n}"
+            );
+        }
+    }
+}

@@ -30,6 +30,9 @@ use crate::relay::input::InputPolicy;
 use crate::relay::video::{FpsLimit, FrameAction, KeyframePacer, OutFrame, ViewerFlow};
 use crate::state::{lock, SessionCommand, SessionView, ToViewer, ViewerCommand, ViewerSink};
 
+/// How far before its arrival a frame's capture time may lie (docs/protocol.md §3.2).
+pub const CAPTURE_WINDOW_US: u64 = 10_000_000;
+
 /// Microseconds as milliseconds (one decimal).
 fn ms(us: u32) -> f64 {
     (f64::from(us) / 100.0).round() / 10.0
@@ -403,10 +406,13 @@ impl SessionCore {
             self.input.resize(h.width, h.height);
         }
         self.seq += 1;
-        // docs/protocol.md §3.2: capture times cross in the gateway's clock.
+        // docs/protocol.md §3.2: capture times cross in the gateway's clock, and within
+        // CAPTURE_WINDOW_US before the frame arrived (it is a number from the Internet zone
+        // that reaches LGWAN: it can say nothing but "how old").
+        let local = lock(&self.clock).to_local(h.capture_us, unix_us);
         let header = VideoHeader {
             sequence: self.seq,
-            capture_us: lock(&self.clock).to_local(h.capture_us, unix_us),
+            capture_us: local.clamp(unix_us.saturating_sub(CAPTURE_WINDOW_US), unix_us),
             keyframe: h.keyframe,
             width: h.width,
             height: h.height,
@@ -564,6 +570,23 @@ impl SessionCore {
                 .push_back(GatewayToAgentSession::Input(f.events));
         }
         Ok(())
+    }
+
+    /// Under `drop_policy = "drop"`, the record of what the sanitizer dropped from this
+    /// session's agent (a `policy_violation` with counts by NAL type), if it dropped anything.
+    pub fn dropped_record(&self) -> Option<Value> {
+        let c = self.sanitizer.counters();
+        (c.dropped_total() > 0).then(|| {
+            json!({
+                "event": "policy_violation",
+                "side": "agent",
+                "who": self.agent,
+                "session": self.id,
+                "code": "nal_dropped",
+                "detail": "NAL units outside the allow-list were dropped (drop_policy = \"drop\")",
+                "dropped_by_nal_type": drops_by_type(&c.dropped_by_type),
+            })
+        })
     }
 
     /// The session-end audit record.
@@ -1009,5 +1032,49 @@ mod tests {
         ));
         assert_eq!(c.poll_agent(), None);
         assert_eq!(c.end_record(t0 + 3 * S, &e)["sanitizer_refused"], 1);
+    }
+
+    #[test]
+    fn capture_times_cross_only_within_the_window_before_arrival() {
+        let t0 = Instant::now();
+        let cfg = config(0, 0, 30);
+        let mut c = core(t0, &cfg);
+        let (v, mut rx) = sink(1);
+        c.handle_command(t0, SessionCommand::Attach(v)).unwrap();
+        let arrival = 1_800_000_000_000_000u64;
+        // The agent's clock agrees with ours.
+        lock(&c.clock).sample(arrival - 1000, arrival - 500, arrival);
+        let au = &tsuitate_testkit::frames::frames()[0];
+        let frame = |capture_us| VideoFrame {
+            header: VideoHeader {
+                sequence: 1,
+                capture_us,
+                keyframe: au.keyframe,
+                width: 320,
+                height: 240,
+            },
+            data: Bytes::from(au.data.clone()),
+        };
+        let mut seen = Vec::new();
+        for capture in [arrival + 3_600_000_000, 7, arrival - 40_000] {
+            c.handle_agent(t0, arrival, AgentSessionToGateway::Video(frame(capture)))
+                .unwrap();
+            while let Ok(m) = rx.try_recv() {
+                if let ToViewer::Video(f) = m {
+                    let wire = [f.head.as_ref(), f.data.as_ref()].concat();
+                    let limits = tsuitate_protocol::Limits::default();
+                    if let Ok(Some((GatewayToViewer::Video(v), _))) =
+                        <GatewayToViewer as tsuitate_protocol::Message>::decode(&wire, &limits)
+                    {
+                        seen.push(v.header.capture_us);
+                    }
+                }
+            }
+        }
+        assert_eq!(
+            seen,
+            vec![arrival, arrival - CAPTURE_WINDOW_US, arrival - 40_000],
+            "an hour ahead → arrival; 1970 → ten seconds before; honest → as it was"
+        );
     }
 }

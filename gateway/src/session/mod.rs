@@ -261,6 +261,9 @@ impl Driver {
             hub.broker.release(core.id);
         }
         self.state.metrics.session_ended(end.to_viewer.name());
+        if let Some(dropped) = core.dropped_record() {
+            self.state.audit(dropped);
+        }
         self.state.audit(core.end_record(now(), &end));
         tracing::info!(
             reason = end.to_viewer.name(),

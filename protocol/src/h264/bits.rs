@@ -1,4 +1,5 @@
-//! A bit reader over an RBSP (emulation-prevention bytes removed), with exp-Golomb codes.
+//! A bit reader over an RBSP (emulation-prevention bytes removed), with exp-Golomb codes, and
+//! the bit writer the gateway rebuilds parameter sets with.
 
 /// Errors while reading bits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,6 +71,113 @@ impl<'a> BitReader<'a> {
         let k = i64::from(self.ue()?);
         Ok(if k % 2 == 1 { (k + 1) / 2 } else { -(k / 2) })
     }
+
+    /// Bits read so far.
+    pub fn position(&self) -> usize {
+        self.bit
+    }
+
+    /// Whether syntax data follows before the RBSP trailing bits (H.264 §7.2
+    /// `more_rbsp_data()`): false when only the stop bit and zero bits remain.
+    pub fn more_rbsp_data(&self) -> bool {
+        let total = self.data.len() * 8;
+        // The last 1 bit in the data is the stop bit.
+        let last_one = self
+            .data
+            .iter()
+            .rposition(|b| *b != 0)
+            .map(|i| i * 8 + 7 - self.data[i].trailing_zeros() as usize);
+        match last_one {
+            Some(stop) => self.bit < stop && self.bit < total,
+            None => false,
+        }
+    }
+
+    /// Whether exactly `rbsp_trailing_bits()` remain: one 1 bit, zero bits to the byte end,
+    /// and nothing after (no hidden bytes).
+    pub fn at_trailing_bits(&self) -> bool {
+        let byte = self.bit / 8;
+        let Some(&b) = self.data.get(byte) else {
+            return false;
+        };
+        let used = self.bit % 8;
+        // The rest of this byte must be 1 followed by zeros.
+        let rest = b << used;
+        rest == 0x80 && byte + 1 == self.data.len()
+    }
+}
+
+/// Writes bits MSB-first into an RBSP, then makes a NAL unit of it.
+#[derive(Debug, Default)]
+pub struct BitWriter {
+    bytes: Vec<u8>,
+    bits: usize,
+}
+
+impl BitWriter {
+    /// An empty writer.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// One bit.
+    pub fn bit(&mut self, b: bool) {
+        if self.bits % 8 == 0 {
+            self.bytes.push(0);
+        }
+        if b {
+            if let Some(last) = self.bytes.last_mut() {
+                *last |= 0x80 >> (self.bits % 8);
+            }
+        }
+        self.bits += 1;
+    }
+
+    /// The low `n` bits of `v` (n ≤ 32).
+    pub fn bits(&mut self, v: u32, n: u32) {
+        for i in (0..n).rev() {
+            self.bit((v >> i) & 1 == 1);
+        }
+    }
+
+    /// Unsigned exp-Golomb.
+    pub fn ue(&mut self, v: u32) {
+        let x = u64::from(v) + 1;
+        let len = 64 - x.leading_zeros();
+        for _ in 1..len {
+            self.bit(false);
+        }
+        for i in (0..len).rev() {
+            self.bit((x >> i) & 1 == 1);
+        }
+    }
+
+    /// Signed exp-Golomb.
+    pub fn se(&mut self, v: i64) {
+        let k = if v > 0 { 2 * v - 1 } else { -2 * v };
+        self.ue(u32::try_from(k).unwrap_or(u32::MAX));
+    }
+
+    /// `rbsp_trailing_bits()`, the NAL header byte in front and emulation prevention: the
+    /// finished NAL unit.
+    pub fn into_nal(mut self, header: u8) -> Vec<u8> {
+        self.bit(true);
+        while self.bits % 8 != 0 {
+            self.bit(false);
+        }
+        let mut out = Vec::with_capacity(self.bytes.len() + 8);
+        out.push(header);
+        let mut zeros = 0usize;
+        for b in self.bytes {
+            if zeros >= 2 && b <= 3 {
+                out.push(3);
+                zeros = 0;
+            }
+            zeros = if b == 0 { zeros + 1 } else { 0 };
+            out.push(b);
+        }
+        out
+    }
 }
 
 #[cfg(test)]
@@ -100,6 +208,44 @@ mod tests {
             unescape(&[0, 0, 3, 1, 0, 0, 3, 0, 5]),
             vec![0, 0, 1, 0, 0, 0, 5]
         );
+    }
+
+    #[test]
+    fn written_codes_read_back_and_trailing_bits_are_exact() {
+        let mut w = BitWriter::new();
+        for v in [0u32, 1, 2, 7, 255, 65_535, u32::MAX - 1] {
+            w.ue(v);
+        }
+        for v in [0i64, 1, -1, 26, -26, 12_345] {
+            w.se(v);
+        }
+        w.bits(0b101, 3);
+        let nal = w.into_nal(0x67);
+        let rbsp = unescape(&nal[1..]);
+        let mut r = BitReader::new(&rbsp);
+        for v in [0u32, 1, 2, 7, 255, 65_535, u32::MAX - 1] {
+            assert_eq!(r.ue(), Ok(v));
+        }
+        for v in [0i64, 1, -1, 26, -26, 12_345] {
+            assert_eq!(r.se(), Ok(v));
+        }
+        assert_eq!(r.bits(3), Ok(0b101));
+        assert!(!r.more_rbsp_data());
+        assert!(r.at_trailing_bits());
+        // A byte after the trailing bits is not "exactly trailing bits".
+        assert!(!BitReader::new(&[0x80, 0x00]).at_trailing_bits());
+        assert!(!BitReader::new(&[0x00, 0x80]).at_trailing_bits());
+        assert!(BitReader::new(&[0x80]).at_trailing_bits());
+    }
+
+    #[test]
+    fn emulation_prevention_is_added_where_needed() {
+        let mut w = BitWriter::new();
+        w.bits(0, 16);
+        w.bits(1, 8);
+        let nal = w.into_nal(0x68);
+        assert_eq!(nal, vec![0x68, 0, 0, 3, 1, 0x80]);
+        assert_eq!(unescape(&nal[1..]), vec![0, 0, 1, 0x80]);
     }
 
     #[test]

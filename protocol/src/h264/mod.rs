@@ -2,14 +2,19 @@
 
 mod annexb;
 mod bits;
+mod pps;
 mod sanitizer;
+mod slice;
 mod sps;
 
 pub use annexb::{nal_units, NalUnits};
+pub use bits::BitWriter;
+pub use pps::{parse_pps, PpsError, PpsInfo};
 pub use sanitizer::{
     nal_type_allowed, DropPolicy, NalSanitizer, SanitizeError, SanitizerCounters, ALLOWED_NAL_TYPES,
 };
-pub use sps::{parse_sps, SpsError, SpsInfo};
+pub use slice::{parse_slice_header, SliceError, SliceHeader};
+pub use sps::{parse_sps, SpsError, SpsInfo, VideoSignal};
 
 /// The NAL unit type (low five bits of the first byte).
 pub fn nal_type(nal: &[u8]) -> Option<u8> {

@@ -3,7 +3,8 @@
 use thiserror::Error;
 
 use super::annexb::nal_units;
-use super::bits::{unescape, BitReader};
+use super::pps::{parse_pps, PpsError, PpsInfo};
+use super::slice::{parse_slice_header, slice_pps_id, SliceError};
 use super::sps::{parse_sps, SpsError, SpsInfo};
 use crate::limits::Limits;
 use crate::video::VideoHeader;
@@ -48,7 +49,7 @@ pub enum SanitizeError {
     /// The SPS level is above `max_level_idc`.
     #[error("SPS level {0} exceeds the limit")]
     Level(u8),
-    /// The SPS picture size is above the limits.
+    /// The SPS picture size (coded or cropped) is above the limits.
     #[error("SPS size {width}x{height} exceeds the limits")]
     SpsTooLarge { width: u32, height: u32 },
     /// The SPS size differs from the frame header.
@@ -59,12 +60,19 @@ pub enum SanitizeError {
         width: u16,
         height: u16,
     },
-    /// A PPS is malformed or names an unknown SPS.
-    #[error("PPS refused")]
-    Pps,
-    /// A slice is malformed, or refers to an unknown PPS.
-    #[error("slice header refused")]
-    Slice,
+    /// A PPS is malformed or not allowed.
+    #[error("PPS refused: {0}")]
+    Pps(#[from] PpsError),
+    /// A PPS names an SPS that is not the active one.
+    #[error("PPS names an unknown SPS")]
+    PpsUnknownSps,
+    /// A slice header is malformed or not allowed.
+    #[error("slice header refused: {0}")]
+    Slice(#[from] SliceError),
+    /// An IDR access unit without its SPS and PPS (every IDR carries both, so the viewer's
+    /// decoder and the gateway always agree on the active parameter sets).
+    #[error("an IDR access unit must carry its SPS and PPS")]
+    IdrWithoutParameterSets,
     /// A slice arrived before any SPS/PPS/IDR.
     #[error("the stream must start with a keyframe (SPS, PPS, IDR)")]
     NoKeyframeYet,
@@ -90,8 +98,10 @@ impl SanitizeError {
             SanitizeError::Level(_) => "level",
             SanitizeError::SpsTooLarge { .. } => "sps_too_large",
             SanitizeError::SizeMismatch { .. } => "size_mismatch",
-            SanitizeError::Pps => "pps",
-            SanitizeError::Slice => "slice",
+            SanitizeError::Pps(_) => "pps",
+            SanitizeError::PpsUnknownSps => "pps_unknown_sps",
+            SanitizeError::Slice(_) => "slice",
+            SanitizeError::IdrWithoutParameterSets => "idr_without_parameter_sets",
             SanitizeError::NoKeyframeYet => "no_keyframe_yet",
             SanitizeError::ParameterChangeWithoutIdr => "parameter_change_without_idr",
             SanitizeError::KeyframeMismatch => "keyframe_mismatch",
@@ -123,16 +133,18 @@ impl SanitizerCounters {
 /// Parameter-set state of one video stream.
 #[derive(Debug, Clone, Default)]
 struct StreamState {
-    /// The active SPS (raw bytes and what it says).
-    sps: Option<(Vec<u8>, SpsInfo)>,
-    /// Known PPS ids (bit set), each with the SPS id it names.
-    pps: Vec<(u32, Vec<u8>)>,
+    /// The active SPS.
+    sps: Option<SpsInfo>,
+    /// Known PPSs (of the active SPS).
+    pps: Vec<PpsInfo>,
 }
 
 /// Sanitizes the access units of one video stream (one session). Keeps NAL types 1, 5, 7, 8,
-/// drops (or, by its [`DropPolicy`], refuses) everything else and counts it by type, checks
-/// parameter sets against the limits and the frame header, and re-assembles the kept units
-/// with fresh 4-byte start codes. Idempotent.
+/// drops (or, by its [`DropPolicy`], refuses) everything else and counts it by type. Parameter
+/// sets are parsed completely, checked against the allow-list, the limits and the frame
+/// header, and **written anew** (no byte of an agent's SPS or PPS is forwarded); slice headers
+/// are parsed completely and checked; every IDR access unit must carry its SPS and PPS. The
+/// kept units are re-assembled with fresh 4-byte start codes. Idempotent.
 #[derive(Debug, Clone)]
 pub struct NalSanitizer {
     limits: Limits,
@@ -185,9 +197,9 @@ impl NalSanitizer {
         dropped: &mut [u64; 32],
     ) -> Result<Vec<u8>, SanitizeError> {
         let mut state = self.state.clone();
-        let mut out = Vec::with_capacity(au.len().saturating_add(16));
+        let mut out = Vec::with_capacity(au.len().saturating_add(64));
         let (mut nals, mut kept, mut slices) = (0usize, 0u64, 0usize);
-        let mut has_idr = false;
+        let (mut has_idr, mut has_sps, mut has_pps) = (false, false, false);
         let mut params_changed = false;
         for nal in nal_units(au) {
             nals += 1;
@@ -207,22 +219,61 @@ impl NalSanitizer {
                     DropPolicy::Refuse => return Err(SanitizeError::ForbiddenNal(ty)),
                 }
             }
+            out.extend_from_slice(&START_CODE);
             match ty {
-                7 => params_changed |= self.accept_sps(&mut state, header, nal)?,
-                8 => params_changed |= accept_pps(&mut state, nal)?,
+                7 => {
+                    let sps = self.accept_sps(header, nal)?;
+                    let changed = state.sps.as_ref() != Some(&sps);
+                    if changed {
+                        state.pps.clear();
+                    }
+                    params_changed |= changed;
+                    has_sps = true;
+                    // Rebuilt: the gateway's own bytes.
+                    out.extend_from_slice(&sps.write());
+                    state.sps = Some(sps);
+                }
+                8 => {
+                    let pps = parse_pps(nal)?;
+                    if state.sps.as_ref().is_none_or(|s| s.sps_id != pps.sps_id) {
+                        return Err(SanitizeError::PpsUnknownSps);
+                    }
+                    match state.pps.iter_mut().find(|p| p.pps_id == pps.pps_id) {
+                        Some(p) if *p == pps => {}
+                        Some(p) => {
+                            *p = pps.clone();
+                            params_changed = true;
+                        }
+                        None => {
+                            state.pps.push(pps.clone());
+                            params_changed = true;
+                        }
+                    }
+                    has_pps = true;
+                    out.extend_from_slice(&pps.write());
+                }
                 // 1 or 5: the allow-list's slices.
                 _ => {
-                    check_slice(&state, nal)?;
+                    let Some(sps) = &state.sps else {
+                        return Err(SanitizeError::NoKeyframeYet);
+                    };
+                    let pps_id = slice_pps_id(nal)?;
+                    let Some(pps) = state.pps.iter().find(|p| p.pps_id == pps_id) else {
+                        return Err(SanitizeError::NoKeyframeYet);
+                    };
+                    parse_slice_header(nal, sps, pps)?;
                     has_idr |= ty == 5;
                     slices += 1;
+                    out.extend_from_slice(nal);
                 }
             }
             kept += 1;
-            out.extend_from_slice(&START_CODE);
-            out.extend_from_slice(nal);
         }
         if slices == 0 {
             return Err(SanitizeError::NoSlice);
+        }
+        if has_idr && !(has_sps && has_pps) {
+            return Err(SanitizeError::IdrWithoutParameterSets);
         }
         if params_changed && !has_idr {
             return Err(SanitizeError::ParameterChangeWithoutIdr);
@@ -230,7 +281,7 @@ impl NalSanitizer {
         if header.keyframe != has_idr {
             return Err(SanitizeError::KeyframeMismatch);
         }
-        if let Some((_, info)) = &state.sps {
+        if let Some(info) = &state.sps {
             check_size(info, header)?;
         }
         self.state = state;
@@ -238,16 +289,20 @@ impl NalSanitizer {
         Ok(out)
     }
 
-    /// Returns whether the SPS differs from the active one.
-    fn accept_sps(
-        &self,
-        state: &mut StreamState,
-        header: &VideoHeader,
-        nal: &[u8],
-    ) -> Result<bool, SanitizeError> {
+    /// Parse an SPS and check it against the limits and the frame header.
+    fn accept_sps(&self, header: &VideoHeader, nal: &[u8]) -> Result<SpsInfo, SanitizeError> {
         let info = parse_sps(nal)?;
         if info.level_idc > self.limits.max_level_idc {
             return Err(SanitizeError::Level(info.level_idc));
+        }
+        // The coded size too, not only the cropped one (cropping is less than a macroblock).
+        let (coded_w, coded_h) = (info.width_mbs * 16, info.height_mbs * 16);
+        let round = |v: u16| u32::from(v).div_ceil(16) * 16;
+        if coded_w > round(self.limits.max_width) || coded_h > round(self.limits.max_height) {
+            return Err(SanitizeError::SpsTooLarge {
+                width: coded_w,
+                height: coded_h,
+            });
         }
         if info.width > u32::from(self.limits.max_width)
             || info.height > u32::from(self.limits.max_height)
@@ -258,15 +313,7 @@ impl NalSanitizer {
             });
         }
         check_size(&info, header)?;
-        let changed = state
-            .sps
-            .as_ref()
-            .is_none_or(|(raw, _)| raw.as_slice() != nal);
-        if changed {
-            state.pps.clear();
-        }
-        state.sps = Some((nal.to_vec(), info));
-        Ok(changed)
+        Ok(info)
     }
 }
 
@@ -278,49 +325,6 @@ fn check_size(info: &SpsInfo, header: &VideoHeader) -> Result<(), SanitizeError>
             width: header.width,
             height: header.height,
         });
-    }
-    Ok(())
-}
-
-/// Returns whether the PPS is new or changed.
-fn accept_pps(state: &mut StreamState, nal: &[u8]) -> Result<bool, SanitizeError> {
-    let rbsp = unescape(&nal[1..]);
-    let mut r = BitReader::new(&rbsp);
-    let pps_id = r.ue().map_err(|_| SanitizeError::Pps)?;
-    let sps_id = r.ue().map_err(|_| SanitizeError::Pps)?;
-    let Some((_, sps)) = &state.sps else {
-        return Err(SanitizeError::Pps);
-    };
-    if pps_id > 255 || sps_id != sps.sps_id {
-        return Err(SanitizeError::Pps);
-    }
-    if let Some(entry) = state.pps.iter_mut().find(|(id, _)| *id == pps_id) {
-        if entry.1 == nal {
-            return Ok(false);
-        }
-        entry.1 = nal.to_vec();
-    } else {
-        state.pps.push((pps_id, nal.to_vec()));
-    }
-    Ok(true)
-}
-
-fn check_slice(state: &StreamState, nal: &[u8]) -> Result<(), SanitizeError> {
-    let Some((_, sps)) = &state.sps else {
-        return Err(SanitizeError::NoKeyframeYet);
-    };
-    // The slice header starts within the first bytes; unescape only those.
-    let head = unescape(&nal[1..nal.len().min(33)]);
-    let mut r = BitReader::new(&head);
-    let first_mb = r.ue().map_err(|_| SanitizeError::Slice)?;
-    let slice_type = r.ue().map_err(|_| SanitizeError::Slice)?;
-    let pps_id = r.ue().map_err(|_| SanitizeError::Slice)?;
-    let mbs = (u64::from(sps.width).div_ceil(16)) * (u64::from(sps.height).div_ceil(16));
-    if u64::from(first_mb) >= mbs || slice_type > 9 {
-        return Err(SanitizeError::Slice);
-    }
-    if !state.pps.iter().any(|(id, _)| *id == pps_id) {
-        return Err(SanitizeError::NoKeyframeYet);
     }
     Ok(())
 }

@@ -1,0 +1,255 @@
+//! Slice headers (ITU-T H.264 §7.3.3): parsed completely against the active SPS and the PPS
+//! they name, and checked (docs/protocol.md §3.3). The slice data after the header is not
+//! walked here.
+//!
+//! Allowed: I and P slices (B, SP and SI refused, so frames never need reordering); an IDR
+//! unit holds I slices only and is a reference picture; `first_mb_in_slice` inside the picture;
+//! reference counts, list modifications and memory-management operations within bounds; QP and
+//! deblocking offsets in range.
+
+use thiserror::Error;
+
+use super::bits::{unescape, BitReader, OutOfBits};
+use super::pps::PpsInfo;
+use super::sps::SpsInfo;
+
+/// What the gateway learns from a slice header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SliceHeader {
+    /// `first_mb_in_slice`.
+    pub first_mb: u32,
+    /// `slice_type` % 5: 0 = P, 2 = I.
+    pub kind: u32,
+    /// `pic_parameter_set_id`.
+    pub pps_id: u32,
+    /// `frame_num`.
+    pub frame_num: u32,
+    /// Slice QP (26 + `pic_init_qp_minus26` + `slice_qp_delta`), 0–51.
+    pub qp: i32,
+    /// Bits of the header (where the slice data starts, in the RBSP).
+    pub header_bits: usize,
+}
+
+/// Why a slice was refused.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum SliceError {
+    /// Truncated or malformed header.
+    #[error("slice header is truncated or malformed")]
+    Malformed,
+    /// A field out of range.
+    #[error("slice header field `{0}` is out of range")]
+    OutOfRange(&'static str),
+    /// B, SP and SI slices are not allowed.
+    #[error("slice type {0} is not allowed (only I and P)")]
+    Type(u32),
+    /// An IDR unit with a P slice, or an IDR that is not a reference picture.
+    #[error("an IDR unit must hold reference I slices")]
+    IdrNotIntra,
+    /// No slice data after the header.
+    #[error("slice has no data")]
+    Empty,
+}
+
+impl From<OutOfBits> for SliceError {
+    fn from(_: OutOfBits) -> Self {
+        SliceError::Malformed
+    }
+}
+
+fn bounded(v: u32, max: u32, field: &'static str) -> Result<u32, SliceError> {
+    if v > max {
+        Err(SliceError::OutOfRange(field))
+    } else {
+        Ok(v)
+    }
+}
+
+fn signed(v: i64, min: i64, max: i64, field: &'static str) -> Result<i64, SliceError> {
+    if (min..=max).contains(&v) {
+        Ok(v)
+    } else {
+        Err(SliceError::OutOfRange(field))
+    }
+}
+
+/// Most list modifications or memory-management operations in one header.
+const MAX_OPERATIONS: usize = 64;
+
+/// The first bytes of a slice NAL unit (after its header byte) that can hold the slice header:
+/// bounded loops keep it well below this.
+const MAX_HEADER_BYTES: usize = 4096;
+
+/// The `pic_parameter_set_id` a slice names (its third field), to find the PPS to parse it with.
+pub fn slice_pps_id(nal: &[u8]) -> Result<u32, SliceError> {
+    let head = unescape(&nal[1..nal.len().min(64)]);
+    let mut r = BitReader::new(&head);
+    r.ue()?;
+    r.ue()?;
+    bounded(r.ue()?, 255, "pic_parameter_set_id")
+}
+
+/// Parse and check the header of slice NAL unit `nal` (type 1 or 5).
+pub fn parse_slice_header(
+    nal: &[u8],
+    sps: &SpsInfo,
+    pps: &PpsInfo,
+) -> Result<SliceHeader, SliceError> {
+    let nal_ref_idc = (nal[0] >> 5) & 3;
+    let idr = nal[0] & 0x1f == 5;
+    let head = unescape(&nal[1..nal.len().min(1 + MAX_HEADER_BYTES)]);
+    let mut r = BitReader::new(&head);
+    let first_mb = r.ue()?;
+    if first_mb >= sps.mbs() {
+        return Err(SliceError::OutOfRange("first_mb_in_slice"));
+    }
+    let slice_type = bounded(r.ue()?, 9, "slice_type")?;
+    let kind = slice_type % 5;
+    if kind != 0 && kind != 2 {
+        return Err(SliceError::Type(slice_type));
+    }
+    if idr && (kind != 2 || nal_ref_idc == 0) {
+        return Err(SliceError::IdrNotIntra);
+    }
+    let pps_id = bounded(r.ue()?, 255, "pic_parameter_set_id")?;
+    let frame_num = r.bits(sps.log2_max_frame_num)?;
+    if idr {
+        if frame_num != 0 {
+            return Err(SliceError::OutOfRange("frame_num"));
+        }
+        bounded(r.ue()?, 65_535, "idr_pic_id")?;
+    }
+    match sps.poc_type {
+        0 => {
+            r.bits(sps.log2_max_poc_lsb)?;
+            if pps.bottom_field_pic_order {
+                signed(
+                    r.se()?,
+                    -(1 << 31),
+                    (1 << 31) - 1,
+                    "delta_pic_order_cnt_bottom",
+                )?;
+            }
+        }
+        1 if !sps.delta_pic_order_always_zero => {
+            signed(r.se()?, -(1 << 31), (1 << 31) - 1, "delta_pic_order_cnt")?;
+            if pps.bottom_field_pic_order {
+                signed(r.se()?, -(1 << 31), (1 << 31) - 1, "delta_pic_order_cnt")?;
+            }
+        }
+        _ => {}
+    }
+    let mut active_l0 = pps.num_ref_idx_default.0;
+    if kind == 0 {
+        if r.flag()? {
+            active_l0 = bounded(r.ue()?, 15, "num_ref_idx_l0_active_minus1")? + 1;
+        } else if active_l0 > 16 {
+            return Err(SliceError::OutOfRange("num_ref_idx_l0_active"));
+        }
+        // ref_pic_list_modification()
+        if r.flag()? {
+            let max_pic_num = 1u32 << sps.log2_max_frame_num;
+            let mut ops = 0;
+            loop {
+                match bounded(r.ue()?, 3, "modification_of_pic_nums_idc")? {
+                    3 => break,
+                    0 | 1 => {
+                        bounded(r.ue()?, max_pic_num - 1, "abs_diff_pic_num_minus1")?;
+                    }
+                    _ => {
+                        bounded(r.ue()?, 31, "long_term_pic_num")?;
+                    }
+                }
+                ops += 1;
+                if ops > active_l0 as usize + 1 {
+                    return Err(SliceError::OutOfRange("ref_pic_list_modification"));
+                }
+            }
+        }
+        if pps.weighted_pred {
+            pred_weight_table(&mut r, active_l0)?;
+        }
+    }
+    if nal_ref_idc != 0 {
+        // dec_ref_pic_marking()
+        if idr {
+            r.flag()?; // no_output_of_prior_pics_flag
+            r.flag()?; // long_term_reference_flag
+        } else if r.flag()? {
+            let mut ops = 0;
+            loop {
+                match bounded(r.ue()?, 6, "memory_management_control_operation")? {
+                    0 => break,
+                    1 => {
+                        bounded(r.ue()?, u32::MAX - 1, "difference_of_pic_nums_minus1")?;
+                    }
+                    2 => {
+                        bounded(r.ue()?, 31, "long_term_pic_num")?;
+                    }
+                    3 => {
+                        bounded(r.ue()?, u32::MAX - 1, "difference_of_pic_nums_minus1")?;
+                        bounded(r.ue()?, 15, "long_term_frame_idx")?;
+                    }
+                    4 => {
+                        bounded(r.ue()?, 16, "max_long_term_frame_idx_plus1")?;
+                    }
+                    5 => {}
+                    _ => {
+                        bounded(r.ue()?, 15, "long_term_frame_idx")?;
+                    }
+                }
+                ops += 1;
+                if ops > MAX_OPERATIONS {
+                    return Err(SliceError::OutOfRange(
+                        "memory_management_control_operation",
+                    ));
+                }
+            }
+        }
+    }
+    if pps.cabac && kind != 2 {
+        bounded(r.ue()?, 2, "cabac_init_idc")?;
+    }
+    let delta = signed(r.se()?, -87, 77, "slice_qp_delta")?;
+    let qp = 26 + i64::from(pps.pic_init_qp_minus26) + delta;
+    if !(0..=51).contains(&qp) {
+        return Err(SliceError::OutOfRange("slice_qp_delta"));
+    }
+    if pps.deblocking_control {
+        let idc = bounded(r.ue()?, 2, "disable_deblocking_filter_idc")?;
+        if idc != 1 {
+            signed(r.se()?, -6, 6, "slice_alpha_c0_offset_div2")?;
+            signed(r.se()?, -6, 6, "slice_beta_offset_div2")?;
+        }
+    }
+    let header_bits = r.position();
+    if !r.more_rbsp_data() && nal.len() <= 1 + MAX_HEADER_BYTES {
+        return Err(SliceError::Empty);
+    }
+    Ok(SliceHeader {
+        first_mb,
+        kind,
+        pps_id,
+        frame_num,
+        qp: qp as i32,
+        header_bits,
+    })
+}
+
+/// `pred_weight_table()` for a P slice (4:2:0): read and range-checked.
+fn pred_weight_table(r: &mut BitReader<'_>, active_l0: u32) -> Result<(), SliceError> {
+    bounded(r.ue()?, 7, "luma_log2_weight_denom")?;
+    bounded(r.ue()?, 7, "chroma_log2_weight_denom")?;
+    for _ in 0..active_l0 {
+        if r.flag()? {
+            signed(r.se()?, -128, 127, "luma_weight_l0")?;
+            signed(r.se()?, -128, 127, "luma_offset_l0")?;
+        }
+        if r.flag()? {
+            for _ in 0..2 {
+                signed(r.se()?, -128, 127, "chroma_weight_l0")?;
+                signed(r.se()?, -128, 127, "chroma_offset_l0")?;
+            }
+        }
+    }
+    Ok(())
+}
