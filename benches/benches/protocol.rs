@@ -5,28 +5,34 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use tsuitate_benches::encoded_scroll;
 use tsuitate_protocol::*;
 
+/// The sanitizer over a scrolling page (docs/benchmarks.md): parameter sets rebuilt, slice
+/// headers parsed and every macroblock of the slice data walked.
 fn sanitizer(c: &mut Criterion) {
-    let (w, h) = (1280u16, 720u16);
-    let aus = encoded_scroll(w.into(), h.into(), 30);
-    let total: usize = aus.iter().map(Vec::len).sum();
     let mut group = c.benchmark_group("sanitizer");
-    group.throughput(Throughput::Bytes(total as u64));
-    group.bench_function("720p_scroll_30_frames", |b| {
-        b.iter(|| {
-            let mut san = NalSanitizer::new(Limits::default());
-            for (n, au) in aus.iter().enumerate() {
-                let header = VideoHeader {
-                    sequence: n as u64,
-                    capture_us: 0,
-                    keyframe: n == 0,
-                    width: w,
-                    height: h,
-                };
-                let out = san.sanitize(&header, au).expect("valid stream");
-                std::hint::black_box(out);
-            }
-        })
-    });
+    for (w, h, name) in [
+        (1280u16, 720u16, "720p_scroll_30_frames"),
+        (1920, 1080, "1080p_scroll_30_frames"),
+    ] {
+        let aus = encoded_scroll(w.into(), h.into(), 30);
+        let total: usize = aus.iter().map(Vec::len).sum();
+        group.throughput(Throughput::Bytes(total as u64));
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                let mut san = NalSanitizer::new(Limits::default());
+                for (n, au) in aus.iter().enumerate() {
+                    let header = VideoHeader {
+                        sequence: n as u64,
+                        capture_us: 0,
+                        keyframe: n == 0,
+                        width: w,
+                        height: h,
+                    };
+                    let out = san.sanitize(&header, au).expect("valid stream");
+                    std::hint::black_box(out);
+                }
+            })
+        });
+    }
     group.finish();
 }
 

@@ -70,9 +70,10 @@ fn pps() -> Vec<u8> {
     b.into_nal(0x68)
 }
 
-/// A complete slice header for `sps()`/`pps()` (log2_max_frame_num 4, POC type 2), then
-/// `payload` as slice data.
-fn slice(idr: bool, payload: &[u8]) -> Vec<u8> {
+/// A complete slice for `sps()`/`pps()` (log2_max_frame_num 4, POC type 2): an IDR holds one
+/// I_PCM macroblock whose samples start with `pcm` (then mid-grey); a P slice skips one
+/// macroblock.
+fn slice(idr: bool, pcm: &[u8]) -> Vec<u8> {
     let mut b = BitWriter::new();
     b.ue(0); // first_mb_in_slice
     b.ue(if idr { 7 } else { 5 });
@@ -91,9 +92,16 @@ fn slice(idr: bool, payload: &[u8]) -> Vec<u8> {
     b.ue(0); // disable_deblocking_filter_idc
     b.se(0);
     b.se(0);
-    let mut nal = b.into_nal(if idr { 0x65 } else { 0x41 });
-    nal.extend_from_slice(payload);
-    nal
+    if idr {
+        b.ue(25); // I_PCM
+        b.align_zero();
+        for k in 0..384 {
+            b.bits(u32::from(pcm.get(k).copied().unwrap_or(0x80)), 8);
+        }
+    } else {
+        b.ue(1); // mb_skip_run
+    }
+    b.into_nal(if idr { 0x65 } else { 0x41 })
 }
 
 /// What the gateway forwards for an SPS or PPS: the same values, its own bytes.
@@ -248,8 +256,12 @@ fn cropping_and_emulation_prevention_are_handled() {
         parse_sps(&escaped).map(|i| (i.width, i.height)),
         Ok((640, 480))
     );
-    // A slice whose payload holds an escaped 00 00 03 01 passes byte-identical.
-    let i = slice(true, &[0x88, 0, 0, 3, 1, 0x42]);
+    // A slice whose samples need an escape (00 00 01 → 00 00 03 01) passes byte-identical.
+    let i = slice(true, &[0x88, 0, 0, 1, 0x42]);
+    assert!(
+        i.windows(4).any(|x| x == [0, 0, 3, 1]),
+        "the slice holds an escape"
+    );
     let (s, p) = (sps(40, 30, 0, 30), pps());
     let au = annexb(&[&s, &p, &i]);
     let mut san = NalSanitizer::new(Limits::default());
@@ -523,4 +535,50 @@ fn every_passed_keyframe_carries_its_sets_so_a_fresh_sanitizer_accepts_it() {
             );
         }
     }
+}
+
+/// Slice data is walked to its end: bytes hidden after a real slice's trailing bits, a slice
+/// cut short, and a corrupted macroblock are refused; the untouched slice passes.
+#[test]
+fn real_slices_with_hidden_bytes_or_cut_short_are_refused() {
+    let aus: Vec<Vec<u8>> = encode_real(320, 240, 3)
+        .into_iter()
+        .filter(|au| !au.is_empty())
+        .collect();
+    let first = &aus[0];
+    let nals: Vec<&[u8]> = nal_units(first)
+        .filter(|u| ALLOWED_TYPES.contains(&(u[0] & 0x1f)))
+        .collect();
+    let idr = nals
+        .iter()
+        .position(|n| n[0] & 0x1f == 5)
+        .expect("an IDR slice");
+    let with = |slice: Vec<u8>| {
+        let mut units: Vec<Vec<u8>> = nals.iter().map(|n| n.to_vec()).collect();
+        units[idr] = slice;
+        let refs: Vec<&[u8]> = units.iter().map(Vec::as_slice).collect();
+        let mut san = NalSanitizer::new(Limits::default());
+        san.sanitize(&header(true, 320, 240), &annexb(&refs))
+    };
+    assert!(with(nals[idr].to_vec()).is_ok(), "the real slice passes");
+    // Hidden bytes after the trailing bits.
+    let mut hidden = nals[idr].to_vec();
+    hidden.extend_from_slice(b"<script>");
+    assert_eq!(
+        with(hidden),
+        Err(SanitizeError::Slice(h264::SliceError::TrailingData))
+    );
+    // Cut short (the last third of the slice data gone).
+    let cut = nals[idr][..nals[idr].len() * 2 / 3].to_vec();
+    assert!(matches!(with(cut), Err(SanitizeError::Slice(_))));
+    // Corrupted bytes in the middle: the walk fails somewhere or ends off the trailing bits.
+    let mut refused = 0;
+    for at in (20..nals[idr].len() - 10).step_by(97) {
+        let mut bad = nals[idr].to_vec();
+        bad[at] ^= 0x5a;
+        if with(bad).is_err() {
+            refused += 1;
+        }
+    }
+    assert!(refused > 0, "corrupted slice data is noticed");
 }

@@ -38,11 +38,42 @@ impl<'a> BitReader<'a> {
         Ok(u32::from(v))
     }
 
-    pub fn bits(&mut self, n: u32) -> Result<u32, OutOfBits> {
-        let mut v = 0u32;
-        for _ in 0..n {
-            v = (v << 1) | self.bit()?;
+    /// The next 32 bits without moving (zeros past the end).
+    #[inline]
+    pub fn peek32(&self) -> u32 {
+        let byte = self.bit / 8;
+        let v = match self.data.get(byte..byte + 8) {
+            Some(b) => u64::from_be_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]),
+            None => {
+                let mut v = 0u64;
+                for i in 0..8 {
+                    v = (v << 8) | u64::from(self.data.get(byte + i).copied().unwrap_or(0));
+                }
+                v
+            }
+        };
+        ((v << (self.bit % 8)) >> 32) as u32
+    }
+
+    /// Move `n` bits on; an error (not moving) when fewer remain.
+    #[inline]
+    pub fn skip(&mut self, n: usize) -> Result<(), OutOfBits> {
+        if self.bit + n > self.data.len() * 8 {
+            return Err(OutOfBits);
         }
+        self.bit += n;
+        Ok(())
+    }
+
+    pub fn bits(&mut self, n: u32) -> Result<u32, OutOfBits> {
+        if n == 0 {
+            return Ok(0);
+        }
+        if n > 32 {
+            return Err(OutOfBits);
+        }
+        let v = self.peek32() >> (32 - n);
+        self.skip(n as usize)?;
         Ok(v)
     }
 
@@ -52,6 +83,15 @@ impl<'a> BitReader<'a> {
 
     /// Unsigned exp-Golomb, at most 32 bits of value; longer codes are treated as malformed.
     pub fn ue(&mut self) -> Result<u32, OutOfBits> {
+        // Fast path: the whole code within the next 32 bits.
+        let peek = self.peek32();
+        let z = peek.leading_zeros();
+        if z < 16 {
+            let len = 2 * z + 1;
+            let v = (peek >> (32 - len)) - 1;
+            self.skip(len as usize)?;
+            return Ok(v);
+        }
         let mut zeros = 0u32;
         while self.bit()? == 0 {
             zeros += 1;
@@ -137,6 +177,13 @@ impl BitWriter {
     pub fn bits(&mut self, v: u32, n: u32) {
         for i in (0..n).rev() {
             self.bit((v >> i) & 1 == 1);
+        }
+    }
+
+    /// Zero bits up to the next byte boundary.
+    pub fn align_zero(&mut self) {
+        while self.bits % 8 != 0 {
+            self.bit(false);
         }
     }
 

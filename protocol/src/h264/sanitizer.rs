@@ -4,7 +4,7 @@ use thiserror::Error;
 
 use super::annexb::nal_units;
 use super::pps::{parse_pps, PpsError, PpsInfo};
-use super::slice::{parse_slice_header, slice_pps_id, SliceError};
+use super::slice::{parse_slice, slice_pps_id, SliceError};
 use super::sps::{parse_sps, SpsError, SpsInfo};
 use crate::limits::Limits;
 use crate::video::VideoHeader;
@@ -261,7 +261,7 @@ impl NalSanitizer {
                     let Some(pps) = state.pps.iter().find(|p| p.pps_id == pps_id) else {
                         return Err(SanitizeError::NoKeyframeYet);
                     };
-                    parse_slice_header(nal, sps, pps)?;
+                    parse_slice(nal, sps, pps)?;
                     has_idr |= ty == 5;
                     slices += 1;
                     out.extend_from_slice(nal);

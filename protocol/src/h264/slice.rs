@@ -1,6 +1,6 @@
 //! Slice headers (ITU-T H.264 §7.3.3): parsed completely against the active SPS and the PPS
-//! they name, and checked (docs/protocol.md §3.3). The slice data after the header is not
-//! walked here.
+//! they name, and checked (docs/protocol.md §3.3); then the slice data is walked to its end
+//! ([`super::cavlc`]).
 //!
 //! Allowed: I and P slices (B, SP and SI refused, so frames never need reordering); an IDR
 //! unit holds I slices only and is a reference picture; `first_mb_in_slice` inside the picture;
@@ -10,6 +10,7 @@
 use thiserror::Error;
 
 use super::bits::{unescape, BitReader, OutOfBits};
+use super::cavlc::{verify_slice_data, SliceShape};
 use super::pps::PpsInfo;
 use super::sps::SpsInfo;
 
@@ -48,6 +49,12 @@ pub enum SliceError {
     /// No slice data after the header.
     #[error("slice has no data")]
     Empty,
+    /// Bytes follow the last macroblock's data (or the data ends early).
+    #[error("slice data does not end exactly at its trailing bits")]
+    TrailingData,
+    /// Entropy coding the gateway cannot verify (CABAC, the 8x8 transform).
+    #[error("slice uses {0}, which the gateway cannot verify")]
+    Unverifiable(&'static str),
 }
 
 impl From<OutOfBits> for SliceError {
@@ -88,16 +95,55 @@ pub fn slice_pps_id(nal: &[u8]) -> Result<u32, SliceError> {
     bounded(r.ue()?, 255, "pic_parameter_set_id")
 }
 
-/// Parse and check the header of slice NAL unit `nal` (type 1 or 5).
+/// Parse and check slice NAL unit `nal` (type 1 or 5): its header, then every macroblock of
+/// its data, which must end exactly at the trailing bits.
+pub fn parse_slice(nal: &[u8], sps: &SpsInfo, pps: &PpsInfo) -> Result<SliceHeader, SliceError> {
+    if pps.cabac {
+        return Err(SliceError::Unverifiable("CABAC"));
+    }
+    if pps.high.is_some_and(|(transform_8x8, _)| transform_8x8) {
+        return Err(SliceError::Unverifiable("the 8x8 transform"));
+    }
+    let rbsp = unescape(&nal[1..]);
+    let mut r = BitReader::new(&rbsp);
+    let (header, active_l0) = header(nal[0], &mut r, sps, pps)?;
+    verify_slice_data(
+        &mut r,
+        SliceShape {
+            width_mbs: sps.width_mbs,
+            total_mbs: sps.mbs(),
+            first_mb: header.first_mb,
+            intra: header.kind == 2,
+            ref_idx_active: active_l0,
+        },
+    )?;
+    Ok(header)
+}
+
+/// Parse and check the header of slice NAL unit `nal` (type 1 or 5) only.
 pub fn parse_slice_header(
     nal: &[u8],
     sps: &SpsInfo,
     pps: &PpsInfo,
 ) -> Result<SliceHeader, SliceError> {
-    let nal_ref_idc = (nal[0] >> 5) & 3;
-    let idr = nal[0] & 0x1f == 5;
     let head = unescape(&nal[1..nal.len().min(1 + MAX_HEADER_BYTES)]);
     let mut r = BitReader::new(&head);
+    let (h, _) = header(nal[0], &mut r, sps, pps)?;
+    if !r.more_rbsp_data() && nal.len() <= 1 + MAX_HEADER_BYTES {
+        return Err(SliceError::Empty);
+    }
+    Ok(h)
+}
+
+/// The slice header from `r`'s position; returns it and `num_ref_idx_l0_active`.
+fn header(
+    nal_header: u8,
+    r: &mut BitReader<'_>,
+    sps: &SpsInfo,
+    pps: &PpsInfo,
+) -> Result<(SliceHeader, u32), SliceError> {
+    let nal_ref_idc = (nal_header >> 5) & 3;
+    let idr = nal_header & 0x1f == 5;
     let first_mb = r.ue()?;
     if first_mb >= sps.mbs() {
         return Err(SliceError::OutOfRange("first_mb_in_slice"));
@@ -166,7 +212,7 @@ pub fn parse_slice_header(
             }
         }
         if pps.weighted_pred {
-            pred_weight_table(&mut r, active_l0)?;
+            pred_weight_table(r, active_l0)?;
         }
     }
     if nal_ref_idc != 0 {
@@ -222,17 +268,17 @@ pub fn parse_slice_header(
         }
     }
     let header_bits = r.position();
-    if !r.more_rbsp_data() && nal.len() <= 1 + MAX_HEADER_BYTES {
-        return Err(SliceError::Empty);
-    }
-    Ok(SliceHeader {
-        first_mb,
-        kind,
-        pps_id,
-        frame_num,
-        qp: qp as i32,
-        header_bits,
-    })
+    Ok((
+        SliceHeader {
+            first_mb,
+            kind,
+            pps_id,
+            frame_num,
+            qp: qp as i32,
+            header_bits,
+        },
+        active_l0,
+    ))
 }
 
 /// `pred_weight_table()` for a P slice (4:2:0): read and range-checked.
