@@ -108,7 +108,8 @@ pub fn parse_slice(nal: &[u8], sps: &SpsInfo, pps: &PpsInfo) -> Result<SliceHead
     let mut r = BitReader::new(&rbsp);
     let (header, active_l0) = header(nal[0], &mut r, sps, pps)?;
     verify_slice_data(
-        &mut r,
+        &rbsp,
+        r.position(),
         SliceShape {
             width_mbs: sps.width_mbs,
             total_mbs: sps.mbs(),
