@@ -67,6 +67,22 @@ impl UserPool {
 
     /// Lease the first account no session on this host holds.
     pub fn lease(&self) -> Result<Lease, BrowserError> {
+        // A lock released a moment ago can still be held by a child process between its fork
+        // and its exec (another session starting its browser holds a copy of every open file
+        // until exec closes it): look again briefly before calling the pool exhausted.
+        for _ in 0..4 {
+            match self.try_lease()? {
+                Some(lease) => return Ok(lease),
+                None => std::thread::sleep(std::time::Duration::from_millis(25)),
+            }
+        }
+        Err(BrowserError::Setup(
+            "every browser user of the pool is in use / プールのブラウザ用ユーザーがすべて使用中です"
+                .into(),
+        ))
+    }
+
+    fn try_lease(&self) -> Result<Option<Lease>, BrowserError> {
         let setup = |what: &str, e: std::io::Error| BrowserError::Setup(format!("{what}: {e}"));
         fs::create_dir_all(&self.lock_dir).map_err(|e| setup("lock folder", e))?;
         fs::set_permissions(&self.lock_dir, fs::Permissions::from_mode(0o700))
@@ -81,17 +97,14 @@ impl UserPool {
                 .open(&path)
                 .map_err(|e| setup("lock file", e))?;
             if file.try_lock().is_ok() {
-                return Ok(Lease {
+                return Ok(Some(Lease {
                     name: name.clone(),
                     user: *user,
                     _lock: file,
-                });
+                }));
             }
         }
-        Err(BrowserError::Setup(
-            "every browser user of the pool is in use / プールのブラウザ用ユーザーがすべて使用中です"
-                .into(),
-        ))
+        Ok(None)
     }
 }
 
