@@ -20,19 +20,57 @@ pub fn unescape(nal: &[u8]) -> Vec<u8> {
     out
 }
 
-/// Reads bits MSB-first.
+/// Reads bits MSB-first from `data`, of which the first `end` bits are the RBSP (the rest,
+/// if any, is zero padding that lets every peek be one 8-byte load).
 pub struct BitReader<'a> {
     data: &'a [u8],
     bit: usize,
+    end: usize,
+    /// Position of the RBSP stop bit (the last 1 bit of the data), if any.
+    stop: Option<usize>,
 }
+
+/// The position of the last 1 bit of `data`.
+fn stop_bit(data: &[u8]) -> Option<usize> {
+    data.iter()
+        .rposition(|b| *b != 0)
+        .map(|i| i * 8 + 7 - data[i].trailing_zeros() as usize)
+}
+
+/// Zero bytes [`BitReader::padded`] expects after the data.
+pub const PADDING: usize = 8;
 
 impl<'a> BitReader<'a> {
     pub fn new(data: &'a [u8]) -> Self {
-        BitReader { data, bit: 0 }
+        BitReader {
+            data,
+            bit: 0,
+            end: data.len() * 8,
+            stop: stop_bit(data),
+        }
+    }
+
+    /// A reader of `data` whose last [`PADDING`] bytes are zero padding, not data.
+    pub fn padded(data: &'a [u8]) -> Self {
+        let end = data.len().saturating_sub(PADDING) * 8;
+        BitReader {
+            data,
+            bit: 0,
+            end,
+            stop: stop_bit(&data[..end / 8]),
+        }
+    }
+
+    /// The RBSP bytes (without padding).
+    fn rbsp(&self) -> &'a [u8] {
+        &self.data[..self.end / 8]
     }
 
     pub fn bit(&mut self) -> Result<u32, OutOfBits> {
-        let byte = self.data.get(self.bit / 8).ok_or(OutOfBits)?;
+        if self.bit >= self.end {
+            return Err(OutOfBits);
+        }
+        let byte = self.data[self.bit / 8];
         let v = (byte >> (7 - (self.bit % 8))) & 1;
         self.bit += 1;
         Ok(u32::from(v))
@@ -58,7 +96,7 @@ impl<'a> BitReader<'a> {
     /// Move `n` bits on; an error (not moving) when fewer remain.
     #[inline]
     pub fn skip(&mut self, n: usize) -> Result<(), OutOfBits> {
-        if self.bit + n > self.data.len() * 8 {
+        if self.bit + n > self.end {
             return Err(OutOfBits);
         }
         self.bit += n;
@@ -119,31 +157,24 @@ impl<'a> BitReader<'a> {
 
     /// Whether syntax data follows before the RBSP trailing bits (H.264 §7.2
     /// `more_rbsp_data()`): false when only the stop bit and zero bits remain.
+    #[inline]
     pub fn more_rbsp_data(&self) -> bool {
-        let total = self.data.len() * 8;
         // The last 1 bit in the data is the stop bit.
-        let last_one = self
-            .data
-            .iter()
-            .rposition(|b| *b != 0)
-            .map(|i| i * 8 + 7 - self.data[i].trailing_zeros() as usize);
-        match last_one {
-            Some(stop) => self.bit < stop && self.bit < total,
-            None => false,
-        }
+        self.stop.is_some_and(|stop| self.bit < stop)
     }
 
     /// Whether exactly `rbsp_trailing_bits()` remain: one 1 bit, zero bits to the byte end,
     /// and nothing after (no hidden bytes).
     pub fn at_trailing_bits(&self) -> bool {
+        let data = self.rbsp();
         let byte = self.bit / 8;
-        let Some(&b) = self.data.get(byte) else {
+        let Some(&b) = data.get(byte) else {
             return false;
         };
         let used = self.bit % 8;
         // The rest of this byte must be 1 followed by zeros.
         let rest = b << used;
-        rest == 0x80 && byte + 1 == self.data.len()
+        rest == 0x80 && byte + 1 == data.len()
     }
 }
 

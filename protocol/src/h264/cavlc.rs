@@ -8,7 +8,7 @@
 //! Supported (what our agents' encoder writes, and what Constrained Baseline allows): CAVLC,
 //! 4:2:0, frames, I and P slices, no 8x8 transform. Anything else is refused before this runs.
 
-use super::bits::OutOfBits;
+use super::bits::BitReader;
 use super::cavlc_tables::{
     coeff_token_nc8, CBP_INTER, CBP_INTRA, COEFF_TOKEN_CHROMA_DC, COEFF_TOKEN_NC0, COEFF_TOKEN_NC2,
     COEFF_TOKEN_NC4, RUN_BEFORE, TOTAL_ZEROS_4X4, TOTAL_ZEROS_CHROMA_DC,
@@ -38,119 +38,9 @@ struct MbCounts {
     chroma: [[u8; 4]; 2],
 }
 
-/// The reader of the walk: the RBSP copied with zero padding, so that every read is one
-/// unaligned 8-byte load; reads never pass the data's end (they fail instead).
-struct Fast {
-    buf: Vec<u8>,
-    /// Bits of real data.
-    end: usize,
-    /// Position of the RBSP stop bit (the last 1 bit), if any.
-    stop: Option<usize>,
-    pos: usize,
-}
-
-impl Fast {
-    fn new(rbsp: &[u8], pos: usize) -> Fast {
-        let mut buf = Vec::with_capacity(rbsp.len() + 16);
-        buf.extend_from_slice(rbsp);
-        buf.resize(rbsp.len() + 16, 0);
-        let stop = rbsp
-            .iter()
-            .rposition(|b| *b != 0)
-            .map(|i| i * 8 + 7 - rbsp[i].trailing_zeros() as usize);
-        Fast {
-            buf,
-            end: rbsp.len() * 8,
-            stop,
-            pos: pos.min(rbsp.len() * 8),
-        }
-    }
-
-    #[inline]
-    fn peek32(&self) -> u32 {
-        let b = self.pos >> 3;
-        let mut word = [0u8; 8];
-        // In bounds: pos <= end and the buffer has 16 bytes of padding.
-        word.copy_from_slice(&self.buf[b..b + 8]);
-        ((u64::from_be_bytes(word) << (self.pos & 7)) >> 32) as u32
-    }
-
-    #[inline]
-    fn skip(&mut self, n: usize) -> Result<(), OutOfBits> {
-        if self.pos + n > self.end {
-            return Err(OutOfBits);
-        }
-        self.pos += n;
-        Ok(())
-    }
-
-    #[inline]
-    fn bits(&mut self, n: u32) -> Result<u32, OutOfBits> {
-        if n == 0 {
-            return Ok(0);
-        }
-        let v = self.peek32() >> (32 - n.min(32));
-        self.skip(n as usize)?;
-        Ok(v)
-    }
-
-    #[inline]
-    fn bit(&mut self) -> Result<u32, OutOfBits> {
-        self.bits(1)
-    }
-
-    #[inline]
-    fn flag(&mut self) -> Result<bool, OutOfBits> {
-        Ok(self.bits(1)? == 1)
-    }
-
-    #[inline]
-    fn ue(&mut self) -> Result<u32, OutOfBits> {
-        let peek = self.peek32();
-        let z = peek.leading_zeros();
-        if z < 16 {
-            let len = 2 * z + 1;
-            let v = (peek >> (32 - len)) - 1;
-            self.skip(len as usize)?;
-            return Ok(v);
-        }
-        // Long codes (values of 65 535 and more): zeros, then as many bits.
-        if z > 31 {
-            return Err(OutOfBits);
-        }
-        self.skip(z as usize + 1)?;
-        let rest = self.bits(z)?;
-        ((1u64 << z) - 1 + u64::from(rest))
-            .try_into()
-            .map_err(|_| OutOfBits)
-    }
-
-    #[inline]
-    fn se(&mut self) -> Result<i64, OutOfBits> {
-        let k = i64::from(self.ue()?);
-        Ok(if k % 2 == 1 { (k + 1) / 2 } else { -(k / 2) })
-    }
-
-    fn position(&self) -> usize {
-        self.pos
-    }
-
-    /// H.264 `more_rbsp_data()`: syntax data before the stop bit.
-    #[inline]
-    fn more_rbsp_data(&self) -> bool {
-        self.stop.is_some_and(|s| self.pos < s)
-    }
-
-    /// Exactly `rbsp_trailing_bits()` left: at the stop bit, in the last byte.
-    fn at_trailing_bits(&self) -> bool {
-        self.stop
-            .is_some_and(|s| self.pos == s && s / 8 + 1 == self.end / 8)
-    }
-}
-
 /// The walk's state: the reader and the counts of the macroblocks a neighbour can be.
-struct Walk {
-    r: Fast,
+struct Walk<'r, 'a> {
+    r: &'r mut BitReader<'a>,
     shape: SliceShape,
     /// Ring of the last `width_mbs + 1` macroblocks' counts, by address.
     ring: Vec<MbCounts>,
@@ -162,14 +52,14 @@ fn bad(field: &'static str) -> SliceError {
     SliceError::OutOfRange(field)
 }
 
-/// Walk the slice data of `rbsp` from bit `start` to its end.
+/// Walk the slice data from the reader's position to its end (a [`BitReader::padded`] reader
+/// makes every read one 8-byte load).
 pub(super) fn verify_slice_data(
-    rbsp: &[u8],
-    start: usize,
+    r: &mut BitReader<'_>,
     shape: SliceShape,
 ) -> Result<(), SliceError> {
     let mut w = Walk {
-        r: Fast::new(rbsp, start),
+        r,
         shape,
         ring: vec![MbCounts::default(); shape.width_mbs as usize + 1],
         curr: shape.first_mb,
@@ -225,7 +115,7 @@ enum MbKind {
     P8x8 { ref0: bool },
 }
 
-impl Walk {
+impl Walk<'_, '_> {
     fn store(&mut self, c: MbCounts) {
         let n = self.ring.len();
         self.ring[self.curr as usize % n] = c;
@@ -501,7 +391,7 @@ impl Walk {
             } else {
                 &t.total_zeros[usize::from(total) - 1]
             };
-            let tz = vlc.read(&mut self.r).ok_or(bad("total_zeros"))? as u8;
+            let tz = vlc.read(self.r).ok_or(bad("total_zeros"))? as u8;
             if tz > max_coeff - total {
                 return Err(bad("total_zeros"));
             }
@@ -514,7 +404,7 @@ impl Walk {
                 break;
             }
             let vlc = &t.run_before[usize::from(zeros_left.min(7)) - 1];
-            let run = vlc.read(&mut self.r).ok_or(bad("run_before"))? as u8;
+            let run = vlc.read(self.r).ok_or(bad("run_before"))? as u8;
             if run > zeros_left {
                 return Err(bad("run_before"));
             }
@@ -536,7 +426,7 @@ impl Walk {
                 return coeff_token_nc8(code).ok_or(bad("coeff_token"));
             }
         };
-        let v = vlc.read(&mut self.r).ok_or(bad("coeff_token"))?;
+        let v = vlc.read(self.r).ok_or(bad("coeff_token"))?;
         Ok(((v >> 8) as u8, (v & 0xff) as u8))
     }
 }
@@ -587,7 +477,7 @@ impl Vlc {
     }
 
     #[inline]
-    fn read(&self, r: &mut Fast) -> Option<u16> {
+    fn read(&self, r: &mut BitReader<'_>) -> Option<u16> {
         let peek = r.peek32();
         let zeros = peek.leading_zeros();
         if let Some((len, value)) = self.all_zeros {

@@ -9,7 +9,7 @@
 
 use thiserror::Error;
 
-use super::bits::{unescape, BitReader, OutOfBits};
+use super::bits::{unescape, BitReader, OutOfBits, PADDING};
 use super::cavlc::{verify_slice_data, SliceShape};
 use super::pps::PpsInfo;
 use super::sps::SpsInfo;
@@ -104,12 +104,12 @@ pub fn parse_slice(nal: &[u8], sps: &SpsInfo, pps: &PpsInfo) -> Result<SliceHead
     if pps.high.is_some_and(|(transform_8x8, _)| transform_8x8) {
         return Err(SliceError::Unverifiable("the 8x8 transform"));
     }
-    let rbsp = unescape(&nal[1..]);
-    let mut r = BitReader::new(&rbsp);
+    let mut rbsp = unescape(&nal[1..]);
+    rbsp.extend_from_slice(&[0; PADDING]);
+    let mut r = BitReader::padded(&rbsp);
     let (header, active_l0) = header(nal[0], &mut r, sps, pps)?;
     verify_slice_data(
-        &rbsp,
-        r.position(),
+        &mut r,
         SliceShape {
             width_mbs: sps.width_mbs,
             total_mbs: sps.mbs(),
