@@ -224,12 +224,8 @@ fn put_dims(out: &mut Vec<u8>, width: u16, height: u16) {
     out.extend_from_slice(&height.to_be_bytes());
 }
 
-/// A text field shown to admins (≤ 64 bytes, no control characters), empty when the payload
-/// ends before it.
-fn optional_text(r: &mut Reader<'_>, field: &'static str) -> Result<String, WireError> {
-    if r.remaining() == 0 {
-        return Ok(String::new());
-    }
+/// A text field shown to admins: ≤ 64 bytes, no control characters.
+fn printable(r: &mut Reader<'_>, field: &'static str) -> Result<String, WireError> {
     let s = r.str(field, MAX_AGENT_ID_BYTES)?;
     if text_valid(s) {
         Ok(s.to_owned())
@@ -292,10 +288,8 @@ impl Message for AgentToGateway {
                 version: r.u16("version")?,
                 agent_id: r.str("agent_id", MAX_AGENT_ID_BYTES)?.to_owned(),
                 capacity: r.u16("capacity")?,
-                // Absent in a version 1 `Hello`: decoded as empty, so that the gateway can
-                // answer an old agent with `VersionMismatch` instead of a malformed message.
-                browser: optional_text(r, "browser")?,
-                policy: optional_text(r, "policy")?,
+                browser: printable(r, "browser")?,
+                policy: printable(r, "policy")?,
             },
             0x31 => Self::Capacity {
                 free: r.u16("free")?,
