@@ -18,10 +18,22 @@ use crate::x11::CaptureMode;
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GatewayEntry {
-    /// UDP address of the gateway's agent listener.
+    /// UDP address of the gateway's agent listener: an IP address and port (host names are not
+    /// resolved).
+    #[serde(deserialize_with = "ip_and_port")]
     pub addr: SocketAddr,
     /// Name in the gateway's certificate (checked by TLS).
     pub server_name: String,
+}
+
+/// An IP address and port, with an error that says what to write instead of a host name.
+fn ip_and_port<'de, D: serde::Deserializer<'de>>(d: D) -> Result<SocketAddr, D::Error> {
+    let s = String::deserialize(d)?;
+    s.parse().map_err(|_| {
+        serde::de::Error::custom(format!(
+            "addr {s:?} must be an IP address and port such as \"192.0.2.10:4701\" (host names are not resolved; use server_name for the certificate's name) / addr は IP アドレスとポートで指定してください（ホスト名は使えません）"
+        ))
+    })
 }
 
 /// Encoder tuning.
@@ -570,6 +582,23 @@ mod tests {
         assert_eq!(c.encoder, EncoderUsage::Screen);
         assert_eq!(c.browser.start_url, "about:blank");
         assert_eq!(c.browser.max_size, (1920, 1080));
+    }
+
+    #[test]
+    fn a_gateway_host_name_is_refused_with_what_to_write_instead() {
+        let d = files();
+        let named = text(d.path(), "").replace("127.0.0.1:4701", "gateway.example.lg.jp:4701");
+        let errs = AgentConfig::parse(&named)
+            .err()
+            .map(|e| e.0)
+            .unwrap_or_default();
+        assert!(
+            errs.iter()
+                .any(|e| e.contains("must be an IP address and port") && e.contains("IP アドレス")),
+            "{errs:?}"
+        );
+        let v6 = text(d.path(), "").replace("127.0.0.1:4701", "[::1]:4701");
+        assert!(AgentConfig::parse(&v6).is_ok());
     }
 
     #[test]
