@@ -336,6 +336,28 @@ async fn forwarded_from_an_untrusted_connection_is_a_violation() {
     gw.shutdown().await;
 }
 
+/// Agent `id` connects with its own certificate and is refused: the handshake fails, or the
+/// gateway closes the connection with `reason`.
+async fn assert_agent_refused(
+    fx: &Fixture,
+    gw: &tsuitate_gateway::GatewayHandle,
+    id: &str,
+    reason: Reason,
+) {
+    let (c, k) = fx.agent_identity(id);
+    if let Ok(ag) = agent::connect(
+        gw.agent_addr,
+        &fx.ca(),
+        Some((&c, &k)),
+        AgentOptions::new(id),
+    )
+    .await
+    {
+        let _ = tokio::time::timeout(T, ag.conn.closed()).await;
+        assert_eq!(close_reason(&ag.conn), Some(reason));
+    }
+}
+
 /// `ca revoke` puts a certificate on `[tls] revoked`: that agent's (or front's) next connection
 /// is refused with `AuthFailed` and audited, without a restart; others still connect.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -365,21 +387,7 @@ async fn a_revoked_certificate_is_refused_from_its_next_connection() {
         1
     );
 
-    let (c, k) = fx.agent_identity("a");
-    match agent::connect(
-        gw.agent_addr,
-        &fx.ca(),
-        Some((&c, &k)),
-        AgentOptions::new("a"),
-    )
-    .await
-    {
-        Err(_) => {}
-        Ok(ag) => {
-            let _ = tokio::time::timeout(T, ag.conn.closed()).await;
-            assert_eq!(close_reason(&ag.conn), Some(Reason::AuthFailed));
-        }
-    }
+    assert_agent_refused(&fx, &gw, "a", Reason::AuthFailed).await;
     let _b = fx.connect_agent(&gw, AgentOptions::new("b")).await;
 
     // A revoked front cannot connect either.
@@ -403,21 +411,7 @@ async fn a_revoked_certificate_is_refused_from_its_next_connection() {
 
     // An unreadable list refuses everyone (fail closed).
     std::fs::remove_file(&list).unwrap();
-    let (c, k) = fx.agent_identity("b");
-    match agent::connect(
-        gw.agent_addr,
-        &fx.ca(),
-        Some((&c, &k)),
-        AgentOptions::new("b"),
-    )
-    .await
-    {
-        Err(_) => {}
-        Ok(ag) => {
-            let _ = tokio::time::timeout(T, ag.conn.closed()).await;
-            assert_eq!(close_reason(&ag.conn), Some(Reason::AuthFailed));
-        }
-    }
+    assert_agent_refused(&fx, &gw, "b", Reason::AuthFailed).await;
     gw.flush_audit().await;
     let log = std::fs::read_to_string(fx.audit_path()).unwrap();
     assert_eq!(log.matches("\"certificate_revoked\"").count(), 2, "{log}");

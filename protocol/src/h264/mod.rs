@@ -15,7 +15,7 @@ pub use pps::{parse_pps, PpsError, PpsInfo};
 pub use sanitizer::{
     nal_type_allowed, DropPolicy, NalSanitizer, SanitizeError, SanitizerCounters, ALLOWED_NAL_TYPES,
 };
-pub use slice::{parse_slice, parse_slice_header, SliceError, SliceHeader};
+pub use slice::{parse_slice, SliceError, SliceHeader};
 pub use sps::{parse_sps, SpsError, SpsInfo, VideoSignal};
 
 /// The NAL unit type (low five bits of the first byte).

@@ -23,12 +23,6 @@ pub struct SliceHeader {
     pub kind: u32,
     /// `pic_parameter_set_id`.
     pub pps_id: u32,
-    /// `frame_num`.
-    pub frame_num: u32,
-    /// Slice QP (26 + `pic_init_qp_minus26` + `slice_qp_delta`), 0–51.
-    pub qp: i32,
-    /// Bits of the header (where the slice data starts, in the RBSP).
-    pub header_bits: usize,
 }
 
 /// Why a slice was refused.
@@ -46,9 +40,6 @@ pub enum SliceError {
     /// An IDR unit with a P slice, or an IDR that is not a reference picture.
     #[error("an IDR unit must hold reference I slices")]
     IdrNotIntra,
-    /// No slice data after the header.
-    #[error("slice has no data")]
-    Empty,
     /// Bytes follow the last macroblock's data (or the data ends early).
     #[error("slice data does not end exactly at its trailing bits")]
     TrailingData,
@@ -81,10 +72,6 @@ fn signed(v: i64, min: i64, max: i64, field: &'static str) -> Result<i64, SliceE
 
 /// Most list modifications or memory-management operations in one header.
 const MAX_OPERATIONS: usize = 64;
-
-/// The first bytes of a slice NAL unit (after its header byte) that can hold the slice header:
-/// bounded loops keep it well below this.
-const MAX_HEADER_BYTES: usize = 4096;
 
 /// The `pic_parameter_set_id` a slice names (its third field), to find the PPS to parse it with.
 pub fn slice_pps_id(nal: &[u8]) -> Result<u32, SliceError> {
@@ -119,21 +106,6 @@ pub fn parse_slice(nal: &[u8], sps: &SpsInfo, pps: &PpsInfo) -> Result<SliceHead
         },
     )?;
     Ok(header)
-}
-
-/// Parse and check the header of slice NAL unit `nal` (type 1 or 5) only.
-pub fn parse_slice_header(
-    nal: &[u8],
-    sps: &SpsInfo,
-    pps: &PpsInfo,
-) -> Result<SliceHeader, SliceError> {
-    let head = unescape(&nal[1..nal.len().min(1 + MAX_HEADER_BYTES)]);
-    let mut r = BitReader::new(&head);
-    let (h, _) = header(nal[0], &mut r, sps, pps)?;
-    if !r.more_rbsp_data() && nal.len() <= 1 + MAX_HEADER_BYTES {
-        return Err(SliceError::Empty);
-    }
-    Ok(h)
 }
 
 /// The slice header from `r`'s position; returns it and `num_ref_idx_l0_active`.
@@ -268,15 +240,11 @@ fn header(
             signed(r.se()?, -6, 6, "slice_beta_offset_div2")?;
         }
     }
-    let header_bits = r.position();
     Ok((
         SliceHeader {
             first_mb,
             kind,
             pps_id,
-            frame_num,
-            qp: qp as i32,
-            header_bits,
         },
         active_l0,
     ))
