@@ -194,7 +194,9 @@ const TAMPER: &str = r#"(async (message) => {
   const opened = new Promise(r => dc.onopen = r);
   await pc.setLocalDescription(await pc.createOffer());
   const r = await fetch('/offer', {method: 'POST', headers: {'Content-Type': 'application/json', 'X-CSRF-Token': csrf}, body: JSON.stringify(pc.localDescription)});
-  await pc.setRemoteDescription(await r.json());
+  const answer = await r.json();
+  window.lastAnswer = answer.sdp;
+  await pc.setRemoteDescription(answer);
   await opened;
   dc.send(message);
   return true;
@@ -213,6 +215,16 @@ fn a_malformed_page_message_ends_only_that_browsers_session() {
     wait_playing(&mut a);
     wait_playing(&mut b);
     assert_eq!(b.eval("document.documentElement.lang"), "en");
+    // Both browsers' media go to the one UDP port the web viewer listens on.
+    let rtc_port = web.rtc_addr.rsplit(':').next().expect("port");
+    for page in [&mut a, &mut b] {
+        let expr = format!("window.tsuitate.stats().media_port === {rtc_port}");
+        assert!(
+            page.wait_true(&expr, Duration::from_secs(10)),
+            "media on the shared port {rtc_port}: {}",
+            page.eval("window.tsuitate.stats().media_port")
+        );
+    }
 
     // A clipboard message is not in the page protocol: A's session ends, with the reason.
     a.eval(&format!(
@@ -226,6 +238,17 @@ fn a_malformed_page_message_ends_only_that_browsers_session() {
         "A's page shows that its session ended: {}",
         a.eval("document.getElementById('status').textContent")
     );
+    // The answer offered one host candidate, on the shared port.
+    let answer = a.eval("window.lastAnswer");
+    let answer = answer.as_str().unwrap_or("");
+    let candidates: Vec<&str> = answer
+        .lines()
+        .filter(|l| l.starts_with("a=candidate:"))
+        .collect();
+    assert!(!candidates.is_empty(), "{answer}");
+    for c in &candidates {
+        assert!(c.contains(&format!(" {rtc_port} typ host")), "{answer}");
+    }
     let shots = stack.path("shots");
     std::fs::create_dir_all(&shots).expect("shots dir");
     a.screenshot(&shots.join("ended-elsewhere.png"));
@@ -401,4 +424,69 @@ fn an_emergency_stop_tells_the_page_why_and_logins_wait_for_resume() {
     assert_eq!(code, 0, "{out}{err}");
     login(&mut b, &web.url, USER, PASSWORD);
     wait_playing(&mut b);
+}
+
+#[test]
+fn fullscreen_locks_the_keyboard_and_ctrl_chords_reach_the_remote_browser() {
+    // The test page, reporting the Ctrl chords it receives.
+    let html = tsuitate_testkit::page::PAGE.replace(
+        " report('loaded=1');",
+        " document.addEventListener('keydown', function(e) {\n\
+           if (e.ctrlKey) report('key=' + encodeURIComponent('ctrl+' + e.code));\n\
+         });\n report('loaded=1');",
+    );
+    let page = TestPage::serve(html);
+    let stack = Stack::start(Some(&page.url), "");
+    let web = WebViewer::start(&stack, "");
+    let mut b = Browser::launch("ja", 1024, 700);
+    login(&mut b, &web.url, USER, PASSWORD);
+    wait_playing(&mut b);
+    assert_eq!(b.eval("window.tsuitate.stats().fullscreen"), false);
+
+    // The full-screen button (a real click: full screen needs a user gesture).
+    let at = b.eval(
+        "(() => { const r = document.getElementById('fullscreen').getBoundingClientRect(); \
+           return [r.left + r.width / 2, r.top + r.height / 2]; })()",
+    );
+    b.click(at[0].as_f64().expect("x"), at[1].as_f64().expect("y"));
+    assert!(
+        b.wait_true(
+            "window.tsuitate.stats().fullscreen && window.tsuitate.stats().keyboard_locked",
+            Duration::from_secs(10)
+        ),
+        "full screen with the keyboard locked: {}",
+        b.eval("window.tsuitate.stats()")
+    );
+    let shots = stack.path("shots");
+    std::fs::create_dir_all(&shots).expect("shots dir");
+    assert_eq!(
+        b.eval("document.getElementById('fullscreen').textContent"),
+        "全画面を終了 (F11)"
+    );
+    b.screenshot(&shots.join("fullscreen.png"));
+    keep_shots(&shots);
+
+    // A Ctrl chord is sent on, not kept by the viewer page (after a click on the remote page,
+    // as a user would, which also gives the remote window the keyboard focus).
+    let (x, y) = frame_point(&mut b, 800, 100);
+    b.click(x, y);
+    std::thread::sleep(Duration::from_millis(500));
+    b.chord(2, "m", "KeyM", 0x4d);
+    assert!(
+        page.wait_event(Duration::from_secs(10), |e| e == "key=ctrl+KeyM")
+            .is_some(),
+        "Ctrl+M reached the remote page: {:?}",
+        page.events()
+    );
+
+    // F11 leaves full screen and releases the keyboard.
+    b.key("F11", "F11", 0x7a, None);
+    assert!(
+        b.wait_true(
+            "!window.tsuitate.stats().fullscreen && !window.tsuitate.stats().keyboard_locked",
+            Duration::from_secs(10)
+        ),
+        "F11 left full screen: {}",
+        b.eval("window.tsuitate.stats()")
+    );
 }

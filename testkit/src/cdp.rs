@@ -253,6 +253,38 @@ impl Browser {
         );
     }
 
+    /// A chord as a keyboard sends it: the modifier keys of the CDP `modifiers` (1 Alt, 2 Ctrl,
+    /// 4 Meta, 8 Shift) go down, then `key` (`code`, Windows key code `vk`) is pressed and
+    /// released, then the modifiers come up.
+    pub fn chord(&mut self, modifiers: u32, key: &str, code: &str, vk: u32) {
+        const KEYS: [(u32, &str, &str, u32); 4] = [
+            (1, "Alt", "AltLeft", 0x12),
+            (2, "Control", "ControlLeft", 0x11),
+            (4, "Meta", "MetaLeft", 0x5b),
+            (8, "Shift", "ShiftLeft", 0x10),
+        ];
+        let held: Vec<_> = KEYS.iter().filter(|k| modifiers & k.0 != 0).collect();
+        let mut mods = 0;
+        for (bit, k, c, v) in &held {
+            mods |= bit;
+            self.key_event("rawKeyDown", k, c, *v, mods);
+        }
+        self.key_event("rawKeyDown", key, code, vk, mods);
+        self.key_event("keyUp", key, code, vk, mods);
+        for (bit, k, c, v) in held.iter().rev() {
+            mods &= !bit;
+            self.key_event("keyUp", k, c, *v, mods);
+        }
+    }
+
+    fn key_event(&mut self, kind: &str, key: &str, code: &str, vk: u32, modifiers: u32) {
+        self.call(
+            "Input.dispatchKeyEvent",
+            json!({"type": kind, "key": key, "code": code, "modifiers": modifiers,
+                   "windowsVirtualKeyCode": vk, "nativeVirtualKeyCode": vk}),
+        );
+    }
+
     /// Type ASCII text key by key (letters, digits, space).
     pub fn type_ascii(&mut self, text: &str) {
         for c in text.chars() {

@@ -17,6 +17,8 @@ pub struct WebViewer {
     pub url: String,
     /// `127.0.0.1:PORT`.
     pub addr: String,
+    /// The UDP port every browser's WebRTC uses, `127.0.0.1:PORT`.
+    pub rtc_addr: String,
     /// The process (stopped with SIGTERM when dropped).
     pub child: Child,
     log: std::path::PathBuf,
@@ -34,10 +36,7 @@ impl WebViewer {
             ("gateway", s(stack.viewer_addr.clone())),
             ("gateway_name", s("localhost")),
             ("rtc_ip", s("127.0.0.1")),
-            (
-                "rtc_ports",
-                toml::Value::Array(vec![toml::Value::Integer(0), toml::Value::Integer(0)]),
-            ),
+            ("rtc_port", toml::Value::Integer(0)),
         ]);
         let extra: toml::Table = toml::from_str(extra).expect("extra is TOML");
         config.extend(extra);
@@ -65,7 +64,12 @@ impl WebViewer {
             }
             let text = std::fs::read_to_string(&ready).ok()?;
             let v: Value = serde_json::from_str(&text).ok()?;
-            Some(v["listen"].as_str().map(str::to_owned))
+            Some(
+                v["listen"]
+                    .as_str()
+                    .zip(v["rtc"].as_str())
+                    .map(|(a, b)| (a.to_owned(), b.to_owned())),
+            )
         })
         .flatten()
         .unwrap_or_else(|| {
@@ -74,9 +78,11 @@ impl WebViewer {
                 std::fs::read_to_string(&log).unwrap_or_default()
             )
         });
+        let (addr, rtc_addr) = addr;
         WebViewer {
             url: format!("https://{addr}"),
             addr,
+            rtc_addr,
             child,
             log,
         }

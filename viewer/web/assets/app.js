@@ -209,24 +209,40 @@
   });
 
   // ---- fullscreen with keyboard lock (Ctrl+W, Ctrl+T, Ctrl+N reach the remote browser) ----
+  let keyboardLocked = false;
   function toggleFullscreen() {
     if (document.fullscreenElement) { document.exitFullscreen(); return; }
     document.documentElement.requestFullscreen().then(() => {
-      if (navigator.keyboard && navigator.keyboard.lock) navigator.keyboard.lock().catch(() => {});
+      if (navigator.keyboard && navigator.keyboard.lock) {
+        navigator.keyboard.lock().then(() => { keyboardLocked = true; }).catch(() => {});
+      }
       focusInput();
     }).catch(() => {});
   }
-  document.getElementById('fullscreen').addEventListener('click', toggleFullscreen);
+  const fullscreenButton = document.getElementById('fullscreen');
+  const fullscreenLabel = fullscreenButton.textContent;
+  fullscreenButton.addEventListener('click', toggleFullscreen);
   document.addEventListener('fullscreenchange', () => {
-    if (!document.fullscreenElement && navigator.keyboard && navigator.keyboard.unlock) navigator.keyboard.unlock();
+    fullscreenButton.textContent = document.fullscreenElement
+      ? (lang === 'ja' ? '全画面を終了 (F11)' : 'Exit full screen (F11)') : fullscreenLabel;
+    if (!document.fullscreenElement && navigator.keyboard && navigator.keyboard.unlock) {
+      navigator.keyboard.unlock();
+      keyboardLocked = false;
+    }
   });
 
   // ---- statistics overlay ---------------------------------------------------------------
-  let lastBytes = 0, lastStatsAt = 0, bitrate = 0, dropped = 0, fps = 0;
+  let lastBytes = 0, lastStatsAt = 0, bitrate = 0, dropped = 0, fps = 0, mediaPort = null;
   async function pollStats() {
     if (!pc) return;
     const report = await pc.getStats();
     report.forEach(s => {
+      // The web viewer's UDP port this connection uses (one port for every browser).
+      if (s.type === 'transport' && s.selectedCandidatePairId) {
+        const pair = report.get(s.selectedCandidatePairId);
+        const remote = pair && report.get(pair.remoteCandidateId);
+        if (remote) mediaPort = remote.port;
+      }
       if (s.type === 'inbound-rtp' && s.kind === 'video') {
         const now = s.timestamp;
         if (lastStatsAt) bitrate = (s.bytesReceived - lastBytes) * 8 / ((now - lastStatsAt) / 1000);
@@ -244,7 +260,8 @@
       latency_ms: { p50: percentile(sorted, 0.5), p95: percentile(sorted, 0.95), p99: percentile(sorted, 0.99), samples: sorted.length },
       received_ms: { p50: percentile(rx, 0.5), p95: percentile(rx, 0.95), samples: rx.length },
       fps: fps, bitrate_bps: Math.round(bitrate), dropped: dropped, rtt_ms: bestRttMs(),
-      connection: pc ? pc.connectionState : 'none',
+      connection: pc ? pc.connectionState : 'none', media_port: mediaPort,
+      fullscreen: !!document.fullscreenElement, keyboard_locked: keyboardLocked,
       width: video.videoWidth, height: video.videoHeight,
     };
   }

@@ -29,10 +29,12 @@ pub struct WebConfig {
     /// The address browsers reach for WebRTC media (ICE host candidate); never a wildcard.
     #[serde(default = "default_rtc_ip")]
     pub rtc_ip: IpAddr,
-    /// UDP port range for WebRTC, one port per browser: `[first, last]`; `[0, 0]` lets the
-    /// system choose.
-    #[serde(default = "default_rtc_ports")]
-    pub rtc_ports: [u16; 2],
+    /// The one UDP port every browser's WebRTC media uses (0 lets the system choose, for tests).
+    #[serde(default = "default_rtc_port")]
+    pub rtc_port: u16,
+    /// Replaced by `rtc_port` (kept only to explain the change to an old configuration).
+    #[serde(default)]
+    rtc_ports: Option<toml::Value>,
     /// How long a session waits for its page to come back (a reload, a dropped network) before
     /// it logs out.
     #[serde(
@@ -66,8 +68,8 @@ fn default_listen() -> SocketAddr {
 fn default_rtc_ip() -> IpAddr {
     IpAddr::from([127, 0, 0, 1])
 }
-fn default_rtc_ports() -> [u16; 2] {
-    [50000, 50999]
+fn default_rtc_port() -> u16 {
+    50000
 }
 fn default_page_linger() -> Duration {
     Duration::from_secs(30)
@@ -118,11 +120,10 @@ impl WebConfig {
                 "rtc_ip: 待ち受けアドレスを指定してください (0.0.0.0 は不可) / give the LGWAN address browsers reach, not a wildcard",
             );
         }
-        let [lo, hi] = self.rtc_ports;
-        if lo > hi || (lo == 0) != (hi == 0) {
-            errors.push(format!(
-                "rtc_ports: [{lo}, {hi}] is not a range (first ≤ last, or [0, 0] for any port)"
-            ));
+        if self.rtc_ports.is_some() {
+            errors.push(
+                "rtc_ports: 全ブラウザで 1 つの UDP ポートを使うようになりました。rtc_port = 50000 のように書いてください / every browser now shares one UDP port: write rtc_port = 50000 instead",
+            );
         }
         if self.max_sessions == 0 {
             errors.push("max_sessions: must be at least 1");
@@ -155,7 +156,7 @@ mod tests {
         let path = dir.path().join("web.toml");
         std::fs::write(
             &path,
-            "cert = \"nope.crt\"\nkey = \"nope.key\"\nca = \"ca.crt\"\ngateway = \"gw\"\nrtc_ip = \"0.0.0.0\"\nrtc_ports = [9, 1]\n",
+            "cert = \"nope.crt\"\nkey = \"nope.key\"\nca = \"ca.crt\"\ngateway = \"gw\"\nrtc_ip = \"0.0.0.0\"\nrtc_ports = [9, 10]\n",
         )
         .unwrap();
         let errs = WebConfig::load(&path).unwrap_err().0;

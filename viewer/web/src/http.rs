@@ -522,11 +522,6 @@ async fn offer_post(app: &App, req: Request<Incoming>) -> Response<Body> {
             "このブラウザとは映像の接続ができません (H.264 が必要です)。",
             "No video connection with this browser (H.264 is needed).",
         ),
-        Ok(Ok(Err(RtcError::NoPort))) => plain(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "映像用のポートに空きがありません。しばらくしてから再度お試しください。",
-            "No port is free for the video right now. Please try again later.",
-        ),
         Ok(Ok(Err(RtcError::Webrtc(_)))) => plain(
             StatusCode::BAD_REQUEST,
             "接続情報を読み取れません。",

@@ -10,6 +10,7 @@
 
 pub mod config;
 pub mod http;
+pub mod mux;
 pub mod pages;
 pub mod rtc;
 pub mod session;

@@ -88,12 +88,12 @@ async fn serve(
         .await
         .with_context(|| format!("listening on {}", cfg.listen))?;
     let addr = listener.local_addr()?;
+    let rtc = RtcSettings::bind(cfg.rtc_ip, cfg.rtc_port)
+        .await
+        .with_context(|| format!("WebRTC UDP port {}:{}", cfg.rtc_ip, cfg.rtc_port))?;
+    let rtc_addr = rtc.addr();
     let ctx = Arc::new(SessionContext {
-        rtc: Arc::new(RtcSettings::new(
-            cfg.rtc_ip,
-            cfg.rtc_ports[0],
-            cfg.rtc_ports[1],
-        )),
+        rtc: Arc::new(rtc),
         page_linger: cfg.page_linger_s,
         limits: Limits::default(),
         counters: Arc::new(Counters::default()),
@@ -101,10 +101,10 @@ async fn serve(
     let counters = ctx.counters.clone();
     let app = App::new(cfg, quic, ctx);
     let signal = tsuitate_cli::shutdown_signal().context("signal handlers")?;
-    tracing::info!(%addr, "web viewer listening");
+    tracing::info!(%addr, %rtc_addr, "web viewer listening");
     eprintln!("tsuitate-web: https://{addr}/ で待ち受けています / listening on https://{addr}/");
     if let Some(path) = ready_file {
-        let json = serde_json::json!({ "listen": addr.to_string() });
+        let json = serde_json::json!({ "listen": addr.to_string(), "rtc": rtc_addr.to_string() });
         let tmp = path.with_extension("tmp");
         std::fs::write(&tmp, json.to_string()).context("--ready-file")?;
         std::fs::rename(&tmp, path).context("--ready-file")?;

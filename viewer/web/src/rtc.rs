@@ -5,11 +5,11 @@
 //! channel carries the page's events (see `tsuitate_protocol::page`).
 
 use std::collections::VecDeque;
-use std::net::{IpAddr, SocketAddr, UdpSocket};
-use std::sync::atomic::{AtomicU16, Ordering};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::mux::{ice_credentials, MuxRuntime, UdpMux};
 use bytes::Bytes;
 use rtc::interceptor::{Attribute, Interceptor, Packet, Slot, StreamInfo, TaggedPacket};
 use rtc::media_stream::MediaStreamTrack;
@@ -45,54 +45,35 @@ const GATHER_WAIT: Duration = Duration::from_secs(3);
 /// Our H.264 offer to match: Constrained Baseline, packetization-mode 1 (what the agents send).
 const H264_FMTP: &str = "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f";
 
-/// Where ICE listens: host candidates on one LGWAN address, one UDP port per browser from a
-/// range (webrtc-rs 0.21 has no UDP mux; docs/decisions.md D15).
+/// Where ICE listens: host candidates on one LGWAN address and one UDP port shared by every
+/// browser (the mux in [`crate::mux`]; docs/decisions.md D15).
 #[derive(Debug)]
 pub struct RtcSettings {
-    /// The address browsers reach us at (never a wildcard).
-    pub ip: IpAddr,
-    /// First port of the range.
-    pub port_min: u16,
-    /// Last port of the range.
-    pub port_max: u16,
-    next: AtomicU16,
+    mux: Arc<UdpMux>,
 }
 
 impl RtcSettings {
-    /// Settings for `ip` and the port range `port_min..=port_max` (0..=0: any free port).
-    pub fn new(ip: IpAddr, port_min: u16, port_max: u16) -> RtcSettings {
-        RtcSettings {
-            ip,
-            port_min,
-            port_max,
-            next: AtomicU16::new(0),
-        }
+    /// Bind the shared port `ip:port` (port 0: any free port).
+    pub async fn bind(ip: IpAddr, port: u16) -> std::io::Result<RtcSettings> {
+        Ok(RtcSettings {
+            mux: UdpMux::bind(SocketAddr::new(ip, port)).await?,
+        })
     }
 
-    /// A free UDP port in the range (probed by binding it), or port 0 for an unbounded range.
-    fn pick_addr(&self) -> Result<SocketAddr, RtcError> {
-        if self.port_min == 0 {
-            return Ok(SocketAddr::new(self.ip, 0));
-        }
-        let span = u32::from(self.port_max.saturating_sub(self.port_min)) + 1;
-        for _ in 0..span {
-            let i = u32::from(self.next.fetch_add(1, Ordering::Relaxed)) % span;
-            let port = self.port_min.saturating_add(u16::try_from(i).unwrap_or(0));
-            let addr = SocketAddr::new(self.ip, port);
-            if UdpSocket::bind(addr).is_ok() {
-                return Ok(addr);
-            }
-        }
-        Err(RtcError::NoPort)
+    /// The shared port every browser's media goes to.
+    pub fn addr(&self) -> SocketAddr {
+        self.mux.local_addr()
+    }
+
+    /// The shared port's routing counters.
+    pub fn mux(&self) -> &UdpMux {
+        &self.mux
     }
 }
 
 /// Why a peer connection could not be set up.
 #[derive(Debug, Error)]
 pub enum RtcError {
-    /// Every UDP port of the configured range is taken.
-    #[error("no free UDP port in the configured range")]
-    NoPort,
     /// The browser's offer has no H.264 we can send (Constrained Baseline, mode 1).
     #[error("the browser offered no usable H.264")]
     NoH264,
@@ -256,8 +237,10 @@ impl Peer {
         );
         let reg = configure_nack(Registry::new(), &mut me);
         let reg = configure_rtcp_reports(reg).with(Slot::from(14_000), KeyframeTap::default());
+        let (ufrag, pwd) = ice_credentials();
         let se = SettingEngineBuilder::new()
             .with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled)
+            .with_ice_credentials(ufrag.clone(), pwd)
             .build();
         let (tx, rx) = mpsc::unbounded_channel();
         let gathered = Arc::new(tokio::sync::Notify::new());
@@ -265,16 +248,18 @@ impl Peer {
             events: tx.clone(),
             gathered: gathered.clone(),
         });
-        let runtime = webrtc::runtime::default_runtime()
+        let tokio = webrtc::runtime::default_runtime()
             .ok_or_else(|| RtcError::Webrtc("no async runtime".into()))?;
-        let addr = settings.pick_addr()?;
+        let runtime = Arc::new(MuxRuntime::new(tokio, settings.mux.clone(), ufrag));
+        // The connection binds a socket of its own on this address; the mux replaces it.
+        let addr = SocketAddr::new(settings.addr().ip(), 0);
         let pc = PeerConnectionBuilder::new()
             .with_configuration(RTCConfigurationBuilder::new().build())
             .with_media_engine(me)
             .with_interceptor_registry(reg)
             .with_setting_engine(se)
             .with_handler(handler)
-            .with_runtime(runtime)
+            .with_runtime(runtime.clone())
             .with_udp_addrs(vec![addr])
             .with_data_channel_send_buffer_limit(64 * 1024)
             .build()
@@ -282,15 +267,18 @@ impl Peer {
             .map_err(w)?;
         let pc: Arc<dyn PeerConnection> = Arc::new(pc);
         match Self::negotiate(&pc, offer, &gathered, tx).await {
-            Ok((track, ssrc, pt, answer)) => Ok((
-                Peer {
-                    pc,
-                    track,
-                    packetizer: Packetizer::new(ssrc, pt),
-                },
-                rx,
-                answer,
-            )),
+            Ok((track, ssrc, pt, mut answer)) => {
+                answer.sdp = runtime.advertise(&answer.sdp);
+                Ok((
+                    Peer {
+                        pc,
+                        track,
+                        packetizer: Packetizer::new(ssrc, pt),
+                    },
+                    rx,
+                    answer,
+                ))
+            }
             Err(e) => {
                 let _ = pc.close().await;
                 Err(e)

@@ -40,7 +40,7 @@ fn start(gateway: &str) -> Web {
     let pki = Pki::create(&dir.path().join("pki"), &[]);
     let (cert, key) = pki.gateway();
     let cfg = format!(
-        "listen = \"127.0.0.1:0\"\ncert = {cert:?}\nkey = {key:?}\nca = {ca:?}\ngateway = \"{gateway}\"\nrtc_ports = [0, 0]\nconnect_timeout_s = 2\n",
+        "listen = \"127.0.0.1:0\"\ncert = {cert:?}\nkey = {key:?}\nca = {ca:?}\ngateway = \"{gateway}\"\nrtc_port = 0\nconnect_timeout_s = 2\n",
         ca = pki.ca(),
     );
     let path = dir.path().join("web.toml");
