@@ -434,6 +434,25 @@ fn web_summary(r1: &Run, w: &WebRun, expected: &str) -> String {
             fmt(d, 1)
         );
     }
+    let dec = |k: &str| w.stats["decoded_ms"][k].as_f64();
+    let _ = writeln!(
+        o,
+        "same end point as native (capture→decoded: the last packet's arrival + Chromium's decode time):"
+    );
+    for k in ["p50", "p95", "p99"] {
+        let d = match (dec(k), native(k)) {
+            (Some(a), Some(b)) => Some(a - b),
+            _ => None,
+        };
+        let _ = writeln!(
+            o,
+            "{:24}{:>16}{:>16}{:>16}",
+            format!("decoded {k}, ms"),
+            fmt(native(k), 1),
+            fmt(dec(k), 1),
+            fmt(d, 1)
+        );
+    }
     let rx = |k: &str| w.stats["received_ms"][k].as_f64();
     let _ = writeln!(
         o,

@@ -50,7 +50,7 @@
     if (pings.length === 0) return null;
     return Math.min.apply(null, pings.map(p => p.rtt));
   }
-  const lat = { window: [], all: [], received: [], frames: 0 };
+  const lat = { window: [], all: [], received: [], decoded: [], frames: 0 };
   function percentile(sorted, p) {
     if (sorted.length === 0) return 0;
     const i = Math.min(sorted.length - 1, Math.floor(p * sorted.length));
@@ -80,6 +80,14 @@
         if (r >= 0 && r < 60000) {
           lat.received.push(r);
           if (lat.received.length > 5000) lat.received.shift();
+        }
+        // Decoded: the point the native viewer measures to (its frame is in its buffer).
+        if (typeof meta.processingDuration === 'number') {
+          const d = ageAt(meta.receiveTime + meta.processingDuration * 1000, meta.rtpTimestamp, off);
+          if (d >= 0 && d < 60000) {
+            lat.decoded.push(d);
+            if (lat.decoded.length > 5000) lat.decoded.shift();
+          }
         }
       }
     }
@@ -255,10 +263,12 @@
   function snapshot() {
     const sorted = lat.all.slice().sort((a, b) => a - b);
     const rx = lat.received.slice().sort((a, b) => a - b);
+    const dec = lat.decoded.slice().sort((a, b) => a - b);
     return {
       frames: lat.frames,
       latency_ms: { p50: percentile(sorted, 0.5), p95: percentile(sorted, 0.95), p99: percentile(sorted, 0.99), samples: sorted.length },
       received_ms: { p50: percentile(rx, 0.5), p95: percentile(rx, 0.95), samples: rx.length },
+      decoded_ms: { p50: percentile(dec, 0.5), p95: percentile(dec, 0.95), p99: percentile(dec, 0.99), samples: dec.length },
       fps: fps, bitrate_bps: Math.round(bitrate), dropped: dropped, rtt_ms: bestRttMs(),
       connection: pc ? pc.connectionState : 'none', media_port: mediaPort,
       fullscreen: !!document.fullscreenElement, keyboard_locked: keyboardLocked,
@@ -284,7 +294,7 @@
   // measurement window.
   window.tsuitate = {
     stats: snapshot,
-    resetStats: () => { lat.all = []; lat.window = []; lat.received = []; lat.frames = 0; },
+    resetStats: () => { lat.all = []; lat.window = []; lat.received = []; lat.decoded = []; lat.frames = 0; },
   };
 
   setInterval(() => {
