@@ -17,6 +17,13 @@
 //! when the log no longer has an anchored line as anchored. Events that could not be written
 //! (full queue, failed write) are counted, marked in the log by an `audit_dropped` record when
 //! writing works again, and make `/healthz` fail.
+//!
+//! With a key (`audit_hmac_key_file`), every line also ends with `"mac"`: the hex
+//! HMAC-SHA256 of the line as it is without that field. Without the key nobody can write a line
+//! that verifies, so a log rewritten from some line on (chain recomputed) fails
+//! `audit verify --key`, which also requires the last line, and every line after the first keyed
+//! one, to carry a MAC (an attacker cannot drop the MACs instead). Appending an unkeyed line to
+//! a keyed log is refused.
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
@@ -24,6 +31,7 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::time::SystemTime;
 
+use hmac::{Hmac, Mac};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 use thiserror::Error;
@@ -41,6 +49,9 @@ pub enum AuditError {
         #[source]
         source: std::io::Error,
     },
+    /// The log is keyed and no key was given.
+    #[error("{path}: 監査ログは HMAC 鍵付きです。鍵ファイルを指定してください / the audit log is keyed (HMAC): give its key file")]
+    Keyed { path: PathBuf },
     /// The chain is broken at a line.
     #[error("監査ログの改ざんまたは破損: {line} 行目 / audit log broken at line {line}: {msg}")]
     Broken { line: u64, msg: String },
@@ -48,12 +59,79 @@ pub enum AuditError {
 
 /// Hex SHA-256 of a line.
 pub fn line_hash(line: &str) -> String {
-    let d = Sha256::digest(line.as_bytes());
-    let mut s = String::with_capacity(64);
-    for b in d {
+    hex(&Sha256::digest(line.as_bytes()))
+}
+
+/// The audit log's HMAC key (`audit_hmac_key_file`: at least 32 bytes, e.g.
+/// `head -c 32 /dev/urandom`).
+#[derive(Clone)]
+pub struct AuditKey(Vec<u8>);
+
+impl std::fmt::Debug for AuditKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AuditKey(..)")
+    }
+}
+
+/// Shortest key accepted.
+pub const KEY_MIN_BYTES: usize = 32;
+
+impl AuditKey {
+    /// A key of at least [`KEY_MIN_BYTES`] bytes.
+    pub fn new(bytes: Vec<u8>) -> Option<AuditKey> {
+        (bytes.len() >= KEY_MIN_BYTES).then_some(AuditKey(bytes))
+    }
+
+    /// Read the key file: its bytes are the key (one final newline, as an editor leaves it, is
+    /// not part of it).
+    pub fn load(path: &Path) -> Result<AuditKey, String> {
+        let mut bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        if bytes.last() == Some(&b'\n') {
+            bytes.pop();
+        }
+        AuditKey::new(bytes).ok_or_else(|| {
+            format!(
+                "{}: 鍵が短すぎます ({KEY_MIN_BYTES} バイト以上) / the key must be at least {KEY_MIN_BYTES} bytes (head -c 32 /dev/urandom)",
+                path.display()
+            )
+        })
+    }
+
+    fn mac(&self, body: &str) -> String {
+        // HMAC accepts keys of any length.
+        let mut m = <Hmac<Sha256> as Mac>::new_from_slice(&self.0)
+            .unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
+        m.update(body.as_bytes());
+        hex(&m.finalize().into_bytes())
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
         s.push_str(&format!("{b:02x}"));
     }
     s
+}
+
+/// A keyed line's end: `,"mac":"` + 64 hex digits + `"}`.
+const MAC_FIELD: &str = ",\"mac\":\"";
+const MAC_SUFFIX_LEN: usize = MAC_FIELD.len() + 64 + 2;
+
+/// A keyed line split into the line without its MAC (what the MAC covers) and the MAC.
+fn split_mac(line: &str) -> Option<(String, &str)> {
+    let cut = line.len().checked_sub(MAC_SUFFIX_LEN)?;
+    let tail = line.get(cut..)?;
+    let mac = tail.strip_prefix(MAC_FIELD)?.strip_suffix("\"}")?;
+    if mac.len() != 64 || !mac.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    Some((format!("{}}}", &line[..cut]), mac))
+}
+
+/// Whether `line` carries a MAC.
+pub fn is_keyed(line: &str) -> bool {
+    split_mac(line).is_some()
 }
 
 /// RFC 3339 UTC timestamp with milliseconds.
@@ -66,6 +144,8 @@ pub struct Chain {
     pub seq: u64,
     /// Hash of the last line.
     pub prev: String,
+    /// Whether the last line carries a MAC.
+    pub keyed: bool,
 }
 
 impl Default for Chain {
@@ -73,6 +153,7 @@ impl Default for Chain {
         Chain {
             seq: 0,
             prev: GENESIS.to_owned(),
+            keyed: false,
         }
     }
 }
@@ -87,12 +168,13 @@ impl Chain {
         Chain {
             seq,
             prev: line_hash(last_line),
+            keyed: is_keyed(last_line),
         }
     }
 
     /// Build the next line (without newline) for `event` (a JSON object with an `event`
-    /// field) at time `ts`, and advance.
-    pub fn next_line(&mut self, ts: SystemTime, event: Value) -> String {
+    /// field) at time `ts`, with a MAC when there is a key, and advance.
+    pub fn next_line(&mut self, ts: SystemTime, event: Value, key: Option<&AuditKey>) -> String {
         let mut map = match event {
             Value::Object(m) => m,
             other => {
@@ -105,14 +187,29 @@ impl Chain {
         map.insert("seq".into(), Value::from(self.seq));
         map.insert("ts".into(), Value::from(rfc3339(ts)));
         map.insert("prev".into(), Value::from(self.prev.clone()));
-        let line = Value::Object(map).to_string();
+        map.remove("mac");
+        let mut line = Value::Object(map).to_string();
+        if let Some(k) = key {
+            let mac = k.mac(&line);
+            line.pop();
+            line.push_str(MAC_FIELD);
+            line.push_str(&mac);
+            line.push_str("\"}");
+        }
         self.prev = line_hash(&line);
+        self.keyed = key.is_some();
         line
     }
 }
 
 /// Check a whole log. Returns the number of lines.
 pub fn verify(reader: impl BufRead) -> Result<u64, AuditError> {
+    verify_keyed(reader, None)
+}
+
+/// Check a whole log; with `key`, also every line's MAC: from the first keyed line on every
+/// line must carry a valid one, and the last line must be keyed. Returns the number of lines.
+pub fn verify_keyed(reader: impl BufRead, key: Option<&AuditKey>) -> Result<u64, AuditError> {
     let mut chain = Chain::default();
     let mut n = 0u64;
     for line in reader.lines() {
@@ -133,19 +230,50 @@ pub fn verify(reader: impl BufRead) -> Result<u64, AuditError> {
         if v.get("seq").and_then(Value::as_u64) != Some(chain.seq + 1) {
             return Err(broken("seq is not consecutive"));
         }
+        if let Some(k) = key {
+            match split_mac(&line) {
+                Some((body, mac)) if !constant_time_eq(k.mac(&body).as_bytes(), mac.as_bytes()) => {
+                    return Err(broken(
+                        "MAC does not match (the line was changed, or another key)",
+                    ));
+                }
+                Some(_) => {}
+                None if chain.keyed => {
+                    return Err(broken("no MAC after keyed lines (MACs were removed)"))
+                }
+                None => {}
+            }
+        }
         chain.seq += 1;
         chain.prev = line_hash(&line);
+        chain.keyed = is_keyed(&line);
+    }
+    if key.is_some() && n > 0 && !chain.keyed {
+        return Err(AuditError::Broken {
+            line: n,
+            msg: "the last line has no MAC: the log was not written with this key, or rewritten"
+                .into(),
+        });
     }
     Ok(n)
 }
 
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
 /// Verify the log at `path`.
 pub fn verify_file(path: &Path) -> Result<u64, AuditError> {
+    verify_file_keyed(path, None)
+}
+
+/// Verify the log at `path`, with its MACs when `key` is given.
+pub fn verify_file_keyed(path: &Path, key: Option<&AuditKey>) -> Result<u64, AuditError> {
     let f = File::open(path).map_err(|source| AuditError::Io {
         path: path.to_owned(),
         source,
     })?;
-    verify(BufReader::new(f))
+    verify_keyed(BufReader::new(f), key)
 }
 
 /// Read the chain state from the end of an open log.
@@ -181,9 +309,10 @@ fn open_log(path: &Path) -> std::io::Result<File> {
         .open(path)
 }
 
-/// Append one event to the log at `path`, continuing its chain. For the admin CLI and the
-/// gateway's writer thread. Returns the chain state after the new line.
-pub fn append(path: &Path, event: Value) -> Result<Chain, AuditError> {
+/// Append one event to the log at `path`, continuing its chain (with a MAC when `key` is given).
+/// For the admin CLI and the gateway's writer thread. Returns the chain state after the new
+/// line. A keyed log refuses a line without a MAC.
+pub fn append(path: &Path, event: Value, key: Option<&AuditKey>) -> Result<Chain, AuditError> {
     let io = |source| AuditError::Io {
         path: path.to_owned(),
         source,
@@ -192,7 +321,12 @@ pub fn append(path: &Path, event: Value) -> Result<Chain, AuditError> {
     // Held until `f` is dropped: a concurrent appender waits instead of forking the chain.
     f.lock().map_err(io)?;
     let mut chain = tail_chain(&mut f).map_err(io)?;
-    let mut line = chain.next_line(SystemTime::now(), event);
+    if chain.keyed && key.is_none() {
+        return Err(AuditError::Keyed {
+            path: path.to_owned(),
+        });
+    }
+    let mut line = chain.next_line(SystemTime::now(), event, key);
     line.push('\n');
     f.write_all(line.as_bytes()).map_err(io)?;
     f.sync_data().map_err(io)?;
@@ -282,7 +416,16 @@ pub fn read_anchors(text: &str, log: &Path) -> Vec<(u64, String)> {
 /// Verify the log at `path` and that it still holds every anchored line as it was anchored:
 /// a log cut short of an anchor, or rewritten before it, fails. Returns the number of lines.
 pub fn verify_with_anchors(path: &Path, anchors: &[(u64, String)]) -> Result<u64, AuditError> {
-    let n = verify_file(path)?;
+    verify_with_anchors_keyed(path, anchors, None)
+}
+
+/// [`verify_with_anchors`], with the lines' MACs checked when `key` is given.
+pub fn verify_with_anchors_keyed(
+    path: &Path,
+    anchors: &[(u64, String)],
+    key: Option<&AuditKey>,
+) -> Result<u64, AuditError> {
+    let n = verify_file_keyed(path, key)?;
     let f = File::open(path).map_err(|source| AuditError::Io {
         path: path.to_owned(),
         source,
@@ -347,6 +490,7 @@ impl AuditLog {
         path: &Path,
         anchor: Option<AnchorSink>,
         interval: std::time::Duration,
+        key: Option<AuditKey>,
     ) -> Result<AuditLog, AuditError> {
         use std::os::unix::fs::PermissionsExt;
         let io = |source| AuditError::Io {
@@ -365,6 +509,7 @@ impl AuditLog {
         let dropped: std::sync::Arc<std::sync::atomic::AtomicU64> = Default::default();
         let w = Writer {
             path: path.to_owned(),
+            key,
             anchor,
             interval,
             dropped: dropped.clone(),
@@ -408,6 +553,7 @@ impl AuditLog {
 /// The writer thread's state.
 struct Writer {
     path: PathBuf,
+    key: Option<AuditKey>,
     anchor: Option<AnchorSink>,
     interval: std::time::Duration,
     /// Shared with [`AuditLog`]: events that never reached the file.
@@ -425,7 +571,7 @@ impl Writer {
         loop {
             let wait = next_anchor.saturating_duration_since(std::time::Instant::now());
             match rx.recv_timeout(wait) {
-                Ok(Command::Event(ev)) => match append(&self.path, ev) {
+                Ok(Command::Event(ev)) => match append(&self.path, ev, self.key.as_ref()) {
                     Ok(c) => {
                         head = Some(c);
                         // Mark a gap once writing works again.
@@ -436,7 +582,7 @@ impl Writer {
                                 "count": dropped - reported,
                                 "total": dropped,
                             });
-                            if let Ok(c) = append(&self.path, gap) {
+                            if let Ok(c) = append(&self.path, gap, self.key.as_ref()) {
                                 head = Some(c);
                                 reported = dropped;
                             }
@@ -503,6 +649,7 @@ mod tests {
             let c = append(
                 &p,
                 json!({"event": "login_success", "user": format!("u{i}")}),
+                None,
             )
             .unwrap();
             if i == 2 || i == 5 {
@@ -530,11 +677,12 @@ mod tests {
         }
         // Rewritten from line 2 on, chain recomputed: the anchor of line 3 catches it.
         std::fs::remove_file(&p).unwrap();
-        append(&p, json!({"event": "login_success", "user": "u0"})).unwrap();
+        append(&p, json!({"event": "login_success", "user": "u0"}), None).unwrap();
         for i in 1..6 {
             append(
                 &p,
                 json!({"event": "login_success", "user": format!("forged{i}")}),
+                None,
             )
             .unwrap();
         }
@@ -560,6 +708,7 @@ mod tests {
             append(
                 &p,
                 json!({"event": "login_success", "user": format!("u{i}")}),
+                None,
             )
             .unwrap();
         }
@@ -580,12 +729,118 @@ mod tests {
         ));
     }
 
+    fn key(b: u8) -> AuditKey {
+        AuditKey::new(vec![b; 32]).unwrap()
+    }
+
+    #[test]
+    fn a_keyed_log_cannot_be_rewritten_without_the_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("audit.jsonl");
+        // Two lines from before the key was configured, then keyed lines.
+        append(&p, json!({"event": "gateway_started"}), None).unwrap();
+        append(&p, json!({"event": "login_success", "user": "u0"}), None).unwrap();
+        for i in 1..5 {
+            let c = append(
+                &p,
+                json!({"event": "login_success", "user": format!("u{i}")}),
+                Some(&key(7)),
+            )
+            .unwrap();
+            assert!(c.keyed);
+        }
+        let text = std::fs::read_to_string(&p).unwrap();
+        assert!(text.lines().skip(2).all(is_keyed), "{text}");
+        assert!(text.lines().take(2).all(|l| !is_keyed(l)));
+        // Every line is still valid JSON with its fields.
+        for l in text.lines() {
+            let v: Value = serde_json::from_str(l).unwrap();
+            assert!(v["event"].is_string());
+        }
+        assert_eq!(verify_file(&p).unwrap(), 6);
+        assert_eq!(verify_file_keyed(&p, Some(&key(7))).unwrap(), 6);
+        match verify_file_keyed(&p, Some(&key(8))) {
+            Err(AuditError::Broken { line: 3, msg }) => assert!(msg.contains("MAC"), "{msg}"),
+            other => panic!("another key: {other:?}"),
+        }
+        // Without the key no line can be added to it...
+        assert!(matches!(
+            append(&p, json!({"event": "forged"}), None),
+            Err(AuditError::Keyed { .. })
+        ));
+        // ... and a rewrite from line 4 with the chain recomputed (MACs dropped, or copied
+        // from the old lines) passes the plain chain check but not the keyed one.
+        let lines: Vec<&str> = text.lines().collect();
+        let mut forged = Chain::after(lines[2]);
+        let mut out: Vec<String> = lines[..3].iter().map(|l| l.to_string()).collect();
+        for i in 4..=6 {
+            out.push(forged.next_line(
+                SystemTime::now(),
+                json!({"event": "login_success", "user": format!("forged{i}")}),
+                None,
+            ));
+        }
+        std::fs::write(&p, out.join("\n") + "\n").unwrap();
+        assert_eq!(verify_file(&p).unwrap(), 6);
+        match verify_file_keyed(&p, Some(&key(7))) {
+            Err(AuditError::Broken { line: 4, msg }) => {
+                assert!(msg.contains("no MAC"), "{msg}")
+            }
+            other => panic!("{other:?}"),
+        }
+        let copied: Vec<String> = out
+            .iter()
+            .enumerate()
+            .map(|(i, l)| {
+                if i < 3 {
+                    return l.clone();
+                }
+                let (_, mac) = split_mac(lines[i]).unwrap();
+                format!("{},\"mac\":\"{mac}\"}}", &l[..l.len() - 1])
+            })
+            .collect();
+        // (Chain recomputed over the copied-MAC lines, so only the MACs can tell.)
+        let mut c = Chain::after(lines[2]);
+        let mut rechained: Vec<String> = copied[..3].to_vec();
+        for l in &copied[3..] {
+            let mut v: Map<String, Value> = serde_json::from_str(l).unwrap();
+            v.insert("prev".into(), Value::from(c.prev.clone()));
+            let mac = v.remove("mac").unwrap();
+            let body = Value::Object(v).to_string();
+            let line = format!("{},\"mac\":{mac}}}", &body[..body.len() - 1]);
+            c.prev = line_hash(&line);
+            c.seq += 1;
+            rechained.push(line);
+        }
+        std::fs::write(&p, rechained.join("\n") + "\n").unwrap();
+        assert_eq!(verify_file(&p).unwrap(), 6);
+        match verify_file_keyed(&p, Some(&key(7))) {
+            Err(AuditError::Broken { line: 4, msg }) => {
+                assert!(msg.contains("MAC does not match"), "{msg}")
+            }
+            other => panic!("{other:?}"),
+        }
+        // A whole log written without the key fails too (its last line has no MAC).
+        std::fs::write(&p, lines[..2].join("\n") + "\n").unwrap();
+        match verify_file_keyed(&p, Some(&key(7))) {
+            Err(AuditError::Broken { line: 2, msg }) => assert!(msg.contains("last line"), "{msg}"),
+            other => panic!("{other:?}"),
+        }
+        // Keys shorter than 32 bytes are refused.
+        assert!(AuditKey::new(vec![1; 31]).is_none());
+        let kf = dir.path().join("audit.key");
+        std::fs::write(&kf, [9u8; 32]).unwrap();
+        assert!(AuditKey::load(&kf).is_ok());
+        std::fs::write(&kf, "short\n").unwrap();
+        assert!(AuditKey::load(&kf).unwrap_err().contains("32"));
+    }
+
     #[test]
     fn append_continues_a_chain_after_long_lines() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("audit.jsonl");
-        append(&p, json!({"event": "x", "pad": "a".repeat(10_000)})).unwrap();
-        append(&p, json!({"event": "y"})).unwrap();
+        append(&p, json!({"event": "x", "pad": "a".repeat(10_000)}), None).unwrap();
+        append(&p, json!({"event": "y"}), None).unwrap();
         assert_eq!(verify_file(&p).unwrap(), 2);
     }
 
@@ -598,7 +853,7 @@ mod tests {
                 let p = &p;
                 s.spawn(move || {
                     for i in 0..25 {
-                        append(p, json!({"event": "admin_action", "t": t, "i": i})).unwrap();
+                        append(p, json!({"event": "admin_action", "t": t, "i": i}), None).unwrap();
                     }
                 });
             }

@@ -47,6 +47,10 @@ pub struct Config {
         deserialize_with = "duration::secs"
     )]
     pub audit_anchor_interval: Duration,
+    /// A key for the audit log (optional; at least 32 bytes, mode 0600): every line then
+    /// carries an HMAC-SHA256 that only holders of the key can write (`audit verify --key`).
+    #[serde(default)]
+    pub audit_hmac_key_file: Option<PathBuf>,
     /// Video and message limits.
     #[serde(default)]
     pub limits: LimitsConfig,
@@ -522,6 +526,7 @@ impl Config {
             ]
             .into_iter()
             .chain(self.admin_tokens_file.as_mut())
+            .chain(self.audit_hmac_key_file.as_mut())
             .chain(self.tls.revoked.as_mut()),
         );
         if let Some(a) = self.audit_anchor.as_mut().filter(|a| *a != "syslog") {
@@ -529,6 +534,14 @@ impl Config {
             tsuitate_cli::resolve_relative(base, [&mut p]);
             *a = p.display().to_string();
         }
+    }
+
+    /// The audit log's HMAC key, if one is configured.
+    pub fn audit_key(&self) -> Result<Option<crate::audit::AuditKey>, String> {
+        self.audit_hmac_key_file
+            .as_deref()
+            .map(crate::audit::AuditKey::load)
+            .transpose()
     }
 
     /// Check every value; with `check_files`, also that the TLS and users files exist.
@@ -707,6 +720,19 @@ impl Config {
                     p.display()
                 ));
             }
+            if let Some(p) = &self.audit_hmac_key_file {
+                if let Err(e) = self.audit_key() {
+                    errs.push(format!("audit_hmac_key_file: {e}"));
+                } else if std::fs::metadata(p)
+                    .map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o077 != 0)
+                    .unwrap_or(false)
+                {
+                    errs.push(format!(
+                        "audit_hmac_key_file: {} は他のユーザーが読めます (chmod 600) / is readable by other users: chmod 600 it",
+                        p.display()
+                    ));
+                }
+            }
             if let Some(p) = self.admin_tokens_file.as_ref().filter(|p| !p.is_file()) {
                 errs.push(format!(
                     "admin_tokens_file: file not found: {} (create it with `tsuitate-gateway admin token-add --tokens {} --name NAME`) / ファイルがありません",
@@ -804,6 +830,7 @@ impl Config {
             admin_tokens_file: None,
             audit_anchor: None,
             audit_anchor_interval: default_anchor_interval(),
+            audit_hmac_key_file: None,
             watermark: WatermarkConfig::default(),
         }
     }

@@ -105,10 +105,14 @@ impl Gateway {
         let agent_cfg = tls::agent_server_config(&cfg)?;
         let viewer_cfg = tls::viewer_server_config(&cfg)?;
         users::UsersFile::load(&cfg.users_file)?;
+        let key = cfg
+            .audit_key()
+            .map_err(|e| config::ConfigErrors(vec![format!("audit_hmac_key_file: {e}")]))?;
         let audit = audit::AuditLog::open(
             &cfg.audit_log,
             cfg.audit_anchor.as_deref().map(audit::AnchorSink::parse),
             cfg.audit_anchor_interval,
+            key,
         )?;
         let bind = |addr: SocketAddr, c: quinn::ServerConfig| {
             quinn::Endpoint::server(c, addr).map_err(|source| StartError::Bind { addr, source })

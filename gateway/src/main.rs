@@ -201,6 +201,9 @@ struct UserArgs {
     /// Append the admin action to this audit log.
     #[arg(long)]
     audit: Option<PathBuf>,
+    /// The audit log's HMAC key (`audit_hmac_key_file`), needed when the log is keyed.
+    #[arg(long, requires = "audit")]
+    audit_key: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -233,6 +236,10 @@ enum AuditCmd {
         /// (e.g. `journalctl -t tsuitate-gateway --grep 'audit anchor'`); `-` reads stdin.
         #[arg(long)]
         anchors: Option<PathBuf>,
+        /// The HMAC key (`audit_hmac_key_file`): every line's MAC is checked too, and the log
+        /// must end with a keyed line.
+        #[arg(long)]
+        key: Option<PathBuf>,
     },
 }
 
@@ -311,7 +318,12 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode> {
         }
         Cmd::Ca(c) => ca(c),
         Cmd::User(c) => user(c),
-        Cmd::Audit(AuditCmd::Verify { file, anchors }) => {
+        Cmd::Audit(AuditCmd::Verify { file, anchors, key }) => {
+            let key = key
+                .as_deref()
+                .map(audit::AuditKey::load)
+                .transpose()
+                .map_err(anyhow::Error::msg)?;
             let anchors = match &anchors {
                 None => Vec::new(),
                 Some(a) => {
@@ -333,7 +345,11 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode> {
                     found
                 }
             };
-            match audit::verify_with_anchors(&file, &anchors) {
+            match audit::verify_with_anchors_keyed(&file, &anchors, key.as_ref()) {
+                Ok(n) if key.is_some() && anchors.is_empty() => {
+                    println!("監査ログは正常で、全行の MAC が一致します ({n} 行) / audit log OK ({n} lines), every MAC matches");
+                    Ok(ExitCode::SUCCESS)
+                }
                 Ok(n) if anchors.is_empty() => {
                     println!("監査ログは正常です ({n} 行) / audit log OK ({n} lines)");
                     Ok(ExitCode::SUCCESS)
@@ -474,9 +490,16 @@ fn user(c: UserCmd) -> Result<ExitCode> {
     }
     f.save(&args.users)?;
     if let Some(log) = &args.audit {
+        let key = args
+            .audit_key
+            .as_deref()
+            .map(audit::AuditKey::load)
+            .transpose()
+            .map_err(anyhow::Error::msg)?;
         audit::append(
             log,
             json!({"event": "admin_action", "action": action, "user": args.name}),
+            key.as_ref(),
         )?;
     }
     println!("{action}: {}", args.name);

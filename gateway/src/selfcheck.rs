@@ -211,7 +211,7 @@ pub fn run(cfg: &Config, opts: &Options) -> Vec<Item> {
             secs(s.absolute_timeout)
         ),
     );
-    check_audit(&mut r, &cfg.audit_log);
+    check_audit(&mut r, &cfg.audit_log, cfg.audit_key());
     check_anchors(&mut r, cfg);
     check_certs(&mut r, cfg, opts);
     check_revoked(&mut r, cfg);
@@ -462,7 +462,19 @@ fn check_anchors(r: &mut Report, cfg: &Config) {
     }
 }
 
-fn check_audit(r: &mut Report, path: &Path) {
+fn check_audit(r: &mut Report, path: &Path, key: Result<Option<crate::audit::AuditKey>, String>) {
+    let key = match key {
+        Ok(k) => k,
+        Err(e) => {
+            r.add("audit.chain", AUDIT, Status::Fail, e);
+            return;
+        }
+    };
+    let keyed = if key.is_some() {
+        "every MAC matches (HMAC key)"
+    } else {
+        "no HMAC key (audit_hmac_key_file; optional)"
+    };
     if !path.exists() {
         r.add(
             "audit.chain",
@@ -474,13 +486,13 @@ fn check_audit(r: &mut Report, path: &Path) {
             ),
         );
     } else {
-        match crate::audit::verify_file(path) {
+        match crate::audit::verify_file_keyed(path, key.as_ref()) {
             Ok(n) => {
                 let last = std::fs::read_to_string(path)
                     .ok()
                     .and_then(|t| t.lines().last().map(crate::audit::line_hash))
                     .unwrap_or_default();
-                r.add("audit.chain", AUDIT, Status::Pass, format!("{}: {n} records, chain intact; last record's SHA-256 (keep it as the anchor) {last}", path.display()));
+                r.add("audit.chain", AUDIT, Status::Pass, format!("{}: {n} records, chain intact, {keyed}; last record's SHA-256 (keep it as the anchor) {last}", path.display()));
             }
             Err(e) => r.add(
                 "audit.chain",

@@ -331,3 +331,88 @@ fn user_add_as_root_keeps_the_owner_and_check_config_warns_about_unreadable_file
         "the audit folder: {err}"
     );
 }
+
+#[test]
+fn a_keyed_audit_log_takes_the_key_to_append_and_to_verify() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("audit.key");
+    std::fs::write(&key, [0x5au8; 32]).unwrap();
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let other = dir.path().join("other.key");
+    std::fs::write(&other, [0x5bu8; 32]).unwrap();
+    let users = dir.path().join("users.toml");
+    let audit = dir.path().join("audit.jsonl");
+    let user = |action: &str, key: Option<&Path>| {
+        let mut args = vec![
+            "user",
+            action,
+            "yamada",
+            "--users",
+            p(&users),
+            "--audit",
+            p(&audit),
+        ];
+        if let Some(k) = key {
+            args.extend(["--audit-key", p(k)]);
+        }
+        run(&args, Some("correct horse battery\n"))
+    };
+    let (code, _, err) = user("add", Some(&key));
+    assert_eq!(code, 0, "{err}");
+    let line = std::fs::read_to_string(&audit).unwrap();
+    assert!(
+        line.trim_end().ends_with("\"}") && line.contains(",\"mac\":\""),
+        "{line}"
+    );
+    // Without the key the keyed log takes no new line, and says why.
+    let (code, _, err) = user("disable", None);
+    assert_eq!(code, 1);
+    assert!(err.contains("keyed") && err.contains("鍵"), "{err}");
+    assert_eq!(std::fs::read_to_string(&audit).unwrap().lines().count(), 1);
+    assert_eq!(user("disable", Some(&key)).0, 0);
+
+    let (code, out, err) = run(&["audit", "verify", p(&audit), "--key", p(&key)], None);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("every MAC matches") && out.contains("2"),
+        "{out}"
+    );
+    let (code, _, err) = run(&["audit", "verify", p(&audit), "--key", p(&other)], None);
+    assert_eq!(code, 3);
+    assert!(err.contains("MAC does not match"), "{err}");
+
+    // The gateway's configuration: a key others can read, or a short one, is refused.
+    let (code, _, _) = run(
+        &[
+            "ca",
+            "init",
+            "--dir",
+            p(&dir.path().join("pki")),
+            "--name",
+            "gw.example.lg.jp",
+        ],
+        None,
+    );
+    assert_eq!(code, 0);
+    let config = dir.path().join("gateway.toml");
+    std::fs::write(
+        &config,
+        "users_file = \"users.toml\"\naudit_log = \"audit.jsonl\"\naudit_hmac_key_file = \"audit.key\"\n[tls]\nca = \"pki/ca.pem\"\ncert = \"pki/gateway.pem\"\nkey = \"pki/gateway-key.pem\"\n",
+    )
+    .unwrap();
+    let (code, out, err) = run(&["run", "--config", p(&config), "--check-config"], None);
+    assert_eq!(code, 0, "{out}{err}");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let (code, _, err) = run(&["check-config", "--config", p(&config)], None);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("audit_hmac_key_file") && err.contains("chmod 600"),
+        "{err}"
+    );
+    std::fs::write(&key, "too short\n").unwrap();
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let (code, _, err) = run(&["check-config", "--config", p(&config)], None);
+    assert_eq!(code, 2);
+    assert!(err.contains("32"), "{err}");
+}
