@@ -46,7 +46,7 @@ if [ "$fuzz_seconds" -gt 0 ]; then
   fi
   work="$(mktemp -d)"
   trap 'rm -rf "$work"' EXIT
-  for target in frame_decoder viewer_messages agent_messages sanitizer page_messages; do
+  for target in frame_decoder viewer_messages agent_messages sanitizer sanitizer_decode page_messages; do
     mkdir -p "$work/$target"
     cp protocol/fuzz/corpus/"$target"/* "$work/$target/"
     echo "fuzz smoke: $target (${fuzz_seconds}s)"

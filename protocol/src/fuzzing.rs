@@ -79,6 +79,54 @@ pub fn sanitizer(data: &[u8]) {
     }
 }
 
+/// The differential property (issue 12): whatever the sanitizer forwards, a real decoder
+/// decodes without error. `data` is the header dimensions (4 bytes), then access units, each
+/// with a 2-byte big-endian length. The access units go through one sanitizer, as one agent's
+/// stream would; the first one refused ends the stream (the gateway ends that session); every
+/// one forwarded is given to `decode` (one decoder for the stream, as a viewer has), which
+/// returns the decoder's error, if any.
+pub fn sanitizer_decodes(data: &[u8], decode: &mut dyn FnMut(&[u8]) -> Result<(), String>) {
+    let Some((dims, mut body)) = data.split_first_chunk::<4>() else {
+        return;
+    };
+    let width = u16::from_be_bytes([dims[0], dims[1]]);
+    let height = u16::from_be_bytes([dims[2], dims[3]]);
+    let mut sanitizer = NalSanitizer::new(Limits::default());
+    let mut i = 0u64;
+    while let Some((len, rest)) = body.split_first_chunk::<2>() {
+        let len = usize::from(u16::from_be_bytes(*len)).min(rest.len());
+        let (au, rest) = rest.split_at(len);
+        body = rest;
+        let header = VideoHeader {
+            sequence: i,
+            capture_us: 0,
+            keyframe: nal_units(au).any(|nal| nal_type(nal) == Some(5)),
+            width,
+            height,
+        };
+        i += 1;
+        let Ok(out) = sanitizer.sanitize(&header, au) else {
+            return;
+        };
+        if let Err(e) = decode(&out) {
+            panic!("access unit {i} was forwarded but does not decode: {e}");
+        }
+    }
+}
+
+/// Access units in the [`sanitizer_decodes`] input format.
+pub fn sanitizer_decodes_input(width: u16, height: u16, aus: &[Vec<u8>]) -> Vec<u8> {
+    let mut out = Vec::new();
+    out.extend_from_slice(&width.to_be_bytes());
+    out.extend_from_slice(&height.to_be_bytes());
+    for au in aus {
+        let len = u16::try_from(au.len()).unwrap_or(u16::MAX);
+        out.extend_from_slice(&len.to_be_bytes());
+        out.extend_from_slice(&au[..usize::from(len)]);
+    }
+    out
+}
+
 fn split_aus(body: &[u8]) -> impl Iterator<Item = &[u8]> {
     let mut rest = Some(body);
     std::iter::from_fn(move || {

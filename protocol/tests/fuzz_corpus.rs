@@ -49,3 +49,15 @@ fn sanitizer_corpus() {
 fn page_messages_corpus() {
     replay("page_messages", fuzzing::page_messages);
 }
+
+fn sanitizer_decode(data: &[u8]) {
+    let mut decoder = openh264::decoder::Decoder::new().expect("openh264 decoder");
+    fuzzing::sanitizer_decodes(data, &mut |au| {
+        decoder.decode(au).map(|_| ()).map_err(|e| e.to_string())
+    });
+}
+
+#[test]
+fn sanitizer_decode_corpus() {
+    replay("sanitizer_decode", sanitizer_decode);
+}

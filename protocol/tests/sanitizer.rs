@@ -2,7 +2,7 @@
 
 use tsuitate_protocol::h264;
 use tsuitate_protocol::h264::{
-    nal_type, nal_units, parse_pps, parse_sps, BitWriter, DropPolicy, ALLOWED_NAL_TYPES,
+    nal_type, nal_units, parse_pps, parse_sps, BitWriter, DropPolicy, SliceError, ALLOWED_NAL_TYPES,
 };
 use tsuitate_protocol::*;
 
@@ -70,15 +70,23 @@ fn pps() -> Vec<u8> {
     b.into_nal(0x68)
 }
 
-/// A complete slice for `sps()`/`pps()` (log2_max_frame_num 4, POC type 2): an IDR holds one
-/// I_PCM macroblock whose samples start with `pcm` (then mid-grey); a P slice skips one
-/// macroblock.
+/// Macroblocks of the 640x480 picture most tests use (`sps(40, 30, …)`).
+const TEST_MBS: u32 = 40 * 30;
+
+/// A complete slice for `sps(40, 30, …)`/`pps()` (log2_max_frame_num 4, POC type 2): an IDR
+/// whose first macroblock is I_PCM with samples starting with `pcm` (then mid-grey) and the
+/// rest Intra 16x16 DC without residual; a P slice skips every macroblock.
 fn slice(idr: bool, pcm: &[u8]) -> Vec<u8> {
+    slice_numbered(idr, pcm, 1)
+}
+
+/// [`slice`] with a P slice's `frame_num` (the IDR's is 0).
+fn slice_numbered(idr: bool, pcm: &[u8], frame_num: u32) -> Vec<u8> {
     let mut b = BitWriter::new();
     b.ue(0); // first_mb_in_slice
     b.ue(if idr { 7 } else { 5 });
     b.ue(0); // pps id
-    b.bits(if idr { 0 } else { 1 }, 4); // frame_num
+    b.bits(if idr { 0 } else { frame_num }, 4); // frame_num
     if idr {
         b.ue(0); // idr_pic_id
         b.bit(false); // no_output_of_prior_pics_flag
@@ -98,8 +106,20 @@ fn slice(idr: bool, pcm: &[u8]) -> Vec<u8> {
         for k in 0..384 {
             b.bits(u32::from(pcm.get(k).copied().unwrap_or(0x80)), 8);
         }
+        for mb in 1..TEST_MBS {
+            b.ue(3); // I_16x16_2_0_0: DC prediction, no coded residual
+            b.ue(0); // intra_chroma_pred_mode DC
+            b.se(0); // mb_qp_delta
+                     // The DC block's coeff_token, TotalCoeff 0: next to the I_PCM macroblock nC is 16
+                     // (the 6-bit code), elsewhere 0.
+            if mb == 1 || mb == 40 {
+                b.bits(0b000011, 6);
+            } else {
+                b.bit(true);
+            }
+        }
     } else {
-        b.ue(1); // mb_skip_run
+        b.ue(TEST_MBS); // mb_skip_run: the whole picture
     }
     b.into_nal(if idr { 0x65 } else { 0x41 })
 }
@@ -286,8 +306,17 @@ fn stream_rules() {
     );
     assert!(san.sanitize(&header(true, 640, 480), &key).is_ok());
     assert!(san.sanitize(&header(false, 640, 480), &p_slice).is_ok());
+    // A P picture whose frame_num does not follow the last reference picture's.
+    assert_eq!(
+        san.sanitize(&header(false, 640, 480), &p_slice),
+        Err(SanitizeError::FrameNumGap)
+    );
     // New parameter sets without an IDR.
-    let change = annexb(&[&sps(80, 45, 0, 31), &pps(), &slice(false, &[0x9a])]);
+    let change = annexb(&[
+        &sps(80, 45, 0, 31),
+        &pps(),
+        &slice_numbered(false, &[0x9a], 2),
+    ]);
     assert_eq!(
         san.sanitize(&header(false, 1280, 720), &change),
         Err(SanitizeError::ParameterChangeWithoutIdr)
@@ -501,16 +530,16 @@ fn hostile_parameter_sets_and_slices_are_refused() {
 #[test]
 fn every_passed_keyframe_carries_its_sets_so_a_fresh_sanitizer_accepts_it() {
     let a = annexb(&[&sps(40, 30, 0, 30), &pps(), &slice(true, &[0x88])]);
-    let pf = annexb(&[&slice(false, &[0x9a])]);
+    let pf = |n| annexb(&[&slice_numbered(false, &[0x9a], n)]);
     let b = annexb(&[&sps(40, 30, 0, 31), &pps(), &slice(true, &[0x88])]);
     let bare_idr = annexb(&[&slice(true, &[0x88])]);
     let stream = [
         (true, a),
-        (false, pf.clone()),
-        (false, pf.clone()),
+        (false, pf(1)),
+        (false, pf(2)),
         (true, b),
         (true, bare_idr),
-        (false, pf),
+        (false, pf(1)),
     ];
     let mut san = NalSanitizer::new(Limits::default());
     let mut passed = Vec::new();
@@ -581,4 +610,198 @@ fn real_slices_with_hidden_bytes_or_cut_short_are_refused() {
         }
     }
     assert!(refused > 0, "corrupted slice data is noticed");
+}
+
+/// RGB pictures for the differential corpus: a moving gradient with detail, then a still one
+/// (P_Skip), then a patch of change (a typed glyph's worth of macroblocks).
+fn pictures(width: usize, height: usize) -> Vec<Vec<u8>> {
+    let base = |shift: usize| -> Vec<u8> {
+        (0..width * height)
+            .flat_map(|i| {
+                let (x, y) = (i % width, i / width);
+                [
+                    (x + shift) as u8,
+                    (y * 3) as u8,
+                    (((x + shift) ^ y) & 0xff) as u8,
+                ]
+            })
+            .collect()
+    };
+    let mut patched = base(8);
+    for y in 4..12.min(height) {
+        for x in 4..20.min(width) {
+            let i = (y * width + x) * 3;
+            patched[i..i + 3].copy_from_slice(&[0, 0, 0]);
+        }
+    }
+    vec![base(0), base(8), base(8), patched]
+}
+
+/// Encode with openh264: its default (camera) settings, or the agent's screen-content ones.
+fn encode_pictures(width: usize, height: usize, pics: &[Vec<u8>], screen: bool) -> Vec<Vec<u8>> {
+    use openh264::encoder::{Encoder, EncoderConfig, UsageType};
+    use openh264::formats::{RgbSliceU8, YUVBuffer};
+    use openh264::OpenH264API;
+    let mut enc = if screen {
+        let config = EncoderConfig::new()
+            .usage_type(UsageType::ScreenContentRealTime)
+            .adaptive_quantization(false)
+            .background_detection(false);
+        Encoder::with_api_config(OpenH264API::from_source(), config).expect("openh264 encoder")
+    } else {
+        Encoder::new().expect("openh264 encoder")
+    };
+    pics.iter()
+        .map(|rgb| {
+            let yuv = YUVBuffer::from_rgb_source(RgbSliceU8::new(rgb, (width, height)));
+            enc.encode(&yuv).expect("encode").to_vec()
+        })
+        .filter(|au| !au.is_empty())
+        .collect()
+}
+
+/// The differential harness (`fuzzing::sanitizer_decodes`, the `sanitizer_decode` fuzz target)
+/// on openh264's own streams: every access unit is forwarded and decodes. With
+/// `TSUITATE_WRITE_CORPUS=1` the streams are written as the fuzz target's seed corpus.
+#[test]
+fn real_streams_pass_the_differential_harness() {
+    let corpus =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/sanitizer_decode");
+    for (w, h, screen) in [
+        (48, 32, false),
+        (64, 48, false),
+        (80, 36, false),
+        (96, 64, false),
+        (64, 48, true),
+        (112, 80, true),
+    ] {
+        let aus = encode_pictures(w, h, &pictures(w, h), screen);
+        let input = tsuitate_protocol::fuzzing::sanitizer_decodes_input(w as u16, h as u16, &aus);
+        let mut dec = openh264::decoder::Decoder::new().expect("decoder");
+        let mut decoded = 0;
+        tsuitate_protocol::fuzzing::sanitizer_decodes(&input, &mut |au| {
+            decoded += 1;
+            dec.decode(au).map(|_| ()).map_err(|e| e.to_string())
+        });
+        assert_eq!(decoded, aus.len(), "{w}x{h}: every access unit forwarded");
+        if std::env::var_os("TSUITATE_WRITE_CORPUS").is_some() {
+            std::fs::create_dir_all(&corpus).expect("corpus dir");
+            let kind = if screen { "screen" } else { "camera" };
+            std::fs::write(corpus.join(format!("openh264-{kind}-{w}x{h}")), &input)
+                .expect("write seed");
+        }
+    }
+}
+
+/// An IDR for `sps(4, 4, …)`/`pps()` whose first macroblock (top-left) is Intra 4x4 with every
+/// block in `mode` and chroma `chroma` prediction, and the other 15 Intra 4x4 DC; no residual.
+fn idr_intra4x4(mode: u32, chroma: u32) -> Vec<u8> {
+    let mut b = BitWriter::new();
+    b.ue(0); // first_mb_in_slice
+    b.ue(7); // I
+    b.ue(0); // pps id
+    b.bits(0, 4); // frame_num
+    b.ue(0); // idr_pic_id
+    b.bit(false);
+    b.bit(false);
+    b.se(0); // slice_qp_delta
+    b.ue(1); // deblocking off
+    for mb in 0..16 {
+        let (mode, chroma) = if mb == 0 { (mode, chroma) } else { (2, 0) };
+        b.ue(0); // mb_type I_NxN
+        for blk in 0..16 {
+            // Block 0 predicts DC (no neighbours); later blocks predict from earlier ones, so
+            // the mode is sent relative to the prediction.
+            let predicted = if blk == 0 || mode == 2 { 2 } else { mode };
+            if mode == predicted {
+                b.bit(true);
+            } else {
+                b.bit(false);
+                b.bits(if mode < predicted { mode } else { mode - 1 }, 3);
+            }
+        }
+        b.ue(chroma);
+        b.ue(3); // coded_block_pattern 0 (intra table)
+    }
+    b.into_nal(0x65)
+}
+
+/// A P slice for `sps(4, 4, …)` (max_num_ref_frames 1) that skips all 16 macroblocks, with
+/// `num_ref_idx_active_override` and a list modification of `diffs` (idc 0, abs_diff − 1).
+fn p_slice_with(frame_num: u32, active: Option<u32>, diffs: &[u32], mmco: bool) -> Vec<u8> {
+    let mut b = BitWriter::new();
+    b.ue(0);
+    b.ue(5); // P
+    b.ue(0);
+    b.bits(frame_num, 4);
+    match active {
+        Some(n) => {
+            b.bit(true);
+            b.ue(n - 1);
+        }
+        None => b.bit(false),
+    }
+    b.bit(!diffs.is_empty());
+    if !diffs.is_empty() {
+        for d in diffs {
+            b.ue(0);
+            b.ue(*d);
+        }
+        b.ue(3);
+    }
+    b.bit(mmco); // adaptive_ref_pic_marking_mode_flag
+    if mmco {
+        b.ue(1);
+        b.ue(0);
+        b.ue(0);
+    }
+    b.se(0);
+    b.ue(1);
+    b.ue(16); // mb_skip_run: the whole picture
+    b.into_nal(0x41)
+}
+
+/// The semantic checks that keep the gateway's view of the stream and the decoder's the same:
+/// intra prediction only from samples that exist, references only to pictures the decoder
+/// holds, no frame_num gaps, no memory-management operations. Each case is refused; the same
+/// stream without the fault passes and decodes.
+#[test]
+fn prediction_and_references_the_decoder_cannot_follow_are_refused() {
+    let hdr = |key| header(key, 64, 64);
+    let params = |idr: &[u8]| annexb(&[&sps(4, 4, 0, 30), &pps(), idr]);
+    let accepted = |aus: &[(bool, Vec<u8>)]| -> Result<(), SanitizeError> {
+        let mut san = NalSanitizer::new(Limits::default());
+        let mut dec = openh264::decoder::Decoder::new().expect("decoder");
+        for (key, au) in aus {
+            let out = san.sanitize(&hdr(*key), au)?;
+            dec.decode(&out).expect("what passes decodes");
+        }
+        Ok(())
+    };
+    // The top-left macroblock: DC passes; vertical (0) needs the row above, horizontal (1) the
+    // column to the left, diagonal down-right (4) both and the corner; chroma likewise.
+    assert_eq!(accepted(&[(true, params(&idr_intra4x4(2, 0)))]), Ok(()));
+    for (mode, chroma) in [(0, 0), (1, 0), (4, 0), (2, 1), (2, 2), (2, 3)] {
+        assert!(
+            matches!(
+                accepted(&[(true, params(&idr_intra4x4(mode, chroma)))]),
+                Err(SanitizeError::Slice(SliceError::OutOfRange(_)))
+            ),
+            "intra 4x4 mode {mode}, chroma {chroma} at the picture's corner"
+        );
+    }
+    let idr = (true, params(&idr_intra4x4(2, 0)));
+    let p = |f, a, d: &[u32], m| (false, annexb(&[&p_slice_with(f, a, d, m)]));
+    assert_eq!(accepted(&[idr.clone(), p(1, None, &[], false)]), Ok(()));
+    assert_eq!(accepted(&[idr.clone(), p(1, None, &[0], false)]), Ok(()));
+    // Two references when the decoder holds one; a modification naming the picture before the
+    // one it holds; a frame_num gap; memory management.
+    for (case, au) in [
+        ("two references", p(1, Some(2), &[], false)),
+        ("a picture not held", p(1, None, &[1], false)),
+        ("a frame_num gap", p(2, None, &[], false)),
+        ("memory management", p(1, None, &[], true)),
+    ] {
+        assert!(accepted(&[idr.clone(), au]).is_err(), "{case}");
+    }
 }

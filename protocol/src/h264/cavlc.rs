@@ -3,7 +3,10 @@
 //! differences, coded block patterns, QP deltas and every residual block with its
 //! neighbour-dependent coefficient-token table — and the slice must end exactly at its
 //! `rbsp_trailing_bits`, with nothing after. The decoder then only ever sees data whose syntax
-//! the gateway has walked, and no bytes can hide after a slice.
+//! the gateway has walked, and no bytes can hide after a slice. Intra prediction modes are
+//! derived as a decoder derives them (§8.3.1.1) and must only use neighbouring samples that
+//! exist (§8.3.1.2, §8.3.3, §8.3.4: not outside the picture, not in another slice, not from an
+//! inter macroblock under `constrained_intra_pred_flag`).
 //!
 //! Supported (what our agents' encoder writes, and what Constrained Baseline allows): CAVLC,
 //! 4:2:0, frames, I and P slices, no 8x8 transform. Anything else is refused before this runs.
@@ -28,14 +31,75 @@ pub(super) struct SliceShape {
     pub intra: bool,
     /// `num_ref_idx_l0_active_minus1` + 1 (P slices).
     pub ref_idx_active: u32,
+    /// The PPS's `constrained_intra_pred_flag`: inter macroblocks are no intra neighbours.
+    pub constrained_intra_pred: bool,
 }
 
-/// Non-zero coefficient counts of one macroblock's 4x4 blocks, raster order within the
-/// macroblock (luma 4x4 grid, chroma 2x2 grid per component).
-#[derive(Debug, Clone, Copy, Default)]
+/// What a later macroblock needs of one: non-zero coefficient counts of its 4x4 blocks,
+/// raster order within the macroblock (luma 4x4 grid, chroma 2x2 grid per component), and
+/// for intra prediction whether it is intra-coded and its Intra 4x4 modes.
+#[derive(Debug, Clone, Copy)]
 struct MbCounts {
     luma: [u8; 16],
     chroma: [[u8; 4]; 2],
+    /// Intra 4x4 prediction modes, raster order; 2 (DC) for any other kind of macroblock.
+    modes: [u8; 16],
+    /// Intra-coded (I_PCM included).
+    intra: bool,
+}
+
+impl Default for MbCounts {
+    fn default() -> Self {
+        MbCounts {
+            luma: [0; 16],
+            chroma: [[0; 4]; 2],
+            modes: [DC; 16],
+            intra: false,
+        }
+    }
+}
+
+/// Intra prediction mode 2: DC, which needs no neighbouring samples.
+const DC: u8 = 2;
+
+/// Which neighbouring samples a prediction uses: (left, top, top-left).
+#[derive(Debug, Clone, Copy)]
+struct Samples {
+    left: bool,
+    top: bool,
+    top_left: bool,
+}
+
+impl Samples {
+    /// Whether Intra 4x4 `mode` (0..=8) only reads samples that exist (§8.3.1.2).
+    fn intra4x4_ok(self, mode: u8) -> bool {
+        match mode {
+            0 | 3 | 7 => self.top,
+            1 | 8 => self.left,
+            4..=6 => self.left && self.top && self.top_left,
+            _ => true,
+        }
+    }
+
+    /// Whether Intra 16x16 `mode` (0..=3) only reads samples that exist (§8.3.3).
+    fn intra16x16_ok(self, mode: u32) -> bool {
+        match mode {
+            0 => self.top,
+            1 => self.left,
+            3 => self.left && self.top && self.top_left,
+            _ => true,
+        }
+    }
+
+    /// Whether `intra_chroma_pred_mode` (0..=3) only reads samples that exist (§8.3.4).
+    fn chroma_ok(self, mode: u32) -> bool {
+        match mode {
+            1 => self.left,
+            2 => self.top,
+            3 => self.left && self.top && self.top_left,
+            _ => true,
+        }
+    }
 }
 
 /// The walk's state: the reader and the counts of the macroblocks a neighbour can be.
@@ -53,11 +117,11 @@ fn bad(field: &'static str) -> SliceError {
 }
 
 /// Walk the slice data from the reader's position to its end (a [`BitReader::padded`] reader
-/// makes every read one 8-byte load).
+/// makes every read one 8-byte load). Returns the address after the slice's last macroblock.
 pub(super) fn verify_slice_data(
     r: &mut BitReader<'_>,
     shape: SliceShape,
-) -> Result<(), SliceError> {
+) -> Result<u32, SliceError> {
     let mut w = Walk {
         r,
         shape,
@@ -94,7 +158,7 @@ pub(super) fn verify_slice_data(
         }
     }
     if w.r.at_trailing_bits() {
-        Ok(())
+        Ok(w.curr)
     } else {
         Err(SliceError::TrailingData)
     }
@@ -105,8 +169,8 @@ pub(super) fn verify_slice_data(
 enum MbKind {
     /// Intra 4x4.
     I4x4,
-    /// Intra 16x16 with its chroma and luma coded block patterns.
-    I16x16 { cbp: u8 },
+    /// Intra 16x16 with its prediction mode and its chroma and luma coded block patterns.
+    I16x16 { mode: u32, cbp: u8 },
     /// Raw samples.
     Pcm,
     /// Inter with 1 or 2 partitions.
@@ -127,6 +191,76 @@ impl Walk<'_, '_> {
         let a = addr?;
         (a >= self.shape.first_mb && a < self.curr)
             .then(|| &self.ring[a as usize % self.ring.len()])
+    }
+
+    /// A neighbour whose samples intra prediction may use.
+    fn intra_neighbour(&self, addr: Option<u32>) -> Option<&MbCounts> {
+        self.neighbour(addr)
+            .filter(|m| m.intra || !self.shape.constrained_intra_pred)
+    }
+
+    fn top_left_mb(&self) -> Option<u32> {
+        self.left_mb().and_then(|_| self.top_mb()).map(|t| t - 1)
+    }
+
+    /// The neighbouring macroblocks' samples available to intra prediction of this one.
+    fn mb_samples(&self) -> Samples {
+        Samples {
+            left: self.intra_neighbour(self.left_mb()).is_some(),
+            top: self.intra_neighbour(self.top_mb()).is_some(),
+            top_left: self.intra_neighbour(self.top_left_mb()).is_some(),
+        }
+    }
+
+    /// The 16 Intra 4x4 modes, derived as a decoder does (§8.3.1.1) and checked against the
+    /// samples each may use.
+    fn intra4x4_modes(&mut self) -> Result<[u8; 16], SliceError> {
+        let mb = self.mb_samples();
+        let left = self.intra_neighbour(self.left_mb()).map(|m| m.modes);
+        let top = self.intra_neighbour(self.top_mb()).map(|m| m.modes);
+        let mut modes = [DC; 16];
+        for blk in 0..16usize {
+            let (x, y) = ((blk / 4 % 2) * 2 + blk % 2, (blk / 8) * 2 + blk % 4 / 2);
+            let a = if x > 0 {
+                Some(modes[y * 4 + x - 1])
+            } else {
+                left.map(|m| m[y * 4 + 3])
+            };
+            let b = if y > 0 {
+                Some(modes[(y - 1) * 4 + x])
+            } else {
+                top.map(|m| m[12 + x])
+            };
+            let predicted = match (a, b) {
+                (Some(a), Some(b)) => a.min(b),
+                _ => DC,
+            };
+            let mode = if self.r.flag()? {
+                predicted
+            } else {
+                let rem = self.r.bits(3)? as u8;
+                if rem < predicted {
+                    rem
+                } else {
+                    rem + 1
+                }
+            };
+            let samples = Samples {
+                left: x > 0 || mb.left,
+                top: y > 0 || mb.top,
+                top_left: match (x > 0, y > 0) {
+                    (true, true) => true,
+                    (false, true) => mb.left,
+                    (true, false) => mb.top,
+                    (false, false) => mb.top_left,
+                },
+            };
+            if !samples.intra4x4_ok(mode) {
+                return Err(bad("intra4x4 prediction mode"));
+            }
+            modes[y * 4 + x] = mode;
+        }
+        Ok(modes)
     }
 
     fn left_mb(&self) -> Option<u32> {
@@ -191,18 +325,24 @@ impl Walk<'_, '_> {
             return Ok(MbCounts {
                 luma: [16; 16],
                 chroma: [[16; 4]; 2],
+                modes: [DC; 16],
+                intra: true,
             });
         }
+        let mut counts = MbCounts::default();
         match kind {
             MbKind::I4x4 => {
-                for _ in 0..16 {
-                    // prev_intra4x4_pred_mode_flag, else rem_intra4x4_pred_mode (3 bits).
-                    let step = if self.r.peek32() >> 31 == 1 { 1 } else { 4 };
-                    self.r.skip(step)?;
-                }
+                counts.modes = self.intra4x4_modes()?;
+                counts.intra = true;
                 self.chroma_pred_mode()?;
             }
-            MbKind::I16x16 { .. } => self.chroma_pred_mode()?,
+            MbKind::I16x16 { mode, .. } => {
+                if !self.mb_samples().intra16x16_ok(mode) {
+                    return Err(bad("intra16x16 prediction mode"));
+                }
+                counts.intra = true;
+                self.chroma_pred_mode()?;
+            }
             MbKind::P { parts } => {
                 for _ in 0..parts {
                     self.ref_idx()?;
@@ -234,7 +374,7 @@ impl Walk<'_, '_> {
             MbKind::Pcm => {}
         }
         let cbp = match kind {
-            MbKind::I16x16 { cbp } => cbp,
+            MbKind::I16x16 { cbp, .. } => cbp,
             _ => {
                 let code = self.r.ue()? as usize;
                 let table = if kind == MbKind::I4x4 {
@@ -246,7 +386,6 @@ impl Walk<'_, '_> {
             }
         };
         let i16 = matches!(kind, MbKind::I16x16 { .. });
-        let mut counts = MbCounts::default();
         if cbp != 0 || i16 {
             let delta = self.r.se()?;
             if !(-26..=25).contains(&delta) {
@@ -258,7 +397,8 @@ impl Walk<'_, '_> {
     }
 
     fn chroma_pred_mode(&mut self) -> Result<(), SliceError> {
-        if self.r.ue()? > 3 {
+        let mode = self.r.ue()?;
+        if mode > 3 || !self.mb_samples().chroma_ok(mode) {
             return Err(bad("intra_chroma_pred_mode"));
         }
         Ok(())
@@ -540,6 +680,7 @@ fn intra_kind(t: u32) -> Result<MbKind, SliceError> {
             let chroma = ((t - 1) / 4) % 3;
             let luma = if t >= 13 { 15 } else { 0 };
             Ok(MbKind::I16x16 {
+                mode: (t - 1) % 4,
                 cbp: (chroma << 4) as u8 | luma,
             })
         }

@@ -85,6 +85,17 @@ pub enum SanitizeError {
     /// Nothing decodable is left.
     #[error("access unit holds no slice")]
     NoSlice,
+    /// A picture's `frame_num` does not follow the last reference picture's (a gap the
+    /// decoder would see as lost references).
+    #[error("frame_num does not follow the previous reference picture")]
+    FrameNumGap,
+    /// The slices do not cover the picture's macroblocks exactly once, in order (a decoder would
+    /// conceal the rest and predict from the concealment).
+    #[error("the slices do not cover the picture exactly once, in order")]
+    IncompletePicture,
+    /// Slices of one access unit disagree on the picture (IDR or not, frame_num, nal_ref_idc).
+    #[error("the slices of one access unit belong to different pictures")]
+    SlicesDisagree,
 }
 
 impl SanitizeError {
@@ -106,6 +117,9 @@ impl SanitizeError {
             SanitizeError::ParameterChangeWithoutIdr => "parameter_change_without_idr",
             SanitizeError::KeyframeMismatch => "keyframe_mismatch",
             SanitizeError::NoSlice => "no_slice",
+            SanitizeError::FrameNumGap => "frame_num_gap",
+            SanitizeError::SlicesDisagree => "slices_disagree",
+            SanitizeError::IncompletePicture => "incomplete_picture",
         }
     }
 }
@@ -130,13 +144,25 @@ impl SanitizerCounters {
     }
 }
 
-/// Parameter-set state of one video stream.
+/// Parameter-set and reference state of one video stream.
 #[derive(Debug, Clone, Default)]
 struct StreamState {
     /// The active SPS.
     sps: Option<SpsInfo>,
     /// Known PPSs (of the active SPS).
     pps: Vec<PpsInfo>,
+    /// `frame_num` of the last reference picture (`PrevRefFrameNum`); none before an IDR.
+    prev_ref_frame_num: Option<u32>,
+    /// Reference pictures the decoder holds (the sliding window, at most `max_num_ref_frames`).
+    refs: u32,
+}
+
+/// What all slices of one picture must agree on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Picture {
+    idr: bool,
+    frame_num: u32,
+    nal_ref_idc: u8,
 }
 
 /// Sanitizes the access units of one video stream (one session). Keeps NAL types 1, 5, 7, 8,
@@ -201,6 +227,9 @@ impl NalSanitizer {
         let (mut nals, mut kept, mut slices) = (0usize, 0u64, 0usize);
         let (mut has_idr, mut has_sps, mut has_pps) = (false, false, false);
         let mut params_changed = false;
+        let mut picture: Option<Picture> = None;
+        // The next macroblock a slice must start at: slices cover the picture once, in order.
+        let mut next_mb = 0u32;
         for nal in nal_units(au) {
             nals += 1;
             if nals > self.limits.max_nal_units {
@@ -261,7 +290,36 @@ impl NalSanitizer {
                     let Some(pps) = state.pps.iter().find(|p| p.pps_id == pps_id) else {
                         return Err(SanitizeError::NoKeyframeYet);
                     };
-                    parse_slice(nal, sps, pps)?;
+                    // An IDR empties the decoder's reference list; a P slice has what the
+                    // stream left in it.
+                    let refs = if ty == 5 { 0 } else { state.refs };
+                    let h = parse_slice(nal, sps, pps, refs)?;
+                    if h.first_mb != next_mb {
+                        return Err(SanitizeError::IncompletePicture);
+                    }
+                    next_mb = h.end_mb;
+                    let this = Picture {
+                        idr: ty == 5,
+                        frame_num: h.frame_num,
+                        nal_ref_idc: h.nal_ref_idc,
+                    };
+                    match picture {
+                        None => {
+                            if !this.idr {
+                                // frame_num follows the last reference picture (no gaps).
+                                let Some(prev) = state.prev_ref_frame_num else {
+                                    return Err(SanitizeError::NoKeyframeYet);
+                                };
+                                let max = 1u32 << sps.log2_max_frame_num;
+                                if this.frame_num != (prev + 1) % max {
+                                    return Err(SanitizeError::FrameNumGap);
+                                }
+                            }
+                            picture = Some(this);
+                        }
+                        Some(p) if p != this => return Err(SanitizeError::SlicesDisagree),
+                        Some(_) => {}
+                    }
                     has_idr |= ty == 5;
                     slices += 1;
                     out.extend_from_slice(nal);
@@ -283,6 +341,15 @@ impl NalSanitizer {
         }
         if let Some(info) = &state.sps {
             check_size(info, header)?;
+            if next_mb != info.mbs() {
+                return Err(SanitizeError::IncompletePicture);
+            }
+            // The decoder's reference pictures after this one (sliding window).
+            if let Some(p) = picture.filter(|p| p.nal_ref_idc != 0) {
+                let held = if p.idr { 0 } else { state.refs };
+                state.refs = (held + 1).min(info.max_num_ref_frames);
+                state.prev_ref_frame_num = Some(p.frame_num);
+            }
         }
         self.state = state;
         self.counters.kept += kept;

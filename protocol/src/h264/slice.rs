@@ -4,8 +4,9 @@
 //!
 //! Allowed: I and P slices (B, SP and SI refused, so frames never need reordering); an IDR
 //! unit holds I slices only and is a reference picture; `first_mb_in_slice` inside the picture;
-//! reference counts, list modifications and memory-management operations within bounds; QP and
-//! deblocking offsets in range.
+//! a P slice refers only to pictures the decoder holds (`refs`, which the sanitizer tracks: the
+//! sliding window; list modifications, long-term references and memory-management operations
+//! are refused); QP and deblocking offsets in range.
 
 use thiserror::Error;
 
@@ -23,6 +24,12 @@ pub struct SliceHeader {
     pub kind: u32,
     /// `pic_parameter_set_id`.
     pub pps_id: u32,
+    /// `frame_num`.
+    pub frame_num: u32,
+    /// `nal_ref_idc` (0: not a reference picture).
+    pub nal_ref_idc: u8,
+    /// The macroblock after the slice's last one.
+    pub end_mb: u32,
 }
 
 /// Why a slice was refused.
@@ -70,9 +77,6 @@ fn signed(v: i64, min: i64, max: i64, field: &'static str) -> Result<i64, SliceE
     }
 }
 
-/// Most list modifications or memory-management operations in one header.
-const MAX_OPERATIONS: usize = 64;
-
 /// The `pic_parameter_set_id` a slice names (its third field), to find the PPS to parse it with.
 pub fn slice_pps_id(nal: &[u8]) -> Result<u32, SliceError> {
     let head = unescape(&nal[1..nal.len().min(64)]);
@@ -83,8 +87,14 @@ pub fn slice_pps_id(nal: &[u8]) -> Result<u32, SliceError> {
 }
 
 /// Parse and check slice NAL unit `nal` (type 1 or 5): its header, then every macroblock of
-/// its data, which must end exactly at the trailing bits.
-pub fn parse_slice(nal: &[u8], sps: &SpsInfo, pps: &PpsInfo) -> Result<SliceHeader, SliceError> {
+/// its data, which must end exactly at the trailing bits. `refs`: the reference pictures the
+/// decoder holds for it (a P slice may not refer to more).
+pub fn parse_slice(
+    nal: &[u8],
+    sps: &SpsInfo,
+    pps: &PpsInfo,
+    refs: u32,
+) -> Result<SliceHeader, SliceError> {
     if pps.cabac {
         return Err(SliceError::Unverifiable("CABAC"));
     }
@@ -94,8 +104,8 @@ pub fn parse_slice(nal: &[u8], sps: &SpsInfo, pps: &PpsInfo) -> Result<SliceHead
     let mut rbsp = unescape(&nal[1..]);
     rbsp.extend_from_slice(&[0; PADDING]);
     let mut r = BitReader::padded(&rbsp);
-    let (header, active_l0) = header(nal[0], &mut r, sps, pps)?;
-    verify_slice_data(
+    let (mut header, active_l0) = header(nal[0], &mut r, sps, pps, refs)?;
+    header.end_mb = verify_slice_data(
         &mut r,
         SliceShape {
             width_mbs: sps.width_mbs,
@@ -103,6 +113,7 @@ pub fn parse_slice(nal: &[u8], sps: &SpsInfo, pps: &PpsInfo) -> Result<SliceHead
             first_mb: header.first_mb,
             intra: header.kind == 2,
             ref_idx_active: active_l0,
+            constrained_intra_pred: pps.constrained_intra_pred,
         },
     )?;
     Ok(header)
@@ -114,6 +125,7 @@ fn header(
     r: &mut BitReader<'_>,
     sps: &SpsInfo,
     pps: &PpsInfo,
+    refs: u32,
 ) -> Result<(SliceHeader, u32), SliceError> {
     let nal_ref_idc = (nal_header >> 5) & 3;
     let idr = nal_header & 0x1f == 5;
@@ -164,22 +176,48 @@ fn header(
         } else if active_l0 > 16 {
             return Err(SliceError::OutOfRange("num_ref_idx_l0_active"));
         }
-        // ref_pic_list_modification()
+        // Only the frames the decoder holds can be referred to (its short-term list, newest
+        // first; a longer list would hold "no reference picture" entries).
+        if active_l0 > refs {
+            return Err(SliceError::OutOfRange("num_ref_idx_l0_active"));
+        }
+        // ref_pic_list_modification() (§8.2.4.3.1): each entry must name a picture the decoder
+        // holds — with the sliding window and no gaps, the `refs` pictures with PicNum
+        // CurrPicNum − 1 … CurrPicNum − refs. Long-term entries are refused (there are none).
         if r.flag()? {
-            let max_pic_num = 1u32 << sps.log2_max_frame_num;
+            let max = 1i64 << sps.log2_max_frame_num;
+            let curr = i64::from(frame_num);
+            let mut pred = curr;
             let mut ops = 0;
             loop {
                 match bounded(r.ue()?, 3, "modification_of_pic_nums_idc")? {
                     3 => break,
-                    0 | 1 => {
-                        bounded(r.ue()?, max_pic_num - 1, "abs_diff_pic_num_minus1")?;
+                    idc @ (0 | 1) => {
+                        let diff = i64::from(bounded(
+                            r.ue()?,
+                            (max - 1) as u32,
+                            "abs_diff_pic_num_minus1",
+                        )?) + 1;
+                        let mut no_wrap = if idc == 0 { pred - diff } else { pred + diff };
+                        if no_wrap < 0 {
+                            no_wrap += max;
+                        } else if no_wrap >= max {
+                            no_wrap -= max;
+                        }
+                        pred = no_wrap;
+                        let pic_num = if no_wrap > curr {
+                            no_wrap - max
+                        } else {
+                            no_wrap
+                        };
+                        if pic_num >= curr || pic_num < curr - i64::from(refs) {
+                            return Err(SliceError::OutOfRange("abs_diff_pic_num_minus1"));
+                        }
                     }
-                    _ => {
-                        bounded(r.ue()?, 31, "long_term_pic_num")?;
-                    }
+                    _ => return Err(SliceError::Unverifiable("long-term references")),
                 }
                 ops += 1;
-                if ops > active_l0 as usize + 1 {
+                if ops > active_l0 {
                     return Err(SliceError::OutOfRange("ref_pic_list_modification"));
                 }
             }
@@ -189,40 +227,16 @@ fn header(
         }
     }
     if nal_ref_idc != 0 {
-        // dec_ref_pic_marking()
+        // dec_ref_pic_marking(): the sliding window only (our agents never send long-term
+        // references or memory-management operations), so the gateway knows which pictures the
+        // decoder holds.
         if idr {
             r.flag()?; // no_output_of_prior_pics_flag
-            r.flag()?; // long_term_reference_flag
-        } else if r.flag()? {
-            let mut ops = 0;
-            loop {
-                match bounded(r.ue()?, 6, "memory_management_control_operation")? {
-                    0 => break,
-                    1 => {
-                        bounded(r.ue()?, u32::MAX - 1, "difference_of_pic_nums_minus1")?;
-                    }
-                    2 => {
-                        bounded(r.ue()?, 31, "long_term_pic_num")?;
-                    }
-                    3 => {
-                        bounded(r.ue()?, u32::MAX - 1, "difference_of_pic_nums_minus1")?;
-                        bounded(r.ue()?, 15, "long_term_frame_idx")?;
-                    }
-                    4 => {
-                        bounded(r.ue()?, 16, "max_long_term_frame_idx_plus1")?;
-                    }
-                    5 => {}
-                    _ => {
-                        bounded(r.ue()?, 15, "long_term_frame_idx")?;
-                    }
-                }
-                ops += 1;
-                if ops > MAX_OPERATIONS {
-                    return Err(SliceError::OutOfRange(
-                        "memory_management_control_operation",
-                    ));
-                }
+            if r.flag()? {
+                return Err(SliceError::Unverifiable("long-term references"));
             }
+        } else if r.flag()? {
+            return Err(SliceError::Unverifiable("memory management operations"));
         }
     }
     if pps.cabac && kind != 2 {
@@ -245,6 +259,9 @@ fn header(
             first_mb,
             kind,
             pps_id,
+            frame_num,
+            nal_ref_idc,
+            end_mb: first_mb,
         },
         active_l0,
     ))
