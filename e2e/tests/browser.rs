@@ -132,6 +132,31 @@ fn killing_chromium_ends_the_session_with_a_reason_and_leaves_no_process() {
     );
 }
 
+/// The agent is given its gateway by DNS name (as in Kubernetes, a headless Service): it
+/// resolves it, connects, and a session works through it.
+#[test]
+fn an_agent_finds_its_gateway_by_dns_name() {
+    let page = TestPage::start();
+    let stack = Stack::start_with(
+        Some(&page.url),
+        "",
+        "resolve_interval_s = 2\n\
+         gateways = [{ addr = \"localhost:{agent_port}\", server_name = \"localhost\" }]\n",
+    );
+    let agent_log = stack.log("agent.log");
+    assert!(
+        agent_log.contains("gateway name resolved") && agent_log.contains("127.0.0.1:"),
+        "{agent_log}"
+    );
+    let run = stack.viewer("by-name", "wait 1500\nsnapshot first.png\n", &[]);
+    run.assert_ok("a session through the gateway found by name");
+    assert!(
+        run.report["frames_decoded"].as_u64() > Some(0),
+        "{}",
+        run.report
+    );
+}
+
 #[test]
 fn wrong_password_is_refused_with_its_exit_code() {
     let stack = Stack::start(None, "");

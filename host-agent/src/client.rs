@@ -2,7 +2,8 @@
 //! connection the agent opens the control stream (Hello → Welcome, Ping → Pong, Capacity,
 //! Stats) and accepts the session streams the gateway opens (docs/protocol.md §5.2).
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::collections::HashMap;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -15,7 +16,7 @@ use tsuitate_protocol::{
 };
 use tsuitate_transport::{MessageReader, ReadError};
 
-use crate::config::{AgentConfig, GatewayEntry};
+use crate::config::{AgentConfig, GatewayAddr};
 use crate::frame::now_us;
 use crate::session::{self, AgentStats};
 
@@ -162,9 +163,17 @@ pub async fn run(config: AgentConfig, shutdown: watch::Receiver<bool>) -> Result
             "not running as root: sessions run without a cgroup and its limits / root ではないため、セッションの cgroup 制限はありません"
         ),
     }
-    let mut endpoint = Endpoint::client(SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)))
+    let mut v4 = Endpoint::client(SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)))
         .map_err(ClientError::Endpoint)?;
-    endpoint.set_default_client_config(client_config);
+    v4.set_default_client_config(client_config.clone());
+    // IPv6 gateways (an address, or what a name resolves to) where the host has IPv6.
+    let v6 = Endpoint::client(SocketAddr::from((Ipv6Addr::UNSPECIFIED, 0)))
+        .ok()
+        .map(|mut e| {
+            e.set_default_client_config(client_config);
+            e
+        });
+    let endpoint = Endpoints { v4, v6 };
     let shared = Arc::new(Shared {
         slots: Slots::new(config.max_sessions),
         config: Arc::new(config),
@@ -176,40 +185,164 @@ pub async fn run(config: AgentConfig, shutdown: watch::Receiver<bool>) -> Result
         let (endpoint, shared, shutdown) =
             (endpoint.clone(), Arc::clone(&shared), shutdown.clone());
         let span = tracing::info_span!("gateway", addr = %gw.addr);
-        tasks.push(tokio::spawn(
-            gateway_loop(endpoint, gw, shared, shutdown).instrument(span),
-        ));
+        let task = match gw.addr {
+            GatewayAddr::Ip(addr) => tokio::spawn(
+                gateway_loop(endpoint, addr, gw.server_name, shared, shutdown, None)
+                    .instrument(span),
+            ),
+            GatewayAddr::Name { host, port } => tokio::spawn(
+                name_loop(endpoint, host, port, gw.server_name, shared, shutdown).instrument(span),
+            ),
+        };
+        tasks.push(task);
     }
     for t in tasks {
         let _ = t.await;
     }
-    // Drain: closing the endpoint fails every session stream; wait (bounded) until every
+    // Drain: closing the endpoints fails every session stream; wait (bounded) until every
     // session has killed its browser and wiped its directory.
-    endpoint.close(
-        tsuitate_transport::close_code(Reason::Shutdown),
-        Reason::Shutdown.name().as_bytes(),
-    );
+    for e in endpoint.all() {
+        e.close(
+            tsuitate_transport::close_code(Reason::Shutdown),
+            Reason::Shutdown.name().as_bytes(),
+        );
+    }
     // Woken by each released slot (no polling), at most 15 s.
     let max = shared.config.max_sessions;
     let mut free = shared.slots.subscribe();
     let _ = tokio::time::timeout(Duration::from_secs(15), free.wait_for(|f| *f >= max)).await;
-    endpoint.wait_idle().await;
+    for e in endpoint.all() {
+        e.wait_idle().await;
+    }
     Ok(())
 }
 
-/// Keep one gateway connected: reconnect with exponential backoff (1 s … 30 s), reset after a
-/// connection that lasted a minute.
-async fn gateway_loop(
-    endpoint: Endpoint,
-    gw: GatewayEntry,
+/// The agent's QUIC endpoints: IPv4, and IPv6 where the host has it.
+#[derive(Clone)]
+struct Endpoints {
+    v4: Endpoint,
+    v6: Option<Endpoint>,
+}
+
+impl Endpoints {
+    fn for_addr(&self, addr: SocketAddr) -> Option<&Endpoint> {
+        if addr.is_ipv6() {
+            self.v6.as_ref()
+        } else {
+            Some(&self.v4)
+        }
+    }
+
+    fn all(&self) -> impl Iterator<Item = &Endpoint> {
+        std::iter::once(&self.v4).chain(self.v6.as_ref())
+    }
+}
+
+/// Keep every gateway a DNS name names connected: resolve it now and every
+/// `resolve_interval`, start a connection for each new address, and let the connections of
+/// addresses no longer named end without reconnecting (their sessions are not cut).
+async fn name_loop(
+    endpoint: Endpoints,
+    host: String,
+    port: u16,
+    server_name: String,
     shared: Arc<Shared>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let mut backoff = Duration::from_secs(1);
+    let mut running: HashMap<SocketAddr, (watch::Sender<bool>, tokio::task::JoinHandle<()>)> =
+        HashMap::new();
+    let mut known: Vec<SocketAddr> = Vec::new();
     while !*shutdown.borrow() {
+        match tokio::net::lookup_host((host.as_str(), port)).await {
+            Ok(found) => {
+                let mut found: Vec<SocketAddr> = found.collect();
+                found.sort();
+                found.dedup();
+                if found != known {
+                    tracing::info!(addrs = ?found, "gateway name resolved / ゲートウェイ名を解決しました");
+                    known = found.clone();
+                }
+                running.retain(|_, (_, task)| !task.is_finished());
+                let current: Vec<SocketAddr> = running.keys().copied().collect();
+                let (start, retire) = reconcile(&current, &found);
+                for (addr, (retired, _)) in &running {
+                    if found.contains(addr) {
+                        // Named again: reconnect as usual.
+                        retired.send_if_modified(|r| std::mem::replace(r, false));
+                    }
+                }
+                for addr in start {
+                    let (tx, rx) = watch::channel(false);
+                    let span = tracing::info_span!("gateway", %addr);
+                    let task = tokio::spawn(
+                        gateway_loop(
+                            endpoint.clone(),
+                            addr,
+                            server_name.clone(),
+                            Arc::clone(&shared),
+                            shutdown.clone(),
+                            Some(rx),
+                        )
+                        .instrument(span),
+                    );
+                    running.insert(addr, (tx, task));
+                }
+                for addr in retire {
+                    if let Some((retired, _)) = running.get(&addr) {
+                        if retired.send_if_modified(|r| !std::mem::replace(r, true)) {
+                            tracing::info!(%addr, "no longer named: not reconnected / 名前から外れたため再接続しません");
+                        }
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(
+                error = %e,
+                "gateway name could not be resolved; trying again / ゲートウェイ名を解決できません（再試行します）"
+            ),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(shared.config.resolve_interval) => {}
+            _ = shutdown.changed() => {}
+        }
+    }
+    for (_, (_, task)) in running {
+        let _ = task.await;
+    }
+}
+
+/// What a new resolution of a gateway name changes: the addresses to connect to that have no
+/// connection task yet, and the ones with a task that the name no longer gives.
+fn reconcile(running: &[SocketAddr], found: &[SocketAddr]) -> (Vec<SocketAddr>, Vec<SocketAddr>) {
+    let start = found
+        .iter()
+        .filter(|a| !running.contains(a))
+        .copied()
+        .collect();
+    let retire = running
+        .iter()
+        .filter(|a| !found.contains(a))
+        .copied()
+        .collect();
+    (start, retire)
+}
+
+/// Keep one gateway connected: reconnect with exponential backoff (1 s … 30 s), reset after a
+/// connection that lasted a minute. With `retired` (an address of a name), stop reconnecting
+/// once it says so.
+async fn gateway_loop(
+    endpoint: Endpoints,
+    addr: SocketAddr,
+    server_name: String,
+    shared: Arc<Shared>,
+    mut shutdown: watch::Receiver<bool>,
+    mut retired: Option<watch::Receiver<bool>>,
+) {
+    let is_retired = |r: &Option<watch::Receiver<bool>>| r.as_ref().is_some_and(|r| *r.borrow());
+    let mut backoff = Duration::from_secs(1);
+    while !*shutdown.borrow() && !is_retired(&retired) {
         let started = Instant::now();
         let result = tokio::select! {
-            r = connect_and_serve(&endpoint, &gw, &shared) => r,
+            r = connect_and_serve(&endpoint, addr, &server_name, &shared) => r,
             _ = shutdown.changed() => return,
         };
         match result {
@@ -219,8 +352,17 @@ async fn gateway_loop(
         if started.elapsed() > Duration::from_secs(60) {
             backoff = Duration::from_secs(1);
         }
+        let retire_changed = async {
+            match retired.as_mut() {
+                Some(r) => {
+                    let _ = r.changed().await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
         tokio::select! {
             _ = tokio::time::sleep(backoff) => {}
+            _ = retire_changed => {}
             _ = shutdown.changed() => return,
         }
         backoff = (backoff * 2).min(Duration::from_secs(30));
@@ -228,17 +370,21 @@ async fn gateway_loop(
 }
 
 async fn connect_and_serve(
-    endpoint: &Endpoint,
-    gw: &GatewayEntry,
+    endpoints: &Endpoints,
+    addr: SocketAddr,
+    server_name: &str,
     shared: &Arc<Shared>,
 ) -> Result<(), ClientError> {
+    let endpoint = endpoints
+        .for_addr(addr)
+        .ok_or_else(|| ClientError::Connect(addr, "IPv6 is not available on this host".into()))?;
     let connecting = endpoint
-        .connect(gw.addr, &gw.server_name)
-        .map_err(|e| ClientError::Connect(gw.addr, e.to_string()))?;
+        .connect(addr, server_name)
+        .map_err(|e| ClientError::Connect(addr, e.to_string()))?;
     let conn = tokio::time::timeout(Duration::from_secs(10), connecting)
         .await
-        .map_err(|_| ClientError::Connect(gw.addr, "timeout".into()))?
-        .map_err(|e| ClientError::Connect(gw.addr, e.to_string()))?;
+        .map_err(|_| ClientError::Connect(addr, "timeout".into()))?
+        .map_err(|e| ClientError::Connect(addr, e.to_string()))?;
     tracing::info!("connected");
     let (mut send, recv) = conn
         .open_bi()
@@ -355,4 +501,22 @@ fn accept_session(mut send: SendStream, recv: RecvStream, shared: &Arc<Shared>) 
         session::serve(send, recv, config, stats).await;
         drop(slot);
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_new_resolution_starts_new_addresses_and_retires_vanished_ones() {
+        let a = |s: &str| s.parse::<SocketAddr>().expect("address");
+        let running = [a("10.0.0.1:4701"), a("10.0.0.2:4701")];
+        let found = [a("10.0.0.2:4701"), a("10.0.0.3:4701"), a("[fd00::4]:4701")];
+        let (start, retire) = reconcile(&running, &found);
+        assert_eq!(start, vec![a("10.0.0.3:4701"), a("[fd00::4]:4701")]);
+        assert_eq!(retire, vec![a("10.0.0.1:4701")]);
+        assert_eq!(reconcile(&found, &found), (vec![], vec![]));
+        // A name that resolves to nothing for a moment retires everything, starts nothing.
+        assert_eq!(reconcile(&running, &[]), (vec![], running.to_vec()));
+    }
 }

@@ -18,22 +18,73 @@ use crate::x11::CaptureMode;
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GatewayEntry {
-    /// UDP address of the gateway's agent listener: an IP address and port (host names are not
-    /// resolved).
-    #[serde(deserialize_with = "ip_and_port")]
-    pub addr: SocketAddr,
+    /// The gateway's agent listener (UDP): an IP address and port, or a DNS name and port.
+    /// A name is resolved at start and again every `resolve_interval_s`, and the agent connects
+    /// to every address it names (several gateways behind one name, e.g. a Kubernetes headless
+    /// Service).
+    #[serde(deserialize_with = "gateway_addr")]
+    pub addr: GatewayAddr,
     /// Name in the gateway's certificate (checked by TLS).
     pub server_name: String,
 }
 
-/// An IP address and port, with an error that says what to write instead of a host name.
-fn ip_and_port<'de, D: serde::Deserializer<'de>>(d: D) -> Result<SocketAddr, D::Error> {
-    let s = String::deserialize(d)?;
-    s.parse().map_err(|_| {
-        serde::de::Error::custom(format!(
-            "addr {s:?} must be an IP address and port such as \"192.0.2.10:4701\" (host names are not resolved; use server_name for the certificate's name) / addr は IP アドレスとポートで指定してください（ホスト名は使えません）"
-        ))
-    })
+/// Where a gateway listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GatewayAddr {
+    /// An address.
+    Ip(SocketAddr),
+    /// A DNS name and port, resolved again and again.
+    Name {
+        /// The name.
+        host: String,
+        /// The port.
+        port: u16,
+    },
+}
+
+impl std::fmt::Display for GatewayAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            GatewayAddr::Ip(a) => write!(f, "{a}"),
+            GatewayAddr::Name { host, port } => write!(f, "{host}:{port}"),
+        }
+    }
+}
+
+impl std::str::FromStr for GatewayAddr {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<GatewayAddr, String> {
+        if let Ok(a) = s.parse::<SocketAddr>() {
+            return Ok(GatewayAddr::Ip(a));
+        }
+        let bad = || {
+            format!(
+                "addr {s:?}: write an IP address and port (\"192.0.2.10:4701\", \"[2001:db8::10]:4701\") or a DNS name and port (\"gateway.tsuitate.svc:4701\") / addr は IP アドレスとポート、または DNS 名とポートで指定してください"
+            )
+        };
+        let (host, port) = s.rsplit_once(':').ok_or_else(bad)?;
+        let port: u16 = port.parse().map_err(|_| bad())?;
+        let name_ok = port != 0
+            && host.parse::<std::net::IpAddr>().is_err()
+            && matches!(
+                rustls_pki_types::ServerName::try_from(host),
+                Ok(rustls_pki_types::ServerName::DnsName(_))
+            );
+        if !name_ok {
+            return Err(bad());
+        }
+        Ok(GatewayAddr::Name {
+            host: host.to_owned(),
+            port,
+        })
+    }
+}
+
+fn gateway_addr<'de, D: serde::Deserializer<'de>>(d: D) -> Result<GatewayAddr, D::Error> {
+    String::deserialize(d)?
+        .parse()
+        .map_err(serde::de::Error::custom)
 }
 
 /// Encoder tuning.
@@ -108,6 +159,8 @@ struct ConfigFile {
     start_url: String,
     #[serde(default = "default_fps")]
     fps: u32,
+    #[serde(default = "default_resolve_interval")]
+    resolve_interval_s: u64,
     #[serde(default = "default_bitrate")]
     bitrate_kbps: u32,
     #[serde(default)]
@@ -149,6 +202,9 @@ fn default_start_url() -> String {
 fn default_fps() -> u32 {
     30
 }
+fn default_resolve_interval() -> u64 {
+    30
+}
 fn default_bitrate() -> u32 {
     5000
 }
@@ -168,6 +224,8 @@ pub struct AgentConfig {
     pub max_sessions: u16,
     /// Gateways to connect to (each one independently).
     pub gateways: Vec<GatewayEntry>,
+    /// How often gateway names are resolved again.
+    pub resolve_interval: std::time::Duration,
     /// CA certificate (PEM) that signed the gateways' certificates.
     pub ca: PathBuf,
     /// This agent's client certificate (PEM).
@@ -272,6 +330,7 @@ fn check_field(key: &str, v: &toml::Value) -> Option<String> {
         "url_blocklist" | "url_allowlist" => check::<Vec<String>>(key, v),
         "max_sessions" | "max_width" | "max_height" => check::<u16>(key, v),
         "fps" | "bitrate_kbps" => check::<u32>(key, v),
+        "resolve_interval_s" => check::<u64>(key, v),
         "gateways" => check::<Vec<GatewayEntry>>(key, v),
         "encoder" => check::<EncoderUsage>(key, v),
         "capture" => check::<CaptureSetting>(key, v),
@@ -300,6 +359,9 @@ fn validate(f: ConfigFile) -> Result<AgentConfig, ConfigErrors> {
     }
     if !(1..=60).contains(&f.fps) {
         err("fps: 1-60".into());
+    }
+    if !(1..=3600).contains(&f.resolve_interval_s) {
+        err("resolve_interval_s: 1-3600".into());
     }
     if !(100..=50_000).contains(&f.bitrate_kbps) {
         err("bitrate_kbps: 100-50000".into());
@@ -491,6 +553,7 @@ fn validate(f: ConfigFile) -> Result<AgentConfig, ConfigErrors> {
         agent_id: f.agent_id,
         max_sessions: f.max_sessions,
         gateways: f.gateways,
+        resolve_interval: std::time::Duration::from_secs(f.resolve_interval_s),
         ca: f.ca,
         cert: f.cert,
         key: f.key,
@@ -585,20 +648,48 @@ mod tests {
     }
 
     #[test]
-    fn a_gateway_host_name_is_refused_with_what_to_write_instead() {
+    fn gateways_by_address_or_by_name_and_a_clear_error_for_anything_else() {
         let d = files();
-        let named = text(d.path(), "").replace("127.0.0.1:4701", "gateway.example.lg.jp:4701");
-        let errs = AgentConfig::parse(&named)
-            .err()
-            .map(|e| e.0)
-            .unwrap_or_default();
+        let with = |addr: &str| {
+            AgentConfig::parse(&text(d.path(), "").replace("127.0.0.1:4701", addr))
+                .map(|c| c.gateways[0].addr.clone())
+                .map_err(|e| e.0)
+        };
+        assert_eq!(
+            with("[::1]:4701"),
+            Ok(GatewayAddr::Ip("[::1]:4701".parse().expect("address")))
+        );
+        assert_eq!(
+            with("gateway.tsuitate.svc.cluster.local:4701"),
+            Ok(GatewayAddr::Name {
+                host: "gateway.tsuitate.svc.cluster.local".into(),
+                port: 4701
+            })
+        );
+        for bad in [
+            "gateway.example.lg.jp",
+            "gw:0",
+            "gw:70000",
+            ":4701",
+            "gw bad:4701",
+            "[::1]",
+        ] {
+            let errs = with(bad).expect_err("refused");
+            assert!(
+                errs.iter()
+                    .any(|e| e.contains("DNS name and port") && e.contains("DNS 名")),
+                "{bad}: {errs:?}"
+            );
+        }
+        let c = AgentConfig::parse(&text(d.path(), "")).expect("valid");
+        assert_eq!(c.resolve_interval, std::time::Duration::from_secs(30));
+        let errs = AgentConfig::parse(&format!("resolve_interval_s = 0\n{}", text(d.path(), "")))
+            .expect_err("refused")
+            .0;
         assert!(
-            errs.iter()
-                .any(|e| e.contains("must be an IP address and port") && e.contains("IP アドレス")),
+            errs.iter().any(|e| e.starts_with("resolve_interval_s")),
             "{errs:?}"
         );
-        let v6 = text(d.path(), "").replace("127.0.0.1:4701", "[::1]:4701");
-        assert!(AgentConfig::parse(&v6).is_ok());
     }
 
     #[test]

@@ -131,7 +131,8 @@ impl Stack {
         Stack::start_with(start_url, gateway_extra, "")
     }
 
-    /// Like [`Stack::start`], with `agent_extra` (TOML) merged into the agent's configuration.
+    /// Like [`Stack::start`], with `agent_extra` (TOML) merged into the agent's configuration
+    /// (`{agent_port}` in it stands for the port of the gateway's agent listener).
     pub fn start_with(start_url: Option<&str>, gateway_extra: &str, agent_extra: &str) -> Stack {
         let dir = tempfile::Builder::new()
             .prefix("tsuitate-e2e-")
@@ -213,7 +214,10 @@ impl Stack {
                 .to_owned()
         };
         let agent_addr = addr("agent_listen");
-        let agent_extra: toml::Table = toml::from_str(agent_extra).expect("agent_extra is TOML");
+        // `{agent_port}` in `agent_extra` is the port the gateway's agent listener got.
+        let port = agent_addr.rsplit(':').next().unwrap_or_default();
+        let agent_extra: toml::Table = toml::from_str(&agent_extra.replace("{agent_port}", port))
+            .expect("agent_extra is TOML");
         let agent = start_url.map(|url| start_agent(d, &agent_addr, url, agent_extra));
         let stack = Stack {
             dir,
