@@ -111,6 +111,10 @@ fn int(v: i64, field: &'static str) -> Result<i32, SpsError> {
     i32::try_from(v).map_err(|_| SpsError::OutOfRange(field))
 }
 
+/// The levels of Table A-1 (9 is level 1b), up to 5.2: any other `level_idc` makes decoders
+/// refuse the SPS (and with it every picture).
+const LEVELS: [u8; 17] = [9, 10, 11, 12, 13, 20, 21, 22, 30, 31, 32, 40, 41, 42, 50, 51, 52];
+
 /// Baseline, Main, High; of these only High (100) carries the chroma/bit-depth fields.
 const ALLOWED_PROFILES: [u8; 3] = [66, 77, 100];
 const HIGH: u8 = 100;
@@ -125,6 +129,9 @@ pub fn parse_sps(nal: &[u8]) -> Result<SpsInfo, SpsError> {
     let sps_id = bounded(r.ue()?, 31, "seq_parameter_set_id")?;
     if !ALLOWED_PROFILES.contains(&profile_idc) {
         return Err(SpsError::Profile(profile_idc));
+    }
+    if !LEVELS.contains(&level_idc) {
+        return Err(SpsError::OutOfRange("level_idc"));
     }
     if profile_idc == HIGH {
         let chroma_format_idc = bounded(r.ue()?, 3, "chroma_format_idc")?;
