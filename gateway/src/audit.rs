@@ -82,13 +82,10 @@ impl AuditKey {
         (bytes.len() >= KEY_MIN_BYTES).then_some(AuditKey(bytes))
     }
 
-    /// Read the key file: its bytes are the key (one final newline, as an editor leaves it, is
-    /// not part of it).
+    /// Read the key file: all its bytes are the key, as they are (random bytes may end in
+    /// what looks like a newline).
     pub fn load(path: &Path) -> Result<AuditKey, String> {
-        let mut bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        if bytes.last() == Some(&b'\n') {
-            bytes.pop();
-        }
+        let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
         AuditKey::new(bytes).ok_or_else(|| {
             format!(
                 "{}: 鍵が短すぎます ({KEY_MIN_BYTES} バイト以上) / the key must be at least {KEY_MIN_BYTES} bytes (head -c 32 /dev/urandom)",
@@ -248,11 +245,15 @@ pub fn verify_keyed(reader: impl BufRead, key: Option<&AuditKey>) -> Result<u64,
         chain.prev = line_hash(&line);
         chain.keyed = is_keyed(&line);
     }
-    if key.is_some() && n > 0 && !chain.keyed {
+    if key.is_some() && !chain.keyed {
+        let msg = if n == 0 {
+            "the log is empty: a keyed log has at least the lines written with the key"
+        } else {
+            "the last line has no MAC: the log was not written with this key, or rewritten"
+        };
         return Err(AuditError::Broken {
             line: n,
-            msg: "the last line has no MAC: the log was not written with this key, or rewritten"
-                .into(),
+            msg: msg.into(),
         });
     }
     Ok(n)
@@ -820,6 +821,12 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+        // An emptied log fails with the key.
+        std::fs::write(&p, "").unwrap();
+        assert!(matches!(
+            verify_file_keyed(&p, Some(&key(7))),
+            Err(AuditError::Broken { line: 0, .. })
+        ));
         // A whole log written without the key fails too (its last line has no MAC).
         std::fs::write(&p, lines[..2].join("\n") + "\n").unwrap();
         match verify_file_keyed(&p, Some(&key(7))) {
@@ -830,6 +837,11 @@ mod tests {
         assert!(AuditKey::new(vec![1; 31]).is_none());
         let kf = dir.path().join("audit.key");
         std::fs::write(&kf, [9u8; 32]).unwrap();
+        assert!(AuditKey::load(&kf).is_ok());
+        // All bytes count, a final 0x0a included.
+        let mut with_lf = vec![3u8; 31];
+        with_lf.push(b'\n');
+        std::fs::write(&kf, &with_lf).unwrap();
         assert!(AuditKey::load(&kf).is_ok());
         std::fs::write(&kf, "short\n").unwrap();
         assert!(AuditKey::load(&kf).unwrap_err().contains("32"));

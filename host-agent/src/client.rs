@@ -252,12 +252,25 @@ async fn name_loop(
     let mut running: HashMap<SocketAddr, (watch::Sender<bool>, tokio::task::JoinHandle<()>)> =
         HashMap::new();
     let mut known: Vec<SocketAddr> = Vec::new();
+    // A failed lookup is tried again sooner than the next regular one (1 s … 30 s).
+    let mut retry = Duration::from_secs(1);
     while !*shutdown.borrow() {
-        match tokio::net::lookup_host((host.as_str(), port)).await {
+        let lookup = tokio::time::timeout(
+            Duration::from_secs(10),
+            tokio::net::lookup_host((host.as_str(), port)),
+        );
+        let looked_up = tokio::select! {
+            r = lookup => r,
+            _ = shutdown.changed() => break,
+        };
+        let mut wait = shared.config.resolve_interval;
+        match looked_up
+            .map_err(|_| "timed out".to_string())
+            .and_then(|r| r.map_err(|e| e.to_string()))
+        {
             Ok(found) => {
-                let mut found: Vec<SocketAddr> = found.collect();
-                found.sort();
-                found.dedup();
+                retry = Duration::from_secs(1);
+                let found = one_family(found.collect());
                 if found != known {
                     tracing::info!(addrs = ?found, "gateway name resolved / ゲートウェイ名を解決しました");
                     known = found.clone();
@@ -295,19 +308,36 @@ async fn name_loop(
                     }
                 }
             }
-            Err(e) => tracing::warn!(
-                error = %e,
-                "gateway name could not be resolved; trying again / ゲートウェイ名を解決できません（再試行します）"
-            ),
+            Err(e) => {
+                tracing::warn!(
+                    error = %e,
+                    retry_s = retry.as_secs(),
+                    "gateway name could not be resolved; trying again / ゲートウェイ名を解決できません（再試行します）"
+                );
+                wait = wait.min(retry);
+                retry = (retry * 2).min(Duration::from_secs(30));
+            }
         }
         tokio::select! {
-            _ = tokio::time::sleep(shared.config.resolve_interval) => {}
-            _ = shutdown.changed() => {}
+            _ = tokio::time::sleep(wait) => {}
+            _ = shutdown.changed() => break,
         }
     }
     for (_, (_, task)) in running {
         let _ = task.await;
     }
+}
+
+/// The addresses of one family: IPv4 where the name has any, else IPv6 — sorted, without
+/// duplicates. A dual-stack gateway has an address of each family, and two connections from
+/// one agent to one gateway would replace each other.
+fn one_family(mut found: Vec<SocketAddr>) -> Vec<SocketAddr> {
+    if found.iter().any(SocketAddr::is_ipv4) {
+        found.retain(SocketAddr::is_ipv4);
+    }
+    found.sort();
+    found.dedup();
+    found
 }
 
 /// What a new resolution of a gateway name changes: the addresses to connect to that have no
@@ -518,5 +548,18 @@ mod tests {
         assert_eq!(reconcile(&found, &found), (vec![], vec![]));
         // A name that resolves to nothing for a moment retires everything, starts nothing.
         assert_eq!(reconcile(&running, &[]), (vec![], running.to_vec()));
+        // One gateway with an address of each family is connected once.
+        assert_eq!(
+            one_family(vec![
+                a("[::1]:4701"),
+                a("127.0.0.1:4701"),
+                a("127.0.0.1:4701")
+            ]),
+            vec![a("127.0.0.1:4701")]
+        );
+        assert_eq!(
+            one_family(vec![a("[fd00::2]:1"), a("[fd00::1]:1")]),
+            vec![a("[fd00::1]:1"), a("[fd00::2]:1")]
+        );
     }
 }

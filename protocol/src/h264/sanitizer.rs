@@ -157,12 +157,12 @@ struct StreamState {
     refs: u32,
 }
 
-/// What all slices of one picture must agree on.
+/// What all slices of one picture must agree on (`nal_ref_idc` only as zero or not, §7.4.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Picture {
     idr: bool,
     frame_num: u32,
-    nal_ref_idc: u8,
+    reference: bool,
 }
 
 /// Sanitizes the access units of one video stream (one session). Keeps NAL types 1, 5, 7, 8,
@@ -301,7 +301,7 @@ impl NalSanitizer {
                     let this = Picture {
                         idr: ty == 5,
                         frame_num: h.frame_num,
-                        nal_ref_idc: h.nal_ref_idc,
+                        reference: h.nal_ref_idc != 0,
                     };
                     match picture {
                         None => {
@@ -345,7 +345,7 @@ impl NalSanitizer {
                 return Err(SanitizeError::IncompletePicture);
             }
             // The decoder's reference pictures after this one (sliding window).
-            if let Some(p) = picture.filter(|p| p.nal_ref_idc != 0) {
+            if let Some(p) = picture.filter(|p| p.reference) {
                 let held = if p.idr { 0 } else { state.refs };
                 state.refs = (held + 1).min(info.max_num_ref_frames);
                 state.prev_ref_frame_num = Some(p.frame_num);

@@ -113,7 +113,9 @@ fn int(v: i64, field: &'static str) -> Result<i32, SpsError> {
 
 /// The levels of Table A-1 (9 is level 1b), up to 5.2: any other `level_idc` makes decoders
 /// refuse the SPS (and with it every picture).
-const LEVELS: [u8; 17] = [9, 10, 11, 12, 13, 20, 21, 22, 30, 31, 32, 40, 41, 42, 50, 51, 52];
+const LEVELS: [u8; 17] = [
+    9, 10, 11, 12, 13, 20, 21, 22, 30, 31, 32, 40, 41, 42, 50, 51, 52,
+];
 
 /// Baseline, Main, High; of these only High (100) carries the chroma/bit-depth fields.
 const ALLOWED_PROFILES: [u8; 3] = [66, 77, 100];

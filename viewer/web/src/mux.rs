@@ -5,15 +5,17 @@
 //! UDP socket the connection binds is replaced by a [`MuxSocket`] that receives the datagrams
 //! the mux routed to it and sends through the shared port. Routing: a STUN Binding request names
 //! its receiver in `USERNAME` (`our-ufrag:their-ufrag`, RFC 8445 §7.2.2), and every peer has its
-//! own random ufrag, so the request goes to that peer and its source address is remembered for
-//! that peer; any other datagram goes to the peer its source address belongs to, or is dropped.
-//! A stranger who guesses nothing gains nothing: the peer's ICE agent still checks the STUN
-//! message integrity with the password only that browser was given, and DTLS checks the
-//! certificate fingerprint from the signalled offer. The answer's candidate names the shared
-//! port ([`MuxRuntime::advertise`]); the per-peer socket the connection bound is closed at once.
-//! (docs/decisions.md D15.)
+//! own random ufrag, so the request goes to that peer. A source address becomes that peer's only
+//! when the peer's ICE agent itself sends a Binding request or success response to it — it
+//! knows an address only from a request whose integrity it checked with the password only its
+//! browser was given — so nobody can move another browser's address to their own peer without
+//! that password. Any other datagram goes to the peer its source address belongs to, or is dropped.
+//! DTLS then checks the certificate fingerprint from the signalled offer. The answer's candidate
+//! names the shared port ([`MuxRuntime::advertise`]); the per-peer socket the connection bound
+//! is closed at once. Sending never waits: a datagram the kernel has no room for is dropped
+//! (UDP), so no peer's driver can stall another's. (docs/decisions.md D15.)
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::future::Future;
 use std::io::{self, IoSliceMut};
@@ -33,7 +35,7 @@ use webrtc::runtime::{
 
 /// Datagrams waiting for one peer's driver; more are dropped (UDP semantics).
 const PEER_QUEUE: usize = 512;
-/// Source addresses one peer may be reached from (its ICE candidates); more are ignored.
+/// Source addresses one peer keeps (its ICE candidates, NAT rebindings); the oldest goes first.
 const ADDRS_PER_PEER: usize = 16;
 /// Largest datagram read: WebRTC keeps packets under its 1200-byte MTU.
 const MAX_DATAGRAM: usize = 2048;
@@ -47,12 +49,15 @@ pub struct MuxCounters {
     pub unrouted: AtomicU64,
     /// Datagrams dropped because a peer's queue was full.
     pub overflow: AtomicU64,
+    /// Datagrams not sent because the socket's send buffer was full.
+    pub send_dropped: AtomicU64,
 }
 
 struct Route {
     ufrag: String,
     tx: mpsc::Sender<(Bytes, SocketAddr)>,
-    addrs: usize,
+    /// Its addresses, oldest first.
+    addrs: VecDeque<SocketAddr>,
 }
 
 #[derive(Default)]
@@ -122,7 +127,7 @@ impl UdpMux {
             Route {
                 ufrag: ufrag.to_owned(),
                 tx,
-                addrs: 0,
+                addrs: VecDeque::new(),
             },
         );
         r.ufrags.insert(ufrag.to_owned(), id);
@@ -139,28 +144,38 @@ impl UdpMux {
         r.addrs.retain(|_, owner| *owner != id);
     }
 
-    /// Where a datagram from `from` goes, if anywhere.
+    /// Where a datagram from `from` goes, if anywhere: a Binding request to the peer it names,
+    /// anything else to the peer `from` belongs to.
     fn route(&self, data: &[u8], from: SocketAddr) -> Option<mpsc::Sender<(Bytes, SocketAddr)>> {
-        let mut r = self.routes();
-        if let Some(ufrag) = binding_request_ufrag(data) {
-            let id = *r.ufrags.get(ufrag)?;
-            if r.addrs.get(&from) != Some(&id) {
-                let full = r.peers.get(&id).is_none_or(|p| p.addrs >= ADDRS_PER_PEER);
-                if !full {
-                    if let Some(old) = r.addrs.insert(from, id) {
-                        if let Some(p) = r.peers.get_mut(&old) {
-                            p.addrs = p.addrs.saturating_sub(1);
-                        }
-                    }
-                    if let Some(p) = r.peers.get_mut(&id) {
-                        p.addrs += 1;
-                    }
-                }
-            }
-            return r.peers.get(&id).map(|p| p.tx.clone());
-        }
-        let id = r.addrs.get(&from)?;
+        let r = self.routes();
+        let id = match binding_request_ufrag(data) {
+            Some(ufrag) => r.ufrags.get(ufrag)?,
+            None => r.addrs.get(&from)?,
+        };
         r.peers.get(id).map(|p| p.tx.clone())
+    }
+
+    /// Peer `id` checks connectivity with `to` (it learnt `to` from a request that carried its
+    /// browser's password): `to` is that peer's from now on.
+    fn learn(&self, id: u64, to: SocketAddr) {
+        let mut r = self.routes();
+        if r.addrs.get(&to) == Some(&id) || !r.peers.contains_key(&id) {
+            return;
+        }
+        if let Some(old) = r.addrs.insert(to, id) {
+            if let Some(p) = r.peers.get_mut(&old) {
+                p.addrs.retain(|a| *a != to);
+            }
+        }
+        let evicted = r.peers.get_mut(&id).and_then(|p| {
+            p.addrs.push_back(to);
+            (p.addrs.len() > ADDRS_PER_PEER)
+                .then(|| p.addrs.pop_front())
+                .flatten()
+        });
+        if let Some(e) = evicted {
+            r.addrs.remove(&e);
+        }
     }
 }
 
@@ -185,6 +200,14 @@ async fn route_loop(mux: std::sync::Weak<UdpMux>) {
             None => m.counters.unrouted.fetch_add(1, Ordering::Relaxed),
         };
     }
+}
+
+/// Whether `data` is a STUN Binding request or success response (what an ICE agent sends only
+/// to addresses it has authenticated, or was given in the signalled offer).
+fn is_binding_check(data: &[u8]) -> bool {
+    data.len() >= 20
+        && (data[..2] == [0x00, 0x01] || data[..2] == [0x01, 0x01])
+        && data[4..8] == [0x21, 0x12, 0xa4, 0x42]
 }
 
 /// The local ufrag a STUN Binding request is addressed to (`USERNAME` = `ours:theirs`), or
@@ -214,16 +237,18 @@ pub fn binding_request_ufrag(data: &[u8]) -> Option<&str> {
     None
 }
 
-/// A random ICE ufrag (16 characters) and password (32), from the ICE character set.
-pub fn ice_credentials() -> (String, String) {
+/// A random ICE ufrag (16 characters) and password (32), from the ICE character set; an error
+/// when the system has no randomness to give (never a predictable password).
+pub fn ice_credentials() -> io::Result<(String, String)> {
     const CHARS: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut raw = [0u8; 48];
-    let _ = getrandom::fill(&mut raw);
+    getrandom::fill(&mut raw).map_err(|e| io::Error::other(e.to_string()))?;
+    // 64 characters: every byte maps to one without bias.
     let s: String = raw
         .iter()
         .map(|b| char::from(CHARS[usize::from(*b) % CHARS.len()]))
         .collect();
-    (s[..16].to_owned(), s[16..].to_owned())
+    Ok((s[..16].to_owned(), s[16..].to_owned()))
 }
 
 /// The async runtime of one peer connection: tokio's, except that its UDP socket is a
@@ -371,10 +396,26 @@ impl AsyncUdpSocket for MuxSocket {
         Ok(self.label)
     }
 
-    fn poll_send(&self, cx: &mut Context<'_>, transmit: &Transmit<'_>) -> Poll<io::Result<usize>> {
-        self.mux
+    fn poll_send(&self, _cx: &mut Context<'_>, transmit: &Transmit<'_>) -> Poll<io::Result<usize>> {
+        if is_binding_check(transmit.contents) {
+            self.mux.learn(self.id, transmit.destination);
+        }
+        // Never wait on the shared socket (only the last waiter would be woken): a datagram
+        // the kernel has no room for now is dropped, as the network might drop it.
+        match self
+            .mux
             .socket
-            .poll_send_to(cx, transmit.contents, transmit.destination)
+            .try_send_to(transmit.contents, transmit.destination)
+        {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                self.mux
+                    .counters
+                    .send_dropped
+                    .fetch_add(1, Ordering::Relaxed);
+                Poll::Ready(Ok(transmit.contents.len()))
+            }
+            other => Poll::Ready(other),
+        }
     }
 
     fn poll_recv(
@@ -457,13 +498,13 @@ mod tests {
 
     #[test]
     fn credentials_are_ice_characters_and_differ() {
-        let (u, p) = ice_credentials();
+        let (u, p) = ice_credentials().unwrap();
         assert_eq!((u.len(), p.len()), (16, 32));
         assert!(u
             .chars()
             .chain(p.chars())
             .all(|c| c.is_ascii_alphanumeric() || c == '+' || c == '/'));
-        assert_ne!(ice_credentials().0, u);
+        assert_ne!(ice_credentials().unwrap().0, u);
     }
 
     #[test]
@@ -489,6 +530,13 @@ mod tests {
         (buf[..n].to_vec(), from)
     }
 
+    /// A Binding success response (its body does not matter to the mux).
+    fn success() -> Vec<u8> {
+        let mut m = vec![0x01, 0x01, 0, 0, 0x21, 0x12, 0xa4, 0x42];
+        m.extend_from_slice(&[9; 12]);
+        m
+    }
+
     #[tokio::test]
     async fn datagrams_reach_the_peer_their_binding_request_named() {
         let mux = UdpMux::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
@@ -509,38 +557,64 @@ mod tests {
         assert_eq!(mux.peers(), 2);
         let browser1 = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
         let browser2 = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let (b1, b2) = (
+            browser1.local_addr().unwrap(),
+            browser2.local_addr().unwrap(),
+        );
         let port = mux.local_addr();
+        let unrouted = || mux.counters.unrouted.load(Ordering::Relaxed);
         // Unknown sender, not STUN: dropped.
         browser1.send_to(b"hello", port).await.unwrap();
+        // A Binding request reaches the peer it names...
         browser1
             .send_to(&binding_request("peerB:b1"), port)
             .await
             .unwrap();
+        let (d, from) = recv(&sb).await;
+        assert_eq!((binding_request_ufrag(&d), from), (Some("peerB"), b1));
+        // ... but does not make its source that peer's: only the peer's own check or answer
+        // (sent after its ICE agent checked the request's password) does.
+        browser1.send_to(b"early", port).await.unwrap();
+        for _ in 0..100 {
+            if unrouted() == 2 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(unrouted(), 2, "hello and early were dropped");
+        sb.send_to(&success(), b1).await.unwrap();
+        let mut buf = [0u8; 64];
+        let (n, from) = browser1.recv_from(&mut buf).await.unwrap();
+        assert_eq!((n, from), (20, port), "replies leave from the shared port");
         browser1.send_to(b"dtls-1", port).await.unwrap();
+        assert_eq!(recv(&sb).await.0, b"dtls-1");
+        // Another browser, another peer.
         browser2
             .send_to(&binding_request("peerA:b2"), port)
             .await
             .unwrap();
+        assert_eq!(binding_request_ufrag(&recv(&sa).await.0), Some("peerA"));
+        sa.send_to(&success(), b2).await.unwrap();
         browser2.send_to(b"dtls-2", port).await.unwrap();
-        let mut buf = [0u8; 2048];
-        let (d, from) = recv(&sb).await;
-        assert_eq!(from, browser1.local_addr().unwrap());
-        assert!(binding_request_ufrag(&d) == Some("peerB"));
-        assert_eq!(recv(&sb).await.0, b"dtls-1");
-        assert!(binding_request_ufrag(&recv(&sa).await.0) == Some("peerA"));
         assert_eq!(recv(&sa).await.0, b"dtls-2");
-        assert_eq!(mux.counters.unrouted.load(Ordering::Relaxed), 1);
-        // Replies leave from the shared port.
-        sa.send_to(b"reply", browser2.local_addr().unwrap())
-            .await
-            .unwrap();
-        let (n, from) = browser2.recv_from(&mut buf).await.unwrap();
-        assert_eq!((&buf[..n], from), (&b"reply"[..], port));
         // A closed peer's addresses route nowhere.
         drop(sb);
         assert_eq!(mux.peers(), 1);
         browser1.send_to(b"late", port).await.unwrap();
         tokio::time::sleep(Duration::from_millis(200)).await;
-        assert_eq!(mux.counters.unrouted.load(Ordering::Relaxed), 2);
+        assert_eq!(unrouted(), 3);
+    }
+
+    #[tokio::test]
+    async fn a_peer_keeps_its_newest_addresses() {
+        let mux = UdpMux::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+        let (id, _rx) = mux.register("p");
+        let addr = |i: u16| SocketAddr::from(([127, 0, 0, 1], 1000 + i));
+        for i in 0..(ADDRS_PER_PEER as u16 + 3) {
+            mux.learn(id, addr(i));
+        }
+        let r = mux.routes();
+        assert_eq!(r.addrs.len(), ADDRS_PER_PEER);
+        assert!(!r.addrs.contains_key(&addr(0)) && r.addrs.contains_key(&addr(18)));
     }
 }

@@ -237,7 +237,7 @@ impl Peer {
         );
         let reg = configure_nack(Registry::new(), &mut me);
         let reg = configure_rtcp_reports(reg).with(Slot::from(14_000), KeyframeTap::default());
-        let (ufrag, pwd) = ice_credentials();
+        let (ufrag, pwd) = ice_credentials().map_err(w)?;
         let se = SettingEngineBuilder::new()
             .with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled)
             .with_ice_credentials(ufrag.clone(), pwd)
