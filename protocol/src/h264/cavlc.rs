@@ -102,14 +102,21 @@ impl Samples {
     }
 }
 
-/// The walk's state: the reader and the counts of the macroblocks a neighbour can be.
+/// The walk's state: the reader and what the macroblocks a neighbour can be left behind.
 struct Walk<'r, 'a> {
     r: &'r mut BitReader<'a>,
     shape: SliceShape,
-    /// Ring of the last `width_mbs + 1` macroblocks' counts, by address.
-    ring: Vec<MbCounts>,
-    /// The macroblock being read.
+    t: &'static Tables,
+    /// For each column, the last macroblock read in it (the row above the current one, left
+    /// of the current column: the current row).
+    top_row: Vec<MbCounts>,
+    /// The macroblock read last (the left neighbour, in the same row).
+    left: MbCounts,
+    /// The top-left neighbour (replaced in `top_row` by the left one).
+    top_left: MbCounts,
+    /// The macroblock being read, and its column.
     curr: u32,
+    x: u32,
 }
 
 fn bad(field: &'static str) -> SliceError {
@@ -125,8 +132,12 @@ pub(super) fn verify_slice_data(
     let mut w = Walk {
         r,
         shape,
-        ring: vec![MbCounts::default(); shape.width_mbs as usize + 1],
+        t: tables(),
+        top_row: vec![MbCounts::default(); shape.width_mbs as usize],
+        left: MbCounts::default(),
+        top_left: MbCounts::default(),
         curr: shape.first_mb,
+        x: shape.first_mb % shape.width_mbs,
     };
     loop {
         let mut more = true;
@@ -136,8 +147,7 @@ pub(super) fn verify_slice_data(
                 return Err(bad("mb_skip_run"));
             }
             for _ in 0..run {
-                w.store(MbCounts::default());
-                w.curr += 1;
+                w.push(MbCounts::default());
             }
             if run > 0 {
                 more = w.r.more_rbsp_data();
@@ -149,8 +159,7 @@ pub(super) fn verify_slice_data(
                 return Err(SliceError::TrailingData);
             }
             let counts = w.macroblock()?;
-            w.store(counts);
-            w.curr += 1;
+            w.push(counts);
             more = w.r.more_rbsp_data();
         }
         if !more {
@@ -180,35 +189,46 @@ enum MbKind {
 }
 
 impl Walk<'_, '_> {
-    fn store(&mut self, c: MbCounts) {
-        let n = self.ring.len();
-        self.ring[self.curr as usize % n] = c;
+    /// Keep what the macroblock just read leaves its neighbours, and move to the next one.
+    fn push(&mut self, c: MbCounts) {
+        let x = self.x as usize;
+        self.top_left = std::mem::replace(&mut self.top_row[x], c);
+        self.left = c;
+        self.curr += 1;
+        self.x += 1;
+        if self.x == self.shape.width_mbs {
+            self.x = 0;
+        }
     }
 
-    /// The counts of macroblock `addr`, if it is available to the current one (in the
-    /// picture, in this slice, already read).
-    fn neighbour(&self, addr: Option<u32>) -> Option<&MbCounts> {
-        let a = addr?;
-        (a >= self.shape.first_mb && a < self.curr)
-            .then(|| &self.ring[a as usize % self.ring.len()])
+    /// The left neighbour, if available (in the picture, in this slice).
+    fn left(&self) -> Option<&MbCounts> {
+        (self.x > 0 && self.curr > self.shape.first_mb).then_some(&self.left)
+    }
+
+    /// The neighbour above, if available.
+    fn top(&self) -> Option<&MbCounts> {
+        (self.curr >= self.shape.first_mb + self.shape.width_mbs)
+            .then(|| &self.top_row[self.x as usize])
+    }
+
+    /// The neighbour above and to the left, if available.
+    fn top_left(&self) -> Option<&MbCounts> {
+        (self.x > 0 && self.curr > self.shape.first_mb + self.shape.width_mbs)
+            .then_some(&self.top_left)
     }
 
     /// A neighbour whose samples intra prediction may use.
-    fn intra_neighbour(&self, addr: Option<u32>) -> Option<&MbCounts> {
-        self.neighbour(addr)
-            .filter(|m| m.intra || !self.shape.constrained_intra_pred)
-    }
-
-    fn top_left_mb(&self) -> Option<u32> {
-        self.left_mb().and_then(|_| self.top_mb()).map(|t| t - 1)
+    fn intra<'m>(&self, n: Option<&'m MbCounts>) -> Option<&'m MbCounts> {
+        n.filter(|m| m.intra || !self.shape.constrained_intra_pred)
     }
 
     /// The neighbouring macroblocks' samples available to intra prediction of this one.
     fn mb_samples(&self) -> Samples {
         Samples {
-            left: self.intra_neighbour(self.left_mb()).is_some(),
-            top: self.intra_neighbour(self.top_mb()).is_some(),
-            top_left: self.intra_neighbour(self.top_left_mb()).is_some(),
+            left: self.intra(self.left()).is_some(),
+            top: self.intra(self.top()).is_some(),
+            top_left: self.intra(self.top_left()).is_some(),
         }
     }
 
@@ -216,8 +236,8 @@ impl Walk<'_, '_> {
     /// samples each may use.
     fn intra4x4_modes(&mut self) -> Result<[u8; 16], SliceError> {
         let mb = self.mb_samples();
-        let left = self.intra_neighbour(self.left_mb()).map(|m| m.modes);
-        let top = self.intra_neighbour(self.top_mb()).map(|m| m.modes);
+        let left = self.intra(self.left()).map(|m| m.modes);
+        let top = self.intra(self.top()).map(|m| m.modes);
         let mut modes = [DC; 16];
         for blk in 0..16usize {
             let (x, y) = ((blk / 4 % 2) * 2 + blk % 2, (blk / 8) * 2 + blk % 4 / 2);
@@ -263,14 +283,6 @@ impl Walk<'_, '_> {
         Ok(modes)
     }
 
-    fn left_mb(&self) -> Option<u32> {
-        (self.curr % self.shape.width_mbs != 0).then(|| self.curr - 1)
-    }
-
-    fn top_mb(&self) -> Option<u32> {
-        self.curr.checked_sub(self.shape.width_mbs)
-    }
-
     /// nC of a 4x4 block at (`x`, `y`) in a grid `size` blocks wide, reading `get` of the
     /// current macroblock's counts so far or a neighbour's (§9.2.1).
     fn nc(
@@ -284,14 +296,12 @@ impl Walk<'_, '_> {
         let a = if x > 0 {
             Some(get(own, y * size + x - 1))
         } else {
-            self.neighbour(self.left_mb())
-                .map(|m| get(m, y * size + size - 1))
+            self.left().map(|m| get(m, y * size + size - 1))
         };
         let b = if y > 0 {
             Some(get(own, (y - 1) * size + x))
         } else {
-            self.neighbour(self.top_mb())
-                .map(|m| get(m, (size - 1) * size + x))
+            self.top().map(|m| get(m, (size - 1) * size + x))
         };
         match (a, b) {
             (Some(a), Some(b)) => (i32::from(a) + i32::from(b) + 1) >> 1,
@@ -524,7 +534,7 @@ impl Walk<'_, '_> {
                 suffix_len += 1;
             }
         }
-        let t = tables();
+        let t = self.t;
         let mut zeros_left = if total < max_coeff {
             let vlc = if max_coeff == 4 {
                 &t.total_zeros_chroma_dc[usize::from(total) - 1]
@@ -555,7 +565,7 @@ impl Walk<'_, '_> {
 
     /// coeff_token for `nc` (§9.2.1): (TotalCoeff, TrailingOnes).
     fn coeff_token(&mut self, nc: i32) -> Result<(u8, u8), SliceError> {
-        let t = tables();
+        let t = self.t;
         let vlc = match nc {
             -1 => &t.coeff_chroma_dc,
             0 | 1 => &t.coeff[0],
