@@ -62,6 +62,25 @@ pub struct Stack {
     pub agent: Option<Child>,
 }
 
+/// A second gateway of a [`Stack`] (stopped when dropped).
+pub struct OtherGateway {
+    /// Its viewer listener.
+    pub viewer_addr: String,
+    /// Its admin listener.
+    pub admin_addr: String,
+    /// Its agent listener.
+    pub agent_addr: String,
+    /// The process.
+    pub child: Child,
+}
+
+impl OtherGateway {
+    /// Its Prometheus metrics text.
+    pub fn metrics(&self) -> String {
+        http_get(&self.admin_addr, "/metrics").unwrap_or_default()
+    }
+}
+
 /// A headless viewer running in the background.
 #[derive(Debug)]
 pub struct RunningViewer {
@@ -231,6 +250,62 @@ impl Stack {
         stack
     }
 
+    /// Start a second gateway with this stack's configuration, CA, certificate and users file,
+    /// on its own ports and with its own audit log (`audit-2.jsonl`), as a second instance
+    /// behind the same name would run.
+    pub fn start_another_gateway(&self) -> OtherGateway {
+        let d = self.dir.path();
+        let mut config: toml::Table =
+            toml::from_str(&std::fs::read_to_string(d.join("gateway.toml")).expect("gateway.toml"))
+                .expect("gateway.toml is TOML");
+        config.insert("audit_log".into(), s("audit-2.jsonl"));
+        write_toml(&d.join("gateway-2.toml"), &config);
+        let ready = d.join("gateway-2.ready.json");
+        let mut child = Child::spawn(
+            "gateway-2",
+            Command::new(bin("tsuitate-gateway"))
+                .args(["run", "--config"])
+                .arg(d.join("gateway-2.toml"))
+                .arg("--ready-file")
+                .arg(&ready)
+                .stdout(Stdio::null())
+                .stderr(log_file(d, "gateway-2.log")),
+        );
+        let addrs = wait_for(Duration::from_secs(20), || {
+            if child.exited() {
+                return Some(None);
+            }
+            let text = std::fs::read_to_string(&ready).ok()?;
+            serde_json::from_str::<Value>(&text).ok().map(Some)
+        })
+        .flatten()
+        .unwrap_or_else(|| {
+            panic!(
+                "the second gateway did not start:\n{}",
+                self.log("gateway-2.log")
+            )
+        });
+        let addr = |k: &str| addrs[k].as_str().expect("address").to_owned();
+        OtherGateway {
+            viewer_addr: addr("viewer_listen"),
+            admin_addr: addr("admin_listen"),
+            agent_addr: addr("agent_listen"),
+            child,
+        }
+    }
+
+    /// Start the agent of a stack started without one, with `extra` (TOML) merged into its
+    /// configuration (e.g. its `gateways`).
+    pub fn start_agent(&mut self, start_url: &str, extra: &str) {
+        let extra: toml::Table = toml::from_str(extra).expect("agent extra is TOML");
+        self.agent = Some(start_agent(
+            self.dir.path(),
+            &self.agent_addr,
+            start_url,
+            extra,
+        ));
+    }
+
     /// Issue an agent certificate with the gateway CLI; returns (cert, key).
     pub fn issue_agent(&self, name: &str) -> (PathBuf, PathBuf) {
         self.issue("agent", name)
@@ -329,6 +404,20 @@ impl Stack {
         script: &str,
         extra: &[&str],
     ) -> RunningViewer {
+        self.spawn_viewer_at(&self.viewer_addr, user, password, name, script, extra)
+    }
+
+    /// The same through the gateway whose viewer listener is `gateway` (another gateway of
+    /// this stack's CA: [`Stack::start_another_gateway`]).
+    pub fn spawn_viewer_at(
+        &self,
+        gateway: &str,
+        user: &str,
+        password: &str,
+        name: &str,
+        script: &str,
+        extra: &[&str],
+    ) -> RunningViewer {
         let d = self.dir.path();
         let script_path = d.join(format!("{name}.script"));
         std::fs::write(&script_path, script).expect("write script");
@@ -339,7 +428,7 @@ impl Stack {
             .args([
                 "--headless",
                 "--gateway",
-                &self.viewer_addr,
+                gateway,
                 "--server-name",
                 "localhost",
             ])
