@@ -5,11 +5,12 @@
 #   fonts-noto-cjk (Japanese pages render), xauth, procps, and the X libraries the viewer
 #   window loads at run time (libxkbcommon-x11-0, libxcursor1, libx11-xcb1), python3 (the demo
 #   serves its welcome page over loopback HTTP: the browser's policy blocks file://).
-# Usage: scripts/install-deps.sh   (as root, or with sudo available)
+# Usage: scripts/install-deps.sh [EXTRA-PACKAGE...]   (as root, or with sudo available)
+#   scripts/test.sh adds the test-only redis-server (the shared-lockout test starts its own).
 set -euo pipefail
 
 packages=(nasm xvfb chromium chromium-l10n fonts-noto-cjk libnss3-tools xauth procps util-linux
-  libxkbcommon-x11-0 libxcursor1 libx11-xcb1 python3)
+  libxkbcommon-x11-0 libxcursor1 libx11-xcb1 python3 "$@")
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test of tsuitate: the README's test command, and what .ci/run calls.
-#   1. installs the Debian packages the build and the real-browser tests need (scripts/install-deps.sh)
+#   1. installs the Debian packages the build and the real-browser tests need (scripts/install-deps.sh),
+#      and redis-server for the shared-lockout test
 #   2. the Windows build of the viewer (scripts/build-windows.sh --debug: one portable .exe that
 #      imports only Windows DLLs) and Wine (wine64) to run it; TSUITATE_NO_WINDOWS=1 skips both;
 #      a machine that cannot install the Rust target says so and goes on
@@ -12,7 +13,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-scripts/install-deps.sh
+scripts/install-deps.sh redis-server   # redis-server: test-only (shared lockout)
 scripts/setup-browser-user.sh
 
 # The Windows viewer first, so that the end-to-end test can run it under Wine.

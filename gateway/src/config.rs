@@ -254,6 +254,10 @@ pub struct LockoutConfig {
     /// How long a lock lasts (`lockout_s`).
     #[serde(rename = "lockout_s", deserialize_with = "duration::secs")]
     pub lockout: Duration,
+    /// A Redis or Valkey server (`host:port`, on the admin network) that several gateways share
+    /// failure counts and locks through; without it each gateway counts alone. While it does
+    /// not answer, each gateway's own lockout still holds (audited).
+    pub shared_store: Option<String>,
 }
 
 impl Default for LockoutConfig {
@@ -263,6 +267,7 @@ impl Default for LockoutConfig {
             max_failures_per_ip: 20,
             window: Duration::from_secs(900),
             lockout: Duration::from_secs(900),
+            shared_store: None,
         }
     }
 }
@@ -628,6 +633,13 @@ impl Config {
         );
         need(k.window >= SECOND, "lockout.window_s must be >= 1");
         need(k.lockout >= SECOND, "lockout.lockout_s must be >= 1");
+        need(
+            k.shared_store.as_deref().is_none_or(|a| {
+                a.rsplit_once(':')
+                    .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok_and(|p| p > 0))
+            }),
+            "lockout.shared_store: host:port of a Redis/Valkey server (e.g. \"10.1.0.5:6379\") / Redis/Valkey サーバーの host:port を指定してください",
+        );
         let q = &self.quic;
         need(q.idle_timeout >= SECOND, "quic.idle_timeout_s must be >= 1");
         need(

@@ -29,6 +29,7 @@ pub mod metrics;
 pub mod relay;
 pub mod selfcheck;
 mod session;
+pub mod shared_lockout;
 mod state;
 mod streams;
 pub mod tls;

@@ -152,6 +152,7 @@ mod tests {
             max_failures_per_ip: 5,
             window: Duration::from_secs(60),
             lockout: Duration::from_secs(300),
+            shared_store: None,
         }
     }
 

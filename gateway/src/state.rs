@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use serde_json::Value;
+use serde_json::{json, Value};
 use tokio::sync::{mpsc, watch};
 use tsuitate_protocol::{GatewayToViewer, InputEvent, Limits, Reason};
 
@@ -255,6 +255,10 @@ pub(crate) struct State {
     /// token is dropped.
     drain: Mutex<Option<mpsc::Sender<()>>>,
     pub lockout: Mutex<Lockout>,
+    /// The lockout shared with other gateways (`[lockout] shared_store`), if configured.
+    shared_lockout: Option<crate::shared_lockout::SharedLockout>,
+    /// Whether the shared store failed last time (its outage is audited once, and its return).
+    shared_lockout_down: std::sync::atomic::AtomicBool,
     pub users: UserStore,
     /// Slots for password checks (see [`crate::lockout::CONCURRENT_CHECKS`]).
     pub login_checks: tokio::sync::Semaphore,
@@ -294,26 +298,31 @@ impl State {
         let cfg_admin_tokens = cfg.admin_tokens_file.clone();
         let max_sessions = usize::try_from(cfg.max_sessions_by_memory()).unwrap_or(usize::MAX);
         let start = u64::from_be_bytes(crate::users::random_bytes::<8>()) >> 8;
-        let state = State {
-            limits: cfg.protocol_limits(),
-            lockout: Mutex::new(Lockout::new(&cfg.lockout)),
-            users: UserStore::new(cfg.users_file.clone()),
-            login_checks: tokio::sync::Semaphore::new(crate::lockout::CONCURRENT_CHECKS),
-            cfg,
-            metrics,
-            audit,
-            hub: Mutex::new(Hub {
-                broker: SessionBroker::with_max_sessions(max_sessions),
-                ..Hub::default()
-            }),
-            hub_changed: tokio::sync::Notify::new(),
-            drain: Mutex::new(Some(drain)),
-            shutdown,
-            emergency: Mutex::new(None),
-            admin_tokens: crate::admin::AdminTokens::new(cfg_admin_tokens),
-            prelogin: Mutex::new(HashMap::new()),
-            next_id: AtomicU64::new(start.max(1)),
-        };
+        let state =
+            State {
+                limits: cfg.protocol_limits(),
+                lockout: Mutex::new(Lockout::new(&cfg.lockout)),
+                shared_lockout: cfg.lockout.shared_store.clone().map(|addr| {
+                    crate::shared_lockout::SharedLockout::new(addr, cfg.lockout.clone())
+                }),
+                shared_lockout_down: std::sync::atomic::AtomicBool::new(false),
+                users: UserStore::new(cfg.users_file.clone()),
+                login_checks: tokio::sync::Semaphore::new(crate::lockout::CONCURRENT_CHECKS),
+                cfg,
+                metrics,
+                audit,
+                hub: Mutex::new(Hub {
+                    broker: SessionBroker::with_max_sessions(max_sessions),
+                    ..Hub::default()
+                }),
+                hub_changed: tokio::sync::Notify::new(),
+                drain: Mutex::new(Some(drain)),
+                shutdown,
+                emergency: Mutex::new(None),
+                admin_tokens: crate::admin::AdminTokens::new(cfg_admin_tokens),
+                prelogin: Mutex::new(HashMap::new()),
+                next_id: AtomicU64::new(start.max(1)),
+            };
         (state, drained)
     }
 
@@ -387,19 +396,60 @@ impl State {
         *self.shutdown.borrow()
     }
 
-    /// The lockout's retry-after for a login attempt, if locked.
-    pub fn lockout_locked(&self, user: &str, ip: std::net::IpAddr) -> Option<std::time::Duration> {
-        lock(&self.lockout).locked(std::time::Instant::now(), user, ip)
+    /// The lockout's retry-after for a login attempt, if locked: this gateway's own count, and
+    /// the shared store's when there is one.
+    pub async fn lockout_locked(
+        &self,
+        user: &str,
+        ip: std::net::IpAddr,
+    ) -> Option<std::time::Duration> {
+        let local = lock(&self.lockout).locked(std::time::Instant::now(), user, ip);
+        let shared = match &self.shared_lockout {
+            Some(s) => self.shared_result(s.locked(user, ip).await).flatten(),
+            None => None,
+        };
+        local.max(shared)
     }
 
-    /// Record a failed login.
-    pub fn lockout_fail(&self, user: &str, ip: std::net::IpAddr) {
+    /// Record a failed login (here, and in the shared store).
+    pub async fn lockout_fail(&self, user: &str, ip: std::net::IpAddr) {
         lock(&self.lockout).fail(std::time::Instant::now(), user, ip);
+        if let Some(s) = &self.shared_lockout {
+            self.shared_result(s.fail(user, ip).await);
+        }
     }
 
     /// Record a successful login.
-    pub fn lockout_succeed(&self, user: &str) {
+    pub async fn lockout_succeed(&self, user: &str) {
         lock(&self.lockout).succeed(user);
+        if let Some(s) = &self.shared_lockout {
+            self.shared_result(s.succeed(user).await);
+        }
+    }
+
+    /// A shared-store result: an outage (and the return) is logged and audited once.
+    fn shared_result<T>(&self, r: Result<T, crate::shared_lockout::StoreError>) -> Option<T> {
+        use std::sync::atomic::Ordering::Relaxed;
+        match r {
+            Ok(v) => {
+                if self.shared_lockout_down.swap(false, Relaxed) {
+                    tracing::info!(
+                        "shared lockout store answers again / 共有ロックアウトストアが復旧しました"
+                    );
+                    self.audit(json!({"event": "lockout_store_recovered"}));
+                }
+                Some(v)
+            }
+            Err(e) => {
+                if !self.shared_lockout_down.swap(true, Relaxed) {
+                    tracing::warn!(error = %e, "shared lockout store unavailable: this gateway's own lockout applies / 共有ロックアウトストアに接続できません（このゲートウェイ単独のロックアウトで継続）");
+                    self.audit(
+                        json!({"event": "lockout_store_unavailable", "error": e.to_string()}),
+                    );
+                }
+                None
+            }
+        }
     }
 
     /// Write an audit event.

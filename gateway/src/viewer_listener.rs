@@ -226,7 +226,7 @@ async fn login(
             refuse(send, conn, LoginStatus::NoCapacity, 10, Reason::NoCapacity).await;
             return false;
         };
-        if let Some(retry) = state.lockout_locked(user, ip) {
+        if let Some(retry) = state.lockout_locked(user, ip).await {
             state.metrics.login_locked_out.fetch_add(1, Relaxed);
             audit(
                 json!({"event": "login_failure", "user": user, "viewer": peer.to_string(), "cause": "locked_out"}),
@@ -239,10 +239,10 @@ async fn login(
                 .await
                 .unwrap_or(false);
             if ok {
-                state.lockout_succeed(user);
+                state.lockout_succeed(user).await;
                 None
             } else {
-                state.lockout_fail(user, ip);
+                state.lockout_fail(user, ip).await;
                 state.metrics.login_denied.fetch_add(1, Relaxed);
                 audit(
                     json!({"event": "login_failure", "user": user, "viewer": peer.to_string(), "cause": "denied"}),

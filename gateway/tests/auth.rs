@@ -529,3 +529,99 @@ async fn the_memory_budget_bounds_the_sessions_with_no_capacity() {
     assert!(ok, "the freed budget takes the next login");
     gw.shutdown().await;
 }
+
+/// A real redis-server on a free loopback port, stopped when dropped.
+struct Redis {
+    child: std::process::Child,
+    addr: String,
+}
+
+impl Redis {
+    fn start() -> Redis {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = std::process::Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
+            .args([
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--protected-mode",
+                "yes",
+            ])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server (scripts/install-deps.sh installs it)");
+        let addr = format!("127.0.0.1:{port}");
+        let up = (0..100).any(|_| {
+            std::thread::sleep(Duration::from_millis(50));
+            std::net::TcpStream::connect(&addr).is_ok()
+        });
+        assert!(up, "redis-server did not start");
+        Redis { child, addr }
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Two gateways sharing a lockout store: a guesser spreading attempts over both is locked
+/// after the configured number in total, not per gateway; when the store goes, each gateway's
+/// own lockout still holds and the outage is audited.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateways_sharing_a_store_lock_out_a_guesser_spread_over_them() {
+    let redis = Redis::start();
+    let mut fx = Fixture::new(&["a"], &["yamada", "suzuki"]);
+    fx.config.lockout.max_failures_per_user = 4;
+    fx.config.lockout.shared_store = Some(redis.addr.clone());
+    let (one, two) = (fx.start().await, fx.start().await);
+    let _agents = (
+        fx.connect_agent(&one, AgentOptions::new("a")).await,
+        fx.connect_agent(&two, AgentOptions::new("a")).await,
+    );
+    for gw in [&one, &two, &one] {
+        assert_eq!(
+            try_login(&fx, gw.viewer_addr, "yamada", "wrong").await.0,
+            LoginStatus::Denied
+        );
+    }
+    // Each gateway has seen at most two failures; together they have seen four.
+    assert_eq!(
+        try_login(&fx, two.viewer_addr, "yamada", "wrong").await.0,
+        LoginStatus::Denied
+    );
+    for gw in [&one, &two] {
+        let (status, retry) = try_login(&fx, gw.viewer_addr, "yamada", PASSWORD).await;
+        assert_eq!(status, LoginStatus::LockedOut, "locked on both gateways");
+        assert!(retry > 0);
+    }
+    // Another user is not affected.
+    assert_eq!(
+        try_login(&fx, one.viewer_addr, "suzuki", PASSWORD).await.0,
+        LoginStatus::Ok
+    );
+
+    // The store goes away: logins go on, each gateway counts alone, and it is audited.
+    drop(redis);
+    for _ in 0..4 {
+        assert_eq!(
+            try_login(&fx, two.viewer_addr, "suzuki", "wrong").await.0,
+            LoginStatus::Denied
+        );
+    }
+    assert_eq!(
+        try_login(&fx, two.viewer_addr, "suzuki", PASSWORD).await.0,
+        LoginStatus::LockedOut
+    );
+    two.flush_audit().await;
+    let audit = std::fs::read_to_string(fx.audit_path()).unwrap();
+    assert!(audit.contains("\"lockout_store_unavailable\""), "{audit}");
+}
