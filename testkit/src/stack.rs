@@ -201,37 +201,8 @@ impl Stack {
         let extra: toml::Table = toml::from_str(gateway_extra).expect("gateway_extra is TOML");
         merge(&mut config, extra);
         write_toml(&d.join("gateway.toml"), &config);
-        let ready = d.join("gateway.ready.json");
-        let mut gateway = Child::spawn(
-            "gateway",
-            Command::new(&gw)
-                .args(["run", "--config"])
-                .arg(d.join("gateway.toml"))
-                .arg("--ready-file")
-                .arg(&ready)
-                .stdout(Stdio::null())
-                .stderr(log_file(d, "gateway.log")),
-        );
-        let addrs = wait_for(Duration::from_secs(20), || {
-            if gateway.exited() {
-                return Some(Err(()));
-            }
-            let text = std::fs::read_to_string(&ready).ok()?;
-            serde_json::from_str::<Value>(&text).ok().map(Ok)
-        });
-        let addrs = match addrs {
-            Some(Ok(v)) => v,
-            _ => panic!(
-                "the gateway did not start.\ngateway log:\n{}",
-                std::fs::read_to_string(d.join("gateway.log")).unwrap_or_default()
-            ),
-        };
-        let addr = |k: &str| {
-            addrs[k]
-                .as_str()
-                .expect("address in the ready file")
-                .to_owned()
-        };
+        let (gateway, addrs) = run_gateway(d, "gateway");
+        let addr = |k: &str| addrs.get(k).cloned().expect("address in the ready file");
         let agent_addr = addr("agent_listen");
         // `{agent_port}` in `agent_extra` is the port the gateway's agent listener got.
         let port = agent_addr.rsplit(':').next().unwrap_or_default();
@@ -260,32 +231,8 @@ impl Stack {
                 .expect("gateway.toml is TOML");
         config.insert("audit_log".into(), s("audit-2.jsonl"));
         write_toml(&d.join("gateway-2.toml"), &config);
-        let ready = d.join("gateway-2.ready.json");
-        let mut child = Child::spawn(
-            "gateway-2",
-            Command::new(bin("tsuitate-gateway"))
-                .args(["run", "--config"])
-                .arg(d.join("gateway-2.toml"))
-                .arg("--ready-file")
-                .arg(&ready)
-                .stdout(Stdio::null())
-                .stderr(log_file(d, "gateway-2.log")),
-        );
-        let addrs = wait_for(Duration::from_secs(20), || {
-            if child.exited() {
-                return Some(None);
-            }
-            let text = std::fs::read_to_string(&ready).ok()?;
-            serde_json::from_str::<Value>(&text).ok().map(Some)
-        })
-        .flatten()
-        .unwrap_or_else(|| {
-            panic!(
-                "the second gateway did not start:\n{}",
-                self.log("gateway-2.log")
-            )
-        });
-        let addr = |k: &str| addrs[k].as_str().expect("address").to_owned();
+        let (child, addrs) = run_gateway(d, "gateway-2");
+        let addr = |k: &str| addrs.get(k).cloned().expect("address in the ready file");
         OtherGateway {
             viewer_addr: addr("viewer_listen"),
             admin_addr: addr("admin_listen"),
@@ -559,6 +506,44 @@ pub fn running_as_root() -> bool {
         .ok()
         .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).map(str::to_owned))
         .is_some_and(|l| l.split_whitespace().nth(1) == Some("0"))
+}
+
+/// Run `tsuitate-gateway run` with `NAME.toml` in `d` (log `NAME.log`) and wait for the
+/// addresses it reports in `NAME.ready.json` (listener name → address).
+fn run_gateway(d: &Path, name: &str) -> (Child, std::collections::HashMap<String, String>) {
+    let ready = d.join(format!("{name}.ready.json"));
+    let log = format!("{name}.log");
+    let mut child = Child::spawn(
+        name,
+        Command::new(bin("tsuitate-gateway"))
+            .args(["run", "--config"])
+            .arg(d.join(format!("{name}.toml")))
+            .arg("--ready-file")
+            .arg(&ready)
+            .stdout(Stdio::null())
+            .stderr(log_file(d, &log)),
+    );
+    let addrs = wait_for(Duration::from_secs(20), || {
+        if child.exited() {
+            return Some(None);
+        }
+        let text = std::fs::read_to_string(&ready).ok()?;
+        let v: Value = serde_json::from_str(&text).ok()?;
+        let map = v.as_object()?;
+        Some(Some(
+            map.iter()
+                .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
+                .collect(),
+        ))
+    })
+    .flatten()
+    .unwrap_or_else(|| {
+        panic!(
+            "{name} did not start.\n{name} log:\n{}",
+            std::fs::read_to_string(d.join(&log)).unwrap_or_default()
+        )
+    });
+    (child, addrs)
 }
 
 fn start_agent(d: &Path, agent_addr: &str, url: &str, extra: toml::Table) -> Child {
