@@ -44,7 +44,7 @@ fn one_agent_serves_two_gateways_and_its_capacity_holds_across_them() {
         USER,
         PASSWORD,
         "via-first",
-        "wait 8000\nsnapshot a.png\n",
+        "wait 20000\nsnapshot a.png\n",
         &[],
     );
     let b = stack.spawn_viewer_at(
@@ -52,7 +52,7 @@ fn one_agent_serves_two_gateways_and_its_capacity_holds_across_them() {
         "suzuki",
         "e2e-パスワード-2",
         "via-second",
-        "wait 8000\nsnapshot b.png\n",
+        "wait 20000\nsnapshot b.png\n",
         &[],
     );
     for (name, metrics) in [

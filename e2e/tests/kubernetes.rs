@@ -179,9 +179,11 @@ fn the_configurations_are_accepted_by_the_binaries_parsers() {
         listen_port(&w.gateway),
         viewers["spec"]["ports"][0]["port"].as_i64().unwrap()
     );
-    // The load balancer's address is the one browsers are told for WebRTC.
-    let lb = kind(&docs, "Service", "tsuitate-web");
-    assert_eq!(s(&lb["spec"]["loadBalancerIP"]), w.rtc_ip.to_string());
+    // In the LGWAN-facing node's network: the address it listens on is the one browsers are
+    // told for WebRTC.
+    let pod = &kind(&docs, "Deployment", "tsuitate-web")["spec"]["template"]["spec"];
+    assert_eq!(pod["hostNetwork"].as_bool(), Some(true));
+    assert_eq!(w.listen.ip(), w.rtc_ip);
 }
 
 #[test]
@@ -279,12 +281,19 @@ fn the_network_policies_keep_the_internet_zone_away_from_the_lgwan_side() {
             "{n}: a default-deny policy"
         );
     }
+    // A rule without peers allows everyone: it counts as the whole address space.
+    let everyone: Value = serde_yaml::from_str("ipBlock: {cidr: 0.0.0.0/0}").unwrap();
     let peers = |p: &Value, dir: &str, side: &str| -> Vec<Value> {
         p["spec"][dir]
             .as_sequence()
             .into_iter()
             .flatten()
-            .flat_map(|r| r[side].as_sequence().cloned().unwrap_or_default())
+            .flat_map(|r| {
+                r[side]
+                    .as_sequence()
+                    .cloned()
+                    .unwrap_or_else(|| vec![everyone.clone()])
+            })
             .collect()
     };
     // The LGWAN side takes traffic from the LGWAN network only.
@@ -311,10 +320,12 @@ fn the_network_policies_keep_the_internet_zone_away_from_the_lgwan_side() {
             let zone = s(&peer["namespaceSelector"]["matchLabels"]["tsuitate.lg.jp/zone"]);
             assert_ne!(zone, "lgwan", "{peer:?}");
             let cidr = s(&peer["ipBlock"]["cidr"]);
-            assert!(
-                !lgwan_cidrs.contains_key(cidr),
-                "agents reach the LGWAN network: {peer:?}"
-            );
+            if !cidr.is_empty() {
+                assert!(
+                    lgwan_cidrs.keys().all(|l| !overlap(l, cidr)),
+                    "agents reach the LGWAN network: {peer:?}"
+                );
+            }
         }
     }
     // The gateway takes agents only on 4701 and viewers only on 4700.
@@ -337,6 +348,29 @@ fn the_network_policies_keep_the_internet_zone_away_from_the_lgwan_side() {
             );
         }
     }
+}
+
+/// Whether two IPv4 CIDR blocks share an address.
+fn overlap(a: &str, b: &str) -> bool {
+    let parse = |c: &str| -> (u32, u32) {
+        let (ip, len) = c.split_once('/').expect("a CIDR block");
+        (
+            u32::from(ip.parse::<std::net::Ipv4Addr>().expect("IPv4")),
+            len.parse().expect("prefix length"),
+        )
+    };
+    let ((a, la), (b, lb)) = (parse(a), parse(b));
+    let len = la.min(lb);
+    let mask = if len == 0 { 0 } else { u32::MAX << (32 - len) };
+    a & mask == b & mask
+}
+
+#[test]
+fn cidr_overlap() {
+    assert!(overlap("10.0.0.0/16", "10.0.0.0/8"));
+    assert!(overlap("10.0.0.0/16", "0.0.0.0/0"));
+    assert!(!overlap("10.0.0.0/16", "172.16.0.0/12"));
+    assert!(!overlap("10.0.0.0/16", "10.1.0.0/16"));
 }
 
 #[test]

@@ -78,18 +78,25 @@ impl SharedLockout {
     pub async fn locked(&self, user: &str, ip: IpAddr) -> Result<Option<Duration>, StoreError> {
         let mut longest = None;
         for key in [lock_key("user", user), lock_key("addr", &ip_key(ip))] {
-            if let Reply::Int(ms) = self.command(&[b"PTTL", key.as_bytes()]).await? {
-                if ms > 0 {
-                    let d = Duration::from_millis(ms.unsigned_abs());
-                    longest = longest.max(Some(d));
+            match self.command(&[b"PTTL", key.as_bytes()]).await? {
+                Reply::Int(ms) if ms > 0 => {
+                    longest = longest.max(Some(Duration::from_millis(ms.unsigned_abs())));
                 }
+                Reply::Int(_) => {}
+                other => return Err(StoreError::Protocol(format!("{other:?}"))),
             }
         }
         Ok(longest)
     }
 
-    /// Count a failed login for the user and the address; lock either at its limit.
+    /// Count a failed login for the user and the address; lock either at its limit. One script
+    /// per key, so a count never lives without its expiry (the store runs it atomically).
     pub async fn fail(&self, user: &str, ip: IpAddr) -> Result<(), StoreError> {
+        const SCRIPT: &[u8] = b"local n = redis.call('INCR', KEYS[1]) \
+            if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end \
+            if n >= tonumber(ARGV[2]) then \
+              redis.call('SET', KEYS[2], '1', 'PX', ARGV[3]) redis.call('DEL', KEYS[1]) end \
+            return n";
         let window = millis(self.cfg.window);
         let lockout = millis(self.cfg.lockout);
         let addr = ip_key(ip);
@@ -98,19 +105,21 @@ impl SharedLockout {
             ("addr", addr.as_str(), self.cfg.max_failures_per_ip),
         ] {
             let fail = format!("tsuitate:lockout:fail:{kind}:{key}");
-            let n = match self.command(&[b"INCR", fail.as_bytes()]).await? {
-                Reply::Int(n) => n,
+            let lock = lock_key(kind, key);
+            let max = max.to_string();
+            let args: [&[u8]; 8] = [
+                b"EVAL",
+                SCRIPT,
+                b"2",
+                fail.as_bytes(),
+                lock.as_bytes(),
+                window.as_bytes(),
+                max.as_bytes(),
+                lockout.as_bytes(),
+            ];
+            match self.command(&args).await? {
+                Reply::Int(_) => {}
                 other => return Err(StoreError::Protocol(format!("{other:?}"))),
-            };
-            if n == 1 {
-                self.command(&[b"PEXPIRE", fail.as_bytes(), window.as_bytes()])
-                    .await?;
-            }
-            if n >= i64::from(max) {
-                let lock = lock_key(kind, key);
-                self.command(&[b"SET", lock.as_bytes(), b"1", b"PX", lockout.as_bytes()])
-                    .await?;
-                self.command(&[b"DEL", fail.as_bytes()]).await?;
             }
         }
         Ok(())
@@ -119,19 +128,32 @@ impl SharedLockout {
     /// A successful login: the user's failures are forgotten.
     pub async fn succeed(&self, user: &str) -> Result<(), StoreError> {
         let fail = format!("tsuitate:lockout:fail:user:{user}");
-        self.command(&[b"DEL", fail.as_bytes()]).await.map(|_| ())
+        match self.command(&[b"DEL", fail.as_bytes()]).await? {
+            Reply::Int(_) => Ok(()),
+            other => Err(StoreError::Protocol(format!("{other:?}"))),
+        }
     }
 
     async fn command(&self, args: &[&[u8]]) -> Result<Reply, StoreError> {
-        let rest = |until: Option<tokio::time::Instant>| {
-            *self.rest_until.lock().unwrap_or_else(|p| p.into_inner()) = until;
+        let resting = || {
+            self.rest_until
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .is_some_and(|t| tokio::time::Instant::now() < t)
         };
-        let resting = *self.rest_until.lock().unwrap_or_else(|p| p.into_inner());
-        if resting.is_some_and(|t| tokio::time::Instant::now() < t) {
+        if resting() {
             return Err(StoreError::Resting);
         }
-        let mut conn = self.conn.lock().await;
-        let result = tokio::time::timeout(DEADLINE, async {
+        let deadline = tokio::time::Instant::now() + DEADLINE;
+        // Waiting for the connection counts against the deadline too.
+        let Ok(mut conn) = tokio::time::timeout_at(deadline, self.conn.lock()).await else {
+            return Err(StoreError::Timeout(DEADLINE));
+        };
+        // Another login may have found the store gone while this one waited.
+        if resting() {
+            return Err(StoreError::Resting);
+        }
+        let result = tokio::time::timeout_at(deadline, async {
             if conn.is_none() {
                 let stream = TcpStream::connect(&self.addr).await?;
                 stream.set_nodelay(true)?;
@@ -146,17 +168,19 @@ impl SharedLockout {
         })
         .await
         .unwrap_or(Err(StoreError::Timeout(DEADLINE)));
+        let result = match result {
+            Ok(Reply::Simple(s)) if s.starts_with('-') => Err(StoreError::Protocol(s)),
+            r => r,
+        };
+        let mut rest = self.rest_until.lock().unwrap_or_else(|p| p.into_inner());
         if result.is_err() {
             // Start afresh later (the reply stream may be out of step).
             *conn = None;
-            rest(Some(tokio::time::Instant::now() + RETRY_AFTER));
-        } else if resting.is_some() {
-            rest(None);
+            *rest = Some(tokio::time::Instant::now() + RETRY_AFTER);
+        } else {
+            *rest = None;
         }
-        match result? {
-            Reply::Simple(s) if s.starts_with('-') => Err(StoreError::Protocol(s)),
-            r => Ok(r),
-        }
+        result
     }
 }
 
@@ -220,6 +244,9 @@ async fn read_reply(c: &mut BufStream<TcpStream>) -> Result<Reply, StoreError> {
                 .ok_or_else(|| StoreError::Protocol(line.clone()))?;
             let mut buf = vec![0; len + 2];
             c.read_exact(&mut buf).await?;
+            if !buf.ends_with(b"\r\n") {
+                return Err(StoreError::Protocol("bulk string without CRLF".into()));
+            }
             buf.truncate(len);
             Ok(Reply::Bulk(Some(buf)))
         }

@@ -234,7 +234,21 @@ impl Cgroups {
                     level.push(p);
                 }
                 let file = level.join("cgroup.subtree_control");
-                std::fs::write(&file, &enable).map_err(io_err(&file))?;
+                match std::fs::write(&file, &enable) {
+                    // EBUSY at the top: the root of a cgroup namespace (a container) holds this
+                    // process, and a cgroup other than the host's root may not have both
+                    // processes and controllers for its children. Move this process into a
+                    // leaf of its own, then hand the controllers on.
+                    Err(e) if part.is_none() && e.raw_os_error() == Some(16) => {
+                        let leaf = level.join("tsuitate-agent-process");
+                        std::fs::create_dir_all(&leaf).map_err(io_err(&leaf))?;
+                        let procs = leaf.join("cgroup.procs");
+                        std::fs::write(&procs, std::process::id().to_string())
+                            .map_err(io_err(&procs))?;
+                        std::fs::write(&file, &enable).map_err(io_err(&file))?;
+                    }
+                    r => r.map_err(io_err(&file))?,
+                }
             }
         }
         // Each level from the hierarchy root down to the agent's cgroup gets the weight (a
