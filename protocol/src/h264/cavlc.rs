@@ -91,14 +91,13 @@ impl Samples {
         }
     }
 
-    /// Whether `intra_chroma_pred_mode` (0..=3) only reads samples that exist (§8.3.4).
+    /// Whether `intra_chroma_pred_mode` (0..=3) only reads samples that exist (§8.3.4): the
+    /// Intra 16x16 predictions numbered differently (DC, horizontal, vertical, plane).
     fn chroma_ok(self, mode: u32) -> bool {
-        match mode {
-            1 => self.left,
-            2 => self.top,
-            3 => self.left && self.top && self.top_left,
-            _ => true,
-        }
+        let as_16x16 = [2, 1, 0, 3];
+        as_16x16
+            .get(mode as usize)
+            .is_none_or(|m| self.intra16x16_ok(*m))
     }
 }
 

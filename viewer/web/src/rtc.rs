@@ -64,11 +64,6 @@ impl RtcSettings {
     pub fn addr(&self) -> SocketAddr {
         self.mux.local_addr()
     }
-
-    /// The shared port's routing counters.
-    pub fn mux(&self) -> &UdpMux {
-        &self.mux
-    }
 }
 
 /// Why a peer connection could not be set up.
