@@ -232,6 +232,14 @@ async fn control_loop(
                         state.hub().broker.set_reported_free(agent_id, free);
                     }
                     AgentToGateway::Stats { .. } => {}
+                    AgentToGateway::Held { session, owner, lingering } => {
+                        if !state.hub().broker.set_held(agent_id, session, owner, lingering) {
+                            return Err(violation(Violation::Unexpected("more held sessions than allowed")));
+                        }
+                    }
+                    AgentToGateway::Released { session } => {
+                        state.hub().broker.release_held(agent_id, session);
+                    }
                     AgentToGateway::Hello { .. } => {
                         return Err(violation(Violation::Unexpected("second Hello")));
                     }

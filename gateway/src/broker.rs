@@ -4,7 +4,33 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Instant;
 
+use sha2::{Digest, Sha256};
+use tsuitate_protocol::SessionOwner;
+
 use crate::metrics::Gauges;
+
+/// Most sessions an agent may say it holds (`Held`); more is a protocol violation.
+pub const MAX_HELD_PER_AGENT: usize = 4096;
+
+/// Who a session belongs to, as agents know it: the first 16 bytes of SHA-256 over a fixed
+/// label and the user name (docs/protocol.md §5.2). Every gateway computes the same owner for
+/// a user, so any of them can resume the user's session; the agent never sees the name.
+pub fn session_owner(user: &str) -> SessionOwner {
+    let digest = Sha256::new()
+        .chain_update(b"tsuitate session owner\0")
+        .chain_update(user.as_bytes())
+        .finalize();
+    let mut owner = [0u8; 16];
+    owner.copy_from_slice(&digest[..16]);
+    owner
+}
+
+/// A session an agent holds (its own number), as its `Held` messages describe it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Held {
+    owner: SessionOwner,
+    lingering: bool,
+}
 
 /// A session's state as the broker sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,8 +74,13 @@ impl AgentSlot {
 pub enum Placement {
     /// Resume this existing session.
     Resume(u64),
-    /// Start a new session on this agent (a slot is reserved under `session_id`).
-    New { session_id: u64, agent: String },
+    /// Start a session on this agent (a slot is reserved under `session_id`); with `resume`,
+    /// take over the agent's held session of that number (the user's browser lives on).
+    New {
+        session_id: u64,
+        agent: String,
+        resume: Option<u64>,
+    },
     /// No agent has a free slot.
     NoCapacity,
     /// The gateway's memory budget allows no more sessions (`limits.memory_budget_mb`).
@@ -68,6 +99,9 @@ pub struct SessionBroker {
     draining: BTreeSet<String>,
     /// Most sessions at once (the memory budget); `None`: no limit.
     max_sessions: Option<usize>,
+    /// The sessions each connected agent holds, by the agent's number (its `Held` messages):
+    /// where a user's browser lives on when the gateway that carried it is gone.
+    held: BTreeMap<String, HashMap<u64, Held>>,
 }
 
 impl SessionBroker {
@@ -96,6 +130,7 @@ impl SessionBroker {
 
     /// Forget an agent. Returns the ids of its sessions (they are removed too).
     pub fn remove_agent(&mut self, id: &str) -> Vec<u64> {
+        self.held.remove(id);
         if self.agents.remove(id).is_none() {
             return Vec::new();
         }
@@ -118,10 +153,57 @@ impl SessionBroker {
         }
     }
 
+    /// Agent `id` holds session `session` of `owner` (lingering or attached). `false`: the
+    /// agent claims more sessions than [`MAX_HELD_PER_AGENT`] (a protocol violation).
+    pub fn set_held(
+        &mut self,
+        id: &str,
+        session: u64,
+        owner: SessionOwner,
+        lingering: bool,
+    ) -> bool {
+        if !self.agents.contains_key(id) {
+            return true;
+        }
+        let held = self.held.entry(id.to_owned()).or_default();
+        if held.len() >= MAX_HELD_PER_AGENT && !held.contains_key(&session) {
+            return false;
+        }
+        held.insert(session, Held { owner, lingering });
+        true
+    }
+
+    /// Agent `id`'s session `session` ended.
+    pub fn release_held(&mut self, id: &str, session: u64) {
+        if let Some(held) = self.held.get_mut(id) {
+            held.remove(&session);
+        }
+    }
+
+    /// A session of `user` some agent holds that this login may take over: a lingering one
+    /// first, an attached one (through another gateway) only with `one_per_user`. Not on
+    /// stopped agents.
+    fn held_for(&self, user: &str, one_per_user: bool) -> Option<(String, u64)> {
+        let owner = session_owner(user);
+        let mut found: Vec<(bool, &String, u64)> = self
+            .held
+            .iter()
+            .filter(|(agent, _)| !self.stopped.contains(*agent) && self.agents.contains_key(*agent))
+            .flat_map(|(agent, held)| {
+                held.iter()
+                    .filter(|(_, h)| h.owner == owner && (h.lingering || one_per_user))
+                    .map(move |(n, h)| (!h.lingering, agent, *n))
+            })
+            .collect();
+        found.sort();
+        found.first().map(|(_, agent, n)| ((*agent).clone(), *n))
+    }
+
     /// Decide where `user` goes. With `one_per_user`, any session of the user is resumed
-    /// (taken over if attached elsewhere); otherwise only a lingering one is. New sessions go
-    /// to the agent with the most free slots (ties: lowest id). `new_id` is the id a new
-    /// session gets.
+    /// (taken over if attached elsewhere); otherwise only a lingering one is — first among
+    /// this gateway's sessions, then among those the agents hold (a browser whose gateway is
+    /// gone). New sessions go to the agent with the most free slots (ties: lowest id).
+    /// `new_id` is the id a new session gets.
     pub fn place(&mut self, user: &str, one_per_user: bool, new_id: u64) -> Placement {
         let mut own: Vec<(&u64, &SessionEntry)> = self
             .sessions
@@ -138,6 +220,25 @@ impl SessionBroker {
         }
         if self.max_sessions.is_some_and(|m| self.sessions.len() >= m) {
             return Placement::OverBudget;
+        }
+        if let Some((agent, held)) = self.held_for(user, one_per_user) {
+            // The browser already has its slot on the agent.
+            if let Some(a) = self.agents.get_mut(&agent) {
+                a.sessions = a.sessions.saturating_add(1);
+            }
+            self.sessions.insert(
+                new_id,
+                SessionEntry {
+                    user: user.to_owned(),
+                    agent: agent.clone(),
+                    state: SessionState::Starting,
+                },
+            );
+            return Placement::New {
+                session_id: new_id,
+                agent,
+                resume: Some(held),
+            };
         }
         let best = self
             .agents
@@ -165,6 +266,7 @@ impl SessionBroker {
         Placement::New {
             session_id: new_id,
             agent,
+            resume: None,
         }
     }
 
@@ -222,10 +324,19 @@ impl SessionBroker {
 
     /// End a session and free its slot.
     pub fn release(&mut self, id: u64) -> Option<SessionEntry> {
+        self.release_with(id, true)
+    }
+
+    /// End a session; `slot_freed`: the agent was told to close the browser (else it may live
+    /// on there, lingering or through another gateway, and the agent's next `Capacity` says
+    /// when its slot is free).
+    pub fn release_with(&mut self, id: u64, slot_freed: bool) -> Option<SessionEntry> {
         let s = self.sessions.remove(&id)?;
         if let Some(a) = self.agents.get_mut(&s.agent) {
             a.sessions = a.sessions.saturating_sub(1);
-            a.reported_free = a.reported_free.saturating_add(1).min(a.capacity);
+            if slot_freed {
+                a.reported_free = a.reported_free.saturating_add(1).min(a.capacity);
+            }
         }
         Some(s)
     }
@@ -276,7 +387,8 @@ mod tests {
             p,
             Placement::New {
                 session_id: 1,
-                agent: "b".into()
+                agent: "b".into(),
+                resume: None,
             }
         );
         // a and b both have 1 free: lowest id wins.
@@ -342,5 +454,80 @@ mod tests {
         assert!(matches!(b.place("u", true, 1), Placement::New { .. }));
         assert_eq!(b.remove_agent("a"), vec![1]);
         assert_eq!(b.session_count(), 0);
+    }
+
+    #[test]
+    fn a_session_an_agent_holds_is_taken_over_by_its_owner_only() {
+        let mut b = SessionBroker::default();
+        b.add_agent("a", 4);
+        b.add_agent("b", 4);
+        b.set_reported_free("b", 0);
+        // Agent b's browser of "u" lives on after its gateway was lost.
+        assert!(b.set_held("b", 9, session_owner("u"), true));
+        assert_eq!(
+            b.place("u", false, 1),
+            Placement::New {
+                session_id: 1,
+                agent: "b".into(),
+                resume: Some(9)
+            },
+            "resumed on b although b reports no free slot"
+        );
+        // Someone else gets a new browser on a.
+        assert!(matches!(
+            b.place("v", true, 2),
+            Placement::New { agent, resume: None, .. } if agent == "a"
+        ));
+        // An attached session (through another gateway) is taken over only with the rule.
+        assert!(b.set_held("a", 3, session_owner("w"), false));
+        assert!(matches!(
+            b.place("w", false, 3),
+            Placement::New { resume: None, .. }
+        ));
+        assert!(matches!(
+            b.place("w2", true, 4),
+            Placement::New { resume: None, .. }
+        ));
+        b.release(3);
+        assert_eq!(
+            b.place("w", true, 5),
+            Placement::New {
+                session_id: 5,
+                agent: "a".into(),
+                resume: Some(3)
+            }
+        );
+        // Ended on the agent, stopped agent, lost agent: nothing to take over.
+        b.release_held("a", 3);
+        b.release(5);
+        assert!(matches!(
+            b.place("w", true, 6),
+            Placement::New { resume: None, .. }
+        ));
+        assert!(b.set_held("a", 4, session_owner("x"), true));
+        b.set_stopped("a", true);
+        assert!(matches!(
+            b.place("x", true, 7),
+            Placement::NoCapacity | Placement::New { resume: None, .. }
+        ));
+        b.set_stopped("a", false);
+        b.remove_agent("a");
+        b.add_agent("a", 4);
+        assert!(matches!(
+            b.place("x", true, 8),
+            Placement::New { resume: None, .. }
+        ));
+        // A bounded number of held sessions per agent.
+        for n in 0..MAX_HELD_PER_AGENT as u64 {
+            assert!(b.set_held("a", n, [0; 16], true));
+        }
+        assert!(!b.set_held("a", u64::MAX, [0; 16], true));
+        assert!(
+            b.set_held("a", 0, [1; 16], false),
+            "an update is no new entry"
+        );
+        // Distinct users, distinct owners; the same user, the same owner on every gateway.
+        assert_ne!(session_owner("u"), session_owner("v"));
+        assert_eq!(session_owner("山田"), session_owner("山田"));
     }
 }

@@ -51,6 +51,9 @@ pub struct Metrics {
     pub sessions_started: AtomicU64,
     /// Sessions resumed by a reconnecting viewer.
     pub sessions_resumed: AtomicU64,
+    /// Sessions whose browser an agent held (lingering after its gateway was lost, or
+    /// carried by another gateway) taken over through this gateway.
+    pub sessions_resumed_on_agent: AtomicU64,
     /// Frames relayed to viewers.
     pub frames_relayed: AtomicU64,
     /// Access-unit bytes relayed to viewers.
@@ -207,7 +210,7 @@ impl Metrics {
             "Agents an administrator stopped (no new sessions there).",
             g.agents_stopped,
         );
-        let counters: [(&str, &str, &AtomicU64); 19] = [
+        let counters: [(&str, &str, &AtomicU64); 20] = [
             (
                 "tsuitate_sessions_started_total",
                 "Sessions started.",
@@ -217,6 +220,11 @@ impl Metrics {
                 "tsuitate_sessions_resumed_total",
                 "Sessions resumed by a reconnecting viewer.",
                 &self.sessions_resumed,
+            ),
+            (
+                "tsuitate_sessions_resumed_on_agent_total",
+                "Sessions whose browser an agent held, taken over through this gateway.",
+                &self.sessions_resumed_on_agent,
             ),
             (
                 "tsuitate_frames_relayed_total",

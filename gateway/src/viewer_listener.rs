@@ -14,7 +14,7 @@ use tokio::time::{timeout_at, Instant};
 use tracing::Instrument;
 use tsuitate_protocol::{GatewayToViewer, LoginStatus, Reason, ViewerToGateway, PROTOCOL_VERSION};
 
-use crate::broker::Placement;
+use crate::broker::{session_owner, Placement};
 use crate::error::{GatewayError, Side, Violation};
 use crate::relay::input::ControlLimit;
 use crate::session;
@@ -310,14 +310,26 @@ async fn place(
                     break;
                 }
             }
-            Placement::New { session_id, agent } => {
+            Placement::New {
+                session_id,
+                agent,
+                resume,
+            } => {
                 if ok_result(send, deadline).await.is_none() {
                     // The viewer is gone: give the reserved slot back, or the user's next
                     // login would wait for a session that never starts.
-                    state.hub().broker.release(session_id);
+                    state
+                        .hub()
+                        .broker
+                        .release_with(session_id, resume.is_none());
                     return None;
                 }
-                return start(state, conn, send, peer, user, session_id, &agent).await;
+                let new = NewSession {
+                    id: session_id,
+                    agent: &agent,
+                    resume,
+                };
+                return start(state, conn, send, peer, user, new).await;
             }
         }
     }
@@ -338,27 +350,47 @@ async fn ok_result(send: &mut SendStream, deadline: Instant) -> Option<()> {
         .ok()
 }
 
+/// Where a placed session goes.
+struct NewSession<'a> {
+    id: u64,
+    agent: &'a str,
+    /// The agent's held session of the user to take over.
+    resume: Option<u64>,
+}
+
 async fn start(
     state: &Arc<State>,
     conn: &quinn::Connection,
     send: &mut SendStream,
     peer: SocketAddr,
     user: &str,
-    id: u64,
-    agent: &str,
+    new: NewSession<'_>,
 ) -> Option<mpsc::Sender<SessionCommand>> {
     let cfg = &state.cfg.session;
-    let watermark = state.cfg.watermark.spec(user, peer.ip());
-    let size = (cfg.default_width, cfg.default_height);
-    match session::open(state, id, agent, size, watermark).await {
+    let NewSession { id, agent, resume } = new;
+    let req = session::OpenRequest {
+        size: (cfg.default_width, cfg.default_height),
+        watermark: state.cfg.watermark.spec(user, peer.ip()),
+        owner: session_owner(user),
+        resume,
+    };
+    match session::open(state, id, agent, req).await {
         Ok(opened) => {
-            state.metrics.sessions_started.fetch_add(1, Relaxed);
-            state.audit(json!({"event": "session_start", "session": id, "user": user, "agent": agent, "viewer": peer.to_string()}));
+            let resumed = opened.resumed();
+            if resumed {
+                state
+                    .metrics
+                    .sessions_resumed_on_agent
+                    .fetch_add(1, Relaxed);
+            } else {
+                state.metrics.sessions_started.fetch_add(1, Relaxed);
+            }
+            state.audit(json!({"event": "session_start", "session": id, "user": user, "agent": agent, "viewer": peer.to_string(), "resumed_on_agent": resumed}));
             let tx = session::spawn(state, opened, id, user, agent);
             Some(tx)
         }
         Err(e) => {
-            state.hub().broker.release(id);
+            state.hub().broker.release_with(id, resume.is_none());
             tracing::warn!(agent, error = %e, "session start failed");
             if let GatewayError::Violation(side, v) = &e {
                 state.violation(*side, peer, agent, v);

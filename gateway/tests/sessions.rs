@@ -133,7 +133,9 @@ async fn graceful_shutdown_tells_both_sides() {
     let shut = tokio::spawn(gw.shutdown());
     assert_eq!(v.until_bye(T).await.0, Some(Reason::Shutdown));
     shut.await.unwrap();
-    assert!(ag.stats.closes.lock().unwrap().contains(&Reason::Shutdown));
+    // The agent is not asked to close the browser: it lingers there for a resume through
+    // another gateway, or this one restarted (docs/gateway.md "Shutdown").
+    assert!(ag.stats.closes.lock().unwrap().is_empty());
     assert!(ag.stats.byes.lock().unwrap().contains(&Reason::Shutdown));
     let log = std::fs::read_to_string(audit).unwrap();
     assert!(log.contains("gateway_stop") && log.contains("\"reason\":\"Shutdown\""));

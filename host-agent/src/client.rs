@@ -11,14 +11,13 @@ use std::time::{Duration, Instant};
 use quinn::{Connection, Endpoint, RecvStream, SendStream};
 use tokio::sync::watch;
 use tracing::Instrument;
-use tsuitate_protocol::{
-    AgentSessionToGateway, AgentToGateway, GatewayToAgent, Limits, Reason, AGENT_PROTOCOL_VERSION,
-};
+use tsuitate_protocol::{AgentToGateway, GatewayToAgent, Limits, Reason, AGENT_PROTOCOL_VERSION};
 use tsuitate_transport::{MessageReader, ReadError};
 
 use crate::config::{AgentConfig, GatewayAddr};
 use crate::frame::now_us;
-use crate::session::{self, AgentStats};
+use crate::held::{Handover, Registry};
+use crate::session::{self, AgentStats, SessionContext};
 
 /// Why the client could not run or a connection ended.
 #[derive(Debug, thiserror::Error)]
@@ -111,11 +110,10 @@ impl Drop for SlotGuard {
 }
 
 /// Shared by every connection.
-#[derive(Debug)]
 struct Shared {
-    config: Arc<AgentConfig>,
+    /// What every session needs (configuration, counters, the held sessions).
+    ctx: SessionContext,
     slots: Arc<Slots>,
-    stats: Arc<AgentStats>,
     /// What `Hello` tells each gateway about the browser.
     report: BrowserReport,
 }
@@ -176,12 +174,16 @@ pub async fn run(config: AgentConfig, shutdown: watch::Receiver<bool>) -> Result
     let endpoint = Endpoints { v4, v6 };
     let shared = Arc::new(Shared {
         slots: Slots::new(config.max_sessions),
-        config: Arc::new(config),
-        stats: Arc::new(AgentStats::default()),
+        ctx: SessionContext {
+            config: Arc::new(config),
+            stats: Arc::new(AgentStats::default()),
+            registry: Arc::new(Registry::default()),
+            shutdown: shutdown.clone(),
+        },
         report,
     });
     let mut tasks = Vec::new();
-    for gw in shared.config.gateways.clone() {
+    for gw in shared.ctx.config.gateways.clone() {
         let (endpoint, shared, shutdown) =
             (endpoint.clone(), Arc::clone(&shared), shutdown.clone());
         let span = tracing::info_span!("gateway", addr = %gw.addr);
@@ -208,7 +210,7 @@ pub async fn run(config: AgentConfig, shutdown: watch::Receiver<bool>) -> Result
         );
     }
     // Woken by each released slot (no polling), at most 15 s.
-    let max = shared.config.max_sessions;
+    let max = shared.ctx.config.max_sessions;
     let mut free = shared.slots.subscribe();
     let _ = tokio::time::timeout(Duration::from_secs(15), free.wait_for(|f| *f >= max)).await;
     for e in endpoint.all() {
@@ -263,7 +265,7 @@ async fn name_loop(
             r = lookup => r,
             _ = shutdown.changed() => break,
         };
-        let mut wait = shared.config.resolve_interval;
+        let mut wait = shared.ctx.config.resolve_interval;
         match looked_up
             .map_err(|_| "timed out".to_string())
             .and_then(|r| r.map_err(|e| e.to_string()))
@@ -422,7 +424,7 @@ async fn connect_and_serve(
         .map_err(|e| ClientError::Control(e.to_string()))?;
     let hello = AgentToGateway::Hello {
         version: AGENT_PROTOCOL_VERSION,
-        agent_id: shared.config.agent_id.clone(),
+        agent_id: shared.ctx.config.agent_id.clone(),
         capacity: shared.slots.free(),
         browser: shared.report.version.clone(),
         policy: shared.report.policy.clone(),
@@ -481,6 +483,11 @@ async fn control_loop(
 ) -> Result<(), ClientError> {
     let mut free = shared.slots.subscribe();
     let mut stats_tick = tokio::time::interval(Duration::from_secs(10));
+    // Every session held, then each change (subscribed first: nothing falls between).
+    let mut held = shared.ctx.registry.subscribe();
+    for m in shared.ctx.registry.snapshot() {
+        write(send, &m).await?;
+    }
     loop {
         tokio::select! {
             msg = control.next() => match msg? {
@@ -494,6 +501,11 @@ async fn control_loop(
                 let (s, r) = stream.map_err(|e| ClientError::Control(e.to_string()))?;
                 accept_session(s, r, shared);
             }
+            change = held.recv() => match change {
+                Ok(m) => write(send, &m).await?,
+                // Changes were missed: reconnect, and the new connection starts from a snapshot.
+                Err(_) => return Err(ClientError::Control("held-session changes overflowed".into())),
+            },
             changed = free.changed() => {
                 if changed.is_ok() {
                     let f = *free.borrow_and_update();
@@ -501,9 +513,9 @@ async fn control_loop(
                 }
             }
             _ = stats_tick.tick() => {
-                let s = &shared.stats;
+                let s = &shared.ctx.stats;
                 write(send, &AgentToGateway::Stats {
-                    sessions: shared.config.max_sessions.saturating_sub(shared.slots.free()),
+                    sessions: shared.ctx.config.max_sessions.saturating_sub(shared.slots.free()),
                     frames_encoded: s.frames_encoded.load(Ordering::Relaxed),
                     frames_skipped: s.frames_skipped.load(Ordering::Relaxed),
                 }).await?;
@@ -512,25 +524,55 @@ async fn control_loop(
     }
 }
 
-/// Start a session task, or answer `Ended{NoCapacity}` when every slot is taken.
-fn accept_session(mut send: SendStream, recv: RecvStream, shared: &Arc<Shared>) {
-    let Some(slot) = shared.slots.take() else {
-        tracing::warn!("session refused: no capacity");
-        tokio::spawn(async move {
-            let msg = AgentSessionToGateway::Ended {
-                reason: Reason::NoCapacity,
-            };
-            let _ = tsuitate_transport::write(&mut send, &msg).await;
-            let _ = send.finish();
-            drop(recv);
-        });
-        return;
-    };
-    let (config, stats) = (Arc::clone(&shared.config), Arc::clone(&shared.stats));
+/// Read the stream's `Open`; hand the stream to the held session it resumes, or start a new
+/// browser in a free slot, or answer `Ended{NoCapacity}` when every slot is taken.
+fn accept_session(send: SendStream, recv: RecvStream, shared: &Arc<Shared>) {
+    let shared = Arc::clone(shared);
     tokio::spawn(async move {
-        session::serve(send, recv, config, stats).await;
+        let Some((open, mut stream)) = session::read_open(send, recv).await else {
+            return;
+        };
+        if let Some(held) = open.resume {
+            match resume(&shared, held, &open, stream).await {
+                None => return,
+                Some(back) => stream = back,
+            }
+        }
+        let Some(slot) = shared.slots.take() else {
+            tracing::warn!("session refused: no capacity");
+            stream.refuse(Reason::NoCapacity).await;
+            return;
+        };
+        session::serve_new(open, stream, &shared.ctx).await;
         drop(slot);
     });
+}
+
+/// Offer `stream` to held session `held` if it is the owner's. `None`: the session took it;
+/// the stream back: there is no such session (any more), start a new browser on it.
+async fn resume(
+    shared: &Shared,
+    held: u64,
+    open: &session::OpenRequest,
+    stream: session::Stream,
+) -> Option<session::Stream> {
+    let Some(handover) = shared.ctx.registry.claim(held, &open.owner) else {
+        tracing::info!(held, "nothing to resume: a new browser starts");
+        return Some(stream);
+    };
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    if let Err(e) = handover.send(Handover { stream, reply }).await {
+        return Some(e.0.stream);
+    }
+    match answer.await {
+        Ok(Ok(())) => {
+            tracing::info!(held, session = open.session_id, "session resumed");
+            None
+        }
+        Ok(Err(stream)) => Some(stream),
+        // The session dropped the offer (it cannot: it answers every one); nothing to serve.
+        Err(_) => None,
+    }
 }
 
 #[cfg(test)]

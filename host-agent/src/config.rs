@@ -161,6 +161,8 @@ struct ConfigFile {
     fps: u32,
     #[serde(default = "default_resolve_interval")]
     resolve_interval_s: u64,
+    #[serde(default = "default_linger")]
+    linger_s: u64,
     #[serde(default = "default_bitrate")]
     bitrate_kbps: u32,
     #[serde(default)]
@@ -205,6 +207,9 @@ fn default_fps() -> u32 {
 fn default_resolve_interval() -> u64 {
     30
 }
+fn default_linger() -> u64 {
+    120
+}
 fn default_bitrate() -> u32 {
     5000
 }
@@ -226,6 +231,9 @@ pub struct AgentConfig {
     pub gateways: Vec<GatewayEntry>,
     /// How often gateway names are resolved again.
     pub resolve_interval: std::time::Duration,
+    /// How long a session whose gateway connection was lost keeps its browser for a resume
+    /// through any gateway (0: it ends at once).
+    pub linger: std::time::Duration,
     /// CA certificate (PEM) that signed the gateways' certificates.
     pub ca: PathBuf,
     /// This agent's client certificate (PEM).
@@ -330,7 +338,7 @@ fn check_field(key: &str, v: &toml::Value) -> Option<String> {
         "url_blocklist" | "url_allowlist" => check::<Vec<String>>(key, v),
         "max_sessions" | "max_width" | "max_height" => check::<u16>(key, v),
         "fps" | "bitrate_kbps" => check::<u32>(key, v),
-        "resolve_interval_s" => check::<u64>(key, v),
+        "resolve_interval_s" | "linger_s" => check::<u64>(key, v),
         "gateways" => check::<Vec<GatewayEntry>>(key, v),
         "encoder" => check::<EncoderUsage>(key, v),
         "capture" => check::<CaptureSetting>(key, v),
@@ -362,6 +370,9 @@ fn validate(f: ConfigFile) -> Result<AgentConfig, ConfigErrors> {
     }
     if !(1..=3600).contains(&f.resolve_interval_s) {
         err("resolve_interval_s: 1-3600".into());
+    }
+    if f.linger_s > 86_400 {
+        err("linger_s: 0-86400 (seconds) / 0〜86400 秒で指定してください".into());
     }
     if !(100..=50_000).contains(&f.bitrate_kbps) {
         err("bitrate_kbps: 100-50000".into());
@@ -554,6 +565,7 @@ fn validate(f: ConfigFile) -> Result<AgentConfig, ConfigErrors> {
         max_sessions: f.max_sessions,
         gateways: f.gateways,
         resolve_interval: std::time::Duration::from_secs(f.resolve_interval_s),
+        linger: std::time::Duration::from_secs(f.linger_s),
         ca: f.ca,
         cert: f.cert,
         key: f.key,

@@ -12,6 +12,7 @@ pub mod config;
 pub mod convert;
 pub mod encode;
 pub mod frame;
+pub mod held;
 pub mod pipeline;
 pub mod session;
 pub mod size;

@@ -1,18 +1,19 @@
-//! One session stream opened by the gateway: `Open` → start the browser → `Started` → video;
-//! apply `Input`, `KeyframeRequest`, `Resize`, `Close`; `Ended` when the browser or display
-//! dies. Anything malformed from the gateway ends the session with a clear error, never a
-//! panic (docs/protocol.md §5.2).
+//! One session: `Open` → start the browser → `Started` → video; apply `Input`,
+//! `KeyframeRequest`, `Resize`, `Close`; `Ended` when the browser or display dies. When its
+//! gateway stream is lost the browser lingers, and `Open{resume}` through any gateway hands it
+//! a new stream (docs/agent.md "Sessions live on the agent"). Anything malformed from the
+//! gateway ends the session with a clear error, never a panic (docs/protocol.md §5.2).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use quinn::{RecvStream, SendStream};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tracing::Instrument;
 use tsuitate_protocol::{
-    AgentSessionToGateway, GatewayToAgentSession, InputEvent, Limits, Message, Reason, VideoFrame,
-    Watermark,
+    AgentSessionToGateway, GatewayToAgentSession, InputEvent, Limits, Message, Reason,
+    SessionOwner, VideoFrame, Watermark,
 };
 use tsuitate_transport::{spawn_reader, ReadEnd, ReadItem};
 
@@ -20,6 +21,7 @@ use crate::browser::BrowserSession;
 use crate::config::{AgentConfig, EncoderUsage};
 use crate::encode::{EncoderSettings, OpenH264Encoder};
 use crate::frame::FrameSource;
+use crate::held::{Handover, Registry};
 use crate::pipeline::Pipeline;
 use crate::size::clamp_size;
 use crate::watermark::{Painter, Watermarked};
@@ -64,23 +66,58 @@ async fn send_msg(send: &mut SendStream, msg: &AgentSessionToGateway) -> Result<
         .map_err(|e| SessionError::Stream(e.to_string()))
 }
 
-/// Serve one session stream to its end. Never panics on gateway input.
-pub async fn serve(
-    mut send: SendStream,
-    recv: RecvStream,
-    config: Arc<AgentConfig>,
-    stats: Arc<AgentStats>,
-) {
+/// One gateway's session stream, after its `Open`.
+pub struct Stream {
+    send: SendStream,
+    incoming: mpsc::Receiver<ReadItem<GatewayToAgentSession>>,
+}
+
+impl Stream {
+    /// Answer `Ended{reason}` and close (best effort: the stream may already be gone).
+    pub async fn refuse(mut self, reason: Reason) {
+        let _ = send_msg(&mut self.send, &AgentSessionToGateway::Ended { reason }).await;
+        let _ = self.send.finish();
+    }
+}
+
+/// What a gateway's `Open` asked for.
+pub struct OpenRequest {
+    /// The gateway's number for the session (logs only).
+    pub session_id: u64,
+    /// Size for a new browser.
+    pub size: (u16, u16),
+    /// Drawn into every picture of a new browser.
+    pub watermark: Option<Watermark>,
+    /// Whose session it is.
+    pub owner: SessionOwner,
+    /// The agent's session to take over, if it is `owner`'s.
+    pub resume: Option<u64>,
+}
+
+/// Read the stream's first message, which must be `Open` (within 10 s); anything else is
+/// answered `Ended{ProtocolViolation}` and the stream closed. Never panics on gateway input.
+pub async fn read_open(mut send: SendStream, recv: RecvStream) -> Option<(OpenRequest, Stream)> {
     // A bounded channel: full → stop reading → QUIC flow control pushes back on the gateway.
     let mut incoming = spawn_reader::<GatewayToAgentSession>(recv, Limits::default(), 16);
     let first = tokio::time::timeout(Duration::from_secs(10), incoming.recv()).await;
-    let (session_id, width, height, watermark) = match first {
+    match first {
         Ok(Some(Ok(GatewayToAgentSession::Open {
             session_id,
             width,
             height,
             watermark,
-        }))) => (session_id, width, height, watermark),
+            owner,
+            resume,
+        }))) => Some((
+            OpenRequest {
+                session_id,
+                size: (width, height),
+                watermark,
+                owner,
+                resume,
+            },
+            Stream { send, incoming },
+        )),
         other => {
             let why = match other {
                 Err(_) => "no Open within 10 s".to_string(),
@@ -97,31 +134,188 @@ pub async fn serve(
             )
             .await;
             let _ = send.finish();
+            None
+        }
+    }
+}
+
+/// What every session needs from the agent.
+pub struct SessionContext {
+    /// The configuration.
+    pub config: Arc<AgentConfig>,
+    /// Counters across sessions.
+    pub stats: Arc<AgentStats>,
+    /// The sessions held, told to every gateway.
+    pub registry: Arc<Registry>,
+    /// Becomes true when the agent shuts down (a lingering session then ends at once).
+    pub shutdown: watch::Receiver<bool>,
+}
+
+/// How one gateway stream of a session ended.
+enum Outcome {
+    /// The session is over: tell the gateway `Ended{reason}` when there is one.
+    End(Option<Reason>),
+    /// The stream or its connection failed: the browser lingers.
+    Lost(String),
+    /// The session's owner took it over through another stream (another gateway).
+    Replaced(Stream),
+}
+
+/// Start a browser for `open` and serve it on `stream`, and on every stream handed over to
+/// it, until it ends: a `Close`, the browser's end, or a linger that nobody resumes.
+pub async fn serve_new(open: OpenRequest, stream: Stream, ctx: &SessionContext) {
+    let span = tracing::info_span!("session", session = open.session_id);
+    serve_inner(open, stream, ctx).instrument(span).await
+}
+
+async fn serve_inner(open: OpenRequest, stream: Stream, ctx: &SessionContext) {
+    let config = &ctx.config;
+    // Even sizes within the screen (docs/agent.md §Sizes); the gateway learns the real
+    // size from Started.
+    let (width, height) = clamp_size(open.size, config.browser.max_size);
+    let (video_tx, mut video_rx) = mpsc::channel::<VideoFrame>(4);
+    let cfg = Arc::clone(config);
+    let watermark = open.watermark;
+    let started = tokio::task::spawn_blocking(move || {
+        start_blocking(&cfg, width, height, watermark, video_tx)
+    })
+    .await
+    .map_err(|e| SessionError::Browser(e.to_string()))
+    .and_then(|r| r);
+    let mut running = match started {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!(error = %e, "session failed");
+            stream.refuse(Reason::Internal).await;
             return;
         }
     };
-    let span = tracing::info_span!("session", session = session_id);
-    async move {
-        let size = (width, height);
-        let reason = match run(&mut send, &mut incoming, &config, &stats, size, watermark).await {
-            Ok(reason) => reason,
-            Err(e) => {
-                tracing::warn!(error = %e, "session failed");
-                match e {
-                    SessionError::Protocol(_) => Some(Reason::ProtocolViolation),
-                    SessionError::Browser(_) => Some(Reason::Internal),
-                    SessionError::Stream(_) => None,
+    let (handover_tx, mut handovers) = mpsc::channel::<Handover>(1);
+    let held = ctx.registry.register(open.owner, handover_tx);
+    tracing::info!(held, "session held");
+    let mut next = Some(stream);
+    let mut resumed = false;
+    // The stream to tell why the session ended, once the browser is gone.
+    let last: Option<(Stream, Option<Reason>)> = loop {
+        let Some(mut s) = next.take() else {
+            ctx.registry.set_lingering(held, true);
+            tracing::info!(
+                held,
+                linger_s = config.linger.as_secs(),
+                "session lingering: its gateway stream was lost"
+            );
+            match linger(&mut running, &mut video_rx, &mut handovers, ctx).await {
+                Some(h) => {
+                    let _ = h.reply.send(Ok(()));
+                    next = Some(h.stream);
+                    resumed = true;
+                    continue;
                 }
+                None => break None,
             }
         };
+        ctx.registry.set_lingering(held, false);
+        let outcome = drive(
+            &mut s,
+            &mut running,
+            &mut video_rx,
+            &ctx.stats,
+            &mut handovers,
+            resumed,
+        )
+        .await;
+        match outcome {
+            Outcome::End(reason) => break Some((s, reason)),
+            Outcome::Lost(why) => {
+                tracing::warn!(error = %why, "gateway stream lost");
+                let _ = s.send.finish();
+                if config.linger.is_zero() || *ctx.shutdown.borrow() {
+                    break None;
+                }
+            }
+            Outcome::Replaced(other) => {
+                tracing::info!(held, "session taken over through another gateway");
+                s.refuse(Reason::Replaced).await;
+                next = Some(other);
+                resumed = true;
+            }
+        }
+    };
+    // Streams offered from now on get a new browser instead.
+    handovers.close();
+    while let Ok(h) = handovers.try_recv() {
+        let _ = h.reply.send(Err(h.stream));
+    }
+    let skipped = running
+        .pipeline
+        .stats()
+        .frames_skipped
+        .load(Ordering::Relaxed);
+    ctx.stats
+        .frames_skipped
+        .fetch_add(skipped, Ordering::Relaxed);
+    let _ = tokio::task::spawn_blocking(move || {
+        let Running {
+            browser,
+            mut pipeline,
+            input,
+            ..
+        } = running;
+        pipeline.stop();
+        drop(input);
+        let stopped = browser.lock().map(|mut b| b.stop());
+        if let Ok(left) = stopped {
+            if !left.is_empty() {
+                tracing::error!(?left, "session processes left behind");
+            }
+        }
+    })
+    .await;
+    // Told once the browser is gone and its directory wiped.
+    ctx.registry.remove(held);
+    if let Some((mut s, reason)) = last {
         if let Some(reason) = reason {
             tracing::info!(reason = reason.name(), "session ended");
-            let _ = send_msg(&mut send, &AgentSessionToGateway::Ended { reason }).await;
+            let _ = send_msg(&mut s.send, &AgentSessionToGateway::Ended { reason }).await;
         }
-        let _ = send.finish();
+        let _ = s.send.finish();
     }
-    .instrument(span)
-    .await
+}
+
+/// Keep the browser without a gateway for `linger`: frames are discarded, keys the viewer held
+/// are released. Returns the stream handed over to resume it, or `None` when it ends (the
+/// linger ran out, the browser exited, the agent shuts down).
+async fn linger(
+    running: &mut Running,
+    video_rx: &mut mpsc::Receiver<VideoFrame>,
+    handovers: &mut mpsc::Receiver<Handover>,
+    ctx: &SessionContext,
+) -> Option<Handover> {
+    let _ = running.input.send(Inject::ReleaseAll).await;
+    let deadline = tokio::time::Instant::now() + ctx.config.linger;
+    let mut shutdown = ctx.shutdown.clone();
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    loop {
+        tokio::select! {
+            h = handovers.recv() => return h,
+            f = video_rx.recv() => if f.is_none() {
+                tracing::info!("browser gone while lingering");
+                return None;
+            },
+            _ = tokio::time::sleep_until(deadline) => {
+                tracing::info!("linger over: nobody resumed the session");
+                return None;
+            }
+            _ = shutdown.wait_for(|s| *s) => return None,
+            _ = tick.tick() => {
+                let gone = running.browser.lock().map_or(true, |mut b| b.memory_exceeded() || b.exited().is_some());
+                if gone {
+                    tracing::info!("browser gone while lingering");
+                    return None;
+                }
+            }
+        }
+    }
 }
 
 /// Everything running for one session; dropped (in a blocking task) to kill and wipe it.
@@ -140,6 +334,8 @@ enum Inject {
     Events(Vec<InputEvent>),
     /// The frame size changed: clamp pointer moves to it.
     Resize(u16, u16),
+    /// Release every key and button held (the gateway stream was lost mid-press).
+    ReleaseAll,
 }
 
 fn start_blocking(
@@ -196,6 +392,10 @@ fn start_blocking(
                         injector.set_size(w, h);
                         continue;
                     }
+                    Inject::ReleaseAll => {
+                        let _ = injector.release_all();
+                        continue;
+                    }
                 };
                 if let Err(e) = injector.apply(&events) {
                     tracing::warn!(error = %e, "input injection stopped");
@@ -214,111 +414,97 @@ fn start_blocking(
     })
 }
 
-async fn run(
-    send: &mut SendStream,
-    incoming: &mut mpsc::Receiver<ReadItem<GatewayToAgentSession>>,
-    config: &Arc<AgentConfig>,
-    stats: &AgentStats,
-    (width, height): (u16, u16),
-    watermark: Option<Watermark>,
-) -> Result<Option<Reason>, SessionError> {
-    // Even sizes within the screen (docs/agent.md §Sizes); the gateway learns the real
-    // size from Started.
-    let (width, height) = clamp_size((width, height), config.browser.max_size);
-    let (video_tx, mut video_rx) = mpsc::channel::<VideoFrame>(4);
-    let cfg = Arc::clone(config);
-    let mut running = tokio::task::spawn_blocking(move || {
-        start_blocking(&cfg, width, height, watermark, video_tx)
-    })
-    .await
-    .map_err(|e| SessionError::Browser(e.to_string()))??;
-    let result = drive(send, incoming, &mut running, &mut video_rx, stats).await;
-    let skipped = running
-        .pipeline
-        .stats()
-        .frames_skipped
-        .load(Ordering::Relaxed);
-    stats.frames_skipped.fetch_add(skipped, Ordering::Relaxed);
-    let _ = tokio::task::spawn_blocking(move || {
-        let Running {
-            browser,
-            mut pipeline,
-            input,
-            ..
-        } = running;
-        pipeline.stop();
-        drop(input);
-        let stopped = browser.lock().map(|mut b| b.stop());
-        if let Ok(left) = stopped {
-            if !left.is_empty() {
-                tracing::error!(?left, "session processes left behind");
-            }
-        }
-    })
-    .await;
-    result
-}
-
+/// Serve the session on one gateway stream. A resumed session starts with a fresh keyframe:
+/// frames encoded while it lingered are discarded, and so is everything before the keyframe.
 async fn drive(
-    send: &mut SendStream,
-    incoming: &mut mpsc::Receiver<ReadItem<GatewayToAgentSession>>,
+    stream: &mut Stream,
     running: &mut Running,
     video_rx: &mut mpsc::Receiver<VideoFrame>,
     stats: &AgentStats,
-) -> Result<Option<Reason>, SessionError> {
+    handovers: &mut mpsc::Receiver<Handover>,
+    resumed: bool,
+) -> Outcome {
     let (width, height) = running.size;
-    send_msg(send, &AgentSessionToGateway::Started { width, height }).await?;
-    tracing::info!(width, height, "session started");
+    let started = AgentSessionToGateway::Started {
+        width,
+        height,
+        resumed,
+    };
+    if let Err(e) = send_msg(&mut stream.send, &started).await {
+        return Outcome::Lost(e.to_string());
+    }
+    tracing::info!(width, height, resumed, "session started");
+    let mut need_keyframe = false;
+    if resumed {
+        while video_rx.try_recv().is_ok() {}
+        running.pipeline.request_keyframe();
+        need_keyframe = true;
+    }
     let mut tick = tokio::time::interval(Duration::from_millis(500));
     loop {
         tokio::select! {
             frame = video_rx.recv() => match frame {
+                Some(f) if need_keyframe && !f.header.keyframe => {
+                    stats.frames_skipped.fetch_add(1, Ordering::Relaxed);
+                }
                 Some(f) => {
-                    send_msg(send, &AgentSessionToGateway::Video(f)).await?;
+                    need_keyframe = false;
+                    if let Err(e) = send_msg(&mut stream.send, &AgentSessionToGateway::Video(f)).await {
+                        return Outcome::Lost(e.to_string());
+                    }
                     stats.frames_encoded.fetch_add(1, Ordering::Relaxed);
                 }
                 None => {
                     let exited = running.browser.lock().ok().and_then(|mut b| b.exited());
                     tracing::warn!(why = ?running.pipeline.ended(), ?exited, "capture ended");
-                    return Ok(Some(browser_gone(running)));
+                    return Outcome::End(Some(browser_gone(running)));
                 }
             },
-            msg = incoming.recv() => match msg {
+            msg = stream.incoming.recv() => match msg {
                 Some(Ok(GatewayToAgentSession::Input(events))) => {
                     tracing::trace!(events = events.len(), "input");
                     if running.input.send(Inject::Events(events)).await.is_err() {
-                        return Ok(Some(browser_gone(running)));
+                        return Outcome::End(Some(browser_gone(running)));
                     }
                 }
                 Some(Ok(GatewayToAgentSession::KeyframeRequest)) => running.pipeline.request_keyframe(),
                 Some(Ok(GatewayToAgentSession::Resize { width: w, height: h })) => {
                     if !resize(running, (w, h)).await {
-                        return Ok(Some(browser_gone(running)));
+                        return Outcome::End(Some(browser_gone(running)));
                     }
                 }
                 Some(Ok(GatewayToAgentSession::Close { reason })) => {
                     tracing::info!(reason = reason.name(), "closed by gateway");
-                    return Ok(None);
+                    return Outcome::End(None);
                 }
                 Some(Ok(GatewayToAgentSession::Open { .. })) => {
-                    return Err(SessionError::Protocol("second Open on a session stream".into()));
+                    tracing::warn!("protocol violation by gateway: second Open on a session stream");
+                    return Outcome::End(Some(Reason::ProtocolViolation));
                 }
-                Some(Err(e)) => return Err(e.into()),
-                None => return Err(SessionError::Stream("reader ended".into())),
+                Some(Err(ReadEnd::Wire(e))) => {
+                    tracing::warn!(error = %e, "protocol violation by gateway");
+                    return Outcome::End(Some(Reason::ProtocolViolation));
+                }
+                Some(Err(e)) => return Outcome::Lost(SessionError::from(e).to_string()),
+                None => return Outcome::Lost("reader ended".into()),
+            },
+            h = handovers.recv() => if let Some(h) = h {
+                let _ = h.reply.send(Ok(()));
+                return Outcome::Replaced(h.stream);
             },
             _ = tick.tick() => {
                 let Ok(mut b) = running.browser.lock() else {
-                    return Ok(Some(Reason::Internal));
+                    return Outcome::End(Some(Reason::Internal));
                 };
                 // A process killed at the memory limit ends the session even when Chromium
                 // survives it (a crashed tab would otherwise stay on screen).
                 if b.memory_exceeded() {
                     tracing::warn!("the session's memory limit was reached (OOM kill in its cgroup)");
-                    return Ok(Some(Reason::MemoryExceeded));
+                    return Outcome::End(Some(Reason::MemoryExceeded));
                 }
                 if let Some(why) = b.exited() {
                     tracing::warn!(why, "browser exited");
-                    return Ok(Some(Reason::BrowserExited));
+                    return Outcome::End(Some(Reason::BrowserExited));
                 }
             }
         }

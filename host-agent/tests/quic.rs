@@ -22,6 +22,9 @@ use tsuitate_testkit::stack::{s, table};
 use tsuitate_testkit::{send, Reader};
 use tsuitate_transport::tls;
 
+/// The owner every session of these tests has.
+const OWNER: [u8; 16] = [0x42; 16];
+
 /// How long the test waits for any one message (a liveness bound).
 const READ_LIMIT: Duration = Duration::from_secs(60);
 
@@ -149,12 +152,18 @@ async fn agent_serves_a_gateway() {
             width: 641,
             height: 480,
             watermark: None,
+            owner: OWNER,
+            resume: None,
         },
     )
     .await;
     let mut r1 = Reader::<AgentSessionToGateway>::with_limit(r1, READ_LIMIT);
     match r1.next().await {
-        Some(AgentSessionToGateway::Started { width, height }) => {
+        Some(AgentSessionToGateway::Started {
+            width,
+            height,
+            resumed: false,
+        }) => {
             assert_eq!((width, height), (640, 480))
         }
         other => panic!("expected Started, got {other:?}"),
@@ -217,6 +226,8 @@ async fn agent_serves_a_gateway() {
             width: 640,
             height: 480,
             watermark: None,
+            owner: OWNER,
+            resume: None,
         },
     )
     .await;
@@ -269,6 +280,8 @@ async fn agent_serves_a_gateway() {
             width: 640,
             height: 480,
             watermark: None,
+            owner: OWNER,
+            resume: None,
         },
     )
     .await;
@@ -332,4 +345,231 @@ async fn resized_keyframe(
         assert_eq!((view.width, view.height), (want.0.into(), want.1.into()));
         return;
     }
+}
+
+/// An agent config listing `gateways`, with `extra` keys.
+fn agent_config(
+    pki: &Pki,
+    work: &Path,
+    url: &str,
+    gateways: &[std::net::SocketAddr],
+    extra: &[(&str, toml::Value)],
+) -> AgentConfig {
+    let (cert, key) = pki.agent("agent-1");
+    let path = |p: &Path| s(p.display().to_string());
+    let list = gateways
+        .iter()
+        .map(|a| {
+            toml::Value::Table(table([
+                ("addr", s(a.to_string())),
+                ("server_name", s("localhost")),
+            ]))
+        })
+        .collect();
+    let mut toml = table([
+        ("agent_id", s("agent-1")),
+        ("start_url", s(url)),
+        ("gateways", toml::Value::Array(list)),
+        ("ca", path(&pki.ca())),
+        ("cert", path(&cert)),
+        ("key", path(&key)),
+        ("work_dir", path(work)),
+        ("max_width", toml::Value::Integer(640)),
+        ("max_height", toml::Value::Integer(480)),
+    ]);
+    for (k, v) in extra {
+        toml.insert((*k).into(), v.clone());
+    }
+    if let Some(u) = common::browser_user() {
+        toml.insert("browser_user".into(), s(format!("{}:{}", u.uid, u.gid)));
+    }
+    let text = toml::to_string(&toml).expect("TOML");
+    AgentConfig::parse(&text).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Accept the agent's connection on `gateway` and answer its Hello.
+async fn welcome(gateway: &AgentGateway) -> (quinn::Connection, Reader<AgentToGateway>) {
+    let conn = gateway.accept(Duration::from_secs(20)).await;
+    let (mut ctl_send, ctl_recv) = conn.accept_bi().await.expect("control stream");
+    let mut ctl = Reader::<AgentToGateway>::with_limit(ctl_recv, READ_LIMIT);
+    assert!(matches!(
+        ctl.next().await,
+        Some(AgentToGateway::Hello { .. })
+    ));
+    send(
+        &mut ctl_send,
+        &GatewayToAgent::Welcome {
+            version: AGENT_PROTOCOL_VERSION,
+        },
+    )
+    .await;
+    // The control stream's send side must stay open: leak it into the connection's life.
+    tokio::spawn(async move {
+        let _keep = ctl_send;
+        std::future::pending::<()>().await;
+    });
+    (conn, ctl)
+}
+
+/// The next `Held`/`Released` on a control stream (other messages skipped).
+async fn next_held(ctl: &mut Reader<AgentToGateway>) -> AgentToGateway {
+    loop {
+        match ctl.next().await {
+            Some(m @ (AgentToGateway::Held { .. } | AgentToGateway::Released { .. })) => return m,
+            Some(_) => continue,
+            None => panic!("control stream ended"),
+        }
+    }
+}
+
+/// Open a session stream; returns its halves after `Started` (with its `resumed` flag).
+async fn open_session(
+    conn: &quinn::Connection,
+    owner: [u8; 16],
+    resume: Option<u64>,
+) -> (
+    quinn::SendStream,
+    Reader<AgentSessionToGateway>,
+    Option<bool>,
+) {
+    let (mut s, r) = conn.open_bi().await.expect("session stream");
+    send(
+        &mut s,
+        &GatewayToAgentSession::Open {
+            session_id: 9,
+            width: 640,
+            height: 480,
+            watermark: None,
+            owner,
+            resume,
+        },
+    )
+    .await;
+    let mut r = Reader::<AgentSessionToGateway>::with_limit(r, READ_LIMIT);
+    let resumed = match r.next().await {
+        Some(AgentSessionToGateway::Started { resumed, .. }) => Some(resumed),
+        _ => None,
+    };
+    (s, r, resumed)
+}
+
+/// The first video frame on a stream: it must be a keyframe a fresh sanitizer accepts.
+async fn first_frame_is_a_clean_keyframe(r: &mut Reader<AgentSessionToGateway>, what: &str) {
+    match r.next().await {
+        Some(AgentSessionToGateway::Video(f)) => {
+            assert!(f.header.keyframe, "{what}: the first frame is a keyframe");
+            let mut sanitizer = NalSanitizer::new(Limits::default());
+            let checked = sanitizer.sanitize(&f.header, &f.data);
+            assert!(checked.is_ok(), "{what}: {checked:?}");
+        }
+        other => panic!("{what}: expected video, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_outlives_its_gateway_and_is_resumed_through_another() {
+    let pki_dir = tempfile::tempdir().expect("tempdir");
+    let pki = Pki::create(pki_dir.path(), &["agent-1"]);
+    let work = tempfile::tempdir().expect("work dir");
+    std::fs::set_permissions(
+        work.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o711),
+    )
+    .expect("chmod work dir");
+    let (url, reports) = common::serve(
+        "<html><body style='background:#00a'>held<script>fetch('/report',{method:'POST',body:'loaded'})</script></body></html>",
+    );
+    let (g1, g2) = (AgentGateway::bind(&pki), AgentGateway::bind(&pki));
+    let config = agent_config(
+        &pki,
+        work.path(),
+        &url,
+        &[g1.addr, g2.addr],
+        &[
+            ("max_sessions", toml::Value::Integer(1)),
+            ("linger_s", toml::Value::Integer(6)),
+        ],
+    );
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let agent = tokio::spawn(tsuitate_agent::client::run(config, stop_rx));
+    // The agent dials both.
+    let ((c1, mut ctl1), (c2, mut ctl2)) = tokio::join!(welcome(&g1), welcome(&g2));
+
+    // A session through gateway 1: every gateway hears that the agent holds it.
+    let (_s1, mut r1, resumed) = open_session(&c1, OWNER, None).await;
+    assert_eq!(resumed, Some(false), "a new browser");
+    first_frame_is_a_clean_keyframe(&mut r1, "new session").await;
+    let held = match next_held(&mut ctl2).await {
+        AgentToGateway::Held {
+            session,
+            owner,
+            lingering: false,
+        } => {
+            assert_eq!(owner, OWNER);
+            session
+        }
+        other => panic!("expected Held, got {other:?}"),
+    };
+    assert!(reports
+        .wait_for(Duration::from_secs(30), |r| r == "loaded")
+        .is_some());
+
+    // Someone else cannot take it: their Open{resume} starts a new browser, for which there
+    // is no slot.
+    let (_x, _xr, resumed) = open_session(&c2, [0x13; 16], Some(held)).await;
+    assert_eq!(resumed, None, "another owner's resume is no resume");
+
+    // Its owner takes it over through gateway 2 while gateway 1 still carries it: gateway 1
+    // is told Replaced, gateway 2 gets the same browser from a fresh keyframe.
+    let (s2, mut r2, resumed) = open_session(&c2, OWNER, Some(held)).await;
+    assert_eq!(resumed, Some(true), "the held browser was handed over");
+    first_frame_is_a_clean_keyframe(&mut r2, "taken over").await;
+    let ended = loop {
+        match r1.next().await {
+            Some(AgentSessionToGateway::Video(_)) => continue,
+            other => break other,
+        }
+    };
+    assert_eq!(
+        ended,
+        Some(AgentSessionToGateway::Ended {
+            reason: Reason::Replaced
+        })
+    );
+
+    // Gateway 2's stream is lost: the browser lingers (every gateway is told), and gateway 1
+    // resumes it.
+    drop((s2, r2));
+    let lingering = AgentToGateway::Held {
+        session: held,
+        owner: OWNER,
+        lingering: true,
+    };
+    while next_held(&mut ctl1).await != lingering {}
+    let (s3, mut r3, resumed) = open_session(&c1, OWNER, Some(held)).await;
+    assert_eq!(resumed, Some(true), "the lingering browser was resumed");
+    first_frame_is_a_clean_keyframe(&mut r3, "resumed").await;
+    let loads = reports.all().iter().filter(|r| *r == "loaded").count();
+    assert_eq!(loads, 1, "one browser all along: {:?}", reports.all());
+
+    // Lost again and nobody comes back: after linger_s the browser is ended and released.
+    drop((s3, r3));
+    let lost_at = std::time::Instant::now();
+    loop {
+        match next_held(&mut ctl2).await {
+            AgentToGateway::Released { session } if session == held => break,
+            _ => continue,
+        }
+    }
+    assert!(
+        lost_at.elapsed() >= Duration::from_secs(5),
+        "released after the linger, not at once ({:?})",
+        lost_at.elapsed()
+    );
+    let agent_dir = work.path().join("tsuitate-agent-agent-1");
+    let left = tsuitate_agent::browser::session_processes(&[], &agent_dir);
+    assert!(left.is_empty(), "processes left: {left:?}");
+    drop((c1, c2));
+    let _ = stop_tx.send(true);
+    let _ = tokio::time::timeout(Duration::from_secs(10), agent).await;
 }

@@ -101,9 +101,17 @@ fn main() {
             frames_skipped: 90,
         }
         .to_bytes(),
+        AgentToGateway::Held {
+            session: 3,
+            owner: [0x5a; 16],
+            lingering: true,
+        }
+        .to_bytes(),
+        AgentToGateway::Released { session: 3 }.to_bytes(),
         AgentSessionToGateway::Started {
             width: 128,
             height: 96,
+            resumed: false,
         }
         .to_bytes(),
         AgentSessionToGateway::Video(video(0)).to_bytes(),
@@ -152,6 +160,8 @@ fn main() {
                 size_px: 16,
                 utc_offset_min: 540,
             }),
+            owner: [0x5a; 16],
+            resume: Some(3),
         }
         .to_bytes(),
         GatewayToAgentSession::Input(events).to_bytes(),

@@ -39,7 +39,21 @@ pub enum AgentToGateway {
         frames_encoded: u64,
         frames_skipped: u64,
     },
+    /// The agent holds session `session` (its own number) of `owner`: attached to a gateway, or
+    /// `lingering` (its gateway connection was lost; the browser waits for `Open{resume}`).
+    /// Sent for every held session after `Welcome` and again on every change (§5.2).
+    Held {
+        session: u64,
+        owner: SessionOwner,
+        lingering: bool,
+    },
+    /// Session `session` ended on the agent.
+    Released { session: u64 },
 }
+
+/// Who a session belongs to, as the agent knows it: 16 bytes of SHA-256 over the user name
+/// (computed by the gateway; the agent never learns the name from it). docs/protocol.md §5.2.
+pub type SessionOwner = [u8; 16];
 
 /// Gateway → agent, control stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,8 +69,13 @@ pub enum GatewayToAgent {
 /// Agent → gateway, session stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AgentSessionToGateway {
-    /// The browser runs at this size; video follows.
-    Started { width: u16, height: u16 },
+    /// The browser runs at this size; video follows, starting with a keyframe. `resumed`: an
+    /// existing browser was handed over (`Open{resume}`), not a new one started.
+    Started {
+        width: u16,
+        height: u16,
+        resumed: bool,
+    },
     /// One encoded access unit (agent clock).
     Video(VideoFrame),
     /// The session ended on the agent side (browser exited, X server died, …).
@@ -66,13 +85,18 @@ pub enum AgentSessionToGateway {
 /// Gateway → agent, session stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum GatewayToAgentSession {
-    /// First message on a session stream: start a browser at this size, drawing `watermark`
-    /// into every picture when there is one.
+    /// First message on a session stream: start a browser at this size for `owner`, drawing
+    /// `watermark` into every picture when there is one. With `resume`, take over the agent's
+    /// session of that number instead when it is `owner`'s (lingering, or attached through
+    /// another gateway, which is then told `Ended{Replaced}`); a new browser starts when it
+    /// is gone.
     Open {
         session_id: u64,
         width: u16,
         height: u16,
         watermark: Option<Watermark>,
+        owner: SessionOwner,
+        resume: Option<u64>,
     },
     /// Validated, rate-limited, re-encoded viewer input.
     Input(Vec<InputEvent>),
@@ -236,7 +260,7 @@ fn printable(r: &mut Reader<'_>, field: &'static str) -> Result<String, WireErro
 
 impl Message for AgentToGateway {
     fn kind_info(kind: u8) -> Option<bool> {
-        (0x30..=0x33).contains(&kind).then_some(false)
+        (0x30..=0x35).contains(&kind).then_some(false)
     }
     fn kind(&self) -> u8 {
         match self {
@@ -244,6 +268,8 @@ impl Message for AgentToGateway {
             Self::Capacity { .. } => 0x31,
             Self::Pong { .. } => 0x32,
             Self::Stats { .. } => 0x33,
+            Self::Held { .. } => 0x34,
+            Self::Released { .. } => 0x35,
         }
     }
     fn encode_payload(&self, out: &mut Vec<u8>) {
@@ -280,6 +306,16 @@ impl Message for AgentToGateway {
                 out.extend_from_slice(&frames_encoded.to_be_bytes());
                 out.extend_from_slice(&frames_skipped.to_be_bytes());
             }
+            Self::Held {
+                session,
+                owner,
+                lingering,
+            } => {
+                out.extend_from_slice(&session.to_be_bytes());
+                out.extend_from_slice(owner);
+                out.push(u8::from(*lingering));
+            }
+            Self::Released { session } => out.extend_from_slice(&session.to_be_bytes()),
         }
     }
     fn decode_payload(kind: u8, r: &mut Reader<'_>, _limits: &Limits) -> Result<Self, WireError> {
@@ -303,6 +339,14 @@ impl Message for AgentToGateway {
                 sessions: r.u16("sessions")?,
                 frames_encoded: r.u64("frames_encoded")?,
                 frames_skipped: r.u64("frames_skipped")?,
+            },
+            0x34 => Self::Held {
+                session: r.u64("session")?,
+                owner: r.array("owner")?,
+                lingering: r.bool("lingering")?,
+            },
+            0x35 => Self::Released {
+                session: r.u64("session")?,
             },
             other => return Err(WireError::UnexpectedKind(other)),
         })
@@ -364,7 +408,14 @@ impl Message for AgentSessionToGateway {
     }
     fn encode_payload(&self, out: &mut Vec<u8>) {
         match self {
-            Self::Started { width, height } => put_dims(out, *width, *height),
+            Self::Started {
+                width,
+                height,
+                resumed,
+            } => {
+                put_dims(out, *width, *height);
+                out.push(u8::from(*resumed));
+            }
             Self::Video(frame) => frame.encode_payload(out),
             Self::Ended { reason } => out.extend_from_slice(&reason.to_u16().to_be_bytes()),
         }
@@ -373,7 +424,11 @@ impl Message for AgentSessionToGateway {
         Ok(match kind {
             0x50 => {
                 let (width, height) = r.dimensions(limits)?;
-                Self::Started { width, height }
+                Self::Started {
+                    width,
+                    height,
+                    resumed: r.bool("resumed")?,
+                }
             }
             0x51 => Self::Video(VideoFrame::decode_payload(r, limits)?),
             0x52 => Self::Ended {
@@ -404,10 +459,20 @@ impl Message for GatewayToAgentSession {
                 width,
                 height,
                 watermark,
+                owner,
+                resume,
             } => {
                 out.extend_from_slice(&session_id.to_be_bytes());
                 put_dims(out, *width, *height);
                 Watermark::encode(watermark.as_ref(), out);
+                out.extend_from_slice(owner);
+                match resume {
+                    Some(n) => {
+                        out.push(1);
+                        out.extend_from_slice(&n.to_be_bytes());
+                    }
+                    None => out.push(0),
+                }
             }
             Self::Input(events) => encode_batch(events, out),
             Self::KeyframeRequest => {}
@@ -420,11 +485,20 @@ impl Message for GatewayToAgentSession {
             0x60 => {
                 let session_id = r.u64("session_id")?;
                 let (width, height) = r.dimensions(limits)?;
+                let watermark = Watermark::decode(r)?;
+                let owner = r.array("owner")?;
+                let resume = if r.bool("resume")? {
+                    Some(r.u64("resume")?)
+                } else {
+                    None
+                };
                 Self::Open {
                     session_id,
                     width,
                     height,
-                    watermark: Watermark::decode(r)?,
+                    watermark,
+                    owner,
+                    resume,
                 }
             }
             0x61 => Self::Input(decode_batch(r, limits)?),
@@ -451,6 +525,8 @@ mod tests {
             width: 1280,
             height: 720,
             watermark: Some(w),
+            owner: [7; 16],
+            resume: None,
         }
         .to_bytes()
     }

@@ -28,8 +28,8 @@ mod video;
 mod viewer;
 
 pub use agent::{
-    AgentSessionToGateway, AgentToGateway, GatewayToAgent, GatewayToAgentSession, Watermark,
-    WatermarkPlace, WATERMARK_SIZE_PX, WATERMARK_UTC_OFFSET_MIN,
+    AgentSessionToGateway, AgentToGateway, GatewayToAgent, GatewayToAgentSession, SessionOwner,
+    Watermark, WatermarkPlace, WATERMARK_SIZE_PX, WATERMARK_UTC_OFFSET_MIN,
 };
 pub use clock::ClockEstimator;
 pub use codec::{frame_len, put_str, Message, Reader, FRAME_HEADER_BYTES};
@@ -48,9 +48,10 @@ pub use viewer::{GatewayToViewer, LoginStatus, TimeoutKind, ViewerToGateway};
 pub const PROTOCOL_VERSION: u16 = 1;
 
 /// The version of the agent link (agent `Hello`, gateway `Welcome` to it; docs/protocol.md §1).
-/// 2: `Hello` reports the browser version and policy, `Open` carries the watermark. Agents and
-/// gateways are upgraded together; viewers are not affected.
-pub const AGENT_PROTOCOL_VERSION: u16 = 2;
+/// 2: `Hello` reports the browser version and policy, `Open` carries the watermark.
+/// 3: sessions live on the agent (`Open{owner,resume}`, `Started{resumed}`, `Held`,
+/// `Released`). Agents and gateways are upgraded together; viewers are not affected.
+pub const AGENT_PROTOCOL_VERSION: u16 = 3;
 
 /// The QUIC ALPN identifier (docs/protocol.md §1). Both listeners accept only this.
 pub const ALPN: &[u8] = b"tsuitate/1";

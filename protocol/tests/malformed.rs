@@ -221,7 +221,7 @@ fn catalogue_is_closed() {
     );
     assert_eq!(
         accepted::<AgentToGateway>(),
-        (0x30..=0x33).collect::<Vec<_>>()
+        (0x30..=0x35).collect::<Vec<_>>()
     );
     assert_eq!(
         accepted::<GatewayToAgent>(),

@@ -188,6 +188,14 @@ fn agent_to_gateway() -> impl Strategy<Value = AgentToGateway> {
                 frames_skipped
             }
         ),
+        (any::<u64>(), any::<[u8; 16]>(), any::<bool>()).prop_map(|(session, owner, lingering)| {
+            AgentToGateway::Held {
+                session,
+                owner,
+                lingering,
+            }
+        }),
+        any::<u64>().prop_map(|session| AgentToGateway::Released { session }),
     ]
 }
 
@@ -202,7 +210,13 @@ fn gateway_to_agent() -> impl Strategy<Value = GatewayToAgent> {
 
 fn agent_session() -> impl Strategy<Value = AgentSessionToGateway> {
     prop_oneof![
-        dims().prop_map(|(width, height)| AgentSessionToGateway::Started { width, height }),
+        (dims(), any::<bool>()).prop_map(|((width, height), resumed)| {
+            AgentSessionToGateway::Started {
+                width,
+                height,
+                resumed,
+            }
+        }),
         video().prop_map(AgentSessionToGateway::Video),
         reason().prop_map(|reason| AgentSessionToGateway::Ended { reason }),
     ]
@@ -229,14 +243,23 @@ fn watermark() -> impl Strategy<Value = Watermark> {
 
 fn gateway_session() -> impl Strategy<Value = GatewayToAgentSession> {
     prop_oneof![
-        (any::<u64>(), dims(), proptest::option::of(watermark())).prop_map(
-            |(session_id, (width, height), watermark)| GatewayToAgentSession::Open {
-                session_id,
-                width,
-                height,
-                watermark,
-            }
-        ),
+        (
+            any::<u64>(),
+            dims(),
+            proptest::option::of(watermark()),
+            any::<[u8; 16]>(),
+            proptest::option::of(any::<u64>())
+        )
+            .prop_map(|(session_id, (width, height), watermark, owner, resume)| {
+                GatewayToAgentSession::Open {
+                    session_id,
+                    width,
+                    height,
+                    watermark,
+                    owner,
+                    resume,
+                }
+            }),
         events().prop_map(GatewayToAgentSession::Input),
         Just(GatewayToAgentSession::KeyframeRequest),
         dims().prop_map(|(width, height)| GatewayToAgentSession::Resize { width, height }),

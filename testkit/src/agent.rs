@@ -216,6 +216,7 @@ async fn session(
     let started = AgentSessionToGateway::Started {
         width: size.0,
         height: size.1,
+        resumed: false,
     };
     if tsuitate_transport::write(&mut send, &started)
         .await

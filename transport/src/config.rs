@@ -51,6 +51,18 @@ impl Default for Tuning {
 }
 
 impl Tuning {
+    /// A native viewer's connection to its gateway: keep-alive 0.5 s and idle timeout 2 s, so
+    /// a gateway that dies (`kill -9`, a lost host) is noticed within 2 s and the viewer
+    /// reconnects through another gateway (docs/viewer.md "Several gateways"). Over a link
+    /// that is silent for 2 s the viewer reconnects too, and resumes the same browser.
+    pub fn viewer() -> Tuning {
+        Tuning {
+            keep_alive: Duration::from_millis(500),
+            idle_timeout: Duration::from_secs(2),
+            ..Tuning::default()
+        }
+    }
+
     /// The quinn transport configuration of these tunings (no unidirectional streams, no
     /// datagrams).
     pub fn transport(&self) -> TransportConfig {

@@ -15,8 +15,9 @@ pub struct Args {
     /// TOML configuration file (keys as the long options, with underscores).
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// Gateway address host:port [default: 127.0.0.1:4700].
-    #[arg(long, value_name = "HOST:PORT")]
+    /// Gateway address host:port, or several separated by commas: tried in turn, and after a
+    /// lost connection the next one first [default: 127.0.0.1:4700].
+    #[arg(long, value_name = "HOST:PORT[,HOST:PORT…]")]
     pub gateway: Option<String>,
     /// TLS name to verify on the gateway certificate [default: the gateway host].
     #[arg(long, value_name = "NAME")]

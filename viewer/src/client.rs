@@ -15,9 +15,10 @@ use tsuitate_transport::{MessageReader, ReadError, Tuning};
 /// Where and as whom to connect. The password lives only in memory.
 #[derive(Clone)]
 pub struct ClientConfig {
-    /// Gateway `host:port`.
+    /// Gateway `host:port`, or several separated by commas (tried in turn; a name may also
+    /// resolve to several addresses).
     pub gateway: String,
-    /// TLS server name to verify (defaults to the host part of `gateway`).
+    /// TLS server name to verify (defaults to the host part of each gateway).
     pub server_name: Option<String>,
     /// PEM file with the CA certificate(s) that issued the gateway's certificate.
     pub ca_file: PathBuf,
@@ -105,12 +106,20 @@ pub struct Connected {
     pub height: u16,
     /// Whether the gateway gave back a lingering session.
     pub resumed: bool,
+    /// Which of the candidate addresses ([`candidates`]) this connection went to.
+    pub via: usize,
 }
 
 /// Build the QUIC client config (`tsuitate-transport`: ring, TLS 1.3 only, our ALPN, the
-/// product's tunings) trusting the CA certificates in `ca_file`.
+/// viewer's tunings: a lost gateway is noticed within [`Tuning::viewer`]'s idle timeout, so
+/// the reconnect to another one starts at once) trusting the CA certificates in `ca_file`.
 pub fn quic_client_config(ca_file: &std::path::Path) -> Result<quinn::ClientConfig, ClientError> {
-    quic_client_config_with(ca_file, None)
+    tsuitate_transport::client_config_from_files(ca_file, None, &Tuning::viewer()).map_err(|e| {
+        ClientError::CaFile {
+            path: ca_file.display().to_string(),
+            message: e.to_string(),
+        }
+    })
 }
 
 /// [`quic_client_config`] presenting a client certificate (a trusted front's).
@@ -126,17 +135,57 @@ pub fn quic_client_config_with(
     )
 }
 
-async fn resolve(gateway: &str) -> Result<SocketAddr, ClientError> {
-    let unreachable = |message: String| ClientError::Unreachable {
-        gateway: gateway.to_owned(),
-        message,
-    };
-    let mut addrs = tokio::net::lookup_host(gateway)
-        .await
-        .map_err(|e| unreachable(e.to_string()))?;
-    addrs
-        .next()
-        .ok_or_else(|| unreachable("the name has no address".into()))
+/// The gateways of a `gateway` setting: `host:port` entries separated by commas.
+pub fn gateway_list(gateway: &str) -> Vec<&str> {
+    gateway
+        .split(',')
+        .map(str::trim)
+        .filter(|g| !g.is_empty())
+        .collect()
+}
+
+/// One address to try: where, the TLS name to verify, and the entry it came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Candidate {
+    /// The address.
+    pub addr: SocketAddr,
+    /// The TLS name.
+    pub name: String,
+    /// The `host:port` entry.
+    pub gateway: String,
+}
+
+/// Every address of every gateway in `cfg.gateway`, in order (a name's addresses as the
+/// resolver gives them). An entry that does not resolve is left out, unless none resolves.
+pub async fn candidates(cfg: &ClientConfig) -> Result<Vec<Candidate>, ClientError> {
+    let mut out = Vec::new();
+    let mut last_error = None;
+    for gateway in gateway_list(&cfg.gateway) {
+        let name = cfg
+            .server_name
+            .clone()
+            .unwrap_or_else(|| default_server_name(gateway));
+        match tokio::net::lookup_host(gateway).await {
+            Ok(addrs) => out.extend(addrs.map(|addr| Candidate {
+                addr,
+                name: name.clone(),
+                gateway: gateway.to_owned(),
+            })),
+            Err(e) => {
+                last_error = Some(ClientError::Unreachable {
+                    gateway: gateway.to_owned(),
+                    message: e.to_string(),
+                })
+            }
+        }
+    }
+    if out.is_empty() {
+        return Err(last_error.unwrap_or_else(|| ClientError::Unreachable {
+            gateway: cfg.gateway.clone(),
+            message: "the name has no address".into(),
+        }));
+    }
+    Ok(out)
 }
 
 /// Default TLS name: the host part of `host:port` (brackets of an IPv6 literal removed).
@@ -181,28 +230,69 @@ pub async fn connect_with(
     cfg: &ClientConfig,
     quic: quinn::ClientConfig,
 ) -> Result<Connected, ClientError> {
-    let addr = resolve(&cfg.gateway).await?;
-    let unreachable = |message: String| ClientError::Unreachable {
+    connect_from(cfg, quic, 0).await
+}
+
+/// Connect and log in, trying the candidate addresses in turn from index `start` (modulo
+/// their number): a reconnect starts after the gateway it lost. Only an unreachable gateway
+/// moves on to the next; a refusal (password, lockout, capacity) ends at once, so a wrong
+/// password is never tried on every gateway.
+pub async fn connect_from(
+    cfg: &ClientConfig,
+    quic: quinn::ClientConfig,
+    start: usize,
+) -> Result<Connected, ClientError> {
+    let all = candidates(cfg).await?;
+    // With several gateways, a dead one may not hold up the others for long.
+    let limit = if all.len() > 1 {
+        cfg.connect_timeout.min(Duration::from_secs(2))
+    } else {
+        cfg.connect_timeout
+    };
+    let mut last = None;
+    for i in 0..all.len() {
+        let via = (start + i) % all.len();
+        match connect_one(cfg, quic.clone(), &all[via], limit).await {
+            Ok(mut c) => {
+                c.via = via;
+                return Ok(c);
+            }
+            Err(e) if e.is_network() => {
+                tracing::info!(gateway = %all[via].gateway, addr = %all[via].addr, error = %e, "gateway unreachable; trying the next");
+                last = Some(e);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| ClientError::Unreachable {
         gateway: cfg.gateway.clone(),
+        message: "no address".into(),
+    }))
+}
+
+async fn connect_one(
+    cfg: &ClientConfig,
+    quic: quinn::ClientConfig,
+    to: &Candidate,
+    limit: Duration,
+) -> Result<Connected, ClientError> {
+    let unreachable = |message: String| ClientError::Unreachable {
+        gateway: to.gateway.clone(),
         message,
     };
-    let endpoint =
-        tsuitate_transport::client_endpoint(addr, quic).map_err(|e| unreachable(e.to_string()))?;
-    let name = cfg
-        .server_name
-        .clone()
-        .unwrap_or_else(|| default_server_name(&cfg.gateway));
-    let connecting = endpoint
-        .connect(addr, &name)
+    let endpoint = tsuitate_transport::client_endpoint(to.addr, quic)
         .map_err(|e| unreachable(e.to_string()))?;
-    let connection = tokio::time::timeout(cfg.connect_timeout, connecting)
+    let connecting = endpoint
+        .connect(to.addr, &to.name)
+        .map_err(|e| unreachable(e.to_string()))?;
+    let connection = tokio::time::timeout(limit, connecting)
         .await
         .map_err(|_| unreachable("no answer (timed out)".into()))?
-        .map_err(|e| map_connection_error(e, &cfg.gateway, false))?;
+        .map_err(|e| map_connection_error(e, &to.gateway, false))?;
     let (send, recv) = connection
         .open_bi()
         .await
-        .map_err(|e| map_connection_error(e, &cfg.gateway, true))?;
+        .map_err(|e| map_connection_error(e, &to.gateway, true))?;
     let mut conn = Connected {
         endpoint,
         connection,
@@ -211,6 +301,7 @@ pub async fn connect_with(
         width: 0,
         height: 0,
         resumed: false,
+        via: 0,
     };
     login(&mut conn, cfg).await?;
     Ok(conn)

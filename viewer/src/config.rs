@@ -116,8 +116,11 @@ impl Settings {
             .clone()
             .or(file.gateway)
             .unwrap_or_else(|| DEFAULT_GATEWAY.into());
-        if !gateway.contains(':') {
-            errors.push(format!("--gateway `{gateway}` must be HOST:PORT"));
+        let list = crate::client::gateway_list(&gateway);
+        if list.is_empty() || list.iter().any(|g| !g.contains(':')) {
+            errors.push(format!(
+                "--gateway `{gateway}` must be HOST:PORT, or several separated by commas / HOST:PORT（複数はカンマ区切り）で指定してください"
+            ));
         }
         let ca = args.ca.clone().or(file.ca);
         if ca.is_none() {
@@ -225,6 +228,29 @@ mod tests {
         assert_eq!(s.gateway, "gw:4700");
         assert_eq!(s.scale, ScaleArg::Nearest);
         assert!(s.headless.is_none());
+    }
+
+    #[test]
+    fn several_gateways_are_a_comma_separated_list() {
+        let with = |gateway: &str| Args {
+            user: Some("a".into()),
+            ca: Some("ca.pem".into()),
+            gateway: Some(gateway.into()),
+            ..Args::default()
+        };
+        for ok in ["gw1:4700,gw2:4700", "gw1:4700, [::1]:4700 ,", "gw:4700"] {
+            let s = Settings::resolve(&with(ok), FileConfig::default())
+                .unwrap_or_else(|e| panic!("{ok}: {e}"));
+            assert!(!crate::client::gateway_list(&s.gateway).is_empty());
+        }
+        assert_eq!(
+            crate::client::gateway_list("gw1:4700, [::1]:4700 ,"),
+            ["gw1:4700", "[::1]:4700"]
+        );
+        for bad in ["gw1:4700,gw2", ",", ""] {
+            let e = Settings::resolve(&with(bad), FileConfig::default()).unwrap_err();
+            assert!(e.0[0].contains("カンマ区切り"), "{bad}: {e}");
+        }
     }
 
     #[test]

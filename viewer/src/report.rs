@@ -29,6 +29,22 @@ struct Inner {
     first_frame: Option<Instant>,
     /// Timeout warnings from the gateway (at most [`MAX_WARNINGS`]).
     warnings: Vec<TimeoutWarning>,
+    /// When the connection was lost, while no picture has been decoded since.
+    lost: Option<u64>,
+    /// Connections lost and pictures back (at most [`MAX_WARNINGS`]).
+    reconnects: Vec<Reconnect>,
+}
+
+/// A lost connection, and the first picture decoded after it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Reconnect {
+    /// When the loss was noticed, in ms after the start.
+    pub lost_ms: u64,
+    /// When the next picture was decoded (through whichever gateway), in ms after the start.
+    pub back_ms: u64,
+    /// The same moment as milliseconds since the Unix epoch (for comparing with events
+    /// outside the viewer, such as when a gateway was stopped).
+    pub back_unix_ms: u64,
 }
 
 /// Most timeout warnings kept for the report.
@@ -125,10 +141,31 @@ impl Stats {
         self.lock().dropped_frames += n;
     }
 
+    /// The connection to the gateway was lost (a reconnect follows).
+    pub fn connection_lost(&self) {
+        let at = self.ms_since_start(Instant::now());
+        self.lock().lost.get_or_insert(at);
+    }
+
+    fn ms_since_start(&self, t: Instant) -> u64 {
+        u64::try_from(t.saturating_duration_since(self.start).as_millis()).unwrap_or(u64::MAX)
+    }
+
     /// A frame was decoded with this capture→decoded latency.
     pub fn frame_decoded(&self, keyframe: bool, latency_us: u32) {
+        let now = Instant::now();
+        let back_ms = self.ms_since_start(now);
         let mut s = self.lock();
-        s.first_frame.get_or_insert_with(Instant::now);
+        s.first_frame.get_or_insert(now);
+        if let Some(lost_ms) = s.lost.take() {
+            if s.reconnects.len() < MAX_WARNINGS {
+                s.reconnects.push(Reconnect {
+                    lost_ms,
+                    back_ms,
+                    back_unix_ms: crate::clock::unix_us() / 1000,
+                });
+            }
+        }
         s.frames_decoded += 1;
         s.window_frames += 1;
         if keyframe {
@@ -218,6 +255,7 @@ impl Stats {
             bytes: s.bytes,
             duration_ms: u64::try_from(duration.as_millis()).unwrap_or(u64::MAX),
             timeout_warnings: s.warnings.clone(),
+            reconnects: s.reconnects.clone(),
             first_frame_ms: s
                 .first_frame
                 .map(|t| u64::try_from((t - self.start).as_millis()).unwrap_or(u64::MAX)),
@@ -254,6 +292,8 @@ pub struct Report {
     pub duration_ms: u64,
     /// Timeout warnings the gateway sent, in order.
     pub timeout_warnings: Vec<TimeoutWarning>,
+    /// Each lost connection and when a picture was back (docs/viewer.md "Several gateways").
+    pub reconnects: Vec<Reconnect>,
     /// Time from start (before the QUIC handshake and the login) to the first decoded picture,
     /// in ms: the session start time a user waits through; `None` without a picture.
     pub first_frame_ms: Option<u64>,

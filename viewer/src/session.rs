@@ -8,7 +8,10 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tsuitate_protocol::{GatewayToViewer, Reason, ViewerToGateway};
 
-use crate::client::{connect, read_message, write_message, ClientConfig, ClientError, Connected};
+use crate::client::{
+    connect_from, quic_client_config, read_message, write_message, ClientConfig, ClientError,
+    Connected,
+};
 use crate::clock::{unix_us, ClockOffset};
 use crate::decode::{DecoderInput, Submit};
 use crate::report::Stats;
@@ -230,18 +233,25 @@ pub async fn write_loop(
 }
 
 /// Connect (retrying network failures until `deadline`), then drive the session; after a
-/// network drop, reconnect within `linger` and resume. Login refusals end it at once.
+/// network drop, or a gateway that shuts down (`Bye{Shutdown}`), reconnect within `linger`
+/// and resume — through the next gateway of the list first, so a lost gateway costs no wait.
+/// Login refusals end it at once.
 pub async fn run_with_reconnect(
     cfg: &ClientConfig,
     driver: &mut SessionDriver,
     linger: Duration,
 ) -> SessionEnd {
+    let quic = match quic_client_config(&cfg.ca_file) {
+        Ok(q) => q,
+        Err(e) => return SessionEnd::Error(e),
+    };
     let mut attempt = 0u32;
     let mut deadline: Option<Instant> = None;
+    let mut start = 0usize;
     loop {
         attempt += 1;
         (driver.events)(SessionEvent::Connecting { attempt });
-        let conn = match connect(cfg).await {
+        let conn = match connect_from(cfg, quic.clone(), start).await {
             Ok(c) => c,
             Err(e) if e.is_network() && deadline.is_some_and(|d| Instant::now() < d) => {
                 tokio::time::sleep(Duration::from_millis(500)).await;
@@ -249,6 +259,7 @@ pub async fn run_with_reconnect(
             }
             Err(e) => return SessionEnd::Error(e),
         };
+        start = conn.via + 1;
         (driver.events)(SessionEvent::Ready {
             width: conn.width,
             height: conn.height,
@@ -257,6 +268,13 @@ pub async fn run_with_reconnect(
         match driver.run(conn).await {
             SessionEnd::Error(e) if e.is_network() => {
                 tracing::info!(error = %e, "network drop; reconnecting");
+                driver.stats.connection_lost();
+                (driver.events)(SessionEvent::Reconnecting);
+                deadline = Some(Instant::now() + linger);
+            }
+            SessionEnd::Bye(Reason::Shutdown) if !linger.is_zero() => {
+                tracing::info!("the gateway shuts down; reconnecting");
+                driver.stats.connection_lost();
                 (driver.events)(SessionEvent::Reconnecting);
                 deadline = Some(Instant::now() + linger);
             }

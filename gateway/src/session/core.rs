@@ -79,6 +79,16 @@ impl End {
             violation: None,
         }
     }
+    /// The gateway stops: the viewer is told, the agent is not asked to close the browser
+    /// (its stream just ends, and the browser lingers there for a resume through another
+    /// gateway or this one restarted).
+    pub fn gateway_shutdown() -> End {
+        End {
+            to_agent: None,
+            to_viewer: Reason::Shutdown,
+            violation: None,
+        }
+    }
     pub fn agent_lost() -> End {
         End {
             to_agent: None,
@@ -179,6 +189,9 @@ pub(crate) struct SessionInit<'a> {
     /// The size the agent's browser started at.
     pub width: u16,
     pub height: u16,
+    /// The agent handed over a browser it held: the first viewer resumes it (from a
+    /// keyframe, told `resumed`).
+    pub resumed: bool,
     /// The agent's clock offset (shared with its control stream's pings).
     pub clock: Arc<Mutex<ClockEstimator>>,
 }
@@ -214,7 +227,7 @@ impl SessionCore {
             idle_warned_for: None,
             absolute_warned: false,
             linger_since: Some(now),
-            ever_attached: false,
+            ever_attached: init.resumed,
             requested_size: None,
             to_agent: VecDeque::new(),
             events: VecDeque::new(),
@@ -732,6 +745,10 @@ mod tests {
     }
 
     fn core(t0: Instant, cfg: &Config) -> SessionCore {
+        core_resumed(t0, cfg, false)
+    }
+
+    fn core_resumed(t0: Instant, cfg: &Config, resumed: bool) -> SessionCore {
         SessionCore::new(
             t0,
             SessionInit {
@@ -740,6 +757,7 @@ mod tests {
                 agent: "agent-1",
                 width: 640,
                 height: 480,
+                resumed,
                 clock: Arc::new(Mutex::new(ClockEstimator::default())),
             },
             cfg,
@@ -954,6 +972,35 @@ mod tests {
     }
 
     #[test]
+    fn a_browser_the_agent_held_is_resumed_by_the_first_viewer_from_a_forced_keyframe() {
+        let t0 = Instant::now();
+        let cfg = config(0, 0, 60);
+        let mut c = core_resumed(t0, &cfg, true);
+        let (v, mut rx) = sink(1);
+        c.handle_command(t0, SessionCommand::Attach(v)).unwrap();
+        assert!(matches!(
+            rx.try_recv(),
+            Ok(ToViewer::Msg(GatewayToViewer::SessionReady {
+                resumed: true,
+                ..
+            }))
+        ));
+        assert_eq!(c.poll_agent(), Some(GatewayToAgentSession::KeyframeRequest));
+        // A new browser's first viewer is told it is new, and nothing is asked of the agent.
+        let mut fresh = core(t0, &cfg);
+        let (v, mut rx) = sink(2);
+        fresh.handle_command(t0, SessionCommand::Attach(v)).unwrap();
+        assert!(matches!(
+            rx.try_recv(),
+            Ok(ToViewer::Msg(GatewayToViewer::SessionReady {
+                resumed: false,
+                ..
+            }))
+        ));
+        assert_eq!(fresh.poll_agent(), None);
+    }
+
+    #[test]
     fn idle_timeout_counts_from_the_last_input() {
         let t0 = Instant::now();
         let cfg = config(60, 0, 30);
@@ -1007,6 +1054,7 @@ mod tests {
                 AgentSessionToGateway::Started {
                     width: 1,
                     height: 1,
+                    resumed: false,
                 },
             )
             .unwrap_err();

@@ -13,7 +13,7 @@ use tokio::sync::mpsc;
 use tokio::time::{sleep_until, timeout, Instant};
 use tracing::Instrument;
 use tsuitate_protocol::{
-    AgentSessionToGateway, ClockEstimator, GatewayToAgentSession, Reason, Watermark,
+    AgentSessionToGateway, ClockEstimator, GatewayToAgentSession, Reason, SessionOwner, Watermark,
 };
 use tsuitate_transport::{close as close_with, spawn_reader, ReadEnd, ReadItem};
 
@@ -34,8 +34,25 @@ pub(crate) struct Opened {
     rx: mpsc::Receiver<ReadItem<AgentSessionToGateway>>,
     width: u16,
     height: u16,
+    /// The agent handed over a browser it held (`Started{resumed}`).
+    resumed: bool,
     conn: quinn::Connection,
     clock: Arc<Mutex<ClockEstimator>>,
+}
+
+impl Opened {
+    /// Whether the agent handed over a browser it held.
+    pub(crate) fn resumed(&self) -> bool {
+        self.resumed
+    }
+}
+
+/// What the agent is asked for: a new browser at this size, or the user's held one.
+pub(crate) struct OpenRequest {
+    pub size: (u16, u16),
+    pub watermark: Option<Watermark>,
+    pub owner: SessionOwner,
+    pub resume: Option<u64>,
 }
 
 /// Open a session stream on `agent` and wait for `Started`, all within
@@ -45,15 +62,16 @@ pub(crate) async fn open(
     state: &Arc<State>,
     session_id: u64,
     agent: &str,
-    (width, height): (u16, u16),
-    watermark: Option<Watermark>,
+    req: OpenRequest,
 ) -> Result<Opened, GatewayError> {
     let limit = state.cfg.session.start_timeout;
     let open = GatewayToAgentSession::Open {
         session_id,
-        width,
-        height,
-        watermark,
+        width: req.size.0,
+        height: req.size.1,
+        watermark: req.watermark,
+        owner: req.owner,
+        resume: req.resume,
     };
     match timeout(limit, open_stream(state, agent, open)).await {
         Ok(r) => r,
@@ -81,11 +99,16 @@ async fn open_stream(
         return Err(GatewayError::Closed(Side::Agent));
     };
     match first {
-        Ok(AgentSessionToGateway::Started { width, height }) => Ok(Opened {
+        Ok(AgentSessionToGateway::Started {
+            width,
+            height,
+            resumed,
+        }) => Ok(Opened {
             send,
             rx,
             width,
             height,
+            resumed,
             conn: link.conn,
             clock: link.clock,
         }),
@@ -139,6 +162,7 @@ pub(crate) fn spawn(
             agent,
             width: opened.width,
             height: opened.height,
+            resumed: opened.resumed,
             clock: opened.clock,
         },
         &state.cfg,
@@ -197,7 +221,7 @@ impl Driver {
                 _ = sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
                     self.core.handle_timeout(now())
                 }
-                _ = crate::state::stopped(&mut shutdown) => Err(End::both(Reason::Shutdown)),
+                _ = crate::state::stopped(&mut shutdown) => Err(End::gateway_shutdown()),
             };
             self.record_events();
             *lock(&self.info.view) = self.core.view(now());
@@ -258,7 +282,9 @@ impl Driver {
         {
             let mut hub = self.state.hub();
             hub.sessions.remove(&core.id);
-            hub.broker.release(core.id);
+            // Closed by us: the agent frees the slot. Otherwise the browser may live on
+            // (lingering, or through another gateway): the agent's Capacity tells.
+            hub.broker.release_with(core.id, end.to_agent.is_some());
         }
         self.state.metrics.session_ended(end.to_viewer.name());
         if let Some(dropped) = core.dropped_record() {
