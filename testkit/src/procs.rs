@@ -112,6 +112,12 @@ impl Child {
         matches!(self.child.try_wait(), Ok(Some(_)))
     }
 
+    /// `kill -9` it and wait for the exit (a crash, as far as its peers can tell).
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// Send SIGTERM and wait for the exit (SIGKILL after `grace`). Returns whether it exited
     /// by itself within the grace period.
     pub fn stop(&mut self, grace: Duration) -> bool {

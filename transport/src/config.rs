@@ -51,14 +51,14 @@ impl Default for Tuning {
 }
 
 impl Tuning {
-    /// A native viewer's connection to its gateway: keep-alive 0.5 s and idle timeout 2 s, so
-    /// a gateway that dies (`kill -9`, a lost host) is noticed within 2 s and the viewer
+    /// A native viewer's connection to its gateway: keep-alive 0.4 s and idle timeout 1.5 s,
+    /// so a gateway that dies (`kill -9`, a lost host) is noticed within 1.5 s and the viewer
     /// reconnects through another gateway (docs/viewer.md "Several gateways"). Over a link
-    /// that is silent for 2 s the viewer reconnects too, and resumes the same browser.
+    /// that is silent for 1.5 s the viewer reconnects too, and resumes the same browser.
     pub fn viewer() -> Tuning {
         Tuning {
-            keep_alive: Duration::from_millis(500),
-            idle_timeout: Duration::from_secs(2),
+            keep_alive: Duration::from_millis(400),
+            idle_timeout: Duration::from_millis(1500),
             ..Tuning::default()
         }
     }

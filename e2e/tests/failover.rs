@@ -1,0 +1,114 @@
+//! A gateway dies under a session (issue 13): the agent keeps the browser, the viewer —
+//! given both gateways — reconnects through the other one, which finds the browser the agent
+//! holds and resumes it from a keyframe. The page is the same (never reloaded), and the text
+//! typed before the loss is still in its field.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tsuitate_testkit::procs::wait_for;
+use tsuitate_testkit::stack::{metric, PASSWORD, USER};
+use tsuitate_testkit::{Stack, TestPage};
+
+fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+#[test]
+fn a_killed_gateway_costs_a_viewer_a_reconnect_not_its_browser() {
+    let page = TestPage::start();
+    let mut stack = Stack::start(None, "");
+    let second = stack.start_another_gateway();
+    let gateways = format!(
+        "gateways = [{{ addr = \"{}\", server_name = \"localhost\" }}, \
+                     {{ addr = \"{}\", server_name = \"localhost\" }}]\n",
+        stack.agent_addr, second.agent_addr
+    );
+    stack.start_agent(&page.url, &gateways);
+    let first_metrics = || stack.metrics();
+    let second_metrics = || second.metrics();
+    for (name, metrics) in [
+        ("first", &first_metrics as &dyn Fn() -> String),
+        ("second", &second_metrics),
+    ] {
+        assert!(
+            wait_for(Duration::from_secs(30), || {
+                metric(&metrics(), "tsuitate_agents_connected").filter(|v| *v >= 1.0)
+            })
+            .is_some(),
+            "the agent registered with the {name} gateway:\n{}",
+            stack.log("agent.log")
+        );
+    }
+
+    // The viewer knows both gateways and starts on the first. It types, waits while the
+    // first gateway is killed, and types again.
+    let both = format!("{},{}", stack.viewer_addr, second.viewer_addr);
+    let viewer = stack.spawn_viewer_at(
+        &both,
+        USER,
+        PASSWORD,
+        "failover",
+        "expect-change 30000\nwait 2000\nclick 300 410\nwait 500\ntype abc\n\
+         wait 15000\ntype def\nwait 3000\nsnapshot after.png\n",
+        &[],
+    );
+    assert!(
+        page.wait_event(Duration::from_secs(60), |e| e == "text=abc")
+            .is_some(),
+        "typed before the loss: {:?}",
+        page.events()
+    );
+    assert_eq!(
+        metric(&first_metrics(), "tsuitate_sessions_active"),
+        Some(1.0),
+        "the session runs through the first gateway"
+    );
+
+    // kill -9 the first gateway.
+    let killed_at = unix_ms();
+    stack.gateway.kill();
+
+    let run = viewer.wait();
+    if std::env::var_os("TSUITATE_KEEP_SHOTS").is_some() {
+        let _ = std::fs::copy(run.snapshots.join("after.png"), "/tmp/failover-after.png");
+        stack.keep_files();
+        println!("kept {}", stack.dir.path().display());
+    }
+    run.assert_ok("the viewer, across the loss of its gateway");
+    let text = page.wait_event(Duration::from_secs(10), |e| e == "text=abcdef");
+    assert!(
+        text.is_some(),
+        "the text typed before the loss was still in the field: {:?}",
+        page.events()
+    );
+    let loads = page.events().iter().filter(|e| *e == "loaded=1").count();
+    assert_eq!(loads, 1, "the page was never reloaded: {:?}", page.events());
+    let m = second_metrics();
+    assert_eq!(
+        metric(&m, "tsuitate_sessions_resumed_on_agent_total"),
+        Some(1.0),
+        "the second gateway took over the browser the agent held:\n{m}"
+    );
+    assert_eq!(
+        metric(&m, "tsuitate_sessions_started_total"),
+        Some(0.0),
+        "no new browser was started:\n{m}"
+    );
+    let reconnects = run.report["reconnects"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(reconnects.len(), 1, "one reconnect: {}", run.report);
+    let back = reconnects[0]["back_unix_ms"].as_u64().unwrap_or(0);
+    let after = back.saturating_sub(killed_at);
+    // The goal (3 s) is measured, not asserted (docs/benchmarks.md); this bound only says the
+    // picture came back at all within the viewer's script.
+    println!("failover: a picture again {after} ms after kill -9 of the gateway");
+    assert!(
+        back > killed_at && after < 15_000,
+        "a picture came back after the kill ({after} ms): {}",
+        run.report
+    );
+}
