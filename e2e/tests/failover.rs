@@ -5,8 +5,10 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use tsuitate_testkit::cdp::Browser;
 use tsuitate_testkit::procs::wait_for;
-use tsuitate_testkit::stack::{metric, PASSWORD, USER};
+use tsuitate_testkit::stack::{http_get, metric, OtherGateway, PASSWORD, USER};
+use tsuitate_testkit::web::{frame_point, login, wait_playing, WebViewer};
 use tsuitate_testkit::{Stack, TestPage};
 
 fn unix_ms() -> u64 {
@@ -15,9 +17,8 @@ fn unix_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-#[test]
-fn a_killed_gateway_costs_a_viewer_a_reconnect_not_its_browser() {
-    let page = TestPage::start();
+/// Two gateways and one agent connected to both, its start page `page`.
+fn two_gateways_one_agent(page: &TestPage) -> (Stack, OtherGateway) {
     let mut stack = Stack::start(None, "");
     let second = stack.start_another_gateway();
     let gateways = format!(
@@ -26,21 +27,46 @@ fn a_killed_gateway_costs_a_viewer_a_reconnect_not_its_browser() {
         stack.agent_addr, second.agent_addr
     );
     stack.start_agent(&page.url, &gateways);
-    let first_metrics = || stack.metrics();
-    let second_metrics = || second.metrics();
-    for (name, metrics) in [
-        ("first", &first_metrics as &dyn Fn() -> String),
-        ("second", &second_metrics),
-    ] {
+    for (name, admin) in [("first", &stack.admin_addr), ("second", &second.admin_addr)] {
         assert!(
             wait_for(Duration::from_secs(30), || {
-                metric(&metrics(), "tsuitate_agents_connected").filter(|v| *v >= 1.0)
+                let m = http_get(admin, "/metrics").unwrap_or_default();
+                metric(&m, "tsuitate_agents_connected").filter(|v| *v >= 1.0)
             })
             .is_some(),
             "the agent registered with the {name} gateway:\n{}",
             stack.log("agent.log")
         );
     }
+    (stack, second)
+}
+
+/// After the kill: the second gateway took over the browser the agent held, and started none.
+fn second_gateway_resumed_the_browser(second: &OtherGateway) {
+    let resumed = wait_for(Duration::from_secs(30), || {
+        (metric(
+            &second.metrics(),
+            "tsuitate_sessions_resumed_on_agent_total",
+        ) == Some(1.0))
+        .then_some(())
+    });
+    let m = second.metrics();
+    assert!(
+        resumed.is_some(),
+        "the second gateway took over the browser the agent held:\n{m}"
+    );
+    assert_eq!(
+        metric(&m, "tsuitate_sessions_started_total"),
+        Some(0.0),
+        "no new browser was started:\n{m}"
+    );
+}
+
+#[test]
+fn a_killed_gateway_costs_a_viewer_a_reconnect_not_its_browser() {
+    let page = TestPage::start();
+    let (mut stack, second) = two_gateways_one_agent(&page);
+    let first_metrics = || stack.metrics();
 
     // The viewer knows both gateways and starts on the first. It types, waits while the
     // first gateway is killed, and types again.
@@ -85,17 +111,7 @@ fn a_killed_gateway_costs_a_viewer_a_reconnect_not_its_browser() {
     );
     let loads = page.events().iter().filter(|e| *e == "loaded=1").count();
     assert_eq!(loads, 1, "the page was never reloaded: {:?}", page.events());
-    let m = second_metrics();
-    assert_eq!(
-        metric(&m, "tsuitate_sessions_resumed_on_agent_total"),
-        Some(1.0),
-        "the second gateway took over the browser the agent held:\n{m}"
-    );
-    assert_eq!(
-        metric(&m, "tsuitate_sessions_started_total"),
-        Some(0.0),
-        "no new browser was started:\n{m}"
-    );
+    second_gateway_resumed_the_browser(&second);
     let reconnects = run.report["reconnects"]
         .as_array()
         .cloned()
@@ -111,4 +127,73 @@ fn a_killed_gateway_costs_a_viewer_a_reconnect_not_its_browser() {
         "a picture came back after the kill ({after} ms): {}",
         run.report
     );
+}
+
+#[test]
+fn a_killed_gateway_costs_a_web_viewer_page_a_moment_not_its_browser() {
+    let page = TestPage::start();
+    let (mut stack, second) = two_gateways_one_agent(&page);
+    let both = format!(
+        "gateway = \"{},{}\"\n",
+        stack.viewer_addr, second.viewer_addr
+    );
+    let web = WebViewer::start(&stack, &both);
+    let mut b = Browser::launch("ja", 1280, 860);
+    login(&mut b, &web.url, USER, PASSWORD);
+    wait_playing(&mut b);
+    let (x, y) = frame_point(&mut b, 300, 410);
+    b.click(x, y);
+    std::thread::sleep(Duration::from_millis(500));
+    b.type_ascii("abc");
+    assert!(
+        page.wait_event(Duration::from_secs(20), |e| e == "text=abc")
+            .is_some(),
+        "typed before the loss: {:?}\n{}",
+        page.events(),
+        web.log()
+    );
+    assert_eq!(
+        metric(&stack.metrics(), "tsuitate_sessions_active"),
+        Some(1.0),
+        "the session runs through the first gateway"
+    );
+
+    // kill -9 the first gateway: the page keeps its WebRTC connection to the web viewer,
+    // which logs in again through the second gateway.
+    stack.gateway.kill();
+    second_gateway_resumed_the_browser(&second);
+    assert!(
+        b.wait_true(
+            "document.getElementById('status').hidden",
+            Duration::from_secs(20)
+        ),
+        "the page's reconnect notice went away: {}\n{}",
+        b.eval("document.getElementById('status').textContent"),
+        web.log()
+    );
+    b.type_ascii("def");
+    let text = page.wait_event(Duration::from_secs(20), |e| e == "text=abcdef");
+    assert!(
+        text.is_some(),
+        "the text typed before the loss was still in the field: {:?}\n{}",
+        page.events(),
+        web.log()
+    );
+    let loads = page.events().iter().filter(|e| *e == "loaded=1").count();
+    assert_eq!(loads, 1, "the page was never reloaded: {:?}", page.events());
+    assert_eq!(
+        b.eval("location.pathname"),
+        "/view",
+        "still the viewer page"
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    let shots = stack.path("shots");
+    std::fs::create_dir_all(&shots).expect("shots dir");
+    b.screenshot(&shots.join("web-after-failover.png"));
+    if std::env::var_os("TSUITATE_KEEP_SHOTS").is_some() {
+        let _ = std::fs::copy(
+            shots.join("web-after-failover.png"),
+            "/tmp/web-after-failover.png",
+        );
+    }
 }

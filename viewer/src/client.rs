@@ -114,20 +114,16 @@ pub struct Connected {
 /// viewer's tunings: a lost gateway is noticed within [`Tuning::viewer`]'s idle timeout, so
 /// the reconnect to another one starts at once) trusting the CA certificates in `ca_file`.
 pub fn quic_client_config(ca_file: &std::path::Path) -> Result<quinn::ClientConfig, ClientError> {
-    tsuitate_transport::client_config_from_files(ca_file, None, &Tuning::viewer()).map_err(|e| {
-        ClientError::CaFile {
-            path: ca_file.display().to_string(),
-            message: e.to_string(),
-        }
-    })
+    quic_client_config_with(ca_file, None)
 }
 
-/// [`quic_client_config`] presenting a client certificate (a trusted front's).
+/// [`quic_client_config`] presenting a client certificate (a trusted front's: the web viewer,
+/// which reconnects too and so uses the same tunings).
 pub fn quic_client_config_with(
     ca_file: &std::path::Path,
     identity: Option<(&std::path::Path, &std::path::Path)>,
 ) -> Result<quinn::ClientConfig, ClientError> {
-    tsuitate_transport::client_config_from_files(ca_file, identity, &Tuning::default()).map_err(
+    tsuitate_transport::client_config_from_files(ca_file, identity, &Tuning::viewer()).map_err(
         |e| ClientError::CaFile {
             path: ca_file.display().to_string(),
             message: e.to_string(),

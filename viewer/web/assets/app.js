@@ -319,6 +319,9 @@
         pings.push({ rtt: rtt, offset: m.gw_us / 1000 - (m.page_ms + rtt / 2) });
         if (pings.length > 8) pings.shift();
       }
+    } else if (m.t === 'status' && m.clear) {
+      // The gateway connection is back (a lost gateway was replaced): the picture goes on.
+      if (!ended) hideStatus();
     } else if (m.t === 'status') {
       showStatus(lang === 'ja' ? m.ja : m.en, m.end, m.name === 'timeout_warning' ? m.kind : null);
       if (m.end) finish();

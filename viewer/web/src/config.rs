@@ -19,9 +19,16 @@ pub struct WebConfig {
     pub cert: PathBuf,
     /// PEM private key for `cert` (readable by the service user only).
     pub key: PathBuf,
-    /// Gateway viewer listener, `host:port`.
+    /// Gateway viewer listener(s): `host:port`, or several separated by commas (tried in turn;
+    /// a session whose gateway is lost logs in again through the next one first).
     pub gateway: String,
-    /// TLS name of the gateway (defaults to the host part of `gateway`).
+    /// How long a session whose gateway was lost keeps logging in again (0: it ends).
+    #[serde(
+        default = "default_reconnect_window",
+        deserialize_with = "tsuitate_cli::duration::secs"
+    )]
+    pub reconnect_window_s: Duration,
+    /// TLS name of the gateway (defaults to the host part of each gateway).
     #[serde(default)]
     pub gateway_name: Option<String>,
     /// CA certificate(s) that issued the gateway's certificate.
@@ -73,6 +80,9 @@ fn default_rtc_port() -> u16 {
 }
 fn default_page_linger() -> Duration {
     Duration::from_secs(30)
+}
+fn default_reconnect_window() -> Duration {
+    Duration::from_secs(120)
 }
 fn default_max_sessions() -> usize {
     200
@@ -128,8 +138,12 @@ impl WebConfig {
         if self.max_sessions == 0 {
             errors.push("max_sessions: must be at least 1");
         }
-        if self.gateway.rsplit_once(':').is_none() {
-            errors.push(format!("gateway: {:?} needs host:port", self.gateway));
+        let gateways = tsuitate_viewer::client::gateway_list(&self.gateway);
+        if gateways.is_empty() || gateways.iter().any(|g| g.rsplit_once(':').is_none()) {
+            errors.push(format!(
+                "gateway: {:?} needs host:port, or several separated by commas / host:port（複数はカンマ区切り）で指定してください",
+                self.gateway
+            ));
         }
         if self.front_cert.is_some() != self.front_key.is_some() {
             errors.push("front_cert and front_key go together");

@@ -412,7 +412,7 @@ async fn login_post(app: &Arc<App>, req: Request<Incoming>, peer: SocketAddr) ->
             let csrf = token();
             let (tx, rx) = mpsc::channel(8);
             let handle = Arc::new(SessionHandle::new(user.to_owned(), csrf, tx));
-            session::spawn(conn, rx, handle.clone(), app.ctx.clone());
+            session::spawn(conn, cfg, rx, handle.clone(), app.ctx.clone());
             app.sessions().insert(
                 tok.clone(),
                 Entry {

@@ -97,6 +97,8 @@ async fn serve(
         page_linger: cfg.page_linger_s,
         limits: Limits::default(),
         counters: Arc::new(Counters::default()),
+        quic: quic.clone(),
+        reconnect_window: cfg.reconnect_window_s,
     });
     let counters = ctx.counters.clone();
     let app = App::new(cfg, quic, ctx);
@@ -116,6 +118,7 @@ async fn serve(
         frames_sent = c(&counters.frames_sent),
         keyframe_requests = c(&counters.keyframe_requests),
         page_errors = c(&counters.page_errors),
+        reconnects = c(&counters.reconnects),
         "web viewer stopped"
     );
     Ok(ExitCode::SUCCESS)

@@ -13,10 +13,11 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 use tsuitate_protocol::page::{self, PageMessage};
 use tsuitate_protocol::{GatewayToViewer, Limits, Reason, ViewerToGateway};
-use tsuitate_viewer::client::{read_message, ClientError, Connected};
+use tsuitate_viewer::client::{
+    self, read_message, write_message, ClientConfig, ClientError, Connected,
+};
 use tsuitate_viewer::clock::{unix_us, ClockOffset};
-use tsuitate_viewer::i18n::{self, Lang};
-use tsuitate_viewer::session::write_loop;
+use tsuitate_viewer::i18n::{self, Lang, Status};
 use webrtc::data_channel::{DataChannel, DataChannelEvent};
 use webrtc::peer_connection::RTCSessionDescription;
 
@@ -103,6 +104,8 @@ pub struct Counters {
     pub frames_sent: AtomicU64,
     /// Keyframe requests forwarded to the gateway.
     pub keyframe_requests: AtomicU64,
+    /// Gateway connections lost and logged in again for.
+    pub reconnects: AtomicU64,
 }
 
 /// The HTTP side's handle on a running session.
@@ -153,18 +156,50 @@ pub struct SessionContext {
     pub limits: Limits,
     /// Counters.
     pub counters: Arc<Counters>,
+    /// The QUIC configuration for gateway connections (a reconnect uses it too).
+    pub quic: quinn::ClientConfig,
+    /// How long to keep logging in again after the gateway was lost (0: the session ends).
+    pub reconnect_window: Duration,
 }
 
-/// Start the session task for a logged-in connection.
+/// How one gateway connection of a session ended.
+enum Step {
+    /// The session is over.
+    End(Ended),
+    /// The gateway was lost (network, or it shuts down): reconnect.
+    Lost(ClientError),
+}
+
+/// Write queued messages to one gateway connection until the queue closes or a `Logout` went
+/// out (then finish the stream). The queue outlives the connection: the next connection's
+/// writer takes it over once this task is gone.
+async fn write_shared(
+    mut send: quinn::SendStream,
+    rx: Arc<tokio::sync::Mutex<mpsc::Receiver<ViewerToGateway>>>,
+) -> Result<(), ClientError> {
+    let mut rx = rx.lock().await;
+    while let Some(msg) = rx.recv().await {
+        write_message(&mut send, &msg).await?;
+        if msg == ViewerToGateway::Logout {
+            let _ = send.finish();
+            return Ok(());
+        }
+    }
+    Ok(())
+}
+
+/// Start the session task for a logged-in connection. `login` (the password included) stays
+/// in this task's memory only, to log in again when the gateway is lost.
 pub fn spawn(
     conn: Connected,
+    login: ClientConfig,
     commands: mpsc::Receiver<Command>,
     handle: Arc<SessionHandle>,
     ctx: Arc<SessionContext>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let user = handle.user.clone();
-        let ended = Session::new(&conn, ctx).run(conn, commands).await;
+        let ended = Session::new(&conn, ctx).run(conn, login, commands).await;
         tracing::info!(user = %user, end = %ended.name, "web session ended");
         handle.set_ended(ended);
     })
@@ -213,109 +248,214 @@ impl Session {
         let _ = to_gw.send(ViewerToGateway::Logout).await;
     }
 
-    async fn run(mut self, conn: Connected, mut commands: mpsc::Receiver<Command>) -> Ended {
-        let Connected {
-            connection,
-            send,
-            mut reader,
-            endpoint: _endpoint,
-            ..
-        } = conn;
+    async fn run(
+        mut self,
+        conn: Connected,
+        login: ClientConfig,
+        mut commands: mpsc::Receiver<Command>,
+    ) -> Ended {
+        // One queue toward the gateway for the whole session: input typed while a lost gateway
+        // is replaced waits in it (bounded) and goes to the next connection.
         let (to_gw, writer_rx) = mpsc::channel::<ViewerToGateway>(WRITE_QUEUE);
-        let writer = tokio::spawn(write_loop(send, writer_rx));
+        let writer_rx = Arc::new(tokio::sync::Mutex::new(writer_rx));
         let (page_tx, mut page_rx) = mpsc::channel::<PageIn>(64);
         let mut tick = tokio::time::interval(TICK);
         let mut nonce = 0u64;
-        let ended = loop {
-            let peer_event = async {
-                match self.peer_events.as_mut() {
-                    Some(rx) => rx.recv().await,
-                    None => std::future::pending().await,
-                }
-            };
-            let page_deadline = async {
-                match self.page_deadline {
-                    Some(d) => tokio::time::sleep_until(d).await,
-                    None => std::future::pending().await,
-                }
-            };
-            tokio::select! {
-                msg = read_message(&mut reader) => match msg {
-                    Ok(Some(msg)) => {
-                        if let Some(end) = self.on_gateway(msg, nonce).await {
-                            break end;
+        let mut conn = conn;
+        loop {
+            let Connected {
+                connection,
+                send,
+                mut reader,
+                endpoint: _endpoint,
+                via,
+                ..
+            } = conn;
+            let writer = tokio::spawn(write_shared(send, writer_rx.clone()));
+            let step = loop {
+                let peer_event = async {
+                    match self.peer_events.as_mut() {
+                        Some(rx) => rx.recv().await,
+                        None => std::future::pending().await,
+                    }
+                };
+                let page_deadline = async {
+                    match self.page_deadline {
+                        Some(d) => tokio::time::sleep_until(d).await,
+                        None => std::future::pending().await,
+                    }
+                };
+                tokio::select! {
+                    msg = read_message(&mut reader) => match msg {
+                        Ok(Some(GatewayToViewer::Bye { reason: Reason::Shutdown })) if !self.logout_sent => {
+                            break Step::Lost(ClientError::Ended(Reason::Shutdown));
                         }
-                    }
-                    Ok(None) => break Ended::error(&ClientError::ConnectionLost(
-                        "the gateway closed the stream".into(),
-                    )),
-                    Err(e) => break Ended::error(&e),
-                },
-                cmd = commands.recv() => match cmd {
-                    Some(Command::Offer(offer, reply)) => {
-                        let answer = self.on_offer(*offer).await;
-                        let _ = reply.send(answer);
-                    }
-                    Some(Command::Logout) | None => {
-                        self.logout(&to_gw).await;
-                        break Ended::reason(Reason::Logout);
-                    }
-                },
-                ev = peer_event => match ev {
-                    Some(ev) => self.on_peer(ev, &to_gw, &page_tx),
-                    None => self.peer_gone(),
-                },
-                page = page_rx.recv() => {
-                    let Some((generation, bytes)) = page else { continue };
-                    if generation != self.generation {
-                        continue;
-                    }
-                    match page::decode(&bytes, (self.width, self.height), &self.ctx.limits) {
-                        Ok(m) => {
-                            if let Some(end) = self.on_page(m, &to_gw).await {
-                                break end;
+                        Ok(Some(msg)) => {
+                            if let Some(end) = self.on_gateway(msg, nonce).await {
+                                break Step::End(end);
                             }
                         }
-                        Err(e) => {
-                            self.ctx.counters.page_errors.fetch_add(1, Ordering::Relaxed);
-                            tracing::warn!(error = %e, "page message refused; ending its session");
+                        Ok(None) if !self.logout_sent => break Step::Lost(ClientError::ConnectionLost(
+                            "the gateway closed the stream".into(),
+                        )),
+                        Ok(None) => break Step::End(Ended::reason(Reason::Logout)),
+                        Err(e) if e.is_network() && !self.logout_sent => break Step::Lost(e),
+                        Err(e) => break Step::End(Ended::error(&e)),
+                    },
+                    cmd = commands.recv() => match cmd {
+                        Some(Command::Offer(offer, reply)) => {
+                            let answer = self.on_offer(*offer).await;
+                            let _ = reply.send(answer);
+                        }
+                        Some(Command::Logout) | None => {
                             self.logout(&to_gw).await;
-                            break Ended::page_error();
+                            break Step::End(Ended::reason(Reason::Logout));
+                        }
+                    },
+                    ev = peer_event => match ev {
+                        Some(ev) => self.on_peer(ev, &to_gw, &page_tx),
+                        None => self.peer_gone(),
+                    },
+                    page = page_rx.recv() => {
+                        let Some((generation, bytes)) = page else { continue };
+                        if generation != self.generation {
+                            continue;
+                        }
+                        match page::decode(&bytes, (self.width, self.height), &self.ctx.limits) {
+                            Ok(m) => {
+                                if let Some(end) = self.on_page(m, &to_gw).await {
+                                    break Step::End(end);
+                                }
+                            }
+                            Err(e) => {
+                                self.ctx.counters.page_errors.fetch_add(1, Ordering::Relaxed);
+                                tracing::warn!(error = %e, "page message refused; ending its session");
+                                self.logout(&to_gw).await;
+                                break Step::End(Ended::page_error());
+                            }
                         }
                     }
-                }
-                _ = tick.tick() => {
-                    nonce += 1;
-                    let _ = to_gw.try_send(ViewerToGateway::Ping { nonce, viewer_us: unix_us() });
-                }
-                _ = page_deadline => {
-                    tracing::info!("the page did not come back; logging out");
-                    self.logout(&to_gw).await;
-                    break Ended::page_gone();
-                }
-            }
-        };
-        self.tell_page(&ended).await;
-        // Let the Logout reach the gateway before the connection closes: the writer finishes
-        // the stream after it, and the gateway answers with Bye (closing the QUIC connection
-        // before that could discard the Logout still in flight, leaving the session to linger).
-        drop(to_gw);
-        let _ = tokio::time::timeout(Duration::from_secs(2), writer).await;
-        if self.logout_sent {
-            let bye = async {
-                while let Ok(Some(msg)) = read_message(&mut reader).await {
-                    if matches!(msg, GatewayToViewer::Bye { .. }) {
-                        break;
+                    _ = tick.tick() => {
+                        nonce += 1;
+                        let _ = to_gw.try_send(ViewerToGateway::Ping { nonce, viewer_us: unix_us() });
+                    }
+                    _ = page_deadline => {
+                        tracing::info!("the page did not come back; logging out");
+                        self.logout(&to_gw).await;
+                        break Step::End(Ended::page_gone());
                     }
                 }
             };
-            let _ = tokio::time::timeout(Duration::from_secs(3), bye).await;
+            match step {
+                Step::Lost(e) => {
+                    writer.abort();
+                    tsuitate_transport::close(&connection, Reason::Normal);
+                    match self.reconnect(&login, via + 1, &e, &mut commands).await {
+                        Ok(next) => {
+                            conn = next;
+                            continue;
+                        }
+                        Err(ended) => {
+                            self.tell_page(&ended).await;
+                            self.close_peer().await;
+                            return ended;
+                        }
+                    }
+                }
+                Step::End(ended) => {
+                    self.tell_page(&ended).await;
+                    // Let the Logout reach the gateway before the connection closes: the
+                    // writer finishes the stream after it, and the gateway answers with Bye
+                    // (closing the QUIC connection before that could discard the Logout still
+                    // in flight, leaving the session to linger).
+                    drop(to_gw);
+                    let _ = tokio::time::timeout(Duration::from_secs(2), writer).await;
+                    if self.logout_sent {
+                        let bye = async {
+                            while let Ok(Some(msg)) = read_message(&mut reader).await {
+                                if matches!(msg, GatewayToViewer::Bye { .. }) {
+                                    break;
+                                }
+                            }
+                        };
+                        let _ = tokio::time::timeout(Duration::from_secs(3), bye).await;
+                    }
+                    self.close_peer().await;
+                    tsuitate_transport::close(&connection, Reason::Normal);
+                    return ended;
+                }
+            }
         }
+    }
+
+    async fn close_peer(&mut self) {
         if let Some(peer) = self.peer.take() {
             peer.close().await;
         }
-        tsuitate_transport::close(&connection, Reason::Normal);
-        ended
+    }
+
+    /// The gateway was lost (or shuts down): log in again — through the next gateway first —
+    /// within `reconnect_window`, the page keeping its WebRTC connection and told meanwhile.
+    /// The gateway that takes the login resumes the same browser from a keyframe.
+    async fn reconnect(
+        &mut self,
+        login: &ClientConfig,
+        start: usize,
+        lost: &ClientError,
+        commands: &mut mpsc::Receiver<Command>,
+    ) -> Result<Connected, Ended> {
+        let window = self.ctx.reconnect_window;
+        if window.is_zero() {
+            return Err(Ended::error(lost));
+        }
+        tracing::info!(error = %lost, "gateway lost; reconnecting");
+        self.ctx.counters.reconnects.fetch_add(1, Ordering::Relaxed);
+        let status = json!({
+            "t": "status",
+            "name": "reconnecting",
+            "ja": i18n::status_message(Lang::Ja, Status::Reconnecting),
+            "en": i18n::status_message(Lang::En, Status::Reconnecting),
+            "end": false,
+        });
+        self.send_page(&status.to_string()).await;
+        let deadline = Instant::now() + window;
+        let mut start = start;
+        loop {
+            let quic = self.ctx.quic.clone();
+            let attempt =
+                tokio::time::timeout_at(deadline, client::connect_from(login, quic, start));
+            tokio::pin!(attempt);
+            // The page may offer again (its own reconnect) meanwhile: answered without
+            // cancelling the login in progress.
+            let result = loop {
+                tokio::select! {
+                    r = &mut attempt => break r,
+                    cmd = commands.recv() => match cmd {
+                        Some(Command::Offer(offer, reply)) => {
+                            let answer = self.on_offer(*offer).await;
+                            let _ = reply.send(answer);
+                        }
+                        Some(Command::Logout) | None => return Err(Ended::reason(Reason::Logout)),
+                    },
+                }
+            };
+            match result {
+                Ok(Ok(conn)) => {
+                    tracing::info!(resumed = conn.resumed, "gateway connection back");
+                    self.width = conn.width;
+                    self.height = conn.height;
+                    let back = json!({"t": "status", "name": "reconnected", "clear": true});
+                    self.send_page(&back.to_string()).await;
+                    return Ok(conn);
+                }
+                Ok(Err(e)) if e.is_network() && Instant::now() < deadline => {
+                    start += 1;
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+                Ok(Err(e)) => return Err(Ended::error(&e)),
+                Err(_) => return Err(Ended::error(lost)),
+            }
+        }
     }
 
     async fn on_gateway(&mut self, msg: GatewayToViewer, last_nonce: u64) -> Option<Ended> {
