@@ -197,3 +197,64 @@ fn a_killed_gateway_costs_a_web_viewer_page_a_moment_not_its_browser() {
         );
     }
 }
+
+#[test]
+fn a_rolling_restart_of_both_gateways_ends_no_session() {
+    let page = TestPage::start();
+    let (mut stack, mut second) = two_gateways_one_agent(&page);
+    let both = format!("{},{}", stack.viewer_addr, second.viewer_addr);
+    let viewer = stack.spawn_viewer_at(
+        &both,
+        USER,
+        PASSWORD,
+        "rolling",
+        "expect-change 30000\nwait 2000\nclick 300 410\nwait 500\ntype abc\n\
+         wait 45000\ntype def\nwait 3000\nsnapshot after.png\n",
+        &[],
+    );
+    assert!(
+        page.wait_event(Duration::from_secs(60), |e| e == "text=abc")
+            .is_some(),
+        "typed before the restarts: {:?}",
+        page.events()
+    );
+    let registered = |admin: &str| {
+        wait_for(Duration::from_secs(40), || {
+            let m = http_get(admin, "/metrics").unwrap_or_default();
+            metric(&m, "tsuitate_agents_connected").filter(|v| *v >= 1.0)
+        })
+        .is_some()
+    };
+    // The first gateway (the viewer's) is upgraded: SIGTERM, then the same again. Its viewer
+    // moves to the second gateway; the agent comes back to the first.
+    stack.restart_gateway();
+    second_gateway_resumed_the_browser(&second);
+    assert!(
+        registered(&stack.admin_addr),
+        "the agent is back on the restarted first gateway:\n{}",
+        stack.log("agent.log")
+    );
+    // Then the second: the viewer moves back to the first.
+    second.restart(&stack);
+    let back = wait_for(Duration::from_secs(30), || {
+        (metric(&stack.metrics(), "tsuitate_sessions_resumed_on_agent_total") == Some(1.0))
+            .then_some(())
+    });
+    assert!(
+        back.is_some(),
+        "the restarted first gateway took the browser over:\n{}",
+        stack.metrics()
+    );
+    let run = viewer.wait();
+    run.assert_ok("the viewer, across both restarts");
+    let reconnects = run.report["reconnects"].as_array().map_or(0, Vec::len);
+    assert_eq!(reconnects, 2, "one reconnect per restart: {}", run.report);
+    assert!(
+        page.wait_event(Duration::from_secs(10), |e| e == "text=abcdef")
+            .is_some(),
+        "the same field, the same text: {:?}",
+        page.events()
+    );
+    let loads = page.events().iter().filter(|e| *e == "loaded=1").count();
+    assert_eq!(loads, 1, "the page was never reloaded: {:?}", page.events());
+}

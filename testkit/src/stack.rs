@@ -75,6 +75,12 @@ pub struct OtherGateway {
 }
 
 impl OtherGateway {
+    /// Stop it with SIGTERM (as an upgrade does) and start it again on the same addresses.
+    pub fn restart(&mut self, stack: &Stack) {
+        let addrs = [&self.agent_addr, &self.viewer_addr, &self.admin_addr];
+        restart_gateway(stack.dir.path(), "gateway-2", &mut self.child, addrs);
+    }
+
     /// Its Prometheus metrics text.
     pub fn metrics(&self) -> String {
         http_get(&self.admin_addr, "/metrics").unwrap_or_default()
@@ -239,6 +245,13 @@ impl Stack {
             agent_addr: addr("agent_listen"),
             child,
         }
+    }
+
+    /// Stop the gateway with SIGTERM (as an upgrade does) and start it again on the same
+    /// addresses, with the same configuration.
+    pub fn restart_gateway(&mut self) {
+        let addrs = [&self.agent_addr, &self.viewer_addr, &self.admin_addr];
+        restart_gateway(self.dir.path(), "gateway", &mut self.gateway, addrs);
     }
 
     /// Start the agent of a stack started without one, with `extra` (TOML) merged into its
@@ -510,6 +523,23 @@ pub fn running_as_root() -> bool {
 
 /// Run `tsuitate-gateway run` with `NAME.toml` in `d` (log `NAME.log`) and wait for the
 /// addresses it reports in `NAME.ready.json` (listener name → address).
+/// Stop gateway `name` (SIGTERM, waited for) and run it again with its configuration pinned to
+/// the addresses it had (agent, viewer, admin listener): agents and viewers find it again.
+fn restart_gateway(d: &Path, name: &str, child: &mut Child, [agent, viewer, admin]: [&String; 3]) {
+    child.stop(Duration::from_secs(20));
+    let path = d.join(format!("{name}.toml"));
+    let mut config: toml::Table =
+        toml::from_str(&std::fs::read_to_string(&path).expect("gateway config"))
+            .expect("gateway config is TOML");
+    config.insert("agent_listen".into(), s(agent.as_str()));
+    config.insert("viewer_listen".into(), s(viewer.as_str()));
+    config.insert("admin_listen".into(), s(admin.as_str()));
+    write_toml(&path, &config);
+    let _ = std::fs::remove_file(d.join(format!("{name}.ready.json")));
+    let (again, _) = run_gateway(d, name);
+    *child = again;
+}
+
 fn run_gateway(d: &Path, name: &str) -> (Child, std::collections::HashMap<String, String>) {
     let ready = d.join(format!("{name}.ready.json"));
     let log = format!("{name}.log");

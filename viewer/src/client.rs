@@ -88,6 +88,13 @@ impl ClientError {
             ClientError::ConnectionLost(_) | ClientError::Unreachable { .. }
         )
     }
+
+    /// Whether a reconnect keeps trying after this: a network failure, or a gateway with no
+    /// browser for us — one that has just started (a rolling restart) and whose agents have not
+    /// connected yet, while they hold our browser.
+    pub fn retry_on_reconnect(&self) -> bool {
+        self.is_network() || *self == ClientError::NoCapacity
+    }
 }
 
 /// An open, logged-in connection with a session attached.

@@ -253,7 +253,8 @@ pub async fn run_with_reconnect(
         (driver.events)(SessionEvent::Connecting { attempt });
         let conn = match connect_from(cfg, quic.clone(), start).await {
             Ok(c) => c,
-            Err(e) if e.is_network() && deadline.is_some_and(|d| Instant::now() < d) => {
+            Err(e) if e.retry_on_reconnect() && deadline.is_some_and(|d| Instant::now() < d) => {
+                start += 1;
                 tokio::time::sleep(Duration::from_millis(500)).await;
                 continue;
             }

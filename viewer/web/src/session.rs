@@ -448,7 +448,7 @@ impl Session {
                     self.send_page(&back.to_string()).await;
                     return Ok(conn);
                 }
-                Ok(Err(e)) if e.is_network() && Instant::now() < deadline => {
+                Ok(Err(e)) if e.retry_on_reconnect() && Instant::now() < deadline => {
                     start += 1;
                     tokio::time::sleep(Duration::from_millis(500)).await;
                 }
