@@ -154,7 +154,12 @@ async fn serve(
     register(
         state, &agent_id, capacity, conn, &clock, generation, browser,
     );
-    let result = control_loop(state, conn, &mut send, &mut rx, &agent_id, &clock).await;
+    let link = Link {
+        agent_id: &agent_id,
+        generation,
+        clock: &clock,
+    };
+    let result = control_loop(state, conn, &mut send, &mut rx, link).await;
     unregister(state, &agent_id, generation);
     state
         .audit(json!({"event": "agent_disconnected", "agent": agent_id, "peer": peer.to_string()}));
@@ -209,14 +214,32 @@ fn read_end(e: ReadEnd) -> GatewayError {
     }
 }
 
+/// Which agent connection a control loop serves.
+struct Link<'a> {
+    agent_id: &'a str,
+    /// Its connection's number: a connection replaced by a newer one of the same agent may
+    /// still deliver buffered messages, which must not change the newer one's state.
+    generation: u64,
+    clock: &'a Arc<Mutex<ClockEstimator>>,
+}
+
 async fn control_loop(
     state: &Arc<State>,
     conn: &quinn::Connection,
     send: &mut SendStream,
     rx: &mut tokio::sync::mpsc::Receiver<tsuitate_transport::ReadItem<AgentToGateway>>,
-    agent_id: &str,
-    clock: &Arc<Mutex<ClockEstimator>>,
+    link: Link<'_>,
 ) -> Result<(), GatewayError> {
+    let Link {
+        agent_id,
+        generation,
+        clock,
+    } = link;
+    let current = |hub: &crate::state::Hub| {
+        hub.agents
+            .get(agent_id)
+            .is_some_and(|a| a.generation == generation)
+    };
     let mut ping = interval(state.cfg.agent.ping_interval);
     ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut shutdown = state.shutdown.clone();
@@ -229,16 +252,23 @@ async fn control_loop(
                         lock(clock).sample(gateway_us, agent_us, now_us());
                     }
                     AgentToGateway::Capacity { free } => {
-                        state.hub().broker.set_reported_free(agent_id, free);
+                        let mut hub = state.hub();
+                        if current(&hub) {
+                            hub.broker.set_reported_free(agent_id, free);
+                        }
                     }
                     AgentToGateway::Stats { .. } => {}
                     AgentToGateway::Held { session, owner, lingering } => {
-                        if !state.hub().broker.set_held(agent_id, session, owner, lingering) {
+                        let mut hub = state.hub();
+                        if current(&hub) && !hub.broker.set_held(agent_id, session, owner, lingering) {
                             return Err(violation(Violation::Unexpected("more held sessions than allowed")));
                         }
                     }
                     AgentToGateway::Released { session } => {
-                        state.hub().broker.release_held(agent_id, session);
+                        let mut hub = state.hub();
+                        if current(&hub) {
+                            hub.broker.release_held(agent_id, session);
+                        }
                     }
                     AgentToGateway::Hello { .. } => {
                         return Err(violation(Violation::Unexpected("second Hello")));
@@ -250,8 +280,9 @@ async fn control_loop(
                 write_msg(send, &msg, Side::Agent).await?;
             }
             _ = crate::state::stopped(&mut shutdown) => {
-                // Sessions send their own Close first: wait (briefly, woken by the registry)
-                // until none of this agent's is left.
+                // Sessions end their streams first (without Close: the browsers linger on the
+                // agent): wait (briefly, woken by the registry) until none of this agent's is
+                // left.
                 let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
                 state
                     .wait_hub(deadline, |hub| hub.broker.sessions_on(agent_id) == 0)

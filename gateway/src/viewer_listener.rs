@@ -392,16 +392,26 @@ async fn start(
         Err(e) => {
             state.hub().broker.release_with(id, resume.is_none());
             tracing::warn!(agent, error = %e, "session start failed");
+            let violation = matches!(e, GatewayError::Violation(..));
             if let GatewayError::Violation(side, v) = &e {
                 state.violation(*side, peer, agent, v);
                 if let Some(a) = state.hub().agents.get(agent) {
                     close_with(&a.conn, v.reason());
                 }
             }
-            let bye = GatewayToViewer::Bye {
-                reason: Reason::AgentLost,
+            // A browser the agent said it held could not be taken (it had just ended, and the
+            // agent had no slot for a new one): forget it, and tell the viewer no browser is
+            // free — a reconnecting viewer tries again and is placed afresh.
+            let reason = match resume {
+                Some(n) if !violation => {
+                    state.hub().broker.release_held(agent, n);
+                    state.audit(json!({"event": "resume_failed", "user": user, "agent": agent, "viewer": peer.to_string()}));
+                    Reason::NoCapacity
+                }
+                _ => Reason::AgentLost,
             };
-            last_words(send, conn, &[bye], Reason::AgentLost).await;
+            let bye = GatewayToViewer::Bye { reason };
+            last_words(send, conn, &[bye], reason).await;
             None
         }
     }

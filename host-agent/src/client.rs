@@ -2,7 +2,7 @@
 //! connection the agent opens the control stream (Hello → Welcome, Ping → Pong, Capacity,
 //! Stats) and accepts the session streams the gateway opens (docs/protocol.md §5.2).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::Arc;
@@ -172,12 +172,13 @@ pub async fn run(config: AgentConfig, shutdown: watch::Receiver<bool>) -> Result
             e
         });
     let endpoint = Endpoints { v4, v6 };
+    let max_sessions = config.max_sessions;
     let shared = Arc::new(Shared {
-        slots: Slots::new(config.max_sessions),
+        slots: Slots::new(max_sessions),
         ctx: SessionContext {
             config: Arc::new(config),
             stats: Arc::new(AgentStats::default()),
-            registry: Arc::new(Registry::default()),
+            registry: Arc::new(Registry::new(max_sessions)),
             shutdown: shutdown.clone(),
         },
         report,
@@ -485,9 +486,8 @@ async fn control_loop(
     let mut stats_tick = tokio::time::interval(Duration::from_secs(10));
     // Every session held, then each change (subscribed first: nothing falls between).
     let mut held = shared.ctx.registry.subscribe();
-    for m in shared.ctx.registry.snapshot() {
-        write(send, &m).await?;
-    }
+    let mut announced = HashSet::new();
+    resync(send, &shared.ctx.registry, &mut announced).await?;
     loop {
         tokio::select! {
             msg = control.next() => match msg? {
@@ -502,9 +502,17 @@ async fn control_loop(
                 accept_session(s, r, shared);
             }
             change = held.recv() => match change {
-                Ok(m) => write(send, &m).await?,
-                // Changes were missed: reconnect, and the new connection starts from a snapshot.
-                Err(_) => return Err(ClientError::Control("held-session changes overflowed".into())),
+                Ok(m) => {
+                    match &m {
+                        AgentToGateway::Held { session, .. } => announced.insert(*session),
+                        AgentToGateway::Released { session } => announced.remove(session),
+                        _ => false,
+                    };
+                    write(send, &m).await?;
+                }
+                // Changes were missed: tell this gateway the whole state again (the sessions'
+                // streams on this connection go on).
+                Err(_) => resync(send, &shared.ctx.registry, &mut announced).await?,
             },
             changed = free.changed() => {
                 if changed.is_ok() {
@@ -522,6 +530,31 @@ async fn control_loop(
             }
         }
     }
+}
+
+/// Tell a gateway every session held now, and `Released` for those it was told of that are
+/// gone.
+async fn resync(
+    send: &mut SendStream,
+    registry: &Registry,
+    announced: &mut HashSet<u64>,
+) -> Result<(), ClientError> {
+    let now = registry.snapshot();
+    let held: HashSet<u64> = now
+        .iter()
+        .filter_map(|m| match m {
+            AgentToGateway::Held { session, .. } => Some(*session),
+            _ => None,
+        })
+        .collect();
+    for gone in announced.difference(&held) {
+        write(send, &AgentToGateway::Released { session: *gone }).await?;
+    }
+    for m in &now {
+        write(send, m).await?;
+    }
+    *announced = held;
+    Ok(())
 }
 
 /// Read the stream's `Open`; hand the stream to the held session it resumes, or start a new

@@ -33,17 +33,17 @@ pub struct Registry {
     changes: broadcast::Sender<AgentToGateway>,
 }
 
-impl Default for Registry {
-    fn default() -> Self {
+impl Registry {
+    /// A registry for an agent of `max_sessions`: its change queue holds several changes per
+    /// session, so a gateway connection falls behind only when it stops reading.
+    pub fn new(max_sessions: u16) -> Registry {
         Registry {
             entries: Mutex::new(HashMap::new()),
             next: AtomicU64::new(1),
-            changes: broadcast::channel(64).0,
+            changes: broadcast::channel(4 * usize::from(max_sessions) + 64).0,
         }
     }
-}
 
-impl Registry {
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Entry>> {
         self.entries.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -129,7 +129,7 @@ mod tests {
 
     #[test]
     fn changes_are_published_and_claims_need_the_owner() {
-        let r = Registry::default();
+        let r = Registry::new(4);
         let mut changes = r.subscribe();
         let (tx, _rx) = mpsc::channel(1);
         let a = r.register([1; 16], tx.clone());

@@ -241,11 +241,14 @@ async fn serve_inner(open: OpenRequest, stream: Stream, ctx: &SessionContext) {
             }
         }
     };
-    // Streams offered from now on get a new browser instead.
+    // Streams offered from now on get a new browser instead, and no gateway is told any
+    // more that this session can be resumed (its slot is free once the browser is gone:
+    // `Capacity` says so).
     handovers.close();
     while let Ok(h) = handovers.try_recv() {
         let _ = h.reply.send(Err(h.stream));
     }
+    ctx.registry.remove(held);
     let skipped = running
         .pipeline
         .stats()
@@ -272,7 +275,6 @@ async fn serve_inner(open: OpenRequest, stream: Stream, ctx: &SessionContext) {
     })
     .await;
     // Told once the browser is gone and its directory wiped.
-    ctx.registry.remove(held);
     if let Some((mut s, reason)) = last {
         if let Some(reason) = reason {
             tracing::info!(reason = reason.name(), "session ended");
@@ -291,7 +293,8 @@ async fn linger(
     handovers: &mut mpsc::Receiver<Handover>,
     ctx: &SessionContext,
 ) -> Option<Handover> {
-    let _ = running.input.send(Inject::ReleaseAll).await;
+    // Never waits: a stuck injection thread must not keep the linger from ending.
+    let _ = running.input.try_send(Inject::ReleaseAll);
     let deadline = tokio::time::Instant::now() + ctx.config.linger;
     let mut shutdown = ctx.shutdown.clone();
     let mut tick = tokio::time::interval(Duration::from_millis(500));

@@ -92,8 +92,15 @@ impl ClientError {
     /// Whether a reconnect keeps trying after this: a network failure, or a gateway with no
     /// browser for us — one that has just started (a rolling restart) and whose agents have not
     /// connected yet, while they hold our browser.
+    /// A gateway that is itself stopping, or that lost the agent meanwhile, is no answer
+    /// either.
     pub fn retry_on_reconnect(&self) -> bool {
-        self.is_network() || *self == ClientError::NoCapacity
+        self.is_network()
+            || matches!(
+                self,
+                ClientError::NoCapacity
+                    | ClientError::Ended(Reason::Shutdown | Reason::AgentLost | Reason::NoCapacity)
+            )
     }
 }
 

@@ -176,6 +176,8 @@ pub(crate) struct SessionCore {
     absolute_warned: bool,
     linger_since: Option<Instant>,
     ever_attached: bool,
+    /// The agent handed this session over and no viewer has attached yet.
+    resumed_on_agent: bool,
     requested_size: Option<(u16, u16)>,
     to_agent: VecDeque<GatewayToAgentSession>,
     events: VecDeque<Event>,
@@ -228,6 +230,7 @@ impl SessionCore {
             absolute_warned: false,
             linger_since: Some(now),
             ever_attached: init.resumed,
+            resumed_on_agent: init.resumed,
             requested_size: None,
             to_agent: VecDeque::new(),
             events: VecDeque::new(),
@@ -515,7 +518,11 @@ impl SessionCore {
         self.linger_since = None;
         self.events.push_back(Event::State(SessionState::Attached));
         if resumed {
-            self.metrics.sessions_resumed.fetch_add(1, Relaxed);
+            // A browser taken over from an agent is counted once, when it is placed
+            // (`sessions_resumed_on_agent`), not again at its first viewer.
+            if !std::mem::take(&mut self.resumed_on_agent) {
+                self.metrics.sessions_resumed.fetch_add(1, Relaxed);
+            }
             self.request_keyframe(now, true);
         }
         Ok(())

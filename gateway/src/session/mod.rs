@@ -65,6 +65,7 @@ pub(crate) async fn open(
     req: OpenRequest,
 ) -> Result<Opened, GatewayError> {
     let limit = state.cfg.session.start_timeout;
+    let asked_resume = req.resume.is_some();
     let open = GatewayToAgentSession::Open {
         session_id,
         width: req.size.0,
@@ -74,6 +75,11 @@ pub(crate) async fn open(
         resume: req.resume,
     };
     match timeout(limit, open_stream(state, agent, open)).await {
+        // Only a resume can hand over a browser the agent held.
+        Ok(Ok(o)) if o.resumed && !asked_resume => Err(GatewayError::Violation(
+            Side::Agent,
+            Violation::Unexpected("Started{resumed} without a resume"),
+        )),
         Ok(r) => r,
         Err(_) => Err(GatewayError::Internal(
             "agent did not start the browser in time".into(),
