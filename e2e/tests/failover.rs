@@ -17,9 +17,10 @@ fn unix_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-/// Two gateways and one agent connected to both, its start page `page`.
+/// Two gateways sharing their owner key and one agent connected to both, its start page
+/// `page`.
 fn two_gateways_one_agent(page: &TestPage) -> (Stack, OtherGateway) {
-    let mut stack = Stack::start(None, "");
+    let mut stack = Stack::start(None, "[session]\nowner_key_file = \"owner.key\"\n");
     let second = stack.start_another_gateway();
     let gateways = format!(
         "gateways = [{{ addr = \"{}\", server_name = \"localhost\" }}, \
@@ -141,6 +142,13 @@ fn a_killed_gateway_costs_a_web_viewer_page_a_moment_not_its_browser() {
     let mut b = Browser::launch("ja", 1280, 860);
     login(&mut b, &web.url, USER, PASSWORD);
     wait_playing(&mut b);
+    assert!(
+        page.wait_event(Duration::from_secs(30), |e| e == "loaded=1")
+            .is_some(),
+        "the remote page loaded"
+    );
+    // The loaded page on screen before the click (as the other web tests wait).
+    std::thread::sleep(Duration::from_secs(2));
     let (x, y) = frame_point(&mut b, 300, 410);
     b.click(x, y);
     std::thread::sleep(Duration::from_millis(500));

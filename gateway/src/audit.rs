@@ -94,6 +94,16 @@ impl AuditKey {
         })
     }
 
+    /// HMAC-SHA256 of `data` under this key.
+    pub fn mac_bytes(&self, data: &[&[u8]]) -> [u8; 32] {
+        let mut m = <Hmac<Sha256> as Mac>::new_from_slice(&self.0)
+            .unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
+        for d in data {
+            m.update(d);
+        }
+        m.finalize().into_bytes().into()
+    }
+
     fn mac(&self, body: &str) -> String {
         // HMAC accepts keys of any length.
         let mut m = <Hmac<Sha256> as Mac>::new_from_slice(&self.0)

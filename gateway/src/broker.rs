@@ -7,19 +7,29 @@ use std::time::Instant;
 use sha2::{Digest, Sha256};
 use tsuitate_protocol::SessionOwner;
 
+use crate::audit::AuditKey;
 use crate::metrics::Gauges;
 
 /// Most sessions an agent may say it holds (`Held`); more is a protocol violation.
 pub const MAX_HELD_PER_AGENT: usize = 4096;
 
-/// Who a session belongs to, as agents know it: the first 16 bytes of SHA-256 over a fixed
-/// label and the user name (docs/protocol.md §5.2). Every gateway computes the same owner for
-/// a user, so any of them can resume the user's session; the agent never sees the name.
-pub fn session_owner(user: &str) -> SessionOwner {
-    let digest = Sha256::new()
-        .chain_update(b"tsuitate session owner\0")
-        .chain_update(user.as_bytes())
-        .finalize();
+/// The label every owner is computed over.
+const OWNER_LABEL: &[u8] = b"tsuitate session owner\0";
+
+/// Who a session belongs to, as agents know it: the first 16 bytes of HMAC-SHA256 under the
+/// gateways' `owner_key` (or, without one, of SHA-256) over a fixed label and the user name
+/// (docs/protocol.md §5.2). Every gateway computes the same owner for a user, so any of them
+/// can resume the user's session; the agent never sees the name, and with the key it cannot
+/// compute the owner of a user it has not served.
+pub fn session_owner(key: Option<&AuditKey>, user: &str) -> SessionOwner {
+    let digest: [u8; 32] = match key {
+        Some(k) => k.mac_bytes(&[OWNER_LABEL, user.as_bytes()]),
+        None => Sha256::new()
+            .chain_update(OWNER_LABEL)
+            .chain_update(user.as_bytes())
+            .finalize()
+            .into(),
+    };
     let mut owner = [0u8; 16];
     owner.copy_from_slice(&digest[..16]);
     owner
@@ -102,6 +112,8 @@ pub struct SessionBroker {
     /// The sessions each connected agent holds, by the agent's number (its `Held` messages):
     /// where a user's browser lives on when the gateway that carried it is gone.
     held: BTreeMap<String, HashMap<u64, Held>>,
+    /// The gateways' shared key of session owners (`[session] owner_key_file`).
+    owner_key: Option<AuditKey>,
 }
 
 impl SessionBroker {
@@ -111,6 +123,17 @@ impl SessionBroker {
             max_sessions: Some(max),
             ..SessionBroker::default()
         }
+    }
+
+    /// Key session owners with the gateways' shared `key`.
+    pub fn with_owner_key(mut self, key: Option<AuditKey>) -> SessionBroker {
+        self.owner_key = key;
+        self
+    }
+
+    /// The owner agents know `user`'s sessions by.
+    pub fn owner(&self, user: &str) -> SessionOwner {
+        session_owner(self.owner_key.as_ref(), user)
     }
 
     /// Register an agent (replacing one with the same id). Returns the sessions of the
@@ -184,7 +207,7 @@ impl SessionBroker {
     /// first, an attached one (through another gateway) only with `one_per_user`. Not on
     /// stopped agents.
     fn held_for(&self, user: &str, one_per_user: bool) -> Option<(String, u64)> {
-        let owner = session_owner(user);
+        let owner = self.owner(user);
         let mut found: Vec<(bool, &String, u64)> = self
             .held
             .iter()
@@ -463,7 +486,7 @@ mod tests {
         b.add_agent("b", 4);
         b.set_reported_free("b", 0);
         // Agent b's browser of "u" lives on after its gateway was lost.
-        assert!(b.set_held("b", 9, session_owner("u"), true));
+        assert!(b.set_held("b", 9, session_owner(None, "u"), true));
         assert_eq!(
             b.place("u", false, 1),
             Placement::New {
@@ -479,7 +502,7 @@ mod tests {
             Placement::New { agent, resume: None, .. } if agent == "a"
         ));
         // An attached session (through another gateway) is taken over only with the rule.
-        assert!(b.set_held("a", 3, session_owner("w"), false));
+        assert!(b.set_held("a", 3, session_owner(None, "w"), false));
         assert!(matches!(
             b.place("w", false, 3),
             Placement::New { resume: None, .. }
@@ -504,7 +527,7 @@ mod tests {
             b.place("w", true, 6),
             Placement::New { resume: None, .. }
         ));
-        assert!(b.set_held("a", 4, session_owner("x"), true));
+        assert!(b.set_held("a", 4, session_owner(None, "x"), true));
         b.set_stopped("a", true);
         assert!(matches!(
             b.place("x", true, 7),
@@ -527,7 +550,15 @@ mod tests {
             "an update is no new entry"
         );
         // Distinct users, distinct owners; the same user, the same owner on every gateway.
-        assert_ne!(session_owner("u"), session_owner("v"));
-        assert_eq!(session_owner("山田"), session_owner("山田"));
+        assert_ne!(session_owner(None, "u"), session_owner(None, "v"));
+        assert_eq!(session_owner(None, "山田"), session_owner(None, "山田"));
+        // With the gateways' key: another owner than without, the same for the same key.
+        let key = |b: u8| AuditKey::new(vec![b; 32]);
+        let keyed = session_owner(key(1).as_ref(), "山田");
+        assert_ne!(keyed, session_owner(None, "山田"));
+        assert_ne!(keyed, session_owner(key(2).as_ref(), "山田"));
+        assert_eq!(keyed, session_owner(key(1).as_ref(), "山田"));
+        let b = SessionBroker::default().with_owner_key(key(1));
+        assert_eq!(b.owner("山田"), keyed);
     }
 }

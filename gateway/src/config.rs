@@ -219,6 +219,9 @@ pub struct SessionConfig {
     /// How long shutdown waits for sessions to end (`shutdown_drain_s`).
     #[serde(rename = "shutdown_drain_s", deserialize_with = "duration::secs")]
     pub shutdown_drain: Duration,
+    /// A secret of at least 32 bytes, the same on every gateway and never given to agents:
+    /// the owner agents know a user's sessions by is keyed with it (docs/protocol.md §5.2).
+    pub owner_key_file: Option<PathBuf>,
 }
 
 impl Default for SessionConfig {
@@ -236,6 +239,7 @@ impl Default for SessionConfig {
             start_timeout: Duration::from_secs(20),
             login_timeout: Duration::from_secs(30),
             shutdown_drain: Duration::from_secs(5),
+            owner_key_file: None,
         }
     }
 }
@@ -532,6 +536,7 @@ impl Config {
             .into_iter()
             .chain(self.admin_tokens_file.as_mut())
             .chain(self.audit_hmac_key_file.as_mut())
+            .chain(self.session.owner_key_file.as_mut())
             .chain(self.tls.revoked.as_mut()),
         );
         if let Some(a) = self.audit_anchor.as_mut().filter(|a| *a != "syslog") {
@@ -544,6 +549,15 @@ impl Config {
     /// The audit log's HMAC key, if one is configured.
     pub fn audit_key(&self) -> Result<Option<crate::audit::AuditKey>, String> {
         self.audit_hmac_key_file
+            .as_deref()
+            .map(crate::audit::AuditKey::load)
+            .transpose()
+    }
+
+    /// The key of session owners (`[session] owner_key_file`), if one is configured.
+    pub fn owner_key(&self) -> Result<Option<crate::audit::AuditKey>, String> {
+        self.session
+            .owner_key_file
             .as_deref()
             .map(crate::audit::AuditKey::load)
             .transpose()
@@ -732,15 +746,27 @@ impl Config {
                     p.display()
                 ));
             }
-            if let Some(p) = &self.audit_hmac_key_file {
-                if let Err(e) = self.audit_key() {
-                    errs.push(format!("audit_hmac_key_file: {e}"));
+            for (name, path, key) in [
+                (
+                    "audit_hmac_key_file",
+                    &self.audit_hmac_key_file,
+                    self.audit_key().map(|_| ()),
+                ),
+                (
+                    "session.owner_key_file",
+                    &self.session.owner_key_file,
+                    self.owner_key().map(|_| ()),
+                ),
+            ] {
+                let Some(p) = path else { continue };
+                if let Err(e) = key {
+                    errs.push(format!("{name}: {e}"));
                 } else if std::fs::metadata(p)
                     .map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o077 != 0)
                     .unwrap_or(false)
                 {
                     errs.push(format!(
-                        "audit_hmac_key_file: {} は他のユーザーが読めます (chmod 600) / is readable by other users: chmod 600 it",
+                        "{name}: {} は他のユーザーが読めます (chmod 600) / is readable by other users: chmod 600 it",
                         p.display()
                     ));
                 }

@@ -298,31 +298,34 @@ impl State {
         let cfg_admin_tokens = cfg.admin_tokens_file.clone();
         let max_sessions = usize::try_from(cfg.max_sessions_by_memory()).unwrap_or(usize::MAX);
         let start = u64::from_be_bytes(crate::users::random_bytes::<8>()) >> 8;
-        let state =
-            State {
-                limits: cfg.protocol_limits(),
-                lockout: Mutex::new(Lockout::new(&cfg.lockout)),
-                shared_lockout: cfg.lockout.shared_store.clone().map(|addr| {
-                    crate::shared_lockout::SharedLockout::new(addr, cfg.lockout.clone())
-                }),
-                shared_lockout_down: std::sync::atomic::AtomicBool::new(false),
-                users: UserStore::new(cfg.users_file.clone()),
-                login_checks: tokio::sync::Semaphore::new(crate::lockout::CONCURRENT_CHECKS),
-                cfg,
-                metrics,
-                audit,
-                hub: Mutex::new(Hub {
-                    broker: SessionBroker::with_max_sessions(max_sessions),
-                    ..Hub::default()
-                }),
-                hub_changed: tokio::sync::Notify::new(),
-                drain: Mutex::new(Some(drain)),
-                shutdown,
-                emergency: Mutex::new(None),
-                admin_tokens: crate::admin::AdminTokens::new(cfg_admin_tokens),
-                prelogin: Mutex::new(HashMap::new()),
-                next_id: AtomicU64::new(start.max(1)),
-            };
+        // Checked by `Config::validate`; a file that went away since is no key.
+        let owner_key = cfg.owner_key().ok().flatten();
+        let state = State {
+            limits: cfg.protocol_limits(),
+            lockout: Mutex::new(Lockout::new(&cfg.lockout)),
+            shared_lockout: cfg
+                .lockout
+                .shared_store
+                .clone()
+                .map(|addr| crate::shared_lockout::SharedLockout::new(addr, cfg.lockout.clone())),
+            shared_lockout_down: std::sync::atomic::AtomicBool::new(false),
+            users: UserStore::new(cfg.users_file.clone()),
+            login_checks: tokio::sync::Semaphore::new(crate::lockout::CONCURRENT_CHECKS),
+            cfg,
+            metrics,
+            audit,
+            hub: Mutex::new(Hub {
+                broker: SessionBroker::with_max_sessions(max_sessions).with_owner_key(owner_key),
+                ..Hub::default()
+            }),
+            hub_changed: tokio::sync::Notify::new(),
+            drain: Mutex::new(Some(drain)),
+            shutdown,
+            emergency: Mutex::new(None),
+            admin_tokens: crate::admin::AdminTokens::new(cfg_admin_tokens),
+            prelogin: Mutex::new(HashMap::new()),
+            next_id: AtomicU64::new(start.max(1)),
+        };
         (state, drained)
     }
 

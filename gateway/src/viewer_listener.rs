@@ -14,7 +14,7 @@ use tokio::time::{timeout_at, Instant};
 use tracing::Instrument;
 use tsuitate_protocol::{GatewayToViewer, LoginStatus, Reason, ViewerToGateway, PROTOCOL_VERSION};
 
-use crate::broker::{session_owner, Placement};
+use crate::broker::Placement;
 use crate::error::{GatewayError, Side, Violation};
 use crate::relay::input::ControlLimit;
 use crate::session;
@@ -371,12 +371,16 @@ async fn start(
     let req = session::OpenRequest {
         size: (cfg.default_width, cfg.default_height),
         watermark: state.cfg.watermark.spec(user, peer.ip()),
-        owner: session_owner(user),
+        owner: state.hub().broker.owner(user),
         resume,
     };
     match session::open(state, id, agent, req).await {
         Ok(opened) => {
             let resumed = opened.resumed();
+            if let (Some(n), false) = (resume, resumed) {
+                // The agent no longer had that browser (it had just ended): a new one started.
+                state.hub().broker.release_held(agent, n);
+            }
             if resumed {
                 state
                     .metrics

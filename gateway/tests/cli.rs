@@ -415,4 +415,20 @@ fn a_keyed_audit_log_takes_the_key_to_append_and_to_verify() {
     let (code, _, err) = run(&["check-config", "--config", p(&config)], None);
     assert_eq!(code, 2);
     assert!(err.contains("32"), "{err}");
+
+    // The session owners' key is held to the same rules.
+    std::fs::write(
+        &config,
+        "users_file = \"users.toml\"\naudit_log = \"audit.jsonl\"\n[session]\nowner_key_file = \"audit.key\"\n[tls]\nca = \"pki/ca.pem\"\ncert = \"pki/gateway.pem\"\nkey = \"pki/gateway-key.pem\"\n",
+    )
+    .unwrap();
+    let (code, _, err) = run(&["check-config", "--config", p(&config)], None);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("session.owner_key_file") && err.contains("32"),
+        "{err}"
+    );
+    std::fs::write(&key, [7u8; 32]).unwrap();
+    let (code, out, err) = run(&["check-config", "--config", p(&config)], None);
+    assert_eq!(code, 0, "{out}{err}");
 }

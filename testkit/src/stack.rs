@@ -185,6 +185,21 @@ impl Stack {
             .expect("tsuitate-gateway admin token-add");
         assert!(token.status.success(), "admin token-add failed");
         std::fs::write(d.join("admin-token"), &token.stdout).expect("admin token file");
+        // A session owners' key for tests that give it (`[session] owner_key_file =
+        // "owner.key"`): every gateway of the stack reads the same file.
+        let owner_key = d.join("owner.key");
+        let mut key = [0u8; 32];
+        std::io::Read::read_exact(
+            &mut std::fs::File::open("/dev/urandom").expect("/dev/urandom"),
+            &mut key,
+        )
+        .expect("random key");
+        std::fs::write(&owner_key, key).expect("owner key");
+        std::fs::set_permissions(
+            &owner_key,
+            std::os::unix::fs::PermissionsExt::from_mode(0o600),
+        )
+        .expect("chmod owner key");
         // Every listener on port 0: the gateway reports the addresses it got in --ready-file,
         // so no test races another for a "free" port.
         let any = "127.0.0.1:0";
