@@ -389,7 +389,7 @@ async fn start(
             } else {
                 state.metrics.sessions_started.fetch_add(1, Relaxed);
             }
-            state.audit(json!({"event": "session_start", "session": id, "user": user, "agent": agent, "viewer": peer.to_string(), "resumed_on_agent": resumed}));
+            state.audit(json!({"event": "session_start", "session": id, "user": user, "agent": agent, "viewer": peer.to_string(), "resumed_on_agent": resumed, "browser_age_s": opened.age().as_secs()}));
             let tx = session::spawn(state, opened, id, user, agent);
             Some(tx)
         }

@@ -190,6 +190,7 @@ async fn serve_inner(open: OpenRequest, stream: Stream, ctx: &SessionContext) {
             return;
         }
     };
+    let born = std::time::Instant::now();
     let (handover_tx, mut handovers) = mpsc::channel::<Handover>(1);
     let held = ctx.registry.register(open.owner, handover_tx);
     tracing::info!(held, "session held");
@@ -215,13 +216,14 @@ async fn serve_inner(open: OpenRequest, stream: Stream, ctx: &SessionContext) {
             }
         };
         ctx.registry.set_lingering(held, false);
+        let age = resumed.then(|| born.elapsed());
         let outcome = drive(
             &mut s,
             &mut running,
             &mut video_rx,
             &ctx.stats,
             &mut handovers,
-            resumed,
+            age,
         )
         .await;
         match outcome {
@@ -417,21 +419,25 @@ fn start_blocking(
     })
 }
 
-/// Serve the session on one gateway stream. A resumed session starts with a fresh keyframe:
-/// frames encoded while it lingered are discarded, and so is everything before the keyframe.
+/// Serve the session on one gateway stream; `resumed_at_age`: the browser was handed over, at
+/// this age. A resumed session starts with a fresh keyframe: frames encoded while it lingered
+/// are discarded, and so is everything before the keyframe.
 async fn drive(
     stream: &mut Stream,
     running: &mut Running,
     video_rx: &mut mpsc::Receiver<VideoFrame>,
     stats: &AgentStats,
     handovers: &mut mpsc::Receiver<Handover>,
-    resumed: bool,
+    resumed_at_age: Option<Duration>,
 ) -> Outcome {
     let (width, height) = running.size;
+    let resumed = resumed_at_age.is_some();
+    let age_s = resumed_at_age.map_or(0, |a| u32::try_from(a.as_secs()).unwrap_or(u32::MAX));
     let started = AgentSessionToGateway::Started {
         width,
         height,
         resumed,
+        age_s,
     };
     if let Err(e) = send_msg(&mut stream.send, &started).await {
         return Outcome::Lost(e.to_string());

@@ -163,6 +163,7 @@ async fn agent_serves_a_gateway() {
             width,
             height,
             resumed: false,
+            age_s: 0,
         }) => {
             assert_eq!((width, height), (640, 480))
         }

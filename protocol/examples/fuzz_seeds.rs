@@ -112,6 +112,7 @@ fn main() {
             width: 128,
             height: 96,
             resumed: false,
+            age_s: 0,
         }
         .to_bytes(),
         AgentSessionToGateway::Video(video(0)).to_bytes(),

@@ -70,11 +70,14 @@ pub enum GatewayToAgent {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AgentSessionToGateway {
     /// The browser runs at this size; video follows, starting with a keyframe. `resumed`: an
-    /// existing browser was handed over (`Open{resume}`), not a new one started.
+    /// existing browser was handed over (`Open{resume}`), not a new one started; `age_s`: how
+    /// long that browser has run (0 for a new one) — the session's absolute timeout counts
+    /// from its start, whichever gateways carried it.
     Started {
         width: u16,
         height: u16,
         resumed: bool,
+        age_s: u32,
     },
     /// One encoded access unit (agent clock).
     Video(VideoFrame),
@@ -412,9 +415,11 @@ impl Message for AgentSessionToGateway {
                 width,
                 height,
                 resumed,
+                age_s,
             } => {
                 put_dims(out, *width, *height);
                 out.push(u8::from(*resumed));
+                out.extend_from_slice(&age_s.to_be_bytes());
             }
             Self::Video(frame) => frame.encode_payload(out),
             Self::Ended { reason } => out.extend_from_slice(&reason.to_u16().to_be_bytes()),
@@ -428,6 +433,7 @@ impl Message for AgentSessionToGateway {
                     width,
                     height,
                     resumed: r.bool("resumed")?,
+                    age_s: r.u32("age_s")?,
                 }
             }
             0x51 => Self::Video(VideoFrame::decode_payload(r, limits)?),

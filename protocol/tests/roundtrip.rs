@@ -210,11 +210,12 @@ fn gateway_to_agent() -> impl Strategy<Value = GatewayToAgent> {
 
 fn agent_session() -> impl Strategy<Value = AgentSessionToGateway> {
     prop_oneof![
-        (dims(), any::<bool>()).prop_map(|((width, height), resumed)| {
+        (dims(), any::<bool>(), any::<u32>()).prop_map(|((width, height), resumed, age_s)| {
             AgentSessionToGateway::Started {
                 width,
                 height,
                 resumed,
+                age_s,
             }
         }),
         video().prop_map(AgentSessionToGateway::Video),

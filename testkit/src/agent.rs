@@ -217,6 +217,7 @@ async fn session(
         width: size.0,
         height: size.1,
         resumed: false,
+        age_s: 0,
     };
     if tsuitate_transport::write(&mut send, &started)
         .await

@@ -194,6 +194,8 @@ pub(crate) struct SessionInit<'a> {
     /// The agent handed over a browser it held: the first viewer resumes it (from a
     /// keyframe, told `resumed`).
     pub resumed: bool,
+    /// How long that browser has run: the absolute timeout counts from its start.
+    pub age: Duration,
     /// The agent's clock offset (shared with its control stream's pings).
     pub clock: Arc<Mutex<ClockEstimator>>,
 }
@@ -211,7 +213,12 @@ impl SessionCore {
             user: init.user.to_owned(),
             agent: init.agent.to_owned(),
             metrics,
-            timeouts: Timeouts::from_config(cfg),
+            timeouts: {
+                // A browser resumed from an agent has what is left of its absolute limit.
+                let mut t = Timeouts::from_config(cfg);
+                t.absolute = t.absolute.map(|a| a.saturating_sub(init.age));
+                t
+            },
             viewer: None,
             last_viewer: None,
             stats: SessionStats::default(),
@@ -765,6 +772,7 @@ mod tests {
                 width: 640,
                 height: 480,
                 resumed,
+                age: Duration::ZERO,
                 clock: Arc::new(Mutex::new(ClockEstimator::default())),
             },
             cfg,
@@ -1008,6 +1016,52 @@ mod tests {
     }
 
     #[test]
+    fn a_resumed_browser_keeps_its_absolute_timeout() {
+        let t0 = Instant::now();
+        let cfg = config(0, 3600, 60);
+        let init = |age: Duration| SessionInit {
+            id: 7,
+            user: "yamada",
+            agent: "agent-1",
+            width: 640,
+            height: 480,
+            resumed: true,
+            age,
+            clock: Arc::new(Mutex::new(ClockEstimator::default())),
+        };
+        let new = |age| {
+            SessionCore::new(
+                t0,
+                init(age),
+                &cfg,
+                &cfg.protocol_limits(),
+                Arc::new(Metrics::default()),
+            )
+        };
+        // 50 minutes old through other gateways: 10 minutes left here, not an hour.
+        let c = new(50 * 60 * S);
+        assert_eq!(
+            c.poll_timeout(),
+            Some(t0 + 60 * S),
+            "the linger comes first"
+        );
+        let (v, _rx) = sink(1);
+        let mut c = c;
+        c.handle_command(t0, SessionCommand::Attach(v)).unwrap();
+        assert_eq!(c.poll_timeout(), Some(t0 + 10 * 60 * S));
+        assert_eq!(
+            reason(c.handle_timeout(t0 + 10 * 60 * S)),
+            Some((Some(Reason::AbsoluteTimeout), Reason::AbsoluteTimeout))
+        );
+        // An age beyond the limit ends it at once, and never underflows.
+        let mut c = new(Duration::MAX);
+        assert_eq!(
+            reason(c.handle_timeout(t0)),
+            Some((Some(Reason::AbsoluteTimeout), Reason::AbsoluteTimeout))
+        );
+    }
+
+    #[test]
     fn idle_timeout_counts_from_the_last_input() {
         let t0 = Instant::now();
         let cfg = config(60, 0, 30);
@@ -1062,6 +1116,7 @@ mod tests {
                     width: 1,
                     height: 1,
                     resumed: false,
+                    age_s: 0,
                 },
             )
             .unwrap_err();

@@ -34,8 +34,9 @@ pub(crate) struct Opened {
     rx: mpsc::Receiver<ReadItem<AgentSessionToGateway>>,
     width: u16,
     height: u16,
-    /// The agent handed over a browser it held (`Started{resumed}`).
+    /// The agent handed over a browser it held (`Started{resumed}`), this old.
     resumed: bool,
+    age: Duration,
     conn: quinn::Connection,
     clock: Arc<Mutex<ClockEstimator>>,
 }
@@ -44,6 +45,11 @@ impl Opened {
     /// Whether the agent handed over a browser it held.
     pub(crate) fn resumed(&self) -> bool {
         self.resumed
+    }
+
+    /// How long the browser has run (0 for a new one).
+    pub(crate) fn age(&self) -> Duration {
+        self.age
     }
 }
 
@@ -109,12 +115,14 @@ async fn open_stream(
             width,
             height,
             resumed,
+            age_s,
         }) => Ok(Opened {
             send,
             rx,
             width,
             height,
             resumed,
+            age: Duration::from_secs(age_s.into()),
             conn: link.conn,
             clock: link.clock,
         }),
@@ -169,6 +177,7 @@ pub(crate) fn spawn(
             width: opened.width,
             height: opened.height,
             resumed: opened.resumed,
+            age: opened.age,
             clock: opened.clock,
         },
         &state.cfg,
