@@ -391,3 +391,59 @@ fn the_image_holds_the_binaries_and_the_browser_packages() {
     }
     assert!(file.contains("setup-browser-user.sh"));
 }
+
+#[test]
+fn the_autoscalers_scale_our_statefulsets_on_a_metric_the_gateway_exports() {
+    let docs = documents();
+    let exported = tsuitate_gateway::metrics::Metrics::default()
+        .render(tsuitate_gateway::metrics::Gauges::default());
+    let hpas: Vec<&Value> = docs
+        .iter()
+        .filter(|d| d["kind"] == "HorizontalPodAutoscaler")
+        .collect();
+    let targets: BTreeSet<&str> = hpas
+        .iter()
+        .map(|h| s(&h["spec"]["scaleTargetRef"]["name"]))
+        .collect();
+    assert_eq!(
+        targets,
+        BTreeSet::from(["tsuitate-agent", "tsuitate-gateway"]),
+        "gateways and agents scale"
+    );
+    for h in hpas {
+        let target = &h["spec"]["scaleTargetRef"];
+        assert_eq!(target["kind"], "StatefulSet");
+        let set = kind(&docs, "StatefulSet", s(&target["name"]));
+        assert_eq!(
+            set["metadata"]["namespace"], h["metadata"]["namespace"],
+            "an autoscaler scales in its own namespace"
+        );
+        let replicas = set["spec"]["replicas"].as_i64().unwrap_or(1);
+        let (min, max) = (
+            h["spec"]["minReplicas"].as_i64().unwrap_or(1),
+            h["spec"]["maxReplicas"].as_i64().unwrap_or(0),
+        );
+        assert!(min <= replicas && replicas <= max, "{}", s(&target["name"]));
+        for m in h["spec"]["metrics"].as_sequence().expect("metrics") {
+            let name = [
+                &m["pods"]["metric"]["name"],
+                &m["external"]["metric"]["name"],
+            ]
+            .into_iter()
+            .find_map(|v| v.as_str())
+            .expect("a pods or external metric");
+            assert!(
+                exported
+                    .lines()
+                    .any(|l| l.starts_with(&format!("# TYPE {name} "))),
+                "{name} is a metric the gateway exports"
+            );
+        }
+    }
+    // Removing an agent pod ends the browsers on it: never automatically.
+    let agents = kind(&docs, "HorizontalPodAutoscaler", "tsuitate-agent");
+    assert_eq!(
+        agents["spec"]["behavior"]["scaleDown"]["selectPolicy"],
+        "Disabled"
+    );
+}
