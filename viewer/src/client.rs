@@ -120,7 +120,7 @@ pub struct Connected {
     pub height: u16,
     /// Whether the gateway gave back a lingering session.
     pub resumed: bool,
-    /// Which of the candidate addresses ([`candidates`]) this connection went to.
+    /// Which entry of the `gateway` list this connection went to.
     pub via: usize,
 }
 
@@ -156,46 +156,37 @@ pub fn gateway_list(gateway: &str) -> Vec<&str> {
 
 /// One address to try: where, the TLS name to verify, and the entry it came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Candidate {
-    /// The address.
-    pub addr: SocketAddr,
-    /// The TLS name.
-    pub name: String,
-    /// The `host:port` entry.
-    pub gateway: String,
+struct Candidate {
+    addr: SocketAddr,
+    name: String,
+    gateway: String,
 }
 
-/// Every address of every gateway in `cfg.gateway`, in order (a name's addresses as the
-/// resolver gives them). An entry that does not resolve is left out, unless none resolves.
-pub async fn candidates(cfg: &ClientConfig) -> Result<Vec<Candidate>, ClientError> {
-    let mut out = Vec::new();
-    let mut last_error = None;
-    for gateway in gateway_list(&cfg.gateway) {
-        let name = cfg
-            .server_name
-            .clone()
-            .unwrap_or_else(|| default_server_name(gateway));
-        match tokio::net::lookup_host(gateway).await {
-            Ok(addrs) => out.extend(addrs.map(|addr| Candidate {
-                addr,
-                name: name.clone(),
-                gateway: gateway.to_owned(),
-            })),
-            Err(e) => {
-                last_error = Some(ClientError::Unreachable {
-                    gateway: gateway.to_owned(),
-                    message: e.to_string(),
-                })
-            }
-        }
+/// The addresses of one `host:port` entry (a name's as the resolver gives them).
+async fn resolve_entry(cfg: &ClientConfig, gateway: &str) -> Result<Vec<Candidate>, ClientError> {
+    let name = cfg
+        .server_name
+        .clone()
+        .unwrap_or_else(|| default_server_name(gateway));
+    let unreachable = |message: String| ClientError::Unreachable {
+        gateway: gateway.to_owned(),
+        message,
+    };
+    let addrs: Vec<SocketAddr> = tokio::net::lookup_host(gateway)
+        .await
+        .map_err(|e| unreachable(e.to_string()))?
+        .collect();
+    if addrs.is_empty() {
+        return Err(unreachable("the name has no address".into()));
     }
-    if out.is_empty() {
-        return Err(last_error.unwrap_or_else(|| ClientError::Unreachable {
-            gateway: cfg.gateway.clone(),
-            message: "the name has no address".into(),
-        }));
-    }
-    Ok(out)
+    Ok(addrs
+        .into_iter()
+        .map(|addr| Candidate {
+            addr,
+            name: name.clone(),
+            gateway: gateway.to_owned(),
+        })
+        .collect())
 }
 
 /// Default TLS name: the host part of `host:port` (brackets of an IPv6 literal removed).
@@ -243,40 +234,50 @@ pub async fn connect_with(
     connect_from(cfg, quic, 0).await
 }
 
-/// Connect and log in, trying the candidate addresses in turn from index `start` (modulo
-/// their number): a reconnect starts after the gateway it lost. Only an unreachable gateway
-/// moves on to the next; a refusal (password, lockout, capacity) ends at once, so a wrong
-/// password is never tried on every gateway.
+/// Connect and log in, trying the gateways of `cfg.gateway` in turn from entry `start`
+/// (modulo their number; each entry's addresses in the resolver's order, resolved when it is
+/// tried): a reconnect starts after the gateway it lost. Only an unreachable gateway moves on
+/// to the next; a refusal (password, lockout, capacity) ends at once, so a wrong password is
+/// never tried on every gateway.
 pub async fn connect_from(
     cfg: &ClientConfig,
     quic: quinn::ClientConfig,
     start: usize,
 ) -> Result<Connected, ClientError> {
-    let all = candidates(cfg).await?;
-    // With several gateways, a dead one may not hold up the others for long.
-    let limit = if all.len() > 1 {
-        cfg.connect_timeout.min(Duration::from_secs(2))
-    } else {
-        cfg.connect_timeout
-    };
+    let entries = gateway_list(&cfg.gateway);
     let mut last = None;
-    for i in 0..all.len() {
-        let via = (start + i) % all.len();
-        match connect_one(cfg, quic.clone(), &all[via], limit).await {
-            Ok(mut c) => {
-                c.via = via;
-                return Ok(c);
-            }
-            Err(e) if e.is_network() => {
-                tracing::info!(gateway = %all[via].gateway, addr = %all[via].addr, error = %e, "gateway unreachable; trying the next");
+    for i in 0..entries.len() {
+        let via = (start + i) % entries.len();
+        let addrs = match resolve_entry(cfg, entries[via]).await {
+            Ok(a) => a,
+            Err(e) => {
                 last = Some(e);
+                continue;
             }
-            Err(e) => return Err(e),
+        };
+        // With other addresses to try, a dead one may not hold them up for long.
+        let limit = if entries.len() > 1 || addrs.len() > 1 {
+            cfg.connect_timeout.min(Duration::from_secs(2))
+        } else {
+            cfg.connect_timeout
+        };
+        for to in &addrs {
+            match connect_one(cfg, quic.clone(), to, limit).await {
+                Ok(mut c) => {
+                    c.via = via;
+                    return Ok(c);
+                }
+                Err(e) if e.is_network() => {
+                    tracing::info!(gateway = %to.gateway, addr = %to.addr, error = %e, "gateway unreachable; trying the next");
+                    last = Some(e);
+                }
+                Err(e) => return Err(e),
+            }
         }
     }
     Err(last.unwrap_or_else(|| ClientError::Unreachable {
         gateway: cfg.gateway.clone(),
-        message: "no address".into(),
+        message: "no gateway given".into(),
     }))
 }
 
