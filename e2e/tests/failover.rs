@@ -63,6 +63,31 @@ fn second_gateway_resumed_the_browser(second: &OtherGateway) {
     );
 }
 
+/// A headless viewer given both gateways that types `abc` into the page's field, waits
+/// `pause_ms` (the test stops gateways meanwhile), types `def` and logs out; returned once the
+/// page has seen `abc`.
+fn typing_viewer(
+    stack: &Stack,
+    second: &OtherGateway,
+    page: &TestPage,
+    name: &str,
+    pause_ms: u64,
+) -> tsuitate_testkit::stack::RunningViewer {
+    let both = format!("{},{}", stack.viewer_addr, second.viewer_addr);
+    let script = format!(
+        "expect-change 30000\nwait 2000\nclick 300 410\nwait 500\ntype abc\n\
+         wait {pause_ms}\ntype def\nwait 3000\nsnapshot after.png\n"
+    );
+    let viewer = stack.spawn_viewer_at(&both, USER, PASSWORD, name, &script, &[]);
+    assert!(
+        page.wait_event(Duration::from_secs(60), |e| e == "text=abc")
+            .is_some(),
+        "{name}: typed before the gateways were touched: {:?}",
+        page.events()
+    );
+    viewer
+}
+
 #[test]
 fn a_killed_gateway_costs_a_viewer_a_reconnect_not_its_browser() {
     let page = TestPage::start();
@@ -71,22 +96,7 @@ fn a_killed_gateway_costs_a_viewer_a_reconnect_not_its_browser() {
 
     // The viewer knows both gateways and starts on the first. It types, waits while the
     // first gateway is killed, and types again.
-    let both = format!("{},{}", stack.viewer_addr, second.viewer_addr);
-    let viewer = stack.spawn_viewer_at(
-        &both,
-        USER,
-        PASSWORD,
-        "failover",
-        "expect-change 30000\nwait 2000\nclick 300 410\nwait 500\ntype abc\n\
-         wait 15000\ntype def\nwait 3000\nsnapshot after.png\n",
-        &[],
-    );
-    assert!(
-        page.wait_event(Duration::from_secs(60), |e| e == "text=abc")
-            .is_some(),
-        "typed before the loss: {:?}",
-        page.events()
-    );
+    let viewer = typing_viewer(&stack, &second, &page, "failover", 15_000);
     assert_eq!(
         metric(&first_metrics(), "tsuitate_sessions_active"),
         Some(1.0),
@@ -210,22 +220,7 @@ fn a_killed_gateway_costs_a_web_viewer_page_a_moment_not_its_browser() {
 fn a_rolling_restart_of_both_gateways_ends_no_session() {
     let page = TestPage::start();
     let (mut stack, mut second) = two_gateways_one_agent(&page);
-    let both = format!("{},{}", stack.viewer_addr, second.viewer_addr);
-    let viewer = stack.spawn_viewer_at(
-        &both,
-        USER,
-        PASSWORD,
-        "rolling",
-        "expect-change 30000\nwait 2000\nclick 300 410\nwait 500\ntype abc\n\
-         wait 45000\ntype def\nwait 3000\nsnapshot after.png\n",
-        &[],
-    );
-    assert!(
-        page.wait_event(Duration::from_secs(60), |e| e == "text=abc")
-            .is_some(),
-        "typed before the restarts: {:?}",
-        page.events()
-    );
+    let viewer = typing_viewer(&stack, &second, &page, "rolling", 45_000);
     let registered = |admin: &str| {
         wait_for(Duration::from_secs(40), || {
             let m = http_get(admin, "/metrics").unwrap_or_default();

@@ -246,22 +246,7 @@ impl SessionBroker {
         }
         if let Some((agent, held)) = self.held_for(user, one_per_user) {
             // The browser already has its slot on the agent.
-            if let Some(a) = self.agents.get_mut(&agent) {
-                a.sessions = a.sessions.saturating_add(1);
-            }
-            self.sessions.insert(
-                new_id,
-                SessionEntry {
-                    user: user.to_owned(),
-                    agent: agent.clone(),
-                    state: SessionState::Starting,
-                },
-            );
-            return Placement::New {
-                session_id: new_id,
-                agent,
-                resume: Some(held),
-            };
+            return self.reserve(user, agent, new_id, Some(held));
         }
         let best = self
             .agents
@@ -274,12 +259,20 @@ impl SessionBroker {
             return Placement::NoCapacity;
         };
         let agent = agent.clone();
+        self.reserve(user, agent, new_id, None)
+    }
+
+    /// Count a starting session of `user` on `agent` under `id`; a new browser (no `resume`)
+    /// takes one of the agent's free slots until its next `Capacity` says.
+    fn reserve(&mut self, user: &str, agent: String, id: u64, resume: Option<u64>) -> Placement {
         if let Some(a) = self.agents.get_mut(&agent) {
             a.sessions = a.sessions.saturating_add(1);
-            a.reported_free = a.reported_free.saturating_sub(1);
+            if resume.is_none() {
+                a.reported_free = a.reported_free.saturating_sub(1);
+            }
         }
         self.sessions.insert(
-            new_id,
+            id,
             SessionEntry {
                 user: user.to_owned(),
                 agent: agent.clone(),
@@ -287,9 +280,9 @@ impl SessionBroker {
             },
         );
         Placement::New {
-            session_id: new_id,
+            session_id: id,
             agent,
-            resume: None,
+            resume,
         }
     }
 

@@ -43,17 +43,23 @@ fn page_tls(pki: &Pki) -> Arc<rustls::ServerConfig> {
     Arc::new(tls)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn agent_serves_a_gateway() {
+/// The test CA (with `agent-1`'s certificate) and a work directory the browser user can
+/// traverse to its session directory.
+fn pki_and_work() -> (tempfile::TempDir, Pki, tempfile::TempDir) {
     let pki_dir = tempfile::tempdir().expect("tempdir");
     let pki = Pki::create(pki_dir.path(), &["agent-1"]);
     let work = tempfile::tempdir().expect("work dir");
-    // The browser user must be able to traverse to its session directory.
     std::fs::set_permissions(
         work.path(),
         std::os::unix::fs::PermissionsExt::from_mode(0o711),
     )
     .expect("chmod work dir");
+    (pki_dir, pki, work)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agent_serves_a_gateway() {
+    let (_pki_dir, pki, work) = pki_and_work();
     let gateway = AgentGateway::bind(&pki);
     // The start page is HTTPS with a certificate from the test CA, trusted only through
     // `extra_ca`: the page reporting back proves the browser trusts the bundle.
@@ -62,33 +68,20 @@ async fn agent_serves_a_gateway() {
          addEventListener('resize',function(){fetch('/report',{method:'POST',body:'inner:'+innerWidth})})</script></body></html>",
         page_tls(&pki),
     );
-    let (cert, key) = pki.agent("agent-1");
-    let path = |p: &Path| s(p.display().to_string());
-    let mut toml = table([
-        ("agent_id", s("agent-1")),
-        ("max_sessions", toml::Value::Integer(1)),
-        ("start_url", s(url)),
-        (
-            "gateways",
-            toml::Value::Array(vec![toml::Value::Table(table([
-                ("addr", s(gateway.addr.to_string())),
-                ("server_name", s("localhost")),
-            ]))]),
-        ),
-        ("ca", path(&pki.ca())),
-        ("cert", path(&cert)),
-        ("key", path(&key)),
-        ("work_dir", path(work.path())),
-        ("bitrate_kbps", toml::Value::Integer(2000)),
-        ("extra_ca", path(&pki.ca())),
-        ("max_width", toml::Value::Integer(1024)),
-        ("max_height", toml::Value::Integer(768)),
-    ]);
-    if let Some(u) = common::browser_user() {
-        toml.insert("browser_user".into(), s(format!("{}:{}", u.uid, u.gid)));
-    }
-    let toml = toml::to_string(&toml).expect("TOML");
-    let config = AgentConfig::parse(&toml).unwrap_or_else(|e| panic!("{e}"));
+    let ca = s(pki.ca().display().to_string());
+    let config = agent_config(
+        &pki,
+        work.path(),
+        &url,
+        &[gateway.addr],
+        &[
+            ("max_sessions", toml::Value::Integer(1)),
+            ("bitrate_kbps", toml::Value::Integer(2000)),
+            ("extra_ca", ca),
+            ("max_width", toml::Value::Integer(1024)),
+            ("max_height", toml::Value::Integer(768)),
+        ],
+    );
     let (stop_tx, stop_rx) = watch::channel(false);
     let agent = tokio::spawn(tsuitate_agent::client::run(config, stop_rx));
 
@@ -469,14 +462,7 @@ async fn first_frame_is_a_clean_keyframe(r: &mut Reader<AgentSessionToGateway>, 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_session_outlives_its_gateway_and_is_resumed_through_another() {
-    let pki_dir = tempfile::tempdir().expect("tempdir");
-    let pki = Pki::create(pki_dir.path(), &["agent-1"]);
-    let work = tempfile::tempdir().expect("work dir");
-    std::fs::set_permissions(
-        work.path(),
-        std::os::unix::fs::PermissionsExt::from_mode(0o711),
-    )
-    .expect("chmod work dir");
+    let (_pki_dir, pki, work) = pki_and_work();
     let (url, reports) = common::serve(
         "<html><body style='background:#00a'>held<script>fetch('/report',{method:'POST',body:'loaded'})</script></body></html>",
     );

@@ -219,8 +219,17 @@ impl SessionDriver {
 /// Write queued messages to the gateway until the queue closes or a `Logout` went out (then
 /// finish the stream). Shared by the native and the web viewer.
 pub async fn write_loop(
-    mut send: quinn::SendStream,
+    send: quinn::SendStream,
     mut rx: mpsc::Receiver<ViewerToGateway>,
+) -> Result<(), ClientError> {
+    write_queued(send, &mut rx).await
+}
+
+/// [`write_loop`] from a queue that may outlive this stream (the web viewer moves it to the
+/// next gateway connection).
+pub async fn write_queued(
+    mut send: quinn::SendStream,
+    rx: &mut mpsc::Receiver<ViewerToGateway>,
 ) -> Result<(), ClientError> {
     while let Some(msg) = rx.recv().await {
         write_message(&mut send, &msg).await?;

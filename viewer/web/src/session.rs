@@ -13,11 +13,10 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 use tsuitate_protocol::page::{self, PageMessage};
 use tsuitate_protocol::{GatewayToViewer, Limits, Reason, ViewerToGateway};
-use tsuitate_viewer::client::{
-    self, read_message, write_message, ClientConfig, ClientError, Connected,
-};
+use tsuitate_viewer::client::{self, read_message, ClientConfig, ClientError, Connected};
 use tsuitate_viewer::clock::{unix_us, ClockOffset};
 use tsuitate_viewer::i18n::{self, Lang, Status};
+use tsuitate_viewer::session::write_queued;
 use webrtc::data_channel::{DataChannel, DataChannelEvent};
 use webrtc::peer_connection::RTCSessionDescription;
 
@@ -174,18 +173,11 @@ enum Step {
 /// out (then finish the stream). The queue outlives the connection: the next connection's
 /// writer takes it over once this task is gone.
 async fn write_shared(
-    mut send: quinn::SendStream,
+    send: quinn::SendStream,
     rx: Arc<tokio::sync::Mutex<mpsc::Receiver<ViewerToGateway>>>,
 ) -> Result<(), ClientError> {
     let mut rx = rx.lock().await;
-    while let Some(msg) = rx.recv().await {
-        write_message(&mut send, &msg).await?;
-        if msg == ViewerToGateway::Logout {
-            let _ = send.finish();
-            return Ok(());
-        }
-    }
-    Ok(())
+    write_queued(send, &mut rx).await
 }
 
 /// Start the session task for a logged-in connection. `login` (the password included) stays
