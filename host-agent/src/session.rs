@@ -445,6 +445,9 @@ async fn drive(
     tracing::info!(width, height, resumed, "session started");
     let mut need_keyframe = false;
     if resumed {
+        // Whatever the previous viewer held (its releases may have been lost with its gateway)
+        // is released before the new one types.
+        let _ = running.input.try_send(Inject::ReleaseAll);
         while video_rx.try_recv().is_ok() {}
         running.pipeline.request_keyframe();
         need_keyframe = true;

@@ -221,6 +221,35 @@ fn real_chromium_session() {
         "typed text arrives exactly"
     );
 
+    // 2b. Keys repeat at the viewer's rate, never the X server's: a key held without its
+    // release (a gateway lost mid-keystroke) types once; the viewer's repeats (down, down,
+    // down, up) type three times.
+    inject
+        .apply(&[key(true, KeyCode::KeyX, u32::from(b'x'))])
+        .expect("press x");
+    std::thread::sleep(Duration::from_millis(1500));
+    let y = u32::from(b'y');
+    inject
+        .apply(&[
+            key(false, KeyCode::KeyX, u32::from(b'x')),
+            key(true, KeyCode::KeyY, y),
+            key(true, KeyCode::KeyY, y),
+            key(true, KeyCode::KeyY, y),
+            key(false, KeyCode::KeyY, y),
+            key(true, KeyCode::Enter, 0xff0d),
+            key(false, KeyCode::Enter, 0xff0d),
+        ])
+        .expect("held and repeated keys");
+    let repeated = format!("{expected}xyyy");
+    let got = reports.wait_for(Duration::from_secs(10), |r| {
+        r.starts_with("value:") && r != expected
+    });
+    assert_eq!(
+        got.as_deref(),
+        Some(repeated.as_str()),
+        "one x for a held key, three y for three downs"
+    );
+
     // 3. An idle page produces no frames once it settles (focus off the input: no caret).
     inject.apply(&click(750, offset + 150)).expect("blur");
     collect(&mut rx, &mut view, Duration::from_secs(2));

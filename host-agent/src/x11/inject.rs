@@ -8,7 +8,9 @@ use std::sync::mpsc::SyncSender;
 
 use tsuitate_protocol::{Button, InputEvent, KeyCode};
 use x11rb::connection::Connection;
-use x11rb::protocol::xproto::{ConnectionExt as _, Keycode, Keysym, Window};
+use x11rb::protocol::xproto::{
+    AutoRepeatMode, ChangeKeyboardControlAux, ConnectionExt as _, Keycode, Keysym, Window,
+};
 use x11rb::protocol::xtest::ConnectionExt as _;
 use x11rb::rust_connection::RustConnection;
 use x11rb::wrapper::ConnectionExt as _;
@@ -75,6 +77,16 @@ impl X11Injector {
             .reply()
             .map_err(|e| CaptureError::Unsupported(format!("XTEST: {e}")))?;
         let keymap = Keymap::load(&conn)?;
+        // Keys repeat at the rate of the user's own PC: the viewers send its repeats as key
+        // downs. The X server's own repeat would add to them, and would run a key on for as
+        // long as its release does not arrive (a gateway lost mid-keystroke types the letter
+        // until the session is resumed).
+        conn.change_keyboard_control(
+            &ChangeKeyboardControlAux::new().auto_repeat_mode(AutoRepeatMode::OFF),
+        )
+        .map_err(lost)?
+        .check()
+        .map_err(|e| CaptureError::Unsupported(format!("keyboard auto-repeat: {e}")))?;
         Ok(X11Injector {
             conn,
             root,
@@ -198,6 +210,11 @@ impl X11Injector {
     }
 
     fn key(&mut self, down: bool, code: KeyCode, keysym: Keysym) -> Result<(), CaptureError> {
+        if down && self.pressed.contains_key(&code) {
+            // A repeat from the viewer (its PC's auto-repeat): with the server's repeat off, a
+            // second press of a held key would be dropped, so it is released and pressed again.
+            self.key(false, code, keysym)?;
+        }
         if !down {
             if let Some(kc) = self.pressed.remove(&code) {
                 self.shift_held.retain(|&k| k != kc);
