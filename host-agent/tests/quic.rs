@@ -564,7 +564,44 @@ async fn a_session_outlives_its_gateway_and_is_resumed_through_another() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(left.is_empty(), "processes left: {left:?}");
+
+    // A browser lingering when the agent stops ends with it, well before its linger would.
+    // (Once its one slot is free again.)
+    loop {
+        match ctl1.next().await {
+            Some(AgentToGateway::Capacity { free: 1 }) => break,
+            Some(_) => continue,
+            None => panic!("control stream ended"),
+        }
+    }
+    let (s4, r4, resumed) = open_session(&c1, OWNER, None).await;
+    assert_eq!(resumed, Some(false));
+    drop((s4, r4));
+    let lingering = loop {
+        match next_held(&mut ctl2).await {
+            AgentToGateway::Held {
+                session,
+                lingering: true,
+                ..
+            } => break session,
+            _ => continue,
+        }
+    };
+    assert_ne!(lingering, held, "a new session");
     drop((c1, c2));
+    let stopping = std::time::Instant::now();
     let _ = stop_tx.send(true);
-    let _ = tokio::time::timeout(Duration::from_secs(10), agent).await;
+    let stopped = tokio::time::timeout(Duration::from_secs(15), agent).await;
+    assert!(
+        stopped.is_ok(),
+        "the agent stopped with a browser lingering"
+    );
+    // Before the linger (6 s) would have ended the browser by itself.
+    assert!(
+        stopping.elapsed() < Duration::from_secs(6),
+        "the shutdown ended the lingering browser ({:?})",
+        stopping.elapsed()
+    );
+    let left = tsuitate_agent::browser::session_processes(&[], &agent_dir);
+    assert!(left.is_empty(), "processes left at shutdown: {left:?}");
 }
