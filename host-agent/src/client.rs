@@ -594,7 +594,15 @@ async fn resume(
         return Some(stream);
     };
     let (reply, answer) = tokio::sync::oneshot::channel();
-    if let Err(e) = handover.send(Handover { stream, reply }).await {
+    let watermark = open.watermark.clone();
+    if let Err(e) = handover
+        .send(Handover {
+            stream,
+            watermark,
+            reply,
+        })
+        .await
+    {
         return Some(e.0.stream);
     }
     match answer.await {

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use tokio::sync::{broadcast, mpsc, oneshot};
-use tsuitate_protocol::{AgentToGateway, SessionOwner};
+use tsuitate_protocol::{AgentToGateway, SessionOwner, Watermark};
 
 use crate::session::Stream;
 
@@ -16,6 +16,8 @@ use crate::session::Stream;
 pub struct Handover {
     /// The new stream.
     pub stream: Stream,
+    /// The watermark the new gateway asks for (its text names the new viewer).
+    pub watermark: Option<Watermark>,
     /// The answer.
     pub reply: oneshot::Sender<Result<(), Stream>>,
 }

@@ -24,7 +24,7 @@ use crate::frame::FrameSource;
 use crate::held::{Handover, Registry};
 use crate::pipeline::Pipeline;
 use crate::size::clamp_size;
-use crate::watermark::{Painter, Watermarked};
+use crate::watermark::{Painter, Retext, Watermarked};
 use crate::x11::{self, WindowSizer, X11Capture, X11Injector};
 
 /// Counters across all sessions (for `Stats`).
@@ -157,8 +157,26 @@ enum Outcome {
     End(Option<Reason>),
     /// The stream or its connection failed: the browser lingers.
     Lost(String),
-    /// The session's owner took it over through another stream (another gateway).
-    Replaced(Stream),
+    /// The session's owner took it over through another stream (another gateway), asking for
+    /// this watermark.
+    Replaced(Stream, Option<Watermark>),
+}
+
+/// Whether a handed-over stream can take this browser: a gateway that asks for a watermark
+/// never gets a browser started without one (its stream is given back, a new browser starts).
+/// The new text (it names the new viewer) is drawn from the next picture on.
+fn take_watermark(running: &Running, wanted: Option<Watermark>) -> bool {
+    match (&running.retext, wanted) {
+        (Some(retext), Some(spec)) => {
+            retext.set(spec.text);
+            true
+        }
+        (None, Some(_)) => {
+            tracing::warn!("a resume asks for a watermark this browser was started without: refused, a new browser starts");
+            false
+        }
+        (_, None) => true,
+    }
 }
 
 /// Start a browser for `open` and serve it on `stream`, and on every stream handed over to
@@ -196,26 +214,36 @@ async fn serve_inner(open: OpenRequest, stream: Stream, ctx: &SessionContext) {
     tracing::info!(held, "session held");
     let mut next = Some(stream);
     let mut resumed = false;
+    // When the current linger ends (set when the stream is lost, kept across refused offers).
+    let mut linger_until = None;
     // The stream to tell why the session ended, once the browser is gone.
     let last: Option<(Stream, Option<Reason>)> = loop {
         let Some(mut s) = next.take() else {
-            ctx.registry.set_lingering(held, true);
-            tracing::info!(
-                held,
-                linger_s = config.linger.as_secs(),
-                "session lingering: its gateway stream was lost"
-            );
-            match linger(&mut running, &mut video_rx, &mut handovers, ctx).await {
+            let until = *linger_until.get_or_insert_with(|| {
+                ctx.registry.set_lingering(held, true);
+                tracing::info!(
+                    held,
+                    linger_s = config.linger.as_secs(),
+                    "session lingering: its gateway stream was lost"
+                );
+                tokio::time::Instant::now() + config.linger
+            });
+            match linger(&mut running, &mut video_rx, &mut handovers, ctx, until).await {
                 Some(h) => {
-                    let _ = h.reply.send(Ok(()));
-                    next = Some(h.stream);
-                    resumed = true;
+                    if take_watermark(&running, h.watermark) {
+                        let _ = h.reply.send(Ok(()));
+                        next = Some(h.stream);
+                        resumed = true;
+                    } else {
+                        let _ = h.reply.send(Err(h.stream));
+                    }
                     continue;
                 }
                 None => break None,
             }
         };
         ctx.registry.set_lingering(held, false);
+        linger_until = None;
         let age = resumed.then(|| born.elapsed());
         let outcome = drive(
             &mut s,
@@ -235,9 +263,10 @@ async fn serve_inner(open: OpenRequest, stream: Stream, ctx: &SessionContext) {
                     break None;
                 }
             }
-            Outcome::Replaced(other) => {
+            Outcome::Replaced(other, watermark) => {
                 tracing::info!(held, "session taken over through another gateway");
                 s.refuse(Reason::Replaced).await;
+                take_watermark(&running, watermark);
                 next = Some(other);
                 resumed = true;
             }
@@ -286,18 +315,18 @@ async fn serve_inner(open: OpenRequest, stream: Stream, ctx: &SessionContext) {
     }
 }
 
-/// Keep the browser without a gateway for `linger`: frames are discarded, keys the viewer held
-/// are released. Returns the stream handed over to resume it, or `None` when it ends (the
+/// Keep the browser without a gateway until `deadline`: frames are discarded, keys the viewer
+/// held are released. Returns the stream handed over to resume it, or `None` when it ends (the
 /// linger ran out, the browser exited, the agent shuts down).
 async fn linger(
     running: &mut Running,
     video_rx: &mut mpsc::Receiver<VideoFrame>,
     handovers: &mut mpsc::Receiver<Handover>,
     ctx: &SessionContext,
+    deadline: tokio::time::Instant,
 ) -> Option<Handover> {
     // Never waits: a stuck injection thread must not keep the linger from ending.
     let _ = running.input.try_send(Inject::ReleaseAll);
-    let deadline = tokio::time::Instant::now() + ctx.config.linger;
     let mut shutdown = ctx.shutdown.clone();
     let mut tick = tokio::time::interval(Duration::from_millis(500));
     loop {
@@ -331,6 +360,8 @@ struct Running {
     windows: Arc<WindowSizer>,
     /// The session size now (even, within the screen).
     size: (u16, u16),
+    /// Where its watermark's text is changed, when it has one.
+    retext: Option<Retext>,
 }
 
 /// What the injection thread is told, in order.
@@ -380,9 +411,13 @@ fn start_blocking(
         screen_content: config.encoder == EncoderUsage::Screen,
     })
     .map_err(|e| b(&e))?;
-    let source: Box<dyn FrameSource> = match painter {
-        Some(p) => Box::new(Watermarked::new(Box::new(capture), p)),
-        None => Box::new(capture),
+    let (source, retext): (Box<dyn FrameSource>, _) = match painter {
+        Some(p) => {
+            let marked = Watermarked::new(Box::new(capture), p);
+            let retext = marked.retext();
+            (Box::new(marked), Some(retext))
+        }
+        None => (Box::new(capture), None),
     };
     let pipeline =
         Pipeline::start(source, Box::new(encoder), config.fps, video).map_err(|e| b(&e))?;
@@ -416,6 +451,7 @@ fn start_blocking(
         input,
         windows: Arc::new(windows),
         size: (width, height),
+        retext,
     })
 }
 
@@ -501,8 +537,13 @@ async fn drive(
                 None => return Outcome::Lost("reader ended".into()),
             },
             h = handovers.recv() => if let Some(h) = h {
+                if running.retext.is_none() && h.watermark.is_some() {
+                    tracing::warn!("a takeover asks for a watermark this browser was started without: refused, a new browser starts");
+                    let _ = h.reply.send(Err(h.stream));
+                    continue;
+                }
                 let _ = h.reply.send(Ok(()));
-                return Outcome::Replaced(h.stream);
+                return Outcome::Replaced(h.stream, h.watermark);
             },
             _ = tick.tick() => {
                 let Ok(mut b) = running.browser.lock() else {

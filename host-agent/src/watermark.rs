@@ -81,6 +81,14 @@ impl Painter {
         format!("{}  {}", self.spec.text, Civil::from_unix(local).minutes())
     }
 
+    /// Draw `text` instead from the next picture on (its owner took the browser over from
+    /// another PC: the address in it changed).
+    pub fn set_text(&mut self, text: String) {
+        self.spec.text = text;
+        // Rendered again at the next refresh.
+        self.minute = i64::MIN;
+    }
+
     /// Render the tile again if the minute changed.
     pub fn refresh(&mut self, unix_secs: i64) {
         let minute = self.minute_at(unix_secs);
@@ -181,16 +189,49 @@ fn unix_secs(us: u64) -> i64 {
     i64::try_from(us / 1_000_000).unwrap_or(i64::MAX)
 }
 
+/// Where a running session's watermark text is changed (from the session's task; the capture
+/// thread draws it from its next picture on).
+#[derive(Debug, Clone, Default)]
+pub struct Retext(Arc<std::sync::Mutex<Option<String>>>);
+
+impl Retext {
+    /// Draw `text` from the next picture on.
+    pub fn set(&self, text: String) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(text);
+    }
+
+    fn take(&self) -> Option<String> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).take()
+    }
+}
+
 /// A frame source with the watermark drawn into every picture.
 pub struct Watermarked {
     inner: Box<dyn FrameSource>,
     painter: Painter,
+    retext: Retext,
 }
 
 impl Watermarked {
     /// Wrap `inner`.
     pub fn new(inner: Box<dyn FrameSource>, painter: Painter) -> Watermarked {
-        Watermarked { inner, painter }
+        Watermarked {
+            inner,
+            painter,
+            retext: Retext::default(),
+        }
+    }
+
+    /// Where to change the text while it runs.
+    pub fn retext(&self) -> Retext {
+        self.retext.clone()
+    }
+
+    /// Take a new text, if one was set.
+    fn take_text(&mut self) {
+        if let Some(text) = self.retext.take() {
+            self.painter.set_text(text);
+        }
     }
 }
 
@@ -200,7 +241,9 @@ impl FrameSource for Watermarked {
     }
 
     fn wait_change(&mut self, timeout: Duration) -> Result<Change, CaptureError> {
-        // A new minute is a change: the time shown must be current even on an idle screen.
+        // A new minute, or a new text, is a change: what is shown must be current even on an
+        // idle screen.
+        self.take_text();
         if self.painter.stale(unix_secs(now_us())) {
             return Ok(Change::Damaged);
         }
@@ -212,6 +255,7 @@ impl FrameSource for Watermarked {
 
     fn capture(&mut self) -> Result<Frame, CaptureError> {
         let mut frame = self.inner.capture()?;
+        self.take_text();
         self.painter.apply(&mut frame);
         Ok(frame)
     }
@@ -333,6 +377,53 @@ mod tests {
         }
         let darkest = frame.bgra.chunks(4).map(|p| p[1]).min().unwrap_or(255);
         assert!(darkest > 200, "10 % opacity stays faint: {darkest}");
+    }
+
+    /// A white screen that never changes.
+    struct Still;
+
+    impl FrameSource for Still {
+        fn size(&self) -> (u16, u16) {
+            (640, 360)
+        }
+        fn wait_change(&mut self, _: Duration) -> Result<Change, CaptureError> {
+            Ok(Change::Idle)
+        }
+        fn capture(&mut self) -> Result<Frame, CaptureError> {
+            Ok(Frame::solid(640, 360, [255, 255, 255, 0]))
+        }
+        fn set_size(&mut self, _: u16, _: u16) -> Result<(), CaptureError> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_new_text_is_a_change_and_is_drawn_from_the_next_picture() {
+        let Some(font) = font(None) else {
+            eprintln!("no font installed: skipped");
+            return;
+        };
+        let mut w = Watermarked::new(
+            Box::new(Still),
+            Painter::new(spec(WatermarkPlace::TopLeft), font),
+        );
+        let before = w.capture().expect("picture");
+        // Still (a new minute may have just begun: then the second look is still).
+        let still = (0..2).any(|_| w.wait_change(Duration::ZERO).ok() == Some(Change::Idle));
+        assert!(still, "nothing changed");
+        w.retext()
+            .set("鈴木一郎 198.51.100.77 (longer than before)".into());
+        assert_eq!(
+            w.wait_change(Duration::ZERO).ok(),
+            Some(Change::Damaged),
+            "the new text is a change on a still screen"
+        );
+        let after = w.capture().expect("picture");
+        let (b, a) = (inked(&before), inked(&after));
+        assert!(
+            a.zip(b).is_some_and(|(a, b)| a.2 - a.0 > b.2 - b.0),
+            "the longer line is drawn: {b:?} → {a:?}"
+        );
     }
 
     #[test]

@@ -588,6 +588,35 @@ async fn a_session_outlives_its_gateway_and_is_resumed_through_another() {
         }
     };
     assert_ne!(lingering, held, "a new session");
+    // A gateway that asks for a watermark is not handed this browser, started without one
+    // (its stream is given back; a new browser would need the one slot, which it holds).
+    let (mut s5, r5) = c1.open_bi().await.expect("session stream");
+    send(
+        &mut s5,
+        &GatewayToAgentSession::Open {
+            session_id: 10,
+            width: 640,
+            height: 480,
+            watermark: Some(tsuitate_protocol::Watermark {
+                text: "yamada 192.0.2.10".into(),
+                place: tsuitate_protocol::WatermarkPlace::BottomRight,
+                opacity: 40,
+                size_px: 16,
+                utc_offset_min: 540,
+            }),
+            owner: OWNER,
+            resume: Some(lingering),
+        },
+    )
+    .await;
+    let mut r5 = Reader::<AgentSessionToGateway>::with_limit(r5, READ_LIMIT);
+    assert_eq!(
+        r5.next().await,
+        Some(AgentSessionToGateway::Ended {
+            reason: Reason::NoCapacity
+        }),
+        "not resumed without its watermark"
+    );
     drop((c1, c2));
     let stopping = std::time::Instant::now();
     let _ = stop_tx.send(true);
