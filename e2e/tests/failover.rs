@@ -179,6 +179,15 @@ fn a_killed_gateway_costs_a_web_viewer_page_a_moment_not_its_browser() {
     // kill -9 the first gateway: the page keeps its WebRTC connection to the web viewer,
     // which logs in again through the second gateway.
     stack.gateway.kill();
+    let shots = stack.path("shots");
+    std::fs::create_dir_all(&shots).expect("shots dir");
+    // What the page shows meanwhile (kept for a person to look at).
+    if b.wait_true(
+        "!document.getElementById('status').hidden",
+        Duration::from_secs(5),
+    ) {
+        b.screenshot(&shots.join("web-reconnecting.png"));
+    }
     second_gateway_resumed_the_browser(&second);
     assert!(
         b.wait_true(
@@ -205,14 +214,11 @@ fn a_killed_gateway_costs_a_web_viewer_page_a_moment_not_its_browser() {
         "still the viewer page"
     );
     std::thread::sleep(Duration::from_secs(1));
-    let shots = stack.path("shots");
-    std::fs::create_dir_all(&shots).expect("shots dir");
     b.screenshot(&shots.join("web-after-failover.png"));
     if std::env::var_os("TSUITATE_KEEP_SHOTS").is_some() {
-        let _ = std::fs::copy(
-            shots.join("web-after-failover.png"),
-            "/tmp/web-after-failover.png",
-        );
+        for f in ["web-reconnecting.png", "web-after-failover.png"] {
+            let _ = std::fs::copy(shots.join(f), format!("/tmp/{f}"));
+        }
     }
 }
 

@@ -237,12 +237,7 @@ async fn agent_serves_a_gateway() {
     s1.write_all(&[0xee, 0, 0, 0, 0])
         .await
         .expect("write garbage");
-    let ended = loop {
-        match r1.next().await {
-            Some(AgentSessionToGateway::Video(_)) => continue,
-            other => break other,
-        }
-    };
+    let ended = after_video(&mut r1).await;
     assert_eq!(
         ended,
         Some(AgentSessionToGateway::Ended {
@@ -297,12 +292,7 @@ async fn agent_serves_a_gateway() {
             .args(["-KILL", &pid.to_string()])
             .status();
     }
-    let ended = loop {
-        match r3.next().await {
-            Some(AgentSessionToGateway::Video(_)) => continue,
-            other => break other,
-        }
-    };
+    let ended = after_video(&mut r3).await;
     assert_eq!(
         ended,
         Some(AgentSessionToGateway::Ended {
@@ -426,6 +416,21 @@ async fn open_session(
     Reader<AgentSessionToGateway>,
     Option<bool>,
 ) {
+    let (s, mut r) = open_stream(conn, owner, resume, None).await;
+    let resumed = match r.next().await {
+        Some(AgentSessionToGateway::Started { resumed, .. }) => Some(resumed),
+        _ => None,
+    };
+    (s, r, resumed)
+}
+
+/// Open a session stream with `Open` (640×480, `watermark`) and return its halves.
+async fn open_stream(
+    conn: &quinn::Connection,
+    owner: [u8; 16],
+    resume: Option<u64>,
+    watermark: Option<tsuitate_protocol::Watermark>,
+) -> (quinn::SendStream, Reader<AgentSessionToGateway>) {
     let (mut s, r) = conn.open_bi().await.expect("session stream");
     send(
         &mut s,
@@ -433,18 +438,26 @@ async fn open_session(
             session_id: 9,
             width: 640,
             height: 480,
-            watermark: None,
+            watermark,
             owner,
             resume,
         },
     )
     .await;
-    let mut r = Reader::<AgentSessionToGateway>::with_limit(r, READ_LIMIT);
-    let resumed = match r.next().await {
-        Some(AgentSessionToGateway::Started { resumed, .. }) => Some(resumed),
-        _ => None,
-    };
-    (s, r, resumed)
+    (
+        s,
+        Reader::<AgentSessionToGateway>::with_limit(r, READ_LIMIT),
+    )
+}
+
+/// The first message after any video frames (the session's end).
+async fn after_video(r: &mut Reader<AgentSessionToGateway>) -> Option<AgentSessionToGateway> {
+    loop {
+        match r.next().await {
+            Some(AgentSessionToGateway::Video(_)) => continue,
+            other => return other,
+        }
+    }
 }
 
 /// The first video frame on a stream: it must be a keyframe a fresh sanitizer accepts.
@@ -511,12 +524,7 @@ async fn a_session_outlives_its_gateway_and_is_resumed_through_another() {
     let (s2, mut r2, resumed) = open_session(&c2, OWNER, Some(held)).await;
     assert_eq!(resumed, Some(true), "the held browser was handed over");
     first_frame_is_a_clean_keyframe(&mut r2, "taken over").await;
-    let ended = loop {
-        match r1.next().await {
-            Some(AgentSessionToGateway::Video(_)) => continue,
-            other => break other,
-        }
-    };
+    let ended = after_video(&mut r1).await;
     assert_eq!(
         ended,
         Some(AgentSessionToGateway::Ended {
@@ -590,26 +598,14 @@ async fn a_session_outlives_its_gateway_and_is_resumed_through_another() {
     assert_ne!(lingering, held, "a new session");
     // A gateway that asks for a watermark is not handed this browser, started without one
     // (its stream is given back; a new browser would need the one slot, which it holds).
-    let (mut s5, r5) = c1.open_bi().await.expect("session stream");
-    send(
-        &mut s5,
-        &GatewayToAgentSession::Open {
-            session_id: 10,
-            width: 640,
-            height: 480,
-            watermark: Some(tsuitate_protocol::Watermark {
-                text: "yamada 192.0.2.10".into(),
-                place: tsuitate_protocol::WatermarkPlace::BottomRight,
-                opacity: 40,
-                size_px: 16,
-                utc_offset_min: 540,
-            }),
-            owner: OWNER,
-            resume: Some(lingering),
-        },
-    )
-    .await;
-    let mut r5 = Reader::<AgentSessionToGateway>::with_limit(r5, READ_LIMIT);
+    let mark = tsuitate_protocol::Watermark {
+        text: "yamada 192.0.2.10".into(),
+        place: tsuitate_protocol::WatermarkPlace::BottomRight,
+        opacity: 40,
+        size_px: 16,
+        utc_offset_min: 540,
+    };
+    let (_s5, mut r5) = open_stream(&c1, OWNER, Some(lingering), Some(mark)).await;
     assert_eq!(
         r5.next().await,
         Some(AgentSessionToGateway::Ended {
