@@ -17,6 +17,7 @@ pub mod pipeline;
 pub mod session;
 pub mod size;
 pub mod watermark;
+pub mod writer;
 pub mod x11;
 
 pub use browser::{BrowserError, BrowserOptions, BrowserSession, BrowserUser};

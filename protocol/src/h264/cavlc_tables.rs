@@ -9,9 +9,12 @@
 //!
 //! Only the tables for ChromaArrayType 1 (4:2:0) chroma DC are included; the 4:2:2 chroma DC
 //! tables (nC == -2 in Table 9-5, Table 9-9 (b)) are not.
+//!
+//! One copy serves both directions: the gateway's slice-data walk reads with them and the
+//! agent's own H.264 writer (host-agent `writer`) writes with them.
 
 /// Table 9-5, coeff_token for 0 <= nC < 2: (code, length, TotalCoeff, TrailingOnes).
-pub(super) const COEFF_TOKEN_NC0: [(u16, u8, u8, u8); 62] = [
+pub const COEFF_TOKEN_NC0: [(u16, u8, u8, u8); 62] = [
     (0b1, 1, 0, 0),
     (0b000101, 6, 1, 0),
     (0b01, 2, 1, 1),
@@ -77,7 +80,7 @@ pub(super) const COEFF_TOKEN_NC0: [(u16, u8, u8, u8); 62] = [
 ];
 
 /// Table 9-5, coeff_token for 2 <= nC < 4: (code, length, TotalCoeff, TrailingOnes).
-pub(super) const COEFF_TOKEN_NC2: [(u16, u8, u8, u8); 62] = [
+pub const COEFF_TOKEN_NC2: [(u16, u8, u8, u8); 62] = [
     (0b11, 2, 0, 0),
     (0b001011, 6, 1, 0),
     (0b10, 2, 1, 1),
@@ -143,7 +146,7 @@ pub(super) const COEFF_TOKEN_NC2: [(u16, u8, u8, u8); 62] = [
 ];
 
 /// Table 9-5, coeff_token for 4 <= nC < 8: (code, length, TotalCoeff, TrailingOnes).
-pub(super) const COEFF_TOKEN_NC4: [(u16, u8, u8, u8); 62] = [
+pub const COEFF_TOKEN_NC4: [(u16, u8, u8, u8); 62] = [
     (0b1111, 4, 0, 0),
     (0b001111, 6, 1, 0),
     (0b1110, 4, 1, 1),
@@ -210,7 +213,7 @@ pub(super) const COEFF_TOKEN_NC4: [(u16, u8, u8, u8); 62] = [
 
 /// Table 9-5, coeff_token for nC == -1 (chroma DC when ChromaArrayType is 1, 4:2:0):
 /// (code, length, TotalCoeff, TrailingOnes).
-pub(super) const COEFF_TOKEN_CHROMA_DC: [(u16, u8, u8, u8); 14] = [
+pub const COEFF_TOKEN_CHROMA_DC: [(u16, u8, u8, u8); 14] = [
     (0b01, 2, 0, 0),
     (0b000111, 6, 1, 0),
     (0b1, 1, 1, 1),
@@ -232,7 +235,7 @@ pub(super) const COEFF_TOKEN_CHROMA_DC: [(u16, u8, u8, u8); 14] = [
 /// TrailingOnes 0. Returns (TotalCoeff, TrailingOnes), or `None` for a value that is not a
 /// codeword of the table: wider than 6 bits, or TrailingOnes greater than TotalCoeff (`000010`
 /// and `000111`).
-pub(super) fn coeff_token_nc8(code6: u16) -> Option<(u8, u8)> {
+pub fn coeff_token_nc8(code6: u16) -> Option<(u8, u8)> {
     if code6 >= 64 {
         return None;
     }
@@ -249,7 +252,7 @@ pub(super) fn coeff_token_nc8(code6: u16) -> Option<(u8, u8)> {
 
 /// Tables 9-7 and 9-8: total_zeros for 4x4 blocks, indexed by tzVlcIndex - 1 (tzVlcIndex is
 /// TotalCoeff, 1..=15): each entry (code, length, total_zeros).
-pub(super) const TOTAL_ZEROS_4X4: [&[(u16, u8, u8)]; 15] = [
+pub const TOTAL_ZEROS_4X4: [&[(u16, u8, u8)]; 15] = [
     // tzVlcIndex 1
     &[
         (0b1, 1, 0),
@@ -422,7 +425,7 @@ pub(super) const TOTAL_ZEROS_4X4: [&[(u16, u8, u8)]; 15] = [
 
 /// Table 9-9 (a): total_zeros for chroma DC 2x2 blocks (ChromaArrayType 1, 4:2:0), indexed by
 /// tzVlcIndex - 1 (tzVlcIndex is TotalCoeff, 1..=3): each entry (code, length, total_zeros).
-pub(super) const TOTAL_ZEROS_CHROMA_DC: [&[(u16, u8, u8)]; 3] = [
+pub const TOTAL_ZEROS_CHROMA_DC: [&[(u16, u8, u8)]; 3] = [
     // tzVlcIndex 1
     &[(0b1, 1, 0), (0b01, 2, 1), (0b001, 3, 2), (0b000, 3, 3)],
     // tzVlcIndex 2
@@ -433,7 +436,7 @@ pub(super) const TOTAL_ZEROS_CHROMA_DC: [&[(u16, u8, u8)]; 3] = [
 
 /// Table 9-10: run_before, indexed by min(zerosLeft, 7) - 1 (the last table serves every
 /// zerosLeft > 6): each entry (code, length, run_before).
-pub(super) const RUN_BEFORE: [&[(u16, u8, u8)]; 7] = [
+pub const RUN_BEFORE: [&[(u16, u8, u8)]; 7] = [
     // zerosLeft 1
     &[(0b1, 1, 0), (0b0, 1, 1)],
     // zerosLeft 2
@@ -489,14 +492,14 @@ pub(super) const RUN_BEFORE: [&[(u16, u8, u8)]; 7] = [
 
 /// Table 9-4 (ChromaArrayType 1 or 2): coded_block_pattern for codeNum 0..=47 of a macroblock
 /// predicted in Intra_4x4 or Intra_8x8 mode.
-pub(super) const CBP_INTRA: [u8; 48] = [
+pub const CBP_INTRA: [u8; 48] = [
     47, 31, 15, 0, 23, 27, 29, 30, 7, 11, 13, 14, 39, 43, 45, 46, 16, 3, 5, 10, 12, 19, 21, 26, 28,
     35, 37, 42, 44, 1, 2, 4, 8, 17, 18, 20, 24, 6, 9, 22, 25, 32, 33, 34, 36, 40, 38, 41,
 ];
 
 /// Table 9-4 (ChromaArrayType 1 or 2): coded_block_pattern for codeNum 0..=47 of a macroblock
 /// in an Inter prediction mode.
-pub(super) const CBP_INTER: [u8; 48] = [
+pub const CBP_INTER: [u8; 48] = [
     0, 16, 1, 2, 4, 8, 32, 3, 5, 10, 12, 15, 47, 7, 11, 13, 14, 6, 9, 31, 35, 37, 42, 44, 33, 34,
     36, 40, 39, 43, 45, 46, 17, 18, 20, 24, 19, 21, 26, 28, 23, 27, 29, 30, 22, 25, 38, 41,
 ];

@@ -3,7 +3,7 @@
 mod annexb;
 mod bits;
 mod cavlc;
-mod cavlc_tables;
+pub mod cavlc_tables;
 mod pps;
 mod sanitizer;
 mod slice;

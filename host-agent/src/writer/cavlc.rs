@@ -1,0 +1,143 @@
+//! CAVLC residual blocks (ITU-T H.264 §7.3.5.3.2, §9.2), written: the inverse of what the
+//! gateway's slice-data walk reads, with the same tables (`tsuitate_protocol::h264::cavlc_tables`).
+
+use tsuitate_protocol::h264::cavlc_tables::{
+    COEFF_TOKEN_CHROMA_DC, COEFF_TOKEN_NC0, COEFF_TOKEN_NC2, COEFF_TOKEN_NC4, RUN_BEFORE,
+    TOTAL_ZEROS_4X4, TOTAL_ZEROS_CHROMA_DC,
+};
+use tsuitate_protocol::h264::BitWriter;
+
+/// The largest coefficient level every position of the level code can carry (§9.2.2.1 with
+/// `level_prefix` ≤ 15, the Baseline limit): quantisers clamp to it.
+pub const MAX_LEVEL: i32 = 2047;
+
+/// Which coeff_token table `nc` selects: `-1` chroma DC, otherwise nC of §9.2.1.
+fn coeff_token(w: &mut BitWriter, nc: i32, total: u8, ones: u8) {
+    let table: &[(u16, u8, u8, u8)] = match nc {
+        -1 => &COEFF_TOKEN_CHROMA_DC,
+        0..=1 => &COEFF_TOKEN_NC0,
+        2..=3 => &COEFF_TOKEN_NC2,
+        4..=7 => &COEFF_TOKEN_NC4,
+        _ => {
+            let code = if total == 0 {
+                0b000011
+            } else {
+                (u32::from(total - 1) << 2) | u32::from(ones)
+            };
+            w.bits(code, 6);
+            return;
+        }
+    };
+    put(
+        w,
+        table.iter().map(|&(c, l, t, o)| (c, l, (t, o))),
+        (total, ones),
+    );
+}
+
+/// Write the codeword of `value` from a (code, length, value) table. Every value our blocks
+/// produce is in its table; a missing one would be a bug in this module, caught by the tests
+/// that decode what it writes.
+fn put<V: PartialEq>(w: &mut BitWriter, mut table: impl Iterator<Item = (u16, u8, V)>, value: V) {
+    if let Some((code, len, _)) = table.find(|(_, _, v)| *v == value) {
+        w.bits(u32::from(code), u32::from(len));
+    } else {
+        debug_assert!(false, "value missing from a CAVLC table");
+    }
+}
+
+/// Write `residual_block_cavlc` for `coeffs` (scan order; its length is maxNumCoeff: 4 for
+/// chroma DC, 15 for AC blocks, 16 for whole 4x4 blocks) with table selector `nc`. Levels must
+/// be within ±[`MAX_LEVEL`]. Returns TotalCoeff (what neighbours' nC counts).
+pub fn residual_block(w: &mut BitWriter, coeffs: &[i32], nc: i32) -> u8 {
+    // Non-zero levels from the highest frequency down, with their positions.
+    let mut levels = [0i32; 16];
+    let mut at = [0usize; 16];
+    let mut total = 0usize;
+    for (i, &c) in coeffs.iter().enumerate().rev() {
+        if c != 0 && total < 16 {
+            levels[total] = c.clamp(-MAX_LEVEL, MAX_LEVEL);
+            at[total] = i;
+            total += 1;
+        }
+    }
+    let ones = levels[..total]
+        .iter()
+        .take(3)
+        .take_while(|l| l.abs() == 1)
+        .count();
+    coeff_token(w, nc, total as u8, ones as u8);
+    if total == 0 {
+        return 0;
+    }
+    for l in &levels[..ones] {
+        w.bit(*l < 0);
+    }
+    let mut suffix_len: u32 = if total > 10 && ones < 3 { 1 } else { 0 };
+    for (i, &level) in levels[..total].iter().enumerate().skip(ones) {
+        let mut code = if level > 0 {
+            2 * level - 2
+        } else {
+            -2 * level - 1
+        } as u32;
+        if i == ones && ones < 3 {
+            code -= 2;
+        }
+        level_code(w, code, suffix_len);
+        if suffix_len == 0 {
+            suffix_len = 1;
+        }
+        if level.unsigned_abs() > (3 << (suffix_len - 1)) && suffix_len < 6 {
+            suffix_len += 1;
+        }
+    }
+    let max = coeffs.len();
+    if total < max {
+        let total_zeros = (at[0] + 1 - total) as u8;
+        let table = if max == 4 {
+            TOTAL_ZEROS_CHROMA_DC[total - 1]
+        } else {
+            TOTAL_ZEROS_4X4[total - 1]
+        };
+        put(w, table.iter().copied(), total_zeros);
+        let mut zeros_left = usize::from(total_zeros);
+        for k in 0..total - 1 {
+            if zeros_left == 0 {
+                break;
+            }
+            let run = at[k] - at[k + 1] - 1;
+            put(
+                w,
+                RUN_BEFORE[zeros_left.min(7) - 1].iter().copied(),
+                run as u8,
+            );
+            zeros_left -= run;
+        }
+    }
+    total as u8
+}
+
+/// `level_prefix` and `level_suffix` for one level code (§9.2.2.1), escapes included.
+fn level_code(w: &mut BitWriter, code: u32, suffix_len: u32) {
+    let (prefix, suffix, suffix_bits) = if suffix_len == 0 {
+        if code < 14 {
+            (code, 0, 0)
+        } else if code < 30 {
+            (14, code - 14, 4)
+        } else {
+            (15, code - 30, 12)
+        }
+    } else if code < (15 << suffix_len) {
+        (
+            code >> suffix_len,
+            code & ((1 << suffix_len) - 1),
+            suffix_len,
+        )
+    } else {
+        (15, code - (15 << suffix_len), 12)
+    };
+    w.bits(1, prefix + 1);
+    if suffix_bits > 0 {
+        w.bits(suffix, suffix_bits);
+    }
+}

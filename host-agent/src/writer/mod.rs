@@ -1,0 +1,693 @@
+//! The damage-proportional encoder: our own H.264 writer for the frames where little changed,
+//! openh264 for keyframes and large changes (docs/agent.md "Encoding cost proportional to
+//! what changed").
+//!
+//! Each capture is compared with the last one sent, macroblock by macroblock. Unchanged
+//! macroblocks are copies (`P_Skip`, free to write); a scroll found by [`scroll`] turns the
+//! moved ones into copies with a motion vector; what is left (a typed glyph, the caret, the
+//! strip a scroll exposes) is intra-coded by [`picture`]. When more than a share of the
+//! picture would be intra-coded, or a keyframe is due, openh264 encodes the picture instead —
+//! as an IDR if the last frame was ours, since openh264's own reference would be stale.
+//!
+//! The writer predicts from the picture decoders hold: after an openh264 frame that is
+//! openh264's decoder's output of it (decoded here), after one of ours it is the writer's own
+//! reconstruction. Both are exact, so nothing drifts. Pictures whose size is not a multiple
+//! of 16 are coded at the next multiple (edges repeated) with the SPS cropping them back, so
+//! every sample the writer predicts from is known.
+
+pub mod cavlc;
+pub mod picture;
+pub mod scroll;
+pub mod transform;
+
+use openh264::decoder::Decoder;
+use openh264::formats::YUVSource;
+use tsuitate_protocol::h264::{
+    nal_units, parse_pps, parse_slice, parse_sps, BitWriter, PpsInfo, SpsInfo,
+};
+
+use crate::convert::I420;
+use crate::encode::{EncodeError, EncodedAu, EncoderSettings, OpenH264Encoder, VideoEncoder};
+use picture::{copy_matches, Coding, PictureWriter, Pictures, Plan, Written};
+
+/// QP of intra-coded patches: text stays sharp (PSNR ≥ 40 dB on typed text, see the tests).
+pub const PATCH_QP: i32 = 22;
+
+/// When more than this share (percent) of the macroblocks would be intra-coded, openh264
+/// encodes the picture (a page load, a new window).
+pub const LARGE_CHANGE_PERCENT: usize = 40;
+
+/// Which encoder produced the last access unit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LastFrame {
+    /// Nothing yet, or rate control skipped the picture.
+    None,
+    /// openh264 (an IDR when `keyframe`).
+    OpenH264 {
+        /// Whether it was an IDR.
+        keyframe: bool,
+    },
+    /// Our writer, with its macroblock counts.
+    Writer(Written),
+}
+
+/// What the writer needs of openh264's stream: its parameter sets and last `frame_num`.
+#[derive(Debug, Clone)]
+struct Stream {
+    sps: SpsInfo,
+    pps: PpsInfo,
+    frame_num: u32,
+}
+
+/// Whether our writer can continue a stream with these parameter sets (what openh264 writes
+/// with our settings; checked so that a different openh264 falls back instead of breaking).
+fn writable(sps: &SpsInfo, pps: &PpsInfo) -> bool {
+    sps.poc_type == 2
+        && sps.max_num_ref_frames >= 1
+        && !pps.cabac
+        && !pps.weighted_pred
+        && pps.deblocking_control
+        && !pps.bottom_field_pic_order
+}
+
+/// openh264 for keyframes and large changes, our writer for the rest.
+pub struct DamageEncoder {
+    open: OpenH264Encoder,
+    decoder: Decoder,
+    /// The visible size.
+    settings: EncoderSettings,
+    /// This capture, the last one sent, and the decoders' pictures (at the coded size).
+    src: I420,
+    prev: I420,
+    reference: I420,
+    next: I420,
+    /// Whether `reference` holds the decoders' last picture.
+    have_reference: bool,
+    stream: Option<Stream>,
+    /// The last frame was ours: openh264 must start over with an IDR.
+    ours_last: bool,
+    last: LastFrame,
+}
+
+impl std::fmt::Debug for DamageEncoder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DamageEncoder")
+            .field("settings", &self.settings)
+            .field("last", &self.last)
+            .finish_non_exhaustive()
+    }
+}
+
+fn coded(v: u16) -> u16 {
+    v.div_ceil(16).saturating_mul(16)
+}
+
+impl DamageEncoder {
+    /// An encoder for pictures of `settings.width`×`settings.height`.
+    pub fn new(settings: EncoderSettings) -> Result<Self, EncodeError> {
+        let (cw, ch) = (coded(settings.width), coded(settings.height));
+        let open = OpenH264Encoder::new(EncoderSettings {
+            width: cw,
+            height: ch,
+            ..settings
+        })?;
+        let decoder = Decoder::new().map_err(|e| EncodeError::Codec(e.to_string()))?;
+        Ok(DamageEncoder {
+            open,
+            decoder,
+            settings,
+            src: I420::new(cw, ch),
+            prev: I420::new(cw, ch),
+            reference: I420::new(cw, ch),
+            next: I420::new(cw, ch),
+            have_reference: false,
+            stream: None,
+            ours_last: false,
+            last: LastFrame::None,
+        })
+    }
+
+    /// Which encoder produced the last access unit.
+    pub fn last_frame(&self) -> LastFrame {
+        self.last
+    }
+
+    /// The decoders' picture after the last access unit, at the coded size (for tests).
+    pub fn reconstruction(&self) -> &I420 {
+        &self.reference
+    }
+
+    /// What to do with each macroblock, and how many would be intra-coded.
+    fn plan(&self) -> (Vec<Plan>, usize) {
+        let (w, h) = (usize::from(self.src.width), usize::from(self.src.height));
+        let (wm, hm) = (w / 16, h / 16);
+        let mut changed = vec![false; wm * hm];
+        let mut area: Option<scroll::Area> = None;
+        for mby in 0..hm {
+            for mbx in 0..wm {
+                let p = Pictures {
+                    src: &self.src,
+                    prev: &self.prev,
+                    reference: &self.reference,
+                };
+                if !same(p, mbx, mby) {
+                    changed[mby * wm + mbx] = true;
+                    let a = area.get_or_insert((mbx, mbx + 1, mby, mby + 1));
+                    *a = (
+                        a.0.min(mbx),
+                        a.1.max(mbx + 1),
+                        a.2.min(mby),
+                        a.3.max(mby + 1),
+                    );
+                }
+            }
+        }
+        let mut plans = vec![Plan::Copy(0, 0); wm * hm];
+        let Some(area) = area else {
+            return (plans, 0);
+        };
+        let shifts = scroll::candidates(&self.prev.y, &self.src.y, w, h, area);
+        let p = Pictures {
+            src: &self.src,
+            prev: &self.prev,
+            reference: &self.reference,
+        };
+        let mut intra = 0;
+        for (idx, plan) in plans.iter_mut().enumerate() {
+            if !changed[idx] {
+                continue;
+            }
+            let (mbx, mby) = (idx % wm, idx / wm);
+            *plan = match shifts.iter().find(|d| copy_matches(p, mbx, mby, **d)) {
+                Some(&(dx, dy)) => Plan::Copy(dx, dy),
+                None => {
+                    intra += 1;
+                    Plan::Intra
+                }
+            };
+        }
+        (plans, intra)
+    }
+
+    /// Write one P picture with our writer.
+    fn write_ours(&mut self, stream: &Stream, plans: &[Plan]) -> EncodedAu {
+        let frame_num = (stream.frame_num + 1) % (1 << stream.sps.log2_max_frame_num);
+        let mut w = BitWriter::new();
+        w.ue(0); // first_mb_in_slice
+        w.ue(0); // slice_type P
+        w.ue(stream.pps.pps_id);
+        w.bits(frame_num, stream.sps.log2_max_frame_num);
+        // poc_type 2: no picture order count fields.
+        if stream.pps.num_ref_idx_default.0 == 1 {
+            w.bit(false);
+        } else {
+            w.bit(true); // num_ref_idx_active_override_flag: one reference
+            w.ue(0);
+        }
+        w.bit(false); // ref_pic_list_modification_flag_l0
+        w.bit(false); // adaptive_ref_pic_marking_mode_flag: sliding window
+        w.se(i64::from(PATCH_QP - 26 - stream.pps.pic_init_qp_minus26));
+        w.ue(1); // disable_deblocking_filter_idc: off
+        let coding = Coding {
+            qp: PATCH_QP,
+            chroma_qp_offset: stream.pps.chroma_qp_index_offset,
+            constrained_intra: stream.pps.constrained_intra_pred,
+        };
+        let pictures = Pictures {
+            src: &self.src,
+            prev: &self.prev,
+            reference: &self.reference,
+        };
+        let written = PictureWriter::new(pictures, &mut self.next, coding).write(&mut w, plans);
+        // nal_ref_idc 3 (a reference picture), type 1.
+        let nal = w.into_nal(0x61);
+        let mut data = Vec::with_capacity(nal.len() + 4);
+        data.extend_from_slice(&[0, 0, 0, 1]);
+        data.extend_from_slice(&nal);
+        std::mem::swap(&mut self.reference, &mut self.next);
+        if let Some(s) = &mut self.stream {
+            s.frame_num = frame_num;
+        }
+        self.last = LastFrame::Writer(written);
+        EncodedAu {
+            data,
+            keyframe: false,
+        }
+    }
+
+    /// Encode with openh264; learn its parameter sets and decode its picture as the reference.
+    fn write_openh264(&mut self, idr: bool) -> Result<Option<EncodedAu>, EncodeError> {
+        let Some(au) = self.open.encode(&self.src, idr)? else {
+            self.last = LastFrame::None;
+            return Ok(None);
+        };
+        let mut out = Vec::with_capacity(au.data.len() + 8);
+        let mut frame_num = None;
+        let mut sps = self.stream.as_ref().map(|s| s.sps.clone());
+        let mut pps = self.stream.as_ref().map(|s| s.pps.clone());
+        let bad = |e: String| EncodeError::Codec(format!("openh264 output: {e}"));
+        for nal in nal_units(&au.data) {
+            out.extend_from_slice(&[0, 0, 0, 1]);
+            match nal[0] & 0x1f {
+                7 => {
+                    let info = parse_sps(nal).map_err(|e| bad(e.to_string()))?;
+                    out.extend_from_slice(&self.cropped(&info));
+                    sps = Some(info);
+                    continue;
+                }
+                8 => pps = Some(parse_pps(nal).map_err(|e| bad(e.to_string()))?),
+                _ => {
+                    if let (Some(sps), Some(pps)) = (&sps, &pps) {
+                        let h = parse_slice(nal, sps, pps, sps.max_num_ref_frames)
+                            .map_err(|e| bad(e.to_string()))?;
+                        frame_num = Some(h.frame_num);
+                    }
+                }
+            }
+            out.extend_from_slice(nal);
+        }
+        self.stream = match (sps, pps, frame_num) {
+            (Some(sps), Some(pps), Some(frame_num)) => Some(Stream {
+                sps,
+                pps,
+                frame_num,
+            }),
+            _ => None,
+        };
+        // The decoders' picture (decoded from openh264's own SPS, uncropped).
+        self.have_reference = match self.decoder.decode(&au.data) {
+            Ok(Some(pic)) => copy_decoded(&pic, &mut self.reference),
+            _ => false,
+        };
+        self.ours_last = false;
+        self.last = LastFrame::OpenH264 {
+            keyframe: au.keyframe,
+        };
+        Ok(Some(EncodedAu {
+            data: out,
+            keyframe: au.keyframe,
+        }))
+    }
+
+    /// openh264's SPS with cropping to the visible size (written anew).
+    fn cropped(&self, sps: &SpsInfo) -> Vec<u8> {
+        let mut s = sps.clone();
+        let right = u32::from(self.src.width - self.settings.width) / 2;
+        let bottom = u32::from(self.src.height - self.settings.height) / 2;
+        s.crop = [0, right, 0, bottom];
+        s.width = u32::from(self.settings.width);
+        s.height = u32::from(self.settings.height);
+        s.write()
+    }
+}
+
+/// Whether a macroblock is the same in this capture and the last one sent.
+fn same(p: Pictures<'_>, mbx: usize, mby: usize) -> bool {
+    let w = usize::from(p.src.width);
+    let rows = |a: &[u8], b: &[u8], stride: usize, n: usize| {
+        (0..n).all(|r| {
+            let at = (mby * n + r) * stride + mbx * n;
+            a[at..at + n] == b[at..at + n]
+        })
+    };
+    rows(&p.src.y, &p.prev.y, w, 16)
+        && rows(&p.src.u, &p.prev.u, w / 2, 8)
+        && rows(&p.src.v, &p.prev.v, w / 2, 8)
+}
+
+/// Copy a decoded picture into `dst` (same coded size). False if the sizes differ.
+fn copy_decoded(pic: &impl YUVSource, dst: &mut I420) -> bool {
+    let (w, h) = pic.dimensions();
+    let (sy, su, sv) = pic.strides();
+    if (w, h) != (usize::from(dst.width), usize::from(dst.height)) {
+        return false;
+    }
+    let cw = w / 2;
+    for r in 0..h {
+        dst.y[r * w..][..w].copy_from_slice(&pic.y()[r * sy..][..w]);
+    }
+    for r in 0..h / 2 {
+        dst.u[r * cw..][..cw].copy_from_slice(&pic.u()[r * su..][..cw]);
+        dst.v[r * cw..][..cw].copy_from_slice(&pic.v()[r * sv..][..cw]);
+    }
+    true
+}
+
+/// `src` into `dst` (at least as large), the last column and row repeated.
+fn pad(src: &I420, dst: &mut I420) {
+    fn plane(s: &[u8], sw: usize, sh: usize, d: &mut [u8], dw: usize, dh: usize) {
+        for r in 0..dh {
+            let from = &s[r.min(sh - 1) * sw..][..sw];
+            let row = &mut d[r * dw..][..dw];
+            row[..sw].copy_from_slice(from);
+            let edge = from[sw - 1];
+            row[sw..].fill(edge);
+        }
+    }
+    let (sw, sh) = (usize::from(src.width), usize::from(src.height));
+    let (dw, dh) = (usize::from(dst.width), usize::from(dst.height));
+    plane(&src.y, sw, sh, &mut dst.y, dw, dh);
+    plane(&src.u, sw / 2, sh / 2, &mut dst.u, dw / 2, dh / 2);
+    plane(&src.v, sw / 2, sh / 2, &mut dst.v, dw / 2, dh / 2);
+}
+
+impl VideoEncoder for DamageEncoder {
+    fn resize(&mut self, width: u16, height: u16) -> Result<(), EncodeError> {
+        if (width, height) == (self.settings.width, self.settings.height) {
+            return Ok(());
+        }
+        *self = DamageEncoder::new(EncoderSettings {
+            width,
+            height,
+            ..self.settings
+        })?;
+        Ok(())
+    }
+
+    fn encode(&mut self, pic: &I420, force_idr: bool) -> Result<Option<EncodedAu>, EncodeError> {
+        if (pic.width, pic.height) != (self.settings.width, self.settings.height) {
+            return Err(EncodeError::Unsupported(format!(
+                "picture {}x{} does not match encoder {}x{}",
+                pic.width, pic.height, self.settings.width, self.settings.height
+            )));
+        }
+        pad(pic, &mut self.src);
+        let stream = self
+            .stream
+            .clone()
+            .filter(|s| self.have_reference && writable(&s.sps, &s.pps));
+        let au = match stream {
+            Some(stream) if !force_idr => {
+                let (plans, intra) = self.plan();
+                if intra * 100 > plans.len() * LARGE_CHANGE_PERCENT {
+                    let idr = self.ours_last;
+                    self.write_openh264(idr)?
+                } else {
+                    let au = self.write_ours(&stream, &plans);
+                    self.ours_last = true;
+                    Some(au)
+                }
+            }
+            _ => {
+                let idr = force_idr || self.ours_last;
+                self.write_openh264(idr)?
+            }
+        };
+        if au.is_some() {
+            std::mem::swap(&mut self.src, &mut self.prev);
+        }
+        Ok(au)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use openh264::formats::YUVSource;
+    use tsuitate_protocol::{Limits, NalSanitizer, VideoHeader};
+
+    use crate::convert::bgra_to_i420;
+
+    /// A synthetic page: white, lines of pseudo-random "glyphs" (black, some blue), a fixed
+    /// grey bar on top and a fixed side bar, rendered at a scroll offset.
+    struct Page {
+        width: usize,
+        height: usize,
+        seed: u64,
+        scroll_y: usize,
+        scroll_x: usize,
+        /// Extra glyphs typed into a field (count), and the caret's visibility.
+        typed: usize,
+        caret: bool,
+    }
+
+    fn hash(mut v: u64) -> u64 {
+        v ^= v >> 33;
+        v = v.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        v ^= v >> 33;
+        v
+    }
+
+    impl Page {
+        fn new(width: usize, height: usize, seed: u64) -> Page {
+            Page {
+                width,
+                height,
+                seed,
+                scroll_y: 0,
+                scroll_x: 0,
+                typed: 0,
+                caret: false,
+            }
+        }
+
+        /// Document pixel (in page coordinates) as BGRX.
+        fn doc(&self, x: usize, y: usize) -> [u8; 4] {
+            let (cell_x, cell_y) = (x / 9, y / 18);
+            let (in_x, in_y) = (x % 9, y % 18);
+            let line = hash(self.seed ^ (cell_y as u64) << 20);
+            if line % 5 == 0 || !(3..=14).contains(&in_y) || in_x > 7 {
+                return [255, 255, 255, 0];
+            }
+            let g = hash(self.seed ^ ((cell_y as u64) << 20) ^ cell_x as u64);
+            if g % 7 == 0 {
+                return [255, 255, 255, 0];
+            }
+            let bit = (g >> ((in_y - 3) * 5 + in_x % 5)) & 1 == 1;
+            match (bit, line % 3) {
+                (false, _) => [255, 255, 255, 0],
+                (true, 0) => [200, 60, 20, 0],
+                (true, _) => [20, 20, 20, 0],
+            }
+        }
+
+        fn render(&self) -> I420 {
+            let (w, h) = (self.width, self.height);
+            let mut bgra = vec![0u8; w * h * 4];
+            for y in 0..h {
+                for x in 0..w {
+                    let in_field = (12..36).contains(&y) && (20..20 + 9 * 20).contains(&x);
+                    let px = if y < 48 && !in_field {
+                        [120, 120, 120, 0]
+                    } else if x >= w - 12 {
+                        // Scrollbar: its thumb follows the scroll offset.
+                        let thumb = 48 + self.scroll_y / 8;
+                        if (thumb..thumb + 40).contains(&y) {
+                            [90, 90, 90, 0]
+                        } else {
+                            [230, 230, 230, 0]
+                        }
+                    } else if in_field {
+                        // A text field in the top bar, with typed glyphs and a caret.
+                        let col = (x - 20) / 9;
+                        if self.caret && x == 20 + 9 * self.typed && y > 14 && y < 34 {
+                            [0, 0, 0, 0]
+                        } else if col < self.typed {
+                            self.doc(x + 1000, y + 2000)
+                        } else {
+                            [250, 250, 250, 0]
+                        }
+                    } else {
+                        self.doc(x + self.scroll_x, y + self.scroll_y)
+                    };
+                    bgra[(y * w + x) * 4..][..4].copy_from_slice(&px);
+                }
+            }
+            let mut pic = I420::new(w as u16, h as u16);
+            let Ok(()) = bgra_to_i420(&bgra, w * 4, &mut pic) else {
+                panic!("conversion")
+            };
+            pic
+        }
+    }
+
+    fn psnr(a: &[u8], b: &[u8]) -> f64 {
+        let mse = a
+            .iter()
+            .zip(b)
+            .map(|(x, y)| (f64::from(*x) - f64::from(*y)).powi(2))
+            .sum::<f64>()
+            / a.len() as f64;
+        if mse == 0.0 {
+            f64::INFINITY
+        } else {
+            10.0 * (255.0 * 255.0 / mse).log10()
+        }
+    }
+
+    /// The visible part of a coded-size picture as three tight planes.
+    fn visible(p: &I420, w: usize, h: usize) -> [Vec<u8>; 3] {
+        let cw = usize::from(p.width);
+        let crop = |plane: &[u8], stride: usize, w: usize, h: usize| {
+            (0..h)
+                .flat_map(|r| plane[r * stride..][..w].to_vec())
+                .collect::<Vec<u8>>()
+        };
+        [
+            crop(&p.y, cw, w, h),
+            crop(&p.u, cw / 2, w / 2, h / 2),
+            crop(&p.v, cw / 2, w / 2, h / 2),
+        ]
+    }
+
+    fn decoded(pic: &impl YUVSource) -> [Vec<u8>; 3] {
+        let (w, h) = pic.dimensions();
+        let (sy, su, sv) = pic.strides();
+        let crop = |plane: &[u8], stride: usize, w: usize, h: usize| {
+            (0..h)
+                .flat_map(|r| plane[r * stride..][..w].to_vec())
+                .collect::<Vec<u8>>()
+        };
+        [
+            crop(pic.y(), sy, w, h),
+            crop(pic.u(), su, w / 2, h / 2),
+            crop(pic.v(), sv, w / 2, h / 2),
+        ]
+    }
+
+    /// Everything a session at this size sends: each access unit passes the gateway's
+    /// sanitizer, openh264 decodes it, and the decoded picture equals the writer's
+    /// reconstruction bit for bit. Returns (which encoder, PSNR of luma vs the capture, the same
+    /// for the bottom strip).
+    fn run(
+        width: usize,
+        height: usize,
+        steps: &[&dyn Fn(&mut Page)],
+    ) -> Vec<(LastFrame, f64, f64)> {
+        let settings = EncoderSettings {
+            width: width as u16,
+            height: height as u16,
+            fps: 30,
+            bitrate_kbps: 4000,
+            screen_content: true,
+        };
+        let Ok(mut enc) = DamageEncoder::new(settings) else {
+            panic!("encoder")
+        };
+        let Ok(mut dec) = Decoder::new() else {
+            panic!("decoder")
+        };
+        let mut sanitizer = NalSanitizer::new(Limits::default());
+        let mut page = Page::new(width, height, 7);
+        let mut out = Vec::new();
+        let first: &dyn Fn(&mut Page) = &|_: &mut Page| {};
+        for (i, step) in std::iter::once(first)
+            .chain(steps.iter().copied())
+            .enumerate()
+        {
+            step(&mut page);
+            let pic = page.render();
+            let Ok(Some(au)) = enc.encode(&pic, false) else {
+                panic!("step {i}: no access unit")
+            };
+            let header = VideoHeader {
+                sequence: i as u64,
+                capture_us: 0,
+                keyframe: au.keyframe,
+                width: width as u16,
+                height: height as u16,
+            };
+            let checked = sanitizer.sanitize(&header, &au.data);
+            assert!(
+                checked.is_ok(),
+                "step {i} ({:?}): sanitizer refused: {checked:?}",
+                enc.last_frame()
+            );
+            let Ok(Some(d)) = dec.decode(&au.data) else {
+                panic!("step {i} ({:?}): openh264 did not decode", enc.last_frame())
+            };
+            let got = decoded(&d);
+            let want = visible(enc.reconstruction(), width, height);
+            for (plane, (g, w)) in got.iter().zip(&want).enumerate() {
+                let diff = g.iter().zip(w).filter(|(a, b)| a != b).count();
+                assert_eq!(diff, 0, "step {i} ({:?}): plane {plane} differs from the writer's reconstruction in {diff} samples", enc.last_frame());
+            }
+            // The bottom 32 rows left of the scrollbar: what a downward scroll exposes.
+            let strip = |plane: &[u8]| {
+                (height - 32..height)
+                    .flat_map(|r| plane[r * width..][..width - 16].to_vec())
+                    .collect::<Vec<u8>>()
+            };
+            out.push((
+                enc.last_frame(),
+                psnr(&got[0], &pic.y),
+                psnr(&strip(&got[0]), &strip(&pic.y)),
+            ));
+        }
+        out
+    }
+
+    fn type_glyph(p: &mut Page) {
+        p.typed += 1;
+        p.caret = true;
+    }
+
+    fn blink(p: &mut Page) {
+        p.caret = !p.caret;
+    }
+
+    #[test]
+    fn typing_scrolling_and_blinking_decode_exactly_as_the_writer_reconstructs() {
+        for (w, h) in [(320, 240), (328, 184)] {
+            let frames = run(
+                w,
+                h,
+                &[
+                    &type_glyph,
+                    &type_glyph,
+                    &blink,
+                    &blink,
+                    &|p| p.scroll_y += 37,
+                    &|p| p.scroll_y += 54,
+                    &type_glyph,
+                    &|p| p.scroll_y -= 17,
+                    &|p| p.scroll_x += 30,
+                    &|p| p.seed = 99,
+                    &type_glyph,
+                    &|p| p.scroll_y += 40,
+                    &blink,
+                ],
+            );
+            assert!(matches!(
+                frames[0].0,
+                LastFrame::OpenH264 { keyframe: true }
+            ));
+            // Typing and blinking are small patches.
+            for i in [1, 2, 3, 4, 7, 11, 13] {
+                let LastFrame::Writer(wr) = frames[i].0 else {
+                    panic!("{w}x{h} step {i}: {:?}", frames[i].0)
+                };
+                assert!(wr.intra <= 6, "{w}x{h} step {i}: {wr:?}");
+            }
+            // A scroll intra-codes only the strip it exposes, the macroblocks on its edge and
+            // the scrollbar's column; the rest are copies.
+            let (wm, hm) = (w.div_ceil(16), h.div_ceil(16));
+            for (i, dx, dy) in [(5, 0, 37), (6, 0, 54), (8, 0, 17), (9, 30, 0), (12, 0, 40)] {
+                let LastFrame::Writer(wr) = frames[i].0 else {
+                    panic!("{w}x{h} step {i}: {:?}", frames[i].0)
+                };
+                let strip = if dy > 0 {
+                    (dy / 16 + 2) * wm
+                } else {
+                    (dx / 16 + 2) * hm
+                };
+                assert!(wr.intra as usize <= strip + hm, "{w}x{h} step {i}: {wr:?}");
+                assert!(wr.moved > 0, "{w}x{h} step {i}: {wr:?}");
+            }
+            // Intra-coded text is sharp: the strip a scroll exposed (left of the scrollbar).
+            for (i, psnr) in [(5, frames[5].2), (6, frames[6].2), (12, frames[12].2)] {
+                assert!(
+                    psnr >= 40.0,
+                    "{w}x{h} step {i}: exposed strip at {psnr:.1} dB"
+                );
+            }
+            // A new page is a large change: openh264, as an IDR after our frames.
+            assert!(
+                matches!(frames[10].0, LastFrame::OpenH264 { keyframe: true }),
+                "{:?}",
+                frames[10]
+            );
+            println!("{w}x{h}: {frames:?}");
+        }
+    }
+}

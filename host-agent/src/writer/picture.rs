@@ -1,0 +1,675 @@
+//! One P picture's slice data (ITU-T H.264 §7.3.4, CAVLC, one slice): every macroblock is a
+//! copy of the reference picture — `P_Skip` when the copy is the one a decoder infers,
+//! otherwise `P_L0_16x16` with its motion vector difference and no residual — or an Intra
+//! 16x16 patch. The writer reconstructs the picture exactly as a decoder does (§8.3.3,
+//! §8.3.4, §8.4.1, §8.4.2.2, §8.5), with the deblocking filter off in the slice header.
+
+use tsuitate_protocol::h264::cavlc_tables::CBP_INTER;
+use tsuitate_protocol::h264::BitWriter;
+
+use super::cavlc::residual_block;
+use super::transform::{
+    chroma_dc_dequant, chroma_dc_quant, chroma_qp, dequant, forward, inverse, luma_dc_dequant,
+    luma_dc_quant, quant, ZIGZAG,
+};
+use crate::convert::I420;
+
+/// What the writer does with one macroblock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Plan {
+    /// Copy the reference picture's content shifted by (dx, dy) whole pixels: the macroblock
+    /// shows what was at (x + dx, y + dy) before. (0, 0) for an unchanged macroblock.
+    Copy(i32, i32),
+    /// Code the captured content (Intra 16x16 with residual).
+    Intra,
+}
+
+/// Slice-wide coding values.
+#[derive(Debug, Clone, Copy)]
+pub struct Coding {
+    /// Luma QP of every macroblock.
+    pub qp: i32,
+    /// The PPS's `chroma_qp_index_offset`.
+    pub chroma_qp_offset: i32,
+    /// The PPS's `constrained_intra_pred_flag`.
+    pub constrained_intra: bool,
+}
+
+/// How the macroblocks of a picture were written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Written {
+    /// `P_Skip` macroblocks.
+    pub skipped: u32,
+    /// Copies with a coded motion vector.
+    pub moved: u32,
+    /// Intra-coded macroblocks.
+    pub intra: u32,
+}
+
+/// Non-zero coefficient counts of a macroblock's 4x4 blocks (row-major), for nC.
+#[derive(Debug, Clone, Copy, Default)]
+struct Counts {
+    luma: [u8; 16],
+    chroma: [[u8; 4]; 2],
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct MbRec {
+    intra: bool,
+    /// Motion vector in quarter samples (inter macroblocks).
+    mv: (i32, i32),
+    counts: Counts,
+}
+
+/// The inputs of one picture: this capture and the last one sent (both at the coded size),
+/// and the decoder's picture of the last one.
+#[derive(Debug, Clone, Copy)]
+pub struct Pictures<'a> {
+    /// The capture to code.
+    pub src: &'a I420,
+    /// The capture the reference shows.
+    pub prev: &'a I420,
+    /// The reference picture exactly as decoders hold it.
+    pub reference: &'a I420,
+}
+
+/// Whether the luma of the macroblock at (`mbx`, `mby`) of `src` equals `prev` shifted by
+/// (dx, dy), the shifted block inside the picture. Chroma follows the same vector; where an odd
+/// shift puts it half a sample off (§8.4.2.2.2), the writer adds a chroma residual.
+pub fn copy_matches(p: Pictures<'_>, mbx: usize, mby: usize, (dx, dy): (i32, i32)) -> bool {
+    let (w, h) = (usize::from(p.src.width), usize::from(p.src.height));
+    let (x0, y0) = (mbx * 16, mby * 16);
+    let (sx, sy) = (x0 as i64 + i64::from(dx), y0 as i64 + i64::from(dy));
+    if sx < 0 || sy < 0 || sx as usize + 16 > w || sy as usize + 16 > h {
+        return false;
+    }
+    let (sx, sy) = (sx as usize, sy as usize);
+    (0..16).all(|r| p.src.y[(y0 + r) * w + x0..][..16] == p.prev.y[(sy + r) * w + sx..][..16])
+}
+
+/// A chroma macroblock (8x8) predicted with motion vector `mv` (quarter luma samples, i.e.
+/// eighth chroma samples) from `plane` (§8.4.2.2.2, samples outside the picture clamped).
+fn chroma_mc(
+    plane: &[u8],
+    cw: usize,
+    ch: usize,
+    mbx: usize,
+    mby: usize,
+    mv: (i32, i32),
+) -> [u8; 64] {
+    let (fx, fy) = (mv.0 & 7, mv.1 & 7);
+    let at = |x: i64, y: i64| -> i32 {
+        let x = x.clamp(0, cw as i64 - 1) as usize;
+        let y = y.clamp(0, ch as i64 - 1) as usize;
+        i32::from(plane[y * cw + x])
+    };
+    let mut out = [0u8; 64];
+    for j in 0..8 {
+        for i in 0..8 {
+            let xi = (mbx * 8 + i) as i64 + i64::from(mv.0 >> 3);
+            let yi = (mby * 8 + j) as i64 + i64::from(mv.1 >> 3);
+            let v = ((8 - fx) * (8 - fy) * at(xi, yi)
+                + fx * (8 - fy) * at(xi + 1, yi)
+                + (8 - fx) * fy * at(xi, yi + 1)
+                + fx * fy * at(xi + 1, yi + 1)
+                + 32)
+                >> 6;
+            out[j * 8 + i] = v as u8;
+        }
+    }
+    out
+}
+
+fn median(a: i32, b: i32, c: i32) -> i32 {
+    a.max(b).min(a.min(b).max(c))
+}
+
+/// Position (column, row) of 4x4 luma block `idx` in the macroblock's 4x4 grid (§6.4.3).
+fn luma_block_pos(idx: usize) -> (usize, usize) {
+    ((idx / 4 % 2) * 2 + idx % 2, (idx / 4 / 2) * 2 + idx % 4 / 2)
+}
+
+fn nc(a: Option<u8>, b: Option<u8>) -> i32 {
+    match (a, b) {
+        (Some(a), Some(b)) => (i32::from(a) + i32::from(b) + 1) >> 1,
+        (Some(n), None) | (None, Some(n)) => i32::from(n),
+        (None, None) => 0,
+    }
+}
+
+/// Writes the slice data of one P picture and builds the decoder's picture of it.
+pub struct PictureWriter<'a> {
+    p: Pictures<'a>,
+    out: &'a mut I420,
+    coding: Coding,
+    w_mbs: usize,
+    recs: Vec<MbRec>,
+}
+
+impl<'a> PictureWriter<'a> {
+    /// A writer of pictures the size of `p.src` (multiples of 16) into `out` (same size).
+    pub fn new(p: Pictures<'a>, out: &'a mut I420, coding: Coding) -> Self {
+        let w_mbs = usize::from(p.src.width) / 16;
+        let mbs = w_mbs * (usize::from(p.src.height) / 16);
+        PictureWriter {
+            p,
+            out,
+            coding,
+            w_mbs,
+            recs: vec![MbRec::default(); mbs],
+        }
+    }
+
+    /// Write `slice_data()` for `plans` (one per macroblock, raster order), ending with the
+    /// last skip run; the caller adds the trailing bits.
+    pub fn write(mut self, w: &mut BitWriter, plans: &[Plan]) -> Written {
+        let mut done = Written::default();
+        let mut run = 0u32;
+        for (idx, plan) in plans.iter().enumerate().take(self.recs.len()) {
+            let (mbx, mby) = (idx % self.w_mbs, idx / self.w_mbs);
+            match *plan {
+                Plan::Copy(dx, dy) => {
+                    let want = (4 * dx, 4 * dy);
+                    let skip = self.skip_mv(mbx, mby);
+                    let mv = if skip == want
+                        || copy_matches(self.p, mbx, mby, (skip.0 / 4, skip.1 / 4))
+                    {
+                        skip
+                    } else {
+                        want
+                    };
+                    self.motion_copy(mbx, mby, mv);
+                    // An odd shift puts chroma half a sample off: correct it with a residual.
+                    let odd = (mv.0 / 4) % 2 != 0 || (mv.1 / 4) % 2 != 0;
+                    let residual = odd
+                        .then(|| self.chroma_residual(mbx, mby))
+                        .filter(|r| r.cbp > 0);
+                    let mut counts = Counts::default();
+                    match residual {
+                        None if mv == skip => {
+                            run += 1;
+                            done.skipped += 1;
+                        }
+                        residual => {
+                            let mvp = self.mvp(mbx, mby);
+                            w.ue(run);
+                            run = 0;
+                            w.ue(0); // P_L0_16x16; one reference: no ref_idx
+                            w.se(i64::from(mv.0 - mvp.0));
+                            w.se(i64::from(mv.1 - mvp.1));
+                            let cbp = residual.as_ref().map_or(0, |r| r.cbp);
+                            w.ue(inter_cbp_code(cbp << 4));
+                            if let Some(r) = residual {
+                                w.se(0); // mb_qp_delta
+                                let (left, top) = self.neighbour_counts(mbx, mby);
+                                r.write(w, &mut counts, left, top);
+                                self.add_chroma(mbx, mby, &r);
+                            }
+                            done.moved += 1;
+                        }
+                    }
+                    self.recs[idx] = MbRec {
+                        intra: false,
+                        mv,
+                        counts,
+                    };
+                }
+                Plan::Intra => {
+                    w.ue(run);
+                    run = 0;
+                    let counts = self.intra(w, mbx, mby);
+                    self.recs[idx] = MbRec {
+                        intra: true,
+                        mv: (0, 0),
+                        counts,
+                    };
+                    done.intra += 1;
+                }
+            }
+        }
+        if run > 0 {
+            w.ue(run);
+        }
+        done
+    }
+
+    /// Neighbour (column, row) relative to a macroblock, if inside the picture and already
+    /// written (one slice, raster order).
+    fn neighbour(&self, mbx: usize, mby: usize, dx: i64, dy: i64) -> Option<&MbRec> {
+        let x = mbx as i64 + dx;
+        let y = mby as i64 + dy;
+        if x < 0 || y < 0 || x >= self.w_mbs as i64 || (dy == 0 && dx >= 0) || dy > 0 {
+            return None;
+        }
+        self.recs.get(y as usize * self.w_mbs + x as usize)
+    }
+
+    /// Motion data of a neighbour for prediction: `None` if not available, (-1, 0) if intra.
+    fn motion(&self, mbx: usize, mby: usize, dx: i64, dy: i64) -> Option<(i32, (i32, i32))> {
+        self.neighbour(mbx, mby, dx, dy)
+            .map(|r| if r.intra { (-1, (0, 0)) } else { (0, r.mv) })
+    }
+
+    /// Motion vector predictor of a 16x16 partition with reference index 0 (§8.4.1.3).
+    fn mvp(&self, mbx: usize, mby: usize) -> (i32, i32) {
+        let a = self.motion(mbx, mby, -1, 0);
+        let mut b = self.motion(mbx, mby, 0, -1);
+        let mut c = self
+            .motion(mbx, mby, 1, -1)
+            .or_else(|| self.motion(mbx, mby, -1, -1));
+        if b.is_none() && c.is_none() && a.is_some() {
+            b = a;
+            c = a;
+        }
+        let [a, b, c] = [a, b, c].map(|n| n.unwrap_or((-1, (0, 0))));
+        match (a.0 == 0, b.0 == 0, c.0 == 0) {
+            (true, false, false) => a.1,
+            (false, true, false) => b.1,
+            (false, false, true) => c.1,
+            _ => (
+                median(a.1 .0, b.1 .0, c.1 .0),
+                median(a.1 .1, b.1 .1, c.1 .1),
+            ),
+        }
+    }
+
+    /// The motion vector a decoder infers for `P_Skip` (§8.4.1.1).
+    fn skip_mv(&self, mbx: usize, mby: usize) -> (i32, i32) {
+        let (Some(a), Some(b)) = (self.motion(mbx, mby, -1, 0), self.motion(mbx, mby, 0, -1))
+        else {
+            return (0, 0);
+        };
+        if a == (0, (0, 0)) || b == (0, (0, 0)) {
+            return (0, 0);
+        }
+        self.mvp(mbx, mby)
+    }
+
+    /// Inter prediction with a whole-sample luma vector (§8.4.2.2): a copy of the reference.
+    fn motion_copy(&mut self, mbx: usize, mby: usize, mv: (i32, i32)) {
+        let r = self.p.reference;
+        let (w, h) = (usize::from(r.width) as i64, usize::from(r.height) as i64);
+        for j in 0..16 {
+            let y = (mby as i64 * 16 + j + i64::from(mv.1 >> 2)).clamp(0, h - 1) as usize;
+            for i in 0..16 {
+                let x = (mbx as i64 * 16 + i + i64::from(mv.0 >> 2)).clamp(0, w - 1) as usize;
+                self.out.y[(mby * 16 + j as usize) * w as usize + mbx * 16 + i as usize] =
+                    r.y[y * w as usize + x];
+            }
+        }
+        let (cw, ch) = (w as usize / 2, h as usize / 2);
+        for (src, dst) in [(&r.u, &mut self.out.u), (&r.v, &mut self.out.v)] {
+            let pred = chroma_mc(src, cw, ch, mbx, mby, mv);
+            for j in 0..8 {
+                dst[(mby * 8 + j) * cw + mbx * 8..][..8].copy_from_slice(&pred[j * 8..][..8]);
+            }
+        }
+    }
+
+    /// Coefficient counts of the left and top neighbours, where they exist.
+    fn neighbour_counts(&self, mbx: usize, mby: usize) -> (Option<Counts>, Option<Counts>) {
+        (
+            self.neighbour(mbx, mby, -1, 0).map(|r| r.counts),
+            self.neighbour(mbx, mby, 0, -1).map(|r| r.counts),
+        )
+    }
+
+    /// The captured chroma of a macroblock.
+    fn chroma_source(&self, mbx: usize, mby: usize) -> [[i32; 64]; 2] {
+        let cw = usize::from(self.p.src.width) / 2;
+        [&self.p.src.u, &self.p.src.v].map(|plane| {
+            std::array::from_fn(|k| i32::from(plane[(mby * 8 + k / 8) * cw + mbx * 8 + k % 8]))
+        })
+    }
+
+    /// The chroma residual between the capture and the prediction already in `out`.
+    fn chroma_residual(&self, mbx: usize, mby: usize) -> ChromaResidual {
+        let cw = usize::from(self.p.src.width) / 2;
+        let pred = [&self.out.u, &self.out.v]
+            .map(|plane| std::array::from_fn(|k| plane[(mby * 8 + k / 8) * cw + mbx * 8 + k % 8]));
+        let cqp = chroma_qp(self.coding.qp, self.coding.chroma_qp_offset);
+        ChromaResidual::new(&pred, &self.chroma_source(mbx, mby), cqp)
+    }
+
+    /// Add a decoded chroma residual to the prediction in `out` (§8.5.11).
+    fn add_chroma(&mut self, mbx: usize, mby: usize, r: &ChromaResidual) {
+        let cw = usize::from(self.p.src.width) / 2;
+        let cqp = chroma_qp(self.coding.qp, self.coding.chroma_qp_offset);
+        for (c, plane) in [&mut self.out.u, &mut self.out.v].into_iter().enumerate() {
+            let dcc = chroma_dc_dequant(&r.dc[c], cqp);
+            for (b, (levels, dc)) in r.ac[c].iter().zip(dcc).enumerate() {
+                let (bx, by) = (b % 2, b / 2);
+                let mut d = dequant(levels, cqp);
+                d[0] = dc;
+                let res = inverse(&d);
+                for (k, v) in res.iter().enumerate() {
+                    let at = (mby * 8 + by * 4 + k / 4) * cw + mbx * 8 + bx * 4 + k % 4;
+                    plane[at] = (i32::from(plane[at]) + v).clamp(0, 255) as u8;
+                }
+            }
+        }
+    }
+
+    /// Whether a neighbour's samples may be used for intra prediction.
+    fn intra_neighbour(&self, mbx: usize, mby: usize, dx: i64, dy: i64) -> bool {
+        self.neighbour(mbx, mby, dx, dy)
+            .is_some_and(|r| r.intra || !self.coding.constrained_intra)
+    }
+
+    /// Code one Intra 16x16 macroblock (mb_type, chroma mode, QP delta, residual) and build
+    /// its decoded samples. Returns its coefficient counts.
+    fn intra(&mut self, w: &mut BitWriter, mbx: usize, mby: usize) -> Counts {
+        let left = self.intra_neighbour(mbx, mby, -1, 0);
+        let top = self.intra_neighbour(mbx, mby, 0, -1);
+        let qp = self.coding.qp;
+        let cqp = chroma_qp(qp, self.coding.chroma_qp_offset);
+        let width = usize::from(self.p.src.width);
+        let (x0, y0) = (mbx * 16, mby * 16);
+
+        // Luma prediction: the cheapest of DC, vertical, horizontal (by SAD).
+        let src: [i32; 256] =
+            std::array::from_fn(|k| i32::from(self.p.src.y[(y0 + k / 16) * width + x0 + k % 16]));
+        let (mode, pred) = best(predictions(&self.out.y, width, x0, y0, 16, left, top), &src);
+        // Transform each 4x4 block; DC coefficients go to the second-stage transform.
+        let mut ac = [[0i32; 16]; 16]; // by block position (row-major)
+        let mut dc = [0i32; 16];
+        for (b, block) in ac.iter_mut().enumerate() {
+            let (bx, by) = (b % 4, b / 4);
+            let diff: [i32; 16] = std::array::from_fn(|k| {
+                let at = (by * 4 + k / 4) * 16 + bx * 4 + k % 4;
+                src[at] - i32::from(pred[at])
+            });
+            let coef = forward(&diff);
+            dc[b] = coef[0];
+            *block = quant(&coef, qp);
+            block[0] = 0;
+        }
+        let dc_levels = luma_dc_quant(&dc, qp);
+        let cbp_luma = ac.iter().any(|b| b.iter().any(|c| *c != 0));
+        if !cbp_luma {
+            ac = [[0; 16]; 16];
+        }
+
+        // Chroma: one prediction mode for both components.
+        let cwidth = width / 2;
+        let (cx0, cy0) = (mbx * 8, mby * 8);
+        let csrc = self.chroma_source(mbx, mby);
+        let candidates = [
+            chroma_predictions(&self.out.u, cwidth, cx0, cy0, left, top),
+            chroma_predictions(&self.out.v, cwidth, cx0, cy0, left, top),
+        ];
+        let mut chroma_mode = 0usize;
+        let mut best_sad = i64::MAX;
+        for (m, (pu, pv)) in candidates[0].iter().zip(&candidates[1]).enumerate() {
+            let (Some(pu), Some(pv)) = (pu, pv) else {
+                continue;
+            };
+            let sad = sad(pu, &csrc[0]) + sad(pv, &csrc[1]);
+            if sad < best_sad {
+                best_sad = sad;
+                chroma_mode = m;
+            }
+        }
+        let cpred: [[u8; 64]; 2] = [
+            candidates[0][chroma_mode].unwrap_or([128; 64]),
+            candidates[1][chroma_mode].unwrap_or([128; 64]),
+        ];
+        let chroma = ChromaResidual::new(&cpred, &csrc, cqp);
+        let cbp_chroma = chroma.cbp;
+
+        // Syntax: mb_type (an I type in a P slice: 5 + Table 7-11), mb_pred, mb_qp_delta,
+        // residual.
+        w.ue(5 + 1 + mode as u32 + 4 * cbp_chroma + if cbp_luma { 12 } else { 0 });
+        w.ue(chroma_mode as u32);
+        w.se(0);
+        let mut counts = Counts::default();
+        let (left_rec, top_rec) = self.neighbour_counts(mbx, mby);
+        let luma_nc = |counts: &Counts, bx: usize, by: usize| {
+            let a = if bx > 0 {
+                Some(counts.luma[by * 4 + bx - 1])
+            } else {
+                left_rec.map(|r| r.luma[by * 4 + 3])
+            };
+            let b = if by > 0 {
+                Some(counts.luma[(by - 1) * 4 + bx])
+            } else {
+                top_rec.map(|r| r.luma[12 + bx])
+            };
+            nc(a, b)
+        };
+        let dc_scan: [i32; 16] = std::array::from_fn(|k| dc_levels[ZIGZAG[k]]);
+        residual_block(w, &dc_scan, luma_nc(&counts, 0, 0));
+        if cbp_luma {
+            for idx in 0..16 {
+                let (bx, by) = luma_block_pos(idx);
+                let block = &ac[by * 4 + bx];
+                let scan: [i32; 15] = std::array::from_fn(|k| block[ZIGZAG[k + 1]]);
+                let n = luma_nc(&counts, bx, by);
+                counts.luma[by * 4 + bx] = residual_block(w, &scan, n);
+            }
+        }
+        chroma.write(w, &mut counts, left_rec, top_rec);
+
+        // The decoder's samples (§8.5.2, §8.5.11).
+        let dcy = luma_dc_dequant(&dc_levels, qp);
+        for (b, block) in ac.iter().enumerate() {
+            let (bx, by) = (b % 4, b / 4);
+            let mut d = dequant(block, qp);
+            d[0] = dcy[b];
+            let r = inverse(&d);
+            for (k, v) in r.iter().enumerate() {
+                let at = (by * 4 + k / 4) * 16 + bx * 4 + k % 4;
+                self.out.y[(y0 + at / 16) * width + x0 + at % 16] =
+                    (i32::from(pred[at]) + v).clamp(0, 255) as u8;
+            }
+        }
+        for (c, plane) in [&mut self.out.u, &mut self.out.v].into_iter().enumerate() {
+            for k in 0..64 {
+                plane[(cy0 + k / 8) * cwidth + cx0 + k % 8] = cpred[c][k];
+            }
+        }
+        self.add_chroma(mbx, mby, &chroma);
+        counts
+    }
+}
+
+/// The coded_block_pattern codeNum of an inter macroblock (Table 9-4).
+fn inter_cbp_code(cbp: u32) -> u32 {
+    CBP_INTER
+        .iter()
+        .position(|v| u32::from(*v) == cbp)
+        .map_or(0, |p| p as u32)
+}
+
+/// A macroblock's quantised chroma residual (4:2:0): `cbp` 0 (none), 1 (DC only) or 2 (DC
+/// and AC), per component the DC levels (row-major) and each 4x4 block's levels (row-major,
+/// DC position unused).
+#[derive(Debug, Clone)]
+struct ChromaResidual {
+    cbp: u32,
+    dc: [[i32; 4]; 2],
+    ac: [[[i32; 16]; 4]; 2],
+}
+
+impl ChromaResidual {
+    fn new(pred: &[[u8; 64]; 2], src: &[[i32; 64]; 2], cqp: i32) -> Self {
+        let mut ac = [[[0i32; 16]; 4]; 2];
+        let mut dc = [[0i32; 4]; 2];
+        for c in 0..2 {
+            let mut dcs = [0i32; 4];
+            for b in 0..4 {
+                let (bx, by) = (b % 2, b / 2);
+                let diff: [i32; 16] = std::array::from_fn(|k| {
+                    let at = (by * 4 + k / 4) * 8 + bx * 4 + k % 4;
+                    src[c][at] - i32::from(pred[c][at])
+                });
+                let coef = forward(&diff);
+                dcs[b] = coef[0];
+                ac[c][b] = quant(&coef, cqp);
+                ac[c][b][0] = 0;
+            }
+            dc[c] = chroma_dc_quant(&dcs, cqp);
+        }
+        let any_ac = ac.iter().flatten().any(|b| b.iter().any(|v| *v != 0));
+        let any_dc = dc.iter().flatten().any(|v| *v != 0);
+        let cbp = if any_ac { 2 } else { u32::from(any_dc) };
+        if cbp < 2 {
+            ac = [[[0; 16]; 4]; 2];
+        }
+        if cbp == 0 {
+            dc = [[0; 4]; 2];
+        }
+        ChromaResidual { cbp, dc, ac }
+    }
+
+    /// The chroma part of `residual()` (§7.3.5.3), recording AC counts for nC.
+    fn write(
+        &self,
+        w: &mut BitWriter,
+        counts: &mut Counts,
+        left: Option<Counts>,
+        top: Option<Counts>,
+    ) {
+        if self.cbp > 0 {
+            for levels in &self.dc {
+                residual_block(w, levels, -1);
+            }
+        }
+        if self.cbp == 2 {
+            for c in 0..2 {
+                for b in 0..4 {
+                    let (bx, by) = (b % 2, b / 2);
+                    let a = if bx > 0 {
+                        Some(counts.chroma[c][b - 1])
+                    } else {
+                        left.map(|r| r.chroma[c][by * 2 + 1])
+                    };
+                    let t = if by > 0 {
+                        Some(counts.chroma[c][b - 2])
+                    } else {
+                        top.map(|r| r.chroma[c][2 + bx])
+                    };
+                    let scan: [i32; 15] = std::array::from_fn(|k| self.ac[c][b][ZIGZAG[k + 1]]);
+                    counts.chroma[c][b] = residual_block(w, &scan, nc(a, t));
+                }
+            }
+        }
+    }
+}
+
+fn sad<const N: usize>(pred: &[u8; N], src: &[i32; N]) -> i64 {
+    pred.iter()
+        .zip(src)
+        .map(|(p, s)| i64::from((i32::from(*p) - s).abs()))
+        .sum()
+}
+
+/// The available Intra 16x16 predictions (§8.3.3), indexed by mode: vertical, horizontal, DC.
+fn predictions(
+    plane: &[u8],
+    width: usize,
+    x0: usize,
+    y0: usize,
+    n: usize,
+    left: bool,
+    top: bool,
+) -> [Option<[u8; 256]>; 3] {
+    let above: Vec<u8> = if top {
+        plane[(y0 - 1) * width + x0..][..n].to_vec()
+    } else {
+        Vec::new()
+    };
+    let side: Vec<u8> = if left {
+        (0..n).map(|j| plane[(y0 + j) * width + x0 - 1]).collect()
+    } else {
+        Vec::new()
+    };
+    let sum = |v: &[u8]| v.iter().map(|s| u32::from(*s)).sum::<u32>();
+    let dc = match (left, top) {
+        (true, true) => ((sum(&above) + sum(&side) + 16) >> 5) as u8,
+        (true, false) => ((sum(&side) + 8) >> 4) as u8,
+        (false, true) => ((sum(&above) + 8) >> 4) as u8,
+        (false, false) => 128,
+    };
+    [
+        top.then(|| std::array::from_fn(|k| above[k % 16])),
+        left.then(|| std::array::from_fn(|k| side[k / 16])),
+        Some([dc; 256]),
+    ]
+}
+
+/// The cheapest available prediction: (Intra 16x16 mode number, samples).
+fn best(preds: [Option<[u8; 256]>; 3], src: &[i32; 256]) -> (usize, [u8; 256]) {
+    let mut out = (2, [128u8; 256]);
+    let mut best_sad = i64::MAX;
+    for (mode, p) in preds.iter().enumerate() {
+        if let Some(p) = p {
+            let s = sad(p, src);
+            if s < best_sad {
+                best_sad = s;
+                out = (mode, *p);
+            }
+        }
+    }
+    out
+}
+
+/// The available chroma predictions (§8.3.4), indexed by `intra_chroma_pred_mode`: DC,
+/// horizontal, vertical.
+fn chroma_predictions(
+    plane: &[u8],
+    cwidth: usize,
+    x0: usize,
+    y0: usize,
+    left: bool,
+    top: bool,
+) -> [Option<[u8; 64]>; 3] {
+    let above: [u8; 8] = if top {
+        std::array::from_fn(|i| plane[(y0 - 1) * cwidth + x0 + i])
+    } else {
+        [0; 8]
+    };
+    let side: [u8; 8] = if left {
+        std::array::from_fn(|j| plane[(y0 + j) * cwidth + x0 - 1])
+    } else {
+        [0; 8]
+    };
+    let sum4 =
+        |v: &[u8; 8], from: usize| v[from..from + 4].iter().map(|s| u32::from(*s)).sum::<u32>();
+    let mut dc = [0u8; 64];
+    for b in 0..4 {
+        let (xo, yo) = ((b % 2) * 4, (b / 2) * 4);
+        let (st, sl) = (sum4(&above, xo), sum4(&side, yo));
+        let both = ((st + sl + 4) >> 3) as u8;
+        let t = ((st + 2) >> 2) as u8;
+        let l = ((sl + 2) >> 2) as u8;
+        let v = if (xo == 0 && yo == 0) || (xo > 0 && yo > 0) {
+            match (top, left) {
+                (true, true) => both,
+                (false, true) => l,
+                (true, false) => t,
+                (false, false) => 128,
+            }
+        } else if xo > 0 {
+            match (top, left) {
+                (true, _) => t,
+                (false, true) => l,
+                (false, false) => 128,
+            }
+        } else {
+            match (left, top) {
+                (true, _) => l,
+                (false, true) => t,
+                (false, false) => 128,
+            }
+        };
+        for k in 0..16 {
+            dc[(yo + k / 4) * 8 + xo + k % 4] = v;
+        }
+    }
+    [
+        Some(dc),
+        left.then(|| std::array::from_fn(|k| side[k / 8])),
+        top.then(|| std::array::from_fn(|k| above[k % 8])),
+    ]
+}
