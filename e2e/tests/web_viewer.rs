@@ -25,6 +25,25 @@ fn white_share(path: &Path) -> f64 {
     Picture::load(path).share(|p| p[0] > 245 && p[1] > 245 && p[2] > 245)
 }
 
+/// A log line without its terminal colour codes.
+fn without_colours(line: &str) -> String {
+    let mut out = String::new();
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\x1b' {
+            // ESC [ … letter
+            for d in chars.by_ref() {
+                if d.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 #[test]
 fn staff_log_in_from_a_browser_see_the_page_click_and_type_japanese() {
     let page = TestPage::start();
@@ -81,7 +100,14 @@ fn staff_log_in_from_a_browser_see_the_page_click_and_type_japanese() {
     // Type: ASCII keys, an MS-IME style composition, and a direct commit.
     let (x, y) = frame_point(&mut b, 300, 410);
     b.click(x, y);
-    std::thread::sleep(Duration::from_millis(500));
+    std::thread::sleep(Duration::from_millis(1500));
+    // The text field's band of the remote picture, on this page.
+    let (fx0, fy0) = frame_point(&mut b, 0, 396);
+    let (fx1, fy1) = frame_point(&mut b, 900, 424);
+    let band =
+        |p: &Path| Picture::load(p).dark_in(fx0 as usize, fy0 as usize, fx1 as usize, fy1 as usize);
+    let untyped = shots.join("viewer-before-typing.png");
+    b.screenshot(&untyped);
     b.type_ascii("abc");
     b.ime_compose(&["じ", "じょう", "じょうほう", "情報"], "情報");
     b.insert_text("セキュリティ");
@@ -90,6 +116,17 @@ fn staff_log_in_from_a_browser_see_the_page_click_and_type_japanese() {
         typed.is_some(),
         "the exact text arrived; the page saw {:?}",
         page.events()
+    );
+    // The typed text is in the picture the browser decoded: keystrokes are small changes,
+    // which the agent's own H.264 writer codes (its totals, logged at the session's end,
+    // are checked below).
+    std::thread::sleep(Duration::from_millis(1500));
+    let typed_shot = shots.join("viewer-typed.png");
+    b.screenshot(&typed_shot);
+    let (dark_before, dark_after) = (band(&untyped), band(&typed_shot));
+    assert!(
+        dark_after > dark_before + 150,
+        "the typed text shows in the decoded picture: {dark_before} → {dark_after} dark pixels"
     );
 
     // Latency measured in the page from the RTP capture times.
@@ -169,6 +206,31 @@ fn staff_log_in_from_a_browser_see_the_page_click_and_type_japanese() {
         ended.is_some(),
         "the gateway audited the logout:\n{}",
         std::fs::read_to_string(stack.path("audit.jsonl")).unwrap_or_default()
+    );
+    // The session's frames: openh264's keyframe(s), and our writer's frames for the typing.
+    let totals = tsuitate_testkit::procs::wait_for(Duration::from_secs(10), || {
+        stack
+            .log("agent.log")
+            .lines()
+            .find(|l| l.contains("encoder totals"))
+            .map(without_colours)
+    });
+    let Some(totals) = totals else {
+        panic!(
+            "the agent logged its encoder totals:\n{}",
+            stack.log("agent.log")
+        )
+    };
+    let count = |key: &str| -> u64 {
+        totals
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix(key)?.strip_prefix('='))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    assert!(
+        count("writer_frames") >= 5 && count("intra_mbs") > 0 && count("openh264_idr") >= 1,
+        "typing went through the agent's writer: {totals}"
     );
     keep_shots(&shots);
 }

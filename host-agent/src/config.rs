@@ -98,6 +98,18 @@ pub enum EncoderUsage {
     Camera,
 }
 
+/// Which encoder writes the frames (docs/agent.md "Encoding cost proportional to what
+/// changed").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Encoding {
+    /// Our writer for small changes and scrolls, openh264 for keyframes and large changes.
+    #[default]
+    Damage,
+    /// openh264 for every frame.
+    Openh264,
+}
+
 /// How pixels are read from the X server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
@@ -167,6 +179,8 @@ struct ConfigFile {
     bitrate_kbps: u32,
     #[serde(default)]
     encoder: EncoderUsage,
+    #[serde(default)]
+    encoding: Encoding,
     #[serde(default)]
     capture: CaptureSetting,
     #[serde(default = "default_max_width")]
@@ -246,6 +260,8 @@ pub struct AgentConfig {
     pub bitrate_kbps: u32,
     /// Encoder tuning.
     pub encoder: EncoderUsage,
+    /// Which encoder writes the frames.
+    pub encoding: Encoding,
     /// Capture path.
     pub capture: CaptureMode,
     /// Everything the browser needs.
@@ -341,6 +357,7 @@ fn check_field(key: &str, v: &toml::Value) -> Option<String> {
         "resolve_interval_s" | "linger_s" => check::<u64>(key, v),
         "gateways" => check::<Vec<GatewayEntry>>(key, v),
         "encoder" => check::<EncoderUsage>(key, v),
+        "encoding" => check::<Encoding>(key, v),
         "capture" => check::<CaptureSetting>(key, v),
         other => Some(format!("{other}: unknown field / 不明な項目です")),
     }
@@ -572,6 +589,7 @@ fn validate(f: ConfigFile) -> Result<AgentConfig, ConfigErrors> {
         fps: f.fps,
         bitrate_kbps: f.bitrate_kbps,
         encoder: f.encoder,
+        encoding: f.encoding,
         capture: match f.capture {
             CaptureSetting::Shm => CaptureMode::Shm,
             CaptureSetting::Getimage => CaptureMode::GetImage,

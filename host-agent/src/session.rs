@@ -18,13 +18,14 @@ use tsuitate_protocol::{
 use tsuitate_transport::{spawn_reader, ReadEnd, ReadItem};
 
 use crate::browser::BrowserSession;
-use crate::config::{AgentConfig, EncoderUsage};
-use crate::encode::{EncoderSettings, OpenH264Encoder};
+use crate::config::{AgentConfig, EncoderUsage, Encoding};
+use crate::encode::{EncoderSettings, OpenH264Encoder, VideoEncoder};
 use crate::frame::FrameSource;
 use crate::held::{Handover, Registry};
 use crate::pipeline::Pipeline;
 use crate::size::clamp_size;
 use crate::watermark::{Painter, Retext, Watermarked};
+use crate::writer::DamageEncoder;
 use crate::x11::{self, WindowSizer, X11Capture, X11Injector};
 
 /// Counters across all sessions (for `Stats`).
@@ -403,14 +404,17 @@ fn start_blocking(
     let mut injector = X11Injector::new(connect()?, Some(capture.waker())).map_err(|e| b(&e))?;
     injector.set_size(width, height);
     let windows = WindowSizer::new(connect()?, width, height).map_err(|e| b(&e))?;
-    let encoder = OpenH264Encoder::new(EncoderSettings {
+    let settings = EncoderSettings {
         width,
         height,
         fps: config.fps,
         bitrate_kbps: config.bitrate_kbps,
         screen_content: config.encoder == EncoderUsage::Screen,
-    })
-    .map_err(|e| b(&e))?;
+    };
+    let encoder: Box<dyn VideoEncoder> = match config.encoding {
+        Encoding::Damage => Box::new(DamageEncoder::new(settings).map_err(|e| b(&e))?),
+        Encoding::Openh264 => Box::new(OpenH264Encoder::new(settings).map_err(|e| b(&e))?),
+    };
     let (source, retext): (Box<dyn FrameSource>, _) = match painter {
         Some(p) => {
             let marked = Watermarked::new(Box::new(capture), p);
@@ -419,8 +423,7 @@ fn start_blocking(
         }
         None => (Box::new(capture), None),
     };
-    let pipeline =
-        Pipeline::start(source, Box::new(encoder), config.fps, video).map_err(|e| b(&e))?;
+    let pipeline = Pipeline::start(source, encoder, config.fps, video).map_err(|e| b(&e))?;
     let (input, mut input_rx) = mpsc::channel::<Inject>(32);
     std::thread::Builder::new()
         .name("inject".into())

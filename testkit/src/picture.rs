@@ -28,6 +28,16 @@ impl Picture {
         self.px.iter().filter(|p| pred(p)).count() as f64 / self.px.len().max(1) as f64
     }
 
+    /// Pixels in the rectangle from (`x0`, `y0`) to (`x1`, `y1`) (exclusive, clamped to the
+    /// picture) that are dark (every channel below 100): text drawn on a light background.
+    pub fn dark_in(&self, x0: usize, y0: usize, x1: usize, y1: usize) -> usize {
+        let (w, h) = (self.width, self.px.len() / self.width.max(1));
+        (y0.min(h)..y1.min(h))
+            .flat_map(|y| (x0.min(w)..x1.min(w)).map(move |x| y * w + x))
+            .filter(|&i| self.px[i].iter().all(|c| *c < 100))
+            .count()
+    }
+
     /// Share of pixels in the band of rows from `top` to `bottom` (fractions of the height)
     /// that differ clearly (by more than 40 in a channel) from `other`, a picture of one size.
     pub fn changed_in(&self, other: &Picture, top: f64, bottom: f64) -> f64 {

@@ -87,6 +87,48 @@ pub struct DamageEncoder {
     /// The last frame was ours: openh264 must start over with an IDR.
     ours_last: bool,
     last: LastFrame,
+    totals: Totals,
+}
+
+/// What an encoder wrote over its life (logged when it ends: counts only).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Totals {
+    /// Access units from openh264, and how many of them were IDRs.
+    pub openh264_frames: u64,
+    /// IDRs among them.
+    pub openh264_idr: u64,
+    /// Their bytes.
+    pub openh264_bytes: u64,
+    /// Access units from our writer.
+    pub writer_frames: u64,
+    /// Their bytes.
+    pub writer_bytes: u64,
+    /// Our writer's macroblocks by kind.
+    pub skipped: u64,
+    /// Copies with a motion vector.
+    pub moved: u64,
+    /// Intra-coded.
+    pub intra: u64,
+}
+
+impl Drop for DamageEncoder {
+    fn drop(&mut self) {
+        let t = self.totals;
+        if t == Totals::default() {
+            return;
+        }
+        tracing::info!(
+            openh264_frames = t.openh264_frames,
+            openh264_idr = t.openh264_idr,
+            openh264_bytes = t.openh264_bytes,
+            writer_frames = t.writer_frames,
+            writer_bytes = t.writer_bytes,
+            skipped_mbs = t.skipped,
+            moved_mbs = t.moved,
+            intra_mbs = t.intra,
+            "encoder totals / 符号化の集計"
+        );
+    }
 }
 
 impl std::fmt::Debug for DamageEncoder {
@@ -124,12 +166,18 @@ impl DamageEncoder {
             stream: None,
             ours_last: false,
             last: LastFrame::None,
+            totals: Totals::default(),
         })
     }
 
     /// Which encoder produced the last access unit.
     pub fn last_frame(&self) -> LastFrame {
         self.last
+    }
+
+    /// What it wrote so far.
+    pub fn totals(&self) -> Totals {
+        self.totals
     }
 
     /// The decoders' picture after the last access unit, at the coded size (for tests).
@@ -229,6 +277,12 @@ impl DamageEncoder {
             s.frame_num = frame_num;
         }
         self.last = LastFrame::Writer(written);
+        let t = &mut self.totals;
+        t.writer_frames += 1;
+        t.writer_bytes += data.len() as u64;
+        t.skipped += u64::from(written.skipped);
+        t.moved += u64::from(written.moved);
+        t.intra += u64::from(written.intra);
         EncodedAu {
             data,
             keyframe: false,
@@ -283,6 +337,10 @@ impl DamageEncoder {
         self.last = LastFrame::OpenH264 {
             keyframe: au.keyframe,
         };
+        let t = &mut self.totals;
+        t.openh264_frames += 1;
+        t.openh264_idr += u64::from(au.keyframe);
+        t.openh264_bytes += out.len() as u64;
         Ok(Some(EncodedAu {
             data: out,
             keyframe: au.keyframe,
@@ -356,11 +414,14 @@ impl VideoEncoder for DamageEncoder {
         if (width, height) == (self.settings.width, self.settings.height) {
             return Ok(());
         }
-        *self = DamageEncoder::new(EncoderSettings {
+        let mut fresh = DamageEncoder::new(EncoderSettings {
             width,
             height,
             ..self.settings
         })?;
+        // One session, one log line: the totals go on with the new size.
+        fresh.totals = std::mem::take(&mut self.totals);
+        *self = fresh;
         Ok(())
     }
 
