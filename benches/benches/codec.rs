@@ -6,11 +6,26 @@
 //!
 //! criterion reports time per frame; bytes per frame are printed once per case (`bytes/frame`)
 //! from a separate 60-frame pass.
+//!
+//! `encode_changes` (issue 14): the cost of one change — a caret blink, one typed glyph, a
+//! 3-line scroll (54 px), a full repaint (another page) — on a synthetic page at 720p and
+//! 1080p, for the agent's default encoder (`damage`: our writer, openh264 for large changes)
+//! and `openh264` alone, side by side in one run. Each timed call encodes the picture after
+//! the change (the two pictures alternate, so every call is that change); only calls that
+//! produce a frame are timed. Bytes per frame and
+//! the luma PSNR of the decoded picture against the capture are printed per case
+//! (`change/frame`).
+//!
+//! `cargo bench -p tsuitate-benches --bench codec -- encode_changes`
 
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use tsuitate_agent::{bgra_to_i420, FrameSource, VideoEncoder, I420};
+use tsuitate_agent::writer::sample::Page;
+use tsuitate_agent::writer::DamageEncoder;
+use tsuitate_agent::{
+    bgra_to_i420, EncoderSettings, FrameSource, OpenH264Encoder, VideoEncoder, I420,
+};
 use tsuitate_benches::content::{all_cases, encode_case, next_picture};
 
 /// Frames in the bytes/frame pass (two seconds at 30 fps).
@@ -88,5 +103,168 @@ fn encode(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, conversion, encode);
+/// The changes of `encode_changes`: a name and the page after the change.
+fn changes(width: usize, height: usize) -> Vec<(&'static str, Page, Page)> {
+    let base = Page::new(width, height, 3);
+    let typed = Page {
+        typed: 6,
+        caret: true,
+        ..base.clone()
+    };
+    vec![
+        (
+            "caret",
+            base.clone(),
+            Page {
+                caret: true,
+                ..base.clone()
+            },
+        ),
+        (
+            "glyph",
+            typed.clone(),
+            Page {
+                typed: 7,
+                ..typed.clone()
+            },
+        ),
+        (
+            "scroll_3_lines",
+            base.clone(),
+            Page {
+                scroll_y: 54,
+                ..base.clone()
+            },
+        ),
+        ("repaint", base.clone(), Page::new(width, height, 4)),
+    ]
+}
+
+fn encoder_for(name: &str, settings: EncoderSettings) -> Option<Box<dyn VideoEncoder>> {
+    match name {
+        "damage" => DamageEncoder::new(settings)
+            .ok()
+            .map(|e| Box::new(e) as Box<dyn VideoEncoder>),
+        _ => OpenH264Encoder::new(settings)
+            .ok()
+            .map(|e| Box::new(e) as Box<dyn VideoEncoder>),
+    }
+}
+
+fn luma_psnr(a: &[u8], b: &[u8]) -> f64 {
+    let mse = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| (f64::from(*x) - f64::from(*y)).powi(2))
+        .sum::<f64>()
+        / a.len().max(1) as f64;
+    if mse == 0.0 {
+        f64::INFINITY
+    } else {
+        10.0 * (255.0 * 255.0 / mse).log10()
+    }
+}
+
+/// Bytes per frame and PSNR of the decoded picture for `rounds` alternations of a change.
+fn change_pass(enc: &mut dyn VideoEncoder, pics: &[I420; 2], rounds: usize) -> (usize, usize, f64) {
+    let Ok(mut dec) = openh264::decoder::Decoder::new() else {
+        return (0, 0, 0.0);
+    };
+    let (mut bytes, mut frames, mut psnr_sum, mut psnr_n) = (0usize, 0usize, 0.0f64, 0usize);
+    for i in 0..rounds {
+        let pic = &pics[i % 2];
+        let Ok(Some(au)) = enc.encode(pic, false) else {
+            continue;
+        };
+        if let Ok(Some(d)) = dec.decode(&au.data) {
+            use openh264::formats::YUVSource;
+            let (w, h) = d.dimensions();
+            let stride = d.strides().0;
+            let y: Vec<u8> = (0..h)
+                .flat_map(|r| d.y()[r * stride..][..w].to_vec())
+                .collect();
+            // The first two frames (the IDR and the first change) settle the stream.
+            if i >= 2 {
+                let p = luma_psnr(&y, &pic.y);
+                if p.is_finite() {
+                    psnr_sum += p;
+                    psnr_n += 1;
+                }
+            }
+        }
+        if i >= 2 {
+            bytes += au.data.len();
+            frames += 1;
+        }
+    }
+    (bytes, frames, psnr_sum / psnr_n.max(1) as f64)
+}
+
+fn encode_changes(c: &mut Criterion) {
+    let mut group = c.benchmark_group("encode_changes");
+    group
+        .sample_size(10)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2));
+    for (w, h) in [(1280usize, 720usize), (1920, 1080)] {
+        for (change, before, after) in changes(w, h) {
+            let (Ok(a), Ok(b)) = (before.render(), after.render()) else {
+                eprintln!("rendering {change} failed");
+                continue;
+            };
+            let pics = [a, b];
+            let settings = EncoderSettings {
+                width: w as u16,
+                height: h as u16,
+                fps: 30,
+                bitrate_kbps: 5000,
+                screen_content: true,
+            };
+            for name in ["openh264", "damage"] {
+                let id = format!("{h}p_{change}/{name}");
+                if let Some(mut enc) = encoder_for(name, settings) {
+                    let (bytes, frames, psnr) = change_pass(enc.as_mut(), &pics, 22);
+                    eprintln!(
+                        "change/frame {id}: {} B mean over {frames} frames, luma PSNR {psnr:.1} dB",
+                        bytes / frames.max(1)
+                    );
+                }
+                let Some(mut enc) = encoder_for(name, settings) else {
+                    eprintln!("encoder {name} failed to start");
+                    continue;
+                };
+                // Start the stream (IDR) on the first picture.
+                let _ = enc.encode(&pics[0], false);
+                group.bench_function(BenchmarkId::from_parameter(&id), |bench| {
+                    // Only calls that produced a frame are timed: openh264's rate control skips
+                    // pictures after a large frame, and a skipped call costs little but sends
+                    // nothing (the picture is encoded again later).
+                    let mut i = 1usize;
+                    bench.iter_custom(|iters| {
+                        let mut total = Duration::ZERO;
+                        let mut produced = 0u64;
+                        let mut calls = 0u64;
+                        while produced < iters && calls < iters.saturating_mul(100) {
+                            let t0 = Instant::now();
+                            let out = enc.encode(&pics[i % 2], false);
+                            let took = t0.elapsed();
+                            i += 1;
+                            calls += 1;
+                            if let Ok(Some(au)) = out {
+                                total += took;
+                                produced += 1;
+                                std::hint::black_box(au.data.len());
+                            }
+                        }
+                        // Scale to the iterations asked for if the rate control held back.
+                        total.mul_f64(iters as f64 / produced.max(1) as f64)
+                    })
+                });
+            }
+        }
+    }
+    group.finish();
+}
+
+criterion_group!(benches, conversion, encode, encode_changes);
 criterion_main!(benches);

@@ -181,6 +181,8 @@ struct ConfigFile {
     encoder: EncoderUsage,
     #[serde(default)]
     encoding: Encoding,
+    #[serde(default = "default_patch_qp")]
+    patch_qp: u8,
     #[serde(default)]
     capture: CaptureSetting,
     #[serde(default = "default_max_width")]
@@ -220,6 +222,9 @@ fn default_fps() -> u32 {
 }
 fn default_resolve_interval() -> u64 {
     30
+}
+fn default_patch_qp() -> u8 {
+    crate::writer::PATCH_QP as u8
 }
 fn default_linger() -> u64 {
     120
@@ -262,6 +267,8 @@ pub struct AgentConfig {
     pub encoder: EncoderUsage,
     /// Which encoder writes the frames.
     pub encoding: Encoding,
+    /// QP of what the damage encoder's own writer codes (10–40).
+    pub patch_qp: u8,
     /// Capture path.
     pub capture: CaptureMode,
     /// Everything the browser needs.
@@ -358,6 +365,7 @@ fn check_field(key: &str, v: &toml::Value) -> Option<String> {
         "gateways" => check::<Vec<GatewayEntry>>(key, v),
         "encoder" => check::<EncoderUsage>(key, v),
         "encoding" => check::<Encoding>(key, v),
+        "patch_qp" => check::<u8>(key, v),
         "capture" => check::<CaptureSetting>(key, v),
         other => Some(format!("{other}: unknown field / 不明な項目です")),
     }
@@ -390,6 +398,9 @@ fn validate(f: ConfigFile) -> Result<AgentConfig, ConfigErrors> {
     }
     if f.linger_s > 86_400 {
         err("linger_s: 0-86400 (seconds) / 0〜86400 秒で指定してください".into());
+    }
+    if !(10..=40).contains(&f.patch_qp) {
+        err("patch_qp: 10-40 (lower: sharper text, more bytes) / 10〜40 で指定してください（小さいほど文字が鮮明で通信量が増えます）".into());
     }
     if !(100..=50_000).contains(&f.bitrate_kbps) {
         err("bitrate_kbps: 100-50000".into());
@@ -590,6 +601,7 @@ fn validate(f: ConfigFile) -> Result<AgentConfig, ConfigErrors> {
         bitrate_kbps: f.bitrate_kbps,
         encoder: f.encoder,
         encoding: f.encoding,
+        patch_qp: f.patch_qp,
         capture: match f.capture {
             CaptureSetting::Shm => CaptureMode::Shm,
             CaptureSetting::Getimage => CaptureMode::GetImage,
@@ -673,6 +685,8 @@ mod tests {
         let c = c.unwrap_or_else(|e| panic!("{e}"));
         assert_eq!((c.fps, c.bitrate_kbps, c.max_sessions), (30, 5000, 4));
         assert_eq!(c.encoder, EncoderUsage::Screen);
+        assert_eq!(c.encoding, Encoding::Damage);
+        assert_eq!(c.patch_qp, 22);
         assert_eq!(c.browser.start_url, "about:blank");
         assert_eq!(c.browser.max_size, (1920, 1080));
     }
@@ -805,6 +819,30 @@ mod tests {
         assert!(errs.iter().any(|e| e.starts_with("fps:")));
         assert!(errs.iter().any(|e| e.starts_with("bitrat_kbps: unknown")));
         assert!(errs.iter().any(|e| e.starts_with("encoder:")));
+    }
+
+    #[test]
+    fn encoding_and_patch_qp_are_checked() {
+        let d = files();
+        let t = text(d.path(), "encoding = \"openh264\"\npatch_qp = 30\n");
+        let c = AgentConfig::parse(&t).map_err(|e| e.0);
+        assert_eq!(
+            c.as_ref().map(|c| (c.encoding, c.patch_qp)),
+            Ok((Encoding::Openh264, 30))
+        );
+        for (bad, what) in [
+            ("encoding = \"x264\"\n", "encoding:"),
+            ("patch_qp = 50\n", "patch_qp: 10-40"),
+        ] {
+            let errs = AgentConfig::parse(&text(d.path(), bad))
+                .err()
+                .map(|e| e.0)
+                .unwrap_or_default();
+            assert!(
+                errs.len() == 1 && errs[0].starts_with(what),
+                "{bad}: {errs:?}"
+            );
+        }
     }
 
     #[test]

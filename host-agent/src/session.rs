@@ -412,7 +412,11 @@ fn start_blocking(
         screen_content: config.encoder == EncoderUsage::Screen,
     };
     let encoder: Box<dyn VideoEncoder> = match config.encoding {
-        Encoding::Damage => Box::new(DamageEncoder::new(settings).map_err(|e| b(&e))?),
+        Encoding::Damage => Box::new(
+            DamageEncoder::new(settings)
+                .map_err(|e| b(&e))?
+                .with_patch_qp(i32::from(config.patch_qp)),
+        ),
         Encoding::Openh264 => Box::new(OpenH264Encoder::new(settings).map_err(|e| b(&e))?),
     };
     let (source, retext): (Box<dyn FrameSource>, _) = match painter {

@@ -20,7 +20,8 @@
 //!    window, native vs web viewer, and tsuitate vs x264 side by side.
 //!
 //! Environment: `TSUITATE_BENCH_SIZE` (default 1280x720), `TSUITATE_BENCH_IDLE_MS` (12000,
-//! at least 6000), `TSUITATE_BENCH_NO_X264=1`, `TSUITATE_BENCH_NO_WEB=1`. Everything it starts is stopped at the end; the
+//! at least 6000), `TSUITATE_BENCH_NO_X264=1`, `TSUITATE_BENCH_NO_WEB=1`,
+//! `TSUITATE_BENCH_ENCODING` (`damage`, the agent's default, or `openh264`). Everything it starts is stopped at the end; the
 //! working directory (logs, reports, snapshots) is kept and printed.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -62,6 +63,8 @@ struct Settings {
     height: u16,
     idle_ms: u64,
     x264: bool,
+    /// The agent's `encoding` (`damage`, its default, or `openh264`).
+    encoding: String,
     web: bool,
 }
 
@@ -86,6 +89,16 @@ fn settings() -> Result<Settings, String> {
         idle_ms,
         x264: std::env::var("TSUITATE_BENCH_NO_X264").as_deref() != Ok("1"),
         web: std::env::var("TSUITATE_BENCH_NO_WEB").as_deref() != Ok("1"),
+        encoding: match std::env::var("TSUITATE_BENCH_ENCODING").as_deref() {
+            Err(_) | Ok("damage") => "damage".into(),
+            Ok("openh264") => "openh264".into(),
+            Ok(_) => {
+                return Err(
+                    "TSUITATE_BENCH_ENCODING must be damage or openh264 / damage か openh264 を指定してください"
+                        .into(),
+                )
+            }
+        },
     })
 }
 
@@ -496,7 +509,8 @@ fn bench() -> Result<(), String> {
         cfg.width, cfg.height
     );
     say("starting gateway and agent / ゲートウェイとエージェントを起動します…");
-    let mut stack = Stack::start(Some(&page.url), &extra);
+    let agent_extra = format!("encoding = \"{}\"\n", cfg.encoding);
+    let mut stack = Stack::start_with(Some(&page.url), &extra, &agent_extra);
     stack.keep_files();
     let dir = stack.path("");
     say(&format!(
@@ -625,8 +639,8 @@ fn summary(
     let lat = |k: &str| r1.report["latency_ms"][k].as_f64().unwrap_or(f64::NAN);
     let _ = writeln!(
         o,
-        "\n== tsuitate, scripted workload at {}x{}, {t1:.1} s (run 1) ==",
-        cfg.width, cfg.height
+        "\n== tsuitate (agent encoding = {}), scripted workload at {}x{}, {t1:.1} s (run 1) ==",
+        cfg.encoding, cfg.width, cfg.height
     );
     let _ = writeln!(
         o,

@@ -17,6 +17,7 @@
 
 pub mod cavlc;
 pub mod picture;
+pub mod sample;
 pub mod scroll;
 pub mod transform;
 
@@ -30,7 +31,9 @@ use crate::convert::I420;
 use crate::encode::{EncodeError, EncodedAu, EncoderSettings, OpenH264Encoder, VideoEncoder};
 use picture::{copy_matches, Coding, PictureWriter, Pictures, Plan, Written};
 
-/// QP of intra-coded patches: text stays sharp (PSNR ≥ 40 dB on typed text, see the tests).
+/// Default QP of the macroblocks the writer codes: the strip a scroll exposes stays at PSNR
+/// ≥ 40 dB on dense synthetic text (the tests); on a real browsing session it costs about 1.2×
+/// openh264's bytes, QP 26 about 1× (docs/agent.md). Agent config `patch_qp`.
 pub const PATCH_QP: i32 = 22;
 
 /// When more than this share (percent) of the macroblocks would be intra-coded, openh264
@@ -88,6 +91,7 @@ pub struct DamageEncoder {
     ours_last: bool,
     last: LastFrame,
     totals: Totals,
+    patch_qp: i32,
 }
 
 /// What an encoder wrote over its life (logged when it ends: counts only).
@@ -109,6 +113,8 @@ pub struct Totals {
     pub moved: u64,
     /// Intra-coded.
     pub intra: u64,
+    /// Copies with a residual.
+    pub residual: u64,
 }
 
 impl Drop for DamageEncoder {
@@ -126,6 +132,7 @@ impl Drop for DamageEncoder {
             skipped_mbs = t.skipped,
             moved_mbs = t.moved,
             intra_mbs = t.intra,
+            residual_mbs = t.residual,
             "encoder totals / 符号化の集計"
         );
     }
@@ -167,12 +174,19 @@ impl DamageEncoder {
             ours_last: false,
             last: LastFrame::None,
             totals: Totals::default(),
+            patch_qp: PATCH_QP,
         })
     }
 
     /// Which encoder produced the last access unit.
     pub fn last_frame(&self) -> LastFrame {
         self.last
+    }
+
+    /// Code patches at `qp` (0–51) instead of [`PATCH_QP`]: fewer bytes, blurrier text.
+    pub fn with_patch_qp(mut self, qp: i32) -> Self {
+        self.patch_qp = qp.clamp(0, 51);
+        self
     }
 
     /// What it wrote so far.
@@ -186,19 +200,27 @@ impl DamageEncoder {
     }
 
     /// What to do with each macroblock, and how many would be intra-coded.
-    fn plan(&self) -> (Vec<Plan>, usize) {
+    fn plan(&self) -> (Vec<Plan>, usize, Vec<(i32, i32)>) {
         let (w, h) = (usize::from(self.src.width), usize::from(self.src.height));
         let (wm, hm) = (w / 16, h / 16);
         let mut changed = vec![false; wm * hm];
         let mut area: Option<scroll::Area> = None;
+        // Whole rows of macroblocks first: most of a screen is unchanged.
+        let row_same: Vec<bool> = (0..hm)
+            .map(|mby| {
+                let (l, c) = (16 * w, 8 * (w / 2));
+                self.src.y[mby * l..][..l] == self.prev.y[mby * l..][..l]
+                    && self.src.u[mby * c..][..c] == self.prev.u[mby * c..][..c]
+                    && self.src.v[mby * c..][..c] == self.prev.v[mby * c..][..c]
+            })
+            .collect();
         for mby in 0..hm {
             for mbx in 0..wm {
                 let p = Pictures {
                     src: &self.src,
                     prev: &self.prev,
-                    reference: &self.reference,
                 };
-                if !same(p, mbx, mby) {
+                if !row_same[mby] && !same(p, mbx, mby) {
                     changed[mby * wm + mbx] = true;
                     let a = area.get_or_insert((mbx, mbx + 1, mby, mby + 1));
                     *a = (
@@ -212,13 +234,12 @@ impl DamageEncoder {
         }
         let mut plans = vec![Plan::Copy(0, 0); wm * hm];
         let Some(area) = area else {
-            return (plans, 0);
+            return (plans, 0, Vec::new());
         };
         let shifts = scroll::candidates(&self.prev.y, &self.src.y, w, h, area);
         let p = Pictures {
             src: &self.src,
             prev: &self.prev,
-            reference: &self.reference,
         };
         let mut intra = 0;
         for (idx, plan) in plans.iter_mut().enumerate() {
@@ -234,11 +255,11 @@ impl DamageEncoder {
                 }
             };
         }
-        (plans, intra)
+        (plans, intra, shifts)
     }
 
     /// Write one P picture with our writer.
-    fn write_ours(&mut self, stream: &Stream, plans: &[Plan]) -> EncodedAu {
+    fn write_ours(&mut self, stream: &Stream, plans: &[Plan], shifts: &[(i32, i32)]) -> EncodedAu {
         let frame_num = (stream.frame_num + 1) % (1 << stream.sps.log2_max_frame_num);
         let mut w = BitWriter::new();
         w.ue(0); // first_mb_in_slice
@@ -254,25 +275,39 @@ impl DamageEncoder {
         }
         w.bit(false); // ref_pic_list_modification_flag_l0
         w.bit(false); // adaptive_ref_pic_marking_mode_flag: sliding window
-        w.se(i64::from(PATCH_QP - 26 - stream.pps.pic_init_qp_minus26));
+        w.se(i64::from(
+            self.patch_qp - 26 - stream.pps.pic_init_qp_minus26,
+        ));
         w.ue(1); // disable_deblocking_filter_idc: off
         let coding = Coding {
-            qp: PATCH_QP,
+            qp: self.patch_qp,
             chroma_qp_offset: stream.pps.chroma_qp_index_offset,
             constrained_intra: stream.pps.constrained_intra_pred,
         };
         let pictures = Pictures {
             src: &self.src,
             prev: &self.prev,
-            reference: &self.reference,
         };
-        let written = PictureWriter::new(pictures, &mut self.next, coding).write(&mut w, plans);
+        // Without motion the picture is written over the reference in place (one copy of the
+        // picture less); with motion into the spare picture, which then becomes the reference.
+        let still = plans
+            .iter()
+            .all(|p| matches!(p, Plan::Copy(0, 0) | Plan::Intra));
+        let written = if still {
+            PictureWriter::new(pictures, None, &mut self.reference, coding)
+                .write(&mut w, plans, shifts)
+        } else {
+            let written =
+                PictureWriter::new(pictures, Some(&self.reference), &mut self.next, coding)
+                    .write(&mut w, plans, shifts);
+            std::mem::swap(&mut self.reference, &mut self.next);
+            written
+        };
         // nal_ref_idc 3 (a reference picture), type 1.
         let nal = w.into_nal(0x61);
         let mut data = Vec::with_capacity(nal.len() + 4);
         data.extend_from_slice(&[0, 0, 0, 1]);
         data.extend_from_slice(&nal);
-        std::mem::swap(&mut self.reference, &mut self.next);
         if let Some(s) = &mut self.stream {
             s.frame_num = frame_num;
         }
@@ -283,6 +318,7 @@ impl DamageEncoder {
         t.skipped += u64::from(written.skipped);
         t.moved += u64::from(written.moved);
         t.intra += u64::from(written.intra);
+        t.residual += u64::from(written.residual);
         EncodedAu {
             data,
             keyframe: false,
@@ -421,6 +457,7 @@ impl VideoEncoder for DamageEncoder {
         })?;
         // One session, one log line: the totals go on with the new size.
         fresh.totals = std::mem::take(&mut self.totals);
+        fresh.patch_qp = self.patch_qp;
         *self = fresh;
         Ok(())
     }
@@ -439,12 +476,12 @@ impl VideoEncoder for DamageEncoder {
             .filter(|s| self.have_reference && writable(&s.sps, &s.pps));
         let au = match stream {
             Some(stream) if !force_idr => {
-                let (plans, intra) = self.plan();
+                let (plans, intra, shifts) = self.plan();
                 if intra * 100 > plans.len() * LARGE_CHANGE_PERCENT {
                     let idr = self.ours_last;
                     self.write_openh264(idr)?
                 } else {
-                    let au = self.write_ours(&stream, &plans);
+                    let au = self.write_ours(&stream, &plans, &shifts);
                     self.ours_last = true;
                     Some(au)
                 }
@@ -467,100 +504,7 @@ mod tests {
     use openh264::formats::YUVSource;
     use tsuitate_protocol::{Limits, NalSanitizer, VideoHeader};
 
-    use crate::convert::bgra_to_i420;
-
-    /// A synthetic page: white, lines of pseudo-random "glyphs" (black, some blue), a fixed
-    /// grey bar on top and a fixed side bar, rendered at a scroll offset.
-    struct Page {
-        width: usize,
-        height: usize,
-        seed: u64,
-        scroll_y: usize,
-        scroll_x: usize,
-        /// Extra glyphs typed into a field (count), and the caret's visibility.
-        typed: usize,
-        caret: bool,
-    }
-
-    fn hash(mut v: u64) -> u64 {
-        v ^= v >> 33;
-        v = v.wrapping_mul(0xff51_afd7_ed55_8ccd);
-        v ^= v >> 33;
-        v
-    }
-
-    impl Page {
-        fn new(width: usize, height: usize, seed: u64) -> Page {
-            Page {
-                width,
-                height,
-                seed,
-                scroll_y: 0,
-                scroll_x: 0,
-                typed: 0,
-                caret: false,
-            }
-        }
-
-        /// Document pixel (in page coordinates) as BGRX.
-        fn doc(&self, x: usize, y: usize) -> [u8; 4] {
-            let (cell_x, cell_y) = (x / 9, y / 18);
-            let (in_x, in_y) = (x % 9, y % 18);
-            let line = hash(self.seed ^ (cell_y as u64) << 20);
-            if line % 5 == 0 || !(3..=14).contains(&in_y) || in_x > 7 {
-                return [255, 255, 255, 0];
-            }
-            let g = hash(self.seed ^ ((cell_y as u64) << 20) ^ cell_x as u64);
-            if g % 7 == 0 {
-                return [255, 255, 255, 0];
-            }
-            let bit = (g >> ((in_y - 3) * 5 + in_x % 5)) & 1 == 1;
-            match (bit, line % 3) {
-                (false, _) => [255, 255, 255, 0],
-                (true, 0) => [200, 60, 20, 0],
-                (true, _) => [20, 20, 20, 0],
-            }
-        }
-
-        fn render(&self) -> I420 {
-            let (w, h) = (self.width, self.height);
-            let mut bgra = vec![0u8; w * h * 4];
-            for y in 0..h {
-                for x in 0..w {
-                    let in_field = (12..36).contains(&y) && (20..20 + 9 * 20).contains(&x);
-                    let px = if y < 48 && !in_field {
-                        [120, 120, 120, 0]
-                    } else if x >= w - 12 {
-                        // Scrollbar: its thumb follows the scroll offset.
-                        let thumb = 48 + self.scroll_y / 8;
-                        if (thumb..thumb + 40).contains(&y) {
-                            [90, 90, 90, 0]
-                        } else {
-                            [230, 230, 230, 0]
-                        }
-                    } else if in_field {
-                        // A text field in the top bar, with typed glyphs and a caret.
-                        let col = (x - 20) / 9;
-                        if self.caret && x == 20 + 9 * self.typed && y > 14 && y < 34 {
-                            [0, 0, 0, 0]
-                        } else if col < self.typed {
-                            self.doc(x + 1000, y + 2000)
-                        } else {
-                            [250, 250, 250, 0]
-                        }
-                    } else {
-                        self.doc(x + self.scroll_x, y + self.scroll_y)
-                    };
-                    bgra[(y * w + x) * 4..][..4].copy_from_slice(&px);
-                }
-            }
-            let mut pic = I420::new(w as u16, h as u16);
-            let Ok(()) = bgra_to_i420(&bgra, w * 4, &mut pic) else {
-                panic!("conversion")
-            };
-            pic
-        }
-    }
+    use super::sample::Page;
 
     fn psnr(a: &[u8], b: &[u8]) -> f64 {
         let mse = a
@@ -637,7 +581,9 @@ mod tests {
             .enumerate()
         {
             step(&mut page);
-            let pic = page.render();
+            let Ok(pic) = page.render() else {
+                panic!("render")
+            };
             let Ok(Some(au)) = enc.encode(&pic, false) else {
                 panic!("step {i}: no access unit")
             };

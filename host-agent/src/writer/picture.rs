@@ -4,13 +4,13 @@
 //! 16x16 patch. The writer reconstructs the picture exactly as a decoder does (§8.3.3,
 //! §8.3.4, §8.4.1, §8.4.2.2, §8.5), with the deblocking filter off in the slice header.
 
-use tsuitate_protocol::h264::cavlc_tables::CBP_INTER;
+use tsuitate_protocol::h264::cavlc_tables::{CBP_INTER, CBP_INTRA};
 use tsuitate_protocol::h264::BitWriter;
 
 use super::cavlc::residual_block;
 use super::transform::{
     chroma_dc_dequant, chroma_dc_quant, chroma_qp, dequant, forward, inverse, luma_dc_dequant,
-    luma_dc_quant, quant, ZIGZAG,
+    luma_dc_quant, quant, quant_inter, ZIGZAG,
 };
 use crate::convert::I420;
 
@@ -44,6 +44,8 @@ pub struct Written {
     pub moved: u32,
     /// Intra-coded macroblocks.
     pub intra: u32,
+    /// Copies with a residual (a shifted or unchanged prediction, corrected).
+    pub residual: u32,
 }
 
 /// Non-zero coefficient counts of a macroblock's 4x4 blocks (row-major), for nC.
@@ -56,21 +58,20 @@ struct Counts {
 #[derive(Debug, Clone, Copy, Default)]
 struct MbRec {
     intra: bool,
+    /// Intra 4x4 prediction modes (row-major by block position) of an Intra 4x4 macroblock.
+    modes: Option<[u8; 16]>,
     /// Motion vector in quarter samples (inter macroblocks).
     mv: (i32, i32),
     counts: Counts,
 }
 
-/// The inputs of one picture: this capture and the last one sent (both at the coded size),
-/// and the decoder's picture of the last one.
+/// The inputs of one picture: this capture and the last one sent (both at the coded size).
 #[derive(Debug, Clone, Copy)]
 pub struct Pictures<'a> {
     /// The capture to code.
     pub src: &'a I420,
     /// The capture the reference shows.
     pub prev: &'a I420,
-    /// The reference picture exactly as decoders hold it.
-    pub reference: &'a I420,
 }
 
 /// Whether the luma of the macroblock at (`mbx`, `mby`) of `src` equals `prev` shifted by
@@ -98,16 +99,25 @@ fn chroma_mc(
     mv: (i32, i32),
 ) -> [u8; 64] {
     let (fx, fy) = (mv.0 & 7, mv.1 & 7);
+    let x0 = (mbx * 8) as i64 + i64::from(mv.0 >> 3);
+    let y0 = (mby * 8) as i64 + i64::from(mv.1 >> 3);
+    let mut out = [0u8; 64];
+    // Whole samples inside the picture: a copy.
+    if fx == 0 && fy == 0 && x0 >= 0 && y0 >= 0 && x0 + 8 <= cw as i64 && y0 + 8 <= ch as i64 {
+        let (x0, y0) = (x0 as usize, y0 as usize);
+        for j in 0..8 {
+            out[j * 8..][..8].copy_from_slice(&plane[(y0 + j) * cw + x0..][..8]);
+        }
+        return out;
+    }
     let at = |x: i64, y: i64| -> i32 {
         let x = x.clamp(0, cw as i64 - 1) as usize;
         let y = y.clamp(0, ch as i64 - 1) as usize;
         i32::from(plane[y * cw + x])
     };
-    let mut out = [0u8; 64];
     for j in 0..8 {
         for i in 0..8 {
-            let xi = (mbx * 8 + i) as i64 + i64::from(mv.0 >> 3);
-            let yi = (mby * 8 + j) as i64 + i64::from(mv.1 >> 3);
+            let (xi, yi) = (x0 + i as i64, y0 + j as i64);
             let v = ((8 - fx) * (8 - fy) * at(xi, yi)
                 + fx * (8 - fy) * at(xi + 1, yi)
                 + (8 - fx) * fy * at(xi, yi + 1)
@@ -140,6 +150,9 @@ fn nc(a: Option<u8>, b: Option<u8>) -> i32 {
 /// Writes the slice data of one P picture and builds the decoder's picture of it.
 pub struct PictureWriter<'a> {
     p: Pictures<'a>,
+    /// The reference picture exactly as decoders hold it; `None` when `out` is the reference
+    /// itself, updated in place (only for pictures without motion).
+    reference: Option<&'a I420>,
     out: &'a mut I420,
     coding: Coding,
     w_mbs: usize,
@@ -147,12 +160,26 @@ pub struct PictureWriter<'a> {
 }
 
 impl<'a> PictureWriter<'a> {
-    /// A writer of pictures the size of `p.src` (multiples of 16) into `out` (same size).
-    pub fn new(p: Pictures<'a>, out: &'a mut I420, coding: Coding) -> Self {
+    /// A writer of pictures the size of `p.src` (multiples of 16) into `out` (same size),
+    /// predicting from `reference`, or from `out` itself when `reference` is `None` (then no
+    /// macroblock may be planned with a motion vector other than (0, 0)).
+    pub fn new(
+        p: Pictures<'a>,
+        reference: Option<&'a I420>,
+        out: &'a mut I420,
+        coding: Coding,
+    ) -> Self {
+        // Every macroblock left as it was is a copy with vector (0, 0).
+        if let Some(r) = reference {
+            out.y.copy_from_slice(&r.y);
+            out.u.copy_from_slice(&r.u);
+            out.v.copy_from_slice(&r.v);
+        }
         let w_mbs = usize::from(p.src.width) / 16;
         let mbs = w_mbs * (usize::from(p.src.height) / 16);
         PictureWriter {
             p,
+            reference,
             out,
             coding,
             w_mbs,
@@ -161,8 +188,9 @@ impl<'a> PictureWriter<'a> {
     }
 
     /// Write `slice_data()` for `plans` (one per macroblock, raster order), ending with the
-    /// last skip run; the caller adds the trailing bits.
-    pub fn write(mut self, w: &mut BitWriter, plans: &[Plan]) -> Written {
+    /// last skip run; the caller adds the trailing bits. `shifts` are the picture's scroll
+    /// vectors (whole pixels), tried as predictions for the macroblocks to code.
+    pub fn write(mut self, w: &mut BitWriter, plans: &[Plan], shifts: &[(i32, i32)]) -> Written {
         let mut done = Written::default();
         let mut run = 0u32;
         for (idx, plan) in plans.iter().enumerate().take(self.recs.len()) {
@@ -210,6 +238,7 @@ impl<'a> PictureWriter<'a> {
                     }
                     self.recs[idx] = MbRec {
                         intra: false,
+                        modes: None,
                         mv,
                         counts,
                     };
@@ -217,13 +246,18 @@ impl<'a> PictureWriter<'a> {
                 Plan::Intra => {
                     w.ue(run);
                     run = 0;
-                    let counts = self.intra(w, mbx, mby);
-                    self.recs[idx] = MbRec {
-                        intra: true,
-                        mv: (0, 0),
-                        counts,
+                    // Intra, or the best copy with a residual: whichever is shorter.
+                    let intra = self.intra(mbx, mby);
+                    let chosen = match self.inter(mbx, mby, shifts) {
+                        Some(inter) if inter.bits.len_bits() < intra.bits.len_bits() => inter,
+                        _ => intra,
                     };
-                    done.intra += 1;
+                    if chosen.rec.intra {
+                        done.intra += 1;
+                    } else {
+                        done.residual += 1;
+                    }
+                    self.recs[idx] = self.commit(w, mbx, mby, chosen);
                 }
             }
         }
@@ -285,24 +319,158 @@ impl<'a> PictureWriter<'a> {
         self.mvp(mbx, mby)
     }
 
-    /// Inter prediction with a whole-sample luma vector (§8.4.2.2): a copy of the reference.
+    /// Inter prediction with a whole-sample luma vector (§8.4.2.2), written to `out`. `out`
+    /// starts as the reference, so a zero vector leaves it as it is.
     fn motion_copy(&mut self, mbx: usize, mby: usize, mv: (i32, i32)) {
-        let r = self.p.reference;
-        let (w, h) = (usize::from(r.width) as i64, usize::from(r.height) as i64);
+        if mv == (0, 0) {
+            return;
+        }
+        let (luma, chroma) = self.mc(mbx, mby, mv);
+        let w = usize::from(self.out.width);
         for j in 0..16 {
-            let y = (mby as i64 * 16 + j + i64::from(mv.1 >> 2)).clamp(0, h - 1) as usize;
-            for i in 0..16 {
-                let x = (mbx as i64 * 16 + i + i64::from(mv.0 >> 2)).clamp(0, w - 1) as usize;
-                self.out.y[(mby * 16 + j as usize) * w as usize + mbx * 16 + i as usize] =
-                    r.y[y * w as usize + x];
+            self.out.y[(mby * 16 + j) * w + mbx * 16..][..16]
+                .copy_from_slice(&luma[j * 16..][..16]);
+        }
+        let cw = w / 2;
+        for (c, dst) in [&mut self.out.u, &mut self.out.v].into_iter().enumerate() {
+            for j in 0..8 {
+                dst[(mby * 8 + j) * cw + mbx * 8..][..8].copy_from_slice(&chroma[c][j * 8..][..8]);
             }
         }
-        let (cw, ch) = (w as usize / 2, h as usize / 2);
-        for (src, dst) in [(&r.u, &mut self.out.u), (&r.v, &mut self.out.v)] {
-            let pred = chroma_mc(src, cw, ch, mbx, mby, mv);
-            for j in 0..8 {
-                dst[(mby * 8 + j) * cw + mbx * 8..][..8].copy_from_slice(&pred[j * 8..][..8]);
+    }
+
+    /// Inter prediction of a macroblock with a whole-sample luma vector (§8.4.2.2): luma and
+    /// both chroma blocks. Written in place, the picture is its own reference, which holds for
+    /// (0, 0) only (this macroblock not written yet).
+    fn mc(&self, mbx: usize, mby: usize, mv: (i32, i32)) -> ([u8; 256], [[u8; 64]; 2]) {
+        let r: &I420 = match self.reference {
+            Some(r) => r,
+            None => {
+                debug_assert!(
+                    mv == (0, 0),
+                    "a motion vector in a picture written in place"
+                );
+                &*self.out
             }
+        };
+        let (w, h) = (usize::from(r.width), usize::from(r.height));
+        let sx = (mbx * 16) as i64 + i64::from(mv.0 >> 2);
+        let sy = (mby * 16) as i64 + i64::from(mv.1 >> 2);
+        let mut luma = [0u8; 256];
+        if sx >= 0 && sy >= 0 && sx + 16 <= w as i64 && sy + 16 <= h as i64 {
+            let (sx, sy) = (sx as usize, sy as usize);
+            for j in 0..16 {
+                luma[j * 16..][..16].copy_from_slice(&r.y[(sy + j) * w + sx..][..16]);
+            }
+        } else {
+            for j in 0..16i64 {
+                let y = (sy + j).clamp(0, h as i64 - 1) as usize;
+                for i in 0..16i64 {
+                    let x = (sx + i).clamp(0, w as i64 - 1) as usize;
+                    luma[(j * 16 + i) as usize] = r.y[y * w + x];
+                }
+            }
+        }
+        let (cw, ch) = (w / 2, h / 2);
+        let chroma = [
+            chroma_mc(&r.u, cw, ch, mbx, mby, mv),
+            chroma_mc(&r.v, cw, ch, mbx, mby, mv),
+        ];
+        (luma, chroma)
+    }
+
+    /// The best copy with a residual: of (0, 0) and the picture's shifts, the vector whose
+    /// prediction is closest to the capture (luma SAD), coded as `P_L0_16x16` with its
+    /// residual. `None` when no vector can be used.
+    fn inter(&self, mbx: usize, mby: usize, shifts: &[(i32, i32)]) -> Option<Candidate> {
+        let width = usize::from(self.p.src.width);
+        let (x0, y0) = (mbx * 16, mby * 16);
+        let src: [i32; 256] =
+            std::array::from_fn(|k| i32::from(self.p.src.y[(y0 + k / 16) * width + x0 + k % 16]));
+        let vectors = std::iter::once((0, 0))
+            .chain(shifts.iter().map(|(dx, dy)| (4 * dx, 4 * dy)))
+            .filter(|mv| *mv == (0, 0) || self.reference.is_some());
+        let mut best: Option<(i64, (i32, i32))> = None;
+        for mv in vectors {
+            let cost = sad(&self.mc(mbx, mby, mv).0, &src);
+            if best.is_none_or(|b| cost < b.0) {
+                best = Some((cost, mv));
+            }
+        }
+        let (_, mv) = best?;
+        let (pred, cpred) = self.mc(mbx, mby, mv);
+        let qp = self.coding.qp;
+        let mut levels = [[0i32; 16]; 16]; // by block position (row-major)
+        let mut luma = [0u8; 256];
+        for (b, block) in levels.iter_mut().enumerate() {
+            let (bx, by) = (b % 4, b / 4);
+            let at = |k: usize| (by * 4 + k / 4) * 16 + bx * 4 + k % 4;
+            let diff: [i32; 16] = std::array::from_fn(|k| src[at(k)] - i32::from(pred[at(k)]));
+            *block = quant_inter(&forward(&diff), qp);
+            let r = inverse(&dequant(block, qp));
+            for (k, v) in r.iter().enumerate() {
+                luma[at(k)] = (i32::from(pred[at(k)]) + v).clamp(0, 255) as u8;
+            }
+        }
+        let mut cbp = 0u32;
+        for b8 in 0..4 {
+            if (0..4).any(|k| {
+                let (bx, by) = luma_block_pos(b8 * 4 + k);
+                levels[by * 4 + bx].iter().any(|v| *v != 0)
+            }) {
+                cbp |= 1 << b8;
+            }
+        }
+        let cqp = chroma_qp(qp, self.coding.chroma_qp_offset);
+        let chroma = ChromaResidual::new(&cpred, &self.chroma_source(mbx, mby), cqp);
+        let (left, top) = self.neighbour_counts(mbx, mby);
+        let mvp = self.mvp(mbx, mby);
+        let mut bits = BitWriter::new();
+        let mut counts = Counts::default();
+        bits.ue(0); // P_L0_16x16; one reference: no ref_idx
+        bits.se(i64::from(mv.0 - mvp.0));
+        bits.se(i64::from(mv.1 - mvp.1));
+        let all = cbp | (chroma.cbp << 4);
+        bits.ue(inter_cbp_code(all));
+        if all > 0 {
+            bits.se(0); // mb_qp_delta
+            write_luma_4x4(&mut bits, &mut counts, &levels, cbp, left, top);
+            chroma.write(&mut bits, &mut counts, left, top);
+        }
+        Some(Candidate {
+            bits,
+            counts,
+            luma,
+            chroma_pred: cpred,
+            chroma,
+            rec: MbRec {
+                intra: false,
+                modes: None,
+                mv,
+                counts,
+            },
+        })
+    }
+
+    /// Write a chosen coding of a macroblock and its decoded samples; its record.
+    fn commit(&mut self, w: &mut BitWriter, mbx: usize, mby: usize, c: Candidate) -> MbRec {
+        w.append(&c.bits);
+        let width = usize::from(self.out.width);
+        for j in 0..16 {
+            self.out.y[(mby * 16 + j) * width + mbx * 16..][..16]
+                .copy_from_slice(&c.luma[j * 16..][..16]);
+        }
+        let cw = width / 2;
+        for (k, plane) in [&mut self.out.u, &mut self.out.v].into_iter().enumerate() {
+            for j in 0..8 {
+                plane[(mby * 8 + j) * cw + mbx * 8..][..8]
+                    .copy_from_slice(&c.chroma_pred[k][j * 8..][..8]);
+            }
+        }
+        self.add_chroma(mbx, mby, &c.chroma);
+        MbRec {
+            counts: c.counts,
+            ..c.rec
         }
     }
 
@@ -356,41 +524,18 @@ impl<'a> PictureWriter<'a> {
             .is_some_and(|r| r.intra || !self.coding.constrained_intra)
     }
 
-    /// Code one Intra 16x16 macroblock (mb_type, chroma mode, QP delta, residual) and build
-    /// its decoded samples. Returns its coefficient counts.
-    fn intra(&mut self, w: &mut BitWriter, mbx: usize, mby: usize) -> Counts {
+    /// The intra coding of a macroblock: Intra 16x16 or Intra 4x4, whichever takes fewer
+    /// bits, with its decoded samples.
+    fn intra(&self, mbx: usize, mby: usize) -> Candidate {
         let left = self.intra_neighbour(mbx, mby, -1, 0);
         let top = self.intra_neighbour(mbx, mby, 0, -1);
-        let qp = self.coding.qp;
-        let cqp = chroma_qp(qp, self.coding.chroma_qp_offset);
+        let cqp = chroma_qp(self.coding.qp, self.coding.chroma_qp_offset);
         let width = usize::from(self.p.src.width);
         let (x0, y0) = (mbx * 16, mby * 16);
-
-        // Luma prediction: the cheapest of DC, vertical, horizontal (by SAD).
         let src: [i32; 256] =
             std::array::from_fn(|k| i32::from(self.p.src.y[(y0 + k / 16) * width + x0 + k % 16]));
-        let (mode, pred) = best(predictions(&self.out.y, width, x0, y0, 16, left, top), &src);
-        // Transform each 4x4 block; DC coefficients go to the second-stage transform.
-        let mut ac = [[0i32; 16]; 16]; // by block position (row-major)
-        let mut dc = [0i32; 16];
-        for (b, block) in ac.iter_mut().enumerate() {
-            let (bx, by) = (b % 4, b / 4);
-            let diff: [i32; 16] = std::array::from_fn(|k| {
-                let at = (by * 4 + k / 4) * 16 + bx * 4 + k % 4;
-                src[at] - i32::from(pred[at])
-            });
-            let coef = forward(&diff);
-            dc[b] = coef[0];
-            *block = quant(&coef, qp);
-            block[0] = 0;
-        }
-        let dc_levels = luma_dc_quant(&dc, qp);
-        let cbp_luma = ac.iter().any(|b| b.iter().any(|c| *c != 0));
-        if !cbp_luma {
-            ac = [[0; 16]; 16];
-        }
 
-        // Chroma: one prediction mode for both components.
+        // Chroma: one prediction mode for both components, the same for either luma kind.
         let cwidth = width / 2;
         let (cx0, cy0) = (mbx * 8, mby * 8);
         let csrc = self.chroma_source(mbx, mby);
@@ -415,61 +560,191 @@ impl<'a> PictureWriter<'a> {
             candidates[1][chroma_mode].unwrap_or([128; 64]),
         ];
         let chroma = ChromaResidual::new(&cpred, &csrc, cqp);
-        let cbp_chroma = chroma.cbp;
 
-        // Syntax: mb_type (an I type in a P slice: 5 + Table 7-11), mb_pred, mb_qp_delta,
-        // residual.
-        w.ue(5 + 1 + mode as u32 + 4 * cbp_chroma + if cbp_luma { 12 } else { 0 });
-        w.ue(chroma_mode as u32);
-        w.se(0);
-        let mut counts = Counts::default();
+        // Both luma codings, each written in full; the shorter one is kept.
         let (left_rec, top_rec) = self.neighbour_counts(mbx, mby);
-        let luma_nc = |counts: &Counts, bx: usize, by: usize| {
-            let a = if bx > 0 {
-                Some(counts.luma[by * 4 + bx - 1])
-            } else {
-                left_rec.map(|r| r.luma[by * 4 + 3])
-            };
-            let b = if by > 0 {
-                Some(counts.luma[(by - 1) * 4 + bx])
-            } else {
-                top_rec.map(|r| r.luma[12 + bx])
-            };
-            nc(a, b)
+        let l16 = self.luma16(&src, x0, y0, left, top);
+        let mut w16 = BitWriter::new();
+        let mut c16 = Counts::default();
+        l16.write(
+            &mut w16,
+            &mut c16,
+            chroma_mode as u32,
+            chroma.cbp,
+            left_rec,
+            top_rec,
+        );
+        chroma.write(&mut w16, &mut c16, left_rec, top_rec);
+        let l4 = self.luma4(&src, x0, y0, left, top);
+        let predicted = self.predicted_modes(mbx, mby);
+        let mut w4 = BitWriter::new();
+        let mut c4 = Counts::default();
+        l4.write(
+            &mut w4,
+            &mut c4,
+            &predicted,
+            chroma_mode as u32,
+            chroma.cbp,
+            left_rec,
+            top_rec,
+        );
+        chroma.write(&mut w4, &mut c4, left_rec, top_rec);
+        let (bits, counts, modes, luma) = if w4.len_bits() < w16.len_bits() {
+            (w4, c4, Some(l4.modes), l4.recon)
+        } else {
+            (w16, c16, None, l16.recon(self.coding.qp))
         };
-        let dc_scan: [i32; 16] = std::array::from_fn(|k| dc_levels[ZIGZAG[k]]);
-        residual_block(w, &dc_scan, luma_nc(&counts, 0, 0));
-        if cbp_luma {
-            for idx in 0..16 {
-                let (bx, by) = luma_block_pos(idx);
-                let block = &ac[by * 4 + bx];
-                let scan: [i32; 15] = std::array::from_fn(|k| block[ZIGZAG[k + 1]]);
-                let n = luma_nc(&counts, bx, by);
-                counts.luma[by * 4 + bx] = residual_block(w, &scan, n);
-            }
+        Candidate {
+            bits,
+            counts,
+            luma,
+            chroma_pred: cpred,
+            chroma,
+            rec: MbRec {
+                intra: true,
+                modes,
+                mv: (0, 0),
+                counts,
+            },
         }
-        chroma.write(w, &mut counts, left_rec, top_rec);
+    }
 
-        // The decoder's samples (§8.5.2, §8.5.11).
-        let dcy = luma_dc_dequant(&dc_levels, qp);
-        for (b, block) in ac.iter().enumerate() {
+    /// Intra 16x16: the cheapest of vertical, horizontal and DC prediction (by SAD), then
+    /// the transform of the whole macroblock.
+    fn luma16(&self, src: &[i32; 256], x0: usize, y0: usize, left: bool, top: bool) -> Luma16 {
+        let qp = self.coding.qp;
+        let width = usize::from(self.p.src.width);
+        let (mode, pred) = best(predictions(&self.out.y, width, x0, y0, 16, left, top), src);
+        // Transform each 4x4 block; DC coefficients go to the second-stage transform.
+        let mut ac = [[0i32; 16]; 16]; // by block position (row-major)
+        let mut dc = [0i32; 16];
+        for (b, block) in ac.iter_mut().enumerate() {
             let (bx, by) = (b % 4, b / 4);
-            let mut d = dequant(block, qp);
-            d[0] = dcy[b];
-            let r = inverse(&d);
-            for (k, v) in r.iter().enumerate() {
+            let diff: [i32; 16] = std::array::from_fn(|k| {
                 let at = (by * 4 + k / 4) * 16 + bx * 4 + k % 4;
-                self.out.y[(y0 + at / 16) * width + x0 + at % 16] =
-                    (i32::from(pred[at]) + v).clamp(0, 255) as u8;
+                src[at] - i32::from(pred[at])
+            });
+            let coef = forward(&diff);
+            dc[b] = coef[0];
+            *block = quant(&coef, qp);
+            block[0] = 0;
+        }
+        let dc_levels = luma_dc_quant(&dc, qp);
+        let cbp = ac.iter().any(|b| b.iter().any(|c| *c != 0));
+        if !cbp {
+            ac = [[0; 16]; 16];
+        }
+        Luma16 {
+            mode,
+            pred,
+            dc_levels,
+            ac,
+            cbp,
+        }
+    }
+
+    /// Intra 4x4: for each block in decoding order the cheapest of vertical, horizontal and
+    /// DC prediction (by SAD) from the samples decoded so far, transformed and reconstructed
+    /// before the next block predicts from it.
+    fn luma4(&self, src: &[i32; 256], x0: usize, y0: usize, left: bool, top: bool) -> Luma4 {
+        let qp = self.coding.qp;
+        let width = usize::from(self.p.src.width);
+        let mut rec = [0u8; 256];
+        let mut modes = [DC; 16];
+        let mut levels = [[0i32; 16]; 16];
+        for idx in 0..16 {
+            let (bx, by) = luma_block_pos(idx);
+            let has_top = by > 0 || top;
+            let has_left = bx > 0 || left;
+            let above: [u8; 4] = std::array::from_fn(|i| {
+                if by > 0 {
+                    rec[(by * 4 - 1) * 16 + bx * 4 + i]
+                } else if top {
+                    self.out.y[(y0 - 1) * width + x0 + bx * 4 + i]
+                } else {
+                    0
+                }
+            });
+            let side: [u8; 4] = std::array::from_fn(|j| {
+                if bx > 0 {
+                    rec[(by * 4 + j) * 16 + bx * 4 - 1]
+                } else if left {
+                    self.out.y[(y0 + by * 4 + j) * width + x0 - 1]
+                } else {
+                    0
+                }
+            });
+            let block: [i32; 16] =
+                std::array::from_fn(|k| src[(by * 4 + k / 4) * 16 + bx * 4 + k % 4]);
+            let sum = |v: &[u8; 4]| v.iter().map(|s| u32::from(*s)).sum::<u32>();
+            let dc = match (has_left, has_top) {
+                (true, true) => ((sum(&above) + sum(&side) + 4) >> 3) as u8,
+                (true, false) => ((sum(&side) + 2) >> 2) as u8,
+                (false, true) => ((sum(&above) + 2) >> 2) as u8,
+                (false, false) => 128,
+            };
+            let candidates: [Option<[u8; 16]>; 3] = [
+                has_top.then(|| std::array::from_fn(|k| above[k % 4])),
+                has_left.then(|| std::array::from_fn(|k| side[k / 4])),
+                Some([dc; 16]),
+            ];
+            let mut mode = 2usize;
+            let mut pred = [dc; 16];
+            let mut best_sad = i64::MAX;
+            for (m, c) in candidates.iter().enumerate() {
+                if let Some(p) = c {
+                    let s = sad(p, &block);
+                    if s < best_sad {
+                        best_sad = s;
+                        mode = m;
+                        pred = *p;
+                    }
+                }
+            }
+            let diff: [i32; 16] = std::array::from_fn(|k| block[k] - i32::from(pred[k]));
+            let q = quant(&forward(&diff), qp);
+            let r = inverse(&dequant(&q, qp));
+            for (k, v) in r.iter().enumerate() {
+                rec[(by * 4 + k / 4) * 16 + bx * 4 + k % 4] =
+                    (i32::from(pred[k]) + v).clamp(0, 255) as u8;
+            }
+            modes[by * 4 + bx] = mode as u8;
+            levels[by * 4 + bx] = q;
+        }
+        let mut cbp = 0u32;
+        for b8 in 0..4 {
+            let nonzero = (0..4).any(|k| {
+                let (bx, by) = luma_block_pos(b8 * 4 + k);
+                levels[by * 4 + bx].iter().any(|v| *v != 0)
+            });
+            if nonzero {
+                cbp |= 1 << b8;
             }
         }
-        for (c, plane) in [&mut self.out.u, &mut self.out.v].into_iter().enumerate() {
-            for k in 0..64 {
-                plane[(cy0 + k / 8) * cwidth + cx0 + k % 8] = cpred[c][k];
-            }
+        Luma4 {
+            modes,
+            levels,
+            recon: rec,
+            cbp,
         }
-        self.add_chroma(mbx, mby, &chroma);
-        counts
+    }
+
+    /// The modes the neighbouring macroblocks give Intra 4x4 prediction-mode prediction
+    /// (§8.3.1.1): for the blocks on the left edge the left macroblock's right column, for
+    /// the top edge the top macroblock's bottom row; `None` where the mode is predicted as DC
+    /// whatever the block (a neighbour missing, or inter under `constrained_intra_pred`).
+    fn predicted_modes(&self, mbx: usize, mby: usize) -> NeighbourModes {
+        let modes = |dx: i64, dy: i64| -> Option<[u8; 16]> {
+            let r = self.neighbour(mbx, mby, dx, dy)?;
+            if !r.intra && self.coding.constrained_intra {
+                return None;
+            }
+            Some(r.modes.unwrap_or([DC; 16]))
+        };
+        NeighbourModes {
+            left: modes(-1, 0),
+            top: modes(0, -1),
+        }
     }
 }
 
@@ -555,6 +830,192 @@ impl ChromaResidual {
             }
         }
     }
+}
+
+/// Intra 4x4 prediction mode 2: DC, which needs no neighbouring samples.
+const DC: u8 = 2;
+
+/// The coded_block_pattern codeNum of an Intra 4x4 macroblock (Table 9-4).
+fn intra_cbp_code(cbp: u32) -> u32 {
+    CBP_INTRA
+        .iter()
+        .position(|v| u32::from(*v) == cbp)
+        .map_or(0, |p| p as u32)
+}
+
+/// Neighbouring macroblocks' Intra 4x4 modes as mode prediction sees them.
+#[derive(Debug, Clone, Copy)]
+struct NeighbourModes {
+    left: Option<[u8; 16]>,
+    top: Option<[u8; 16]>,
+}
+
+/// nC of the 4x4 luma block at (`bx`, `by`) from the counts so far and the neighbours'.
+fn luma_nc(
+    counts: &Counts,
+    left: Option<Counts>,
+    top: Option<Counts>,
+    bx: usize,
+    by: usize,
+) -> i32 {
+    let a = if bx > 0 {
+        Some(counts.luma[by * 4 + bx - 1])
+    } else {
+        left.map(|r| r.luma[by * 4 + 3])
+    };
+    let b = if by > 0 {
+        Some(counts.luma[(by - 1) * 4 + bx])
+    } else {
+        top.map(|r| r.luma[12 + bx])
+    };
+    nc(a, b)
+}
+
+/// An Intra 16x16 luma coding.
+struct Luma16 {
+    mode: usize,
+    pred: [u8; 256],
+    dc_levels: [i32; 16],
+    ac: [[i32; 16]; 16],
+    cbp: bool,
+}
+
+impl Luma16 {
+    /// mb_type, mb_pred, mb_qp_delta and the luma residual.
+    fn write(
+        &self,
+        w: &mut BitWriter,
+        counts: &mut Counts,
+        chroma_mode: u32,
+        cbp_chroma: u32,
+        left: Option<Counts>,
+        top: Option<Counts>,
+    ) {
+        // An I type in a P slice: 5 + Table 7-11.
+        w.ue(5 + 1 + self.mode as u32 + 4 * cbp_chroma + if self.cbp { 12 } else { 0 });
+        w.ue(chroma_mode);
+        w.se(0);
+        let dc_scan: [i32; 16] = std::array::from_fn(|k| self.dc_levels[ZIGZAG[k]]);
+        residual_block(w, &dc_scan, luma_nc(counts, left, top, 0, 0));
+        if self.cbp {
+            for idx in 0..16 {
+                let (bx, by) = luma_block_pos(idx);
+                let block = &self.ac[by * 4 + bx];
+                let scan: [i32; 15] = std::array::from_fn(|k| block[ZIGZAG[k + 1]]);
+                let n = luma_nc(counts, left, top, bx, by);
+                counts.luma[by * 4 + bx] = residual_block(w, &scan, n);
+            }
+        }
+    }
+
+    /// The decoded luma samples (§8.5.2).
+    fn recon(&self, qp: i32) -> [u8; 256] {
+        let dcy = luma_dc_dequant(&self.dc_levels, qp);
+        let mut out = [0u8; 256];
+        for (b, block) in self.ac.iter().enumerate() {
+            let (bx, by) = (b % 4, b / 4);
+            let mut d = dequant(block, qp);
+            d[0] = dcy[b];
+            let r = inverse(&d);
+            for (k, v) in r.iter().enumerate() {
+                let at = (by * 4 + k / 4) * 16 + bx * 4 + k % 4;
+                out[at] = (i32::from(self.pred[at]) + v).clamp(0, 255) as u8;
+            }
+        }
+        out
+    }
+}
+
+/// An Intra 4x4 luma coding, its samples already decoded.
+struct Luma4 {
+    modes: [u8; 16],
+    levels: [[i32; 16]; 16],
+    recon: [u8; 256],
+    cbp: u32,
+}
+
+impl Luma4 {
+    /// mb_type, the 16 prediction modes, chroma mode, coded_block_pattern, mb_qp_delta and
+    /// the luma residual.
+    #[allow(clippy::too_many_arguments)]
+    fn write(
+        &self,
+        w: &mut BitWriter,
+        counts: &mut Counts,
+        neighbours: &NeighbourModes,
+        chroma_mode: u32,
+        cbp_chroma: u32,
+        left: Option<Counts>,
+        top: Option<Counts>,
+    ) {
+        w.ue(5); // I_NxN in a P slice
+        for idx in 0..16 {
+            let (bx, by) = luma_block_pos(idx);
+            let a = if bx > 0 {
+                Some(self.modes[by * 4 + bx - 1])
+            } else {
+                neighbours.left.map(|m| m[by * 4 + 3])
+            };
+            let b = if by > 0 {
+                Some(self.modes[(by - 1) * 4 + bx])
+            } else {
+                neighbours.top.map(|m| m[12 + bx])
+            };
+            let predicted = match (a, b) {
+                (Some(a), Some(b)) => a.min(b),
+                _ => DC,
+            };
+            let mode = self.modes[by * 4 + bx];
+            if mode == predicted {
+                w.bit(true);
+            } else {
+                w.bit(false);
+                w.bits(u32::from(if mode < predicted { mode } else { mode - 1 }), 3);
+            }
+        }
+        w.ue(chroma_mode);
+        let cbp = self.cbp | (cbp_chroma << 4);
+        w.ue(intra_cbp_code(cbp));
+        if cbp > 0 {
+            w.se(0);
+        }
+        write_luma_4x4(w, counts, &self.levels, self.cbp, left, top);
+    }
+}
+
+/// The luma residual of a macroblock coded in 4x4 blocks (Intra 4x4 or inter): the blocks of
+/// each 8x8 quarter whose `cbp` bit is set, 16 coefficients each (§7.3.5.3).
+fn write_luma_4x4(
+    w: &mut BitWriter,
+    counts: &mut Counts,
+    levels: &[[i32; 16]; 16],
+    cbp: u32,
+    left: Option<Counts>,
+    top: Option<Counts>,
+) {
+    for b8 in 0..4 {
+        if cbp & (1 << b8) == 0 {
+            continue;
+        }
+        for k in 0..4 {
+            let (bx, by) = luma_block_pos(b8 * 4 + k);
+            let block = &levels[by * 4 + bx];
+            let scan: [i32; 16] = std::array::from_fn(|i| block[ZIGZAG[i]]);
+            let n = luma_nc(counts, left, top, bx, by);
+            counts.luma[by * 4 + bx] = residual_block(w, &scan, n);
+        }
+    }
+}
+
+/// One way to code a macroblock, written to the side: its bits, counts, decoded luma, chroma
+/// prediction and residual, and its record.
+struct Candidate {
+    bits: BitWriter,
+    counts: Counts,
+    luma: [u8; 256],
+    chroma_pred: [[u8; 64]; 2],
+    chroma: ChromaResidual,
+    rec: MbRec,
 }
 
 fn sad<const N: usize>(pred: &[u8; N], src: &[i32; N]) -> i64 {

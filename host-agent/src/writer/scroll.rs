@@ -18,13 +18,31 @@ pub const MAX_CANDIDATES: usize = 3;
 /// Hash of `n` samples starting at `at` with step `step` (a row: step 1; a column: step
 /// width); `None` for a uniform run, which matches everywhere and proves nothing.
 fn line_hash(plane: &[u8], at: usize, n: usize, step: usize) -> Option<u64> {
+    const K: u64 = 0x9e37_79b9_7f4a_7c15;
     let first = plane[at];
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut h: u64 = n as u64;
     let mut uniform = true;
-    for k in 0..n {
-        let s = plane[at + k * step];
-        uniform &= s == first;
-        h = (h ^ u64::from(s)).wrapping_mul(0x0100_0000_01b3);
+    if step == 1 {
+        // A row: eight samples at a time.
+        let splat = u64::from_ne_bytes([first; 8]);
+        let mut chunks = plane[at..at + n].chunks_exact(8);
+        for c in &mut chunks {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(c);
+            let v = u64::from_ne_bytes(b);
+            uniform &= v == splat;
+            h = (h ^ v).wrapping_mul(K).rotate_left(29);
+        }
+        for &s in chunks.remainder() {
+            uniform &= s == first;
+            h = (h ^ u64::from(s)).wrapping_mul(K).rotate_left(29);
+        }
+    } else {
+        for k in 0..n {
+            let s = plane[at + k * step];
+            uniform &= s == first;
+            h = (h ^ u64::from(s)).wrapping_mul(K).rotate_left(29);
+        }
     }
     (!uniform).then_some(h)
 }

@@ -92,6 +92,15 @@ pub fn quant(w: &[i32; 16], qp: i32) -> [i32; 16] {
     std::array::from_fn(|i| quantise(w[i], m[class(i)], round, bits))
 }
 
+/// Quantise the residual of an inter prediction (1/6 of a step: a wider dead zone, as
+/// prediction errors are mostly noise).
+pub fn quant_inter(w: &[i32; 16], qp: i32) -> [i32; 16] {
+    let bits = 15 + (qp / 6) as u32;
+    let round = (1i64 << bits) / 6;
+    let m = &MF[(qp % 6) as usize];
+    std::array::from_fn(|i| quantise(w[i], m[class(i)], round, bits))
+}
+
 /// Dequantise (§8.5.12.1) all positions but the DC of an Intra 16x16 or chroma block.
 pub fn dequant(c: &[i32; 16], qp: i32) -> [i32; 16] {
     std::array::from_fn(|i| {
