@@ -11,13 +11,34 @@ use tsuitate_protocol::h264::BitWriter;
 /// `level_prefix` ≤ 15, the Baseline limit): quantisers clamp to it.
 pub const MAX_LEVEL: i32 = 2047;
 
+/// A coeff_token table indexed by [TotalCoeff][TrailingOnes]: (code, length), length 0 for
+/// pairs the table has no codeword for.
+type TokenIndex = [[(u16, u8); 4]; 17];
+
+/// Index a coeff_token table of (code, length, TotalCoeff, TrailingOnes) entries.
+const fn index(table: &[(u16, u8, u8, u8)]) -> TokenIndex {
+    let mut out = [[(0u16, 0u8); 4]; 17];
+    let mut i = 0;
+    while i < table.len() {
+        let (code, len, total, ones) = table[i];
+        out[total as usize][ones as usize] = (code, len);
+        i += 1;
+    }
+    out
+}
+
+const NC0: TokenIndex = index(&COEFF_TOKEN_NC0);
+const NC2: TokenIndex = index(&COEFF_TOKEN_NC2);
+const NC4: TokenIndex = index(&COEFF_TOKEN_NC4);
+const CHROMA_DC: TokenIndex = index(&COEFF_TOKEN_CHROMA_DC);
+
 /// Which coeff_token table `nc` selects: `-1` chroma DC, otherwise nC of §9.2.1.
 fn coeff_token(w: &mut BitWriter, nc: i32, total: u8, ones: u8) {
-    let table: &[(u16, u8, u8, u8)] = match nc {
-        -1 => &COEFF_TOKEN_CHROMA_DC,
-        0..=1 => &COEFF_TOKEN_NC0,
-        2..=3 => &COEFF_TOKEN_NC2,
-        4..=7 => &COEFF_TOKEN_NC4,
+    let table = match nc {
+        -1 => &CHROMA_DC,
+        0..=1 => &NC0,
+        2..=3 => &NC2,
+        4..=7 => &NC4,
         _ => {
             let code = if total == 0 {
                 0b000011
@@ -28,11 +49,9 @@ fn coeff_token(w: &mut BitWriter, nc: i32, total: u8, ones: u8) {
             return;
         }
     };
-    put(
-        w,
-        table.iter().map(|&(c, l, t, o)| (c, l, (t, o))),
-        (total, ones),
-    );
+    let (code, len) = table[usize::from(total).min(16)][usize::from(ones).min(3)];
+    debug_assert!(len > 0, "coeff_token missing from its table");
+    w.bits(u32::from(code), u32::from(len));
 }
 
 /// Write the codeword of `value` from a (code, length, value) table. Every value our blocks

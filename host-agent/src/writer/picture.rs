@@ -246,11 +246,19 @@ impl<'a> PictureWriter<'a> {
                 Plan::Intra => {
                     w.ue(run);
                     run = 0;
-                    // Intra, or the best copy with a residual: whichever is shorter.
-                    let intra = self.intra(mbx, mby);
+                    // The best copy with a residual, or intra: whichever is shorter. A copy
+                    // that is close already (a few levels per sample) is taken as it is.
                     let chosen = match self.inter(mbx, mby, shifts) {
-                        Some(inter) if inter.bits.len_bits() < intra.bits.len_bits() => inter,
-                        _ => intra,
+                        Some((inter, sad)) if sad <= CLOSE_SAD => inter,
+                        Some((inter, _)) => {
+                            let intra = self.intra(mbx, mby);
+                            if inter.bits.len_bits() < intra.bits.len_bits() {
+                                inter
+                            } else {
+                                intra
+                            }
+                        }
+                        None => self.intra(mbx, mby),
                     };
                     if chosen.rec.intra {
                         done.intra += 1;
@@ -381,8 +389,8 @@ impl<'a> PictureWriter<'a> {
 
     /// The best copy with a residual: of (0, 0) and the picture's shifts, the vector whose
     /// prediction is closest to the capture (luma SAD), coded as `P_L0_16x16` with its
-    /// residual. `None` when no vector can be used.
-    fn inter(&self, mbx: usize, mby: usize, shifts: &[(i32, i32)]) -> Option<Candidate> {
+    /// residual, with that SAD. `None` when no vector can be used.
+    fn inter(&self, mbx: usize, mby: usize, shifts: &[(i32, i32)]) -> Option<(Candidate, i64)> {
         let width = usize::from(self.p.src.width);
         let (x0, y0) = (mbx * 16, mby * 16);
         let src: [i32; 256] =
@@ -397,7 +405,7 @@ impl<'a> PictureWriter<'a> {
                 best = Some((cost, mv));
             }
         }
-        let (_, mv) = best?;
+        let (best_sad, mv) = best?;
         let (pred, cpred) = self.mc(mbx, mby, mv);
         let qp = self.coding.qp;
         let mut levels = [[0i32; 16]; 16]; // by block position (row-major)
@@ -437,7 +445,7 @@ impl<'a> PictureWriter<'a> {
             write_luma_4x4(&mut bits, &mut counts, &levels, cbp, left, top);
             chroma.write(&mut bits, &mut counts, left, top);
         }
-        Some(Candidate {
+        let candidate = Candidate {
             bits,
             counts,
             luma,
@@ -449,7 +457,8 @@ impl<'a> PictureWriter<'a> {
                 mv,
                 counts,
             },
-        })
+        };
+        Some((candidate, best_sad))
     }
 
     /// Write a chosen coding of a macroblock and its decoded samples; its record.
@@ -575,24 +584,25 @@ impl<'a> PictureWriter<'a> {
             top_rec,
         );
         chroma.write(&mut w16, &mut c16, left_rec, top_rec);
-        let l4 = self.luma4(&src, x0, y0, left, top);
-        let predicted = self.predicted_modes(mbx, mby);
-        let mut w4 = BitWriter::new();
-        let mut c4 = Counts::default();
-        l4.write(
-            &mut w4,
-            &mut c4,
-            &predicted,
-            chroma_mode as u32,
-            chroma.cbp,
-            left_rec,
-            top_rec,
-        );
-        chroma.write(&mut w4, &mut c4, left_rec, top_rec);
-        let (bits, counts, modes, luma) = if w4.len_bits() < w16.len_bits() {
-            (w4, c4, Some(l4.modes), l4.recon)
-        } else {
-            (w16, c16, None, l16.recon(self.coding.qp))
+        // A macroblock Intra 16x16 predicts without any AC residual is flat: Intra 4x4 would
+        // not be shorter.
+        let l4 = l16.cbp.then(|| {
+            let l4 = self.luma4(&src, x0, y0, left, top);
+            let predicted = self.predicted_modes(mbx, mby);
+            let mut w4 = BitWriter::new();
+            let mut c4 = Counts::default();
+            let cm = chroma_mode as u32;
+            l4.write(
+                &mut w4, &mut c4, &predicted, cm, chroma.cbp, left_rec, top_rec,
+            );
+            chroma.write(&mut w4, &mut c4, left_rec, top_rec);
+            (l4, w4, c4)
+        });
+        let (bits, counts, modes, luma) = match l4 {
+            Some((l4, w4, c4)) if w4.len_bits() < w16.len_bits() => {
+                (w4, c4, Some(l4.modes), l4.recon)
+            }
+            _ => (w16, c16, None, l16.recon(self.coding.qp)),
         };
         Candidate {
             bits,
@@ -834,6 +844,10 @@ impl ChromaResidual {
 
 /// Intra 4x4 prediction mode 2: DC, which needs no neighbouring samples.
 const DC: u8 = 2;
+
+/// A copy whose luma differs from the capture by at most this sum of absolute differences
+/// (2 levels per sample on average) is coded with its residual without trying intra.
+const CLOSE_SAD: i64 = 2 * 256;
 
 /// The coded_block_pattern codeNum of an Intra 4x4 macroblock (Table 9-4).
 fn intra_cbp_code(cbp: u32) -> u32 {
