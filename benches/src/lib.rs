@@ -1,13 +1,14 @@
 //! Shared inputs and harnesses for the criterion benchmarks in `benches/benches/`:
 //! the benchmark cases ([`content`]), the in-process video path ([`full_path`]), the relay over
-//! loopback QUIC through a real gateway or a bare quinn forward ([`relay`]), and summary
-//! statistics ([`summary`]).
+//! loopback QUIC through a real gateway or a bare quinn forward ([`relay`]), summary
+//! statistics ([`summary`]) and the RFB client of the end-to-end x11vnc comparison ([`vnc`]).
 #![forbid(unsafe_code)]
 
 pub mod content;
 pub mod full_path;
 pub mod relay;
 pub mod summary;
+pub mod vnc;
 
 /// Why a benchmark could not run (setup failure or an unexpected answer from a component).
 #[derive(Debug, thiserror::Error)]

@@ -16,11 +16,14 @@
 //!    beside run 1's capture→decoded latency of the native viewer, and the web viewer's CPU;
 //! 5. run 2 (unless `TSUITATE_BENCH_NO_X264=1`): the same workload while ffmpeg captures the
 //!    session's Xvfb display at 30 fps with x264 (ultrafast, zerolatency);
-//! 6. the summary: capture→decoded latency, agent CPU per session, bytes/s, frames in the idle
+//! 6. run 3 (unless `TSUITATE_BENCH_NO_VNC=1`): the same workload while x11vnc serves the
+//!    session's display (XDamage, ZRLE) to an RFB client that takes every update and counts its
+//!    bytes (`tsuitate_benches::vnc`);
+//! 7. the summary: capture→decoded latency, agent CPU per session, bytes/s, frames in the idle
 //!    window, native vs web viewer, and tsuitate vs x264 side by side.
 //!
 //! Environment: `TSUITATE_BENCH_SIZE` (default 1280x720), `TSUITATE_BENCH_IDLE_MS` (12000,
-//! at least 6000), `TSUITATE_BENCH_NO_X264=1`, `TSUITATE_BENCH_NO_WEB=1`,
+//! at least 6000), `TSUITATE_BENCH_NO_X264=1`, `TSUITATE_BENCH_NO_WEB=1`, `TSUITATE_BENCH_NO_VNC=1`,
 //! `TSUITATE_BENCH_ENCODING` (`damage`, the agent's default, or `openh264`). Everything it starts is stopped at the end; the
 //! working directory (logs, reports, snapshots) is kept and printed.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -31,6 +34,7 @@ use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use tsuitate_benches::vnc::{VncCounter, VncCounts};
 use tsuitate_testkit::procs::{self, cmdline, cpu_seconds, descendants, environ, Child};
 use tsuitate_testkit::stack::{http_get, metric, PASSWORD};
 use tsuitate_testkit::{Stack, TestPage};
@@ -63,6 +67,7 @@ struct Settings {
     height: u16,
     idle_ms: u64,
     x264: bool,
+    vnc: bool,
     /// The agent's `encoding` (`damage`, its default, or `openh264`).
     encoding: String,
     web: bool,
@@ -88,6 +93,7 @@ fn settings() -> Result<Settings, String> {
         height: h,
         idle_ms,
         x264: std::env::var("TSUITATE_BENCH_NO_X264").as_deref() != Ok("1"),
+        vnc: std::env::var("TSUITATE_BENCH_NO_VNC").as_deref() != Ok("1"),
         web: std::env::var("TSUITATE_BENCH_NO_WEB").as_deref() != Ok("1"),
         encoding: match std::env::var("TSUITATE_BENCH_ENCODING").as_deref() {
             Err(_) | Ok("damage") => "damage".into(),
@@ -188,6 +194,8 @@ struct Probe<'a> {
     gateway: u32,
     started: Instant,
     ffmpeg: Option<(u32, std::path::PathBuf, std::path::PathBuf)>,
+    /// x11vnc's pid and what the RFB client read from it.
+    vnc: Option<(u32, std::sync::Arc<VncCounts>)>,
 }
 
 impl Probe<'_> {
@@ -211,6 +219,12 @@ impl Probe<'_> {
                 std::fs::metadata(out).ok().map(|m| m.len() as f64),
             );
             put("x264_frames", ffmpeg_frames(progress));
+        }
+        if let Some((pid, counts)) = &self.vnc {
+            use std::sync::atomic::Ordering::Relaxed;
+            put("vnc_cpu", cpu_seconds(*pid));
+            put("vnc_bytes", Some(counts.bytes.load(Relaxed) as f64));
+            put("vnc_updates", Some(counts.updates.load(Relaxed) as f64));
         }
         Sample {
             t: self.started.elapsed().as_secs_f64(),
@@ -524,6 +538,7 @@ fn bench() -> Result<(), String> {
         gateway: stack.gateway_pid(),
         started: Instant::now(),
         ffmpeg: None,
+        vnc: None,
     };
 
     say("warm-up: starting the session / セッションを開始します…");
@@ -602,6 +617,7 @@ fn bench() -> Result<(), String> {
         ffmpeg_child = Some(child);
         let probe2 = Probe {
             ffmpeg: Some((pid, out, progress)),
+            vnc: None,
             ..probe
         };
         run2 = Some(run_workload(
@@ -618,13 +634,186 @@ fn bench() -> Result<(), String> {
         ff.stop(Duration::from_secs(5));
     }
 
+    let run3 = if cfg.vnc {
+        Some(run_vnc(&stack, &probe, &page, &script, &cfg, &dir)?)
+    } else {
+        None
+    };
+
     let mut summary = summary(&cfg, &run1, run2.as_ref(), &expected, &dir);
+    if let Some(r3) = &run3 {
+        let v = vnc_summary(&run1, r3, &expected);
+        match summary.find("\ndetails:") {
+            Some(at) => summary.insert_str(at, &v),
+            None => summary.push_str(&v),
+        }
+    }
     if let Some(w) = &web {
         summary.push_str(&web_summary(&run1, w, &expected));
     }
     print!("{summary}");
     let _ = std::fs::write(dir.join("results.txt"), &summary);
     Ok(())
+}
+
+/// Run 3: the same workload while x11vnc serves the session's display (XDamage, ZRLE) to an
+/// RFB client that takes every update (`tsuitate_benches::vnc`).
+fn run_vnc(
+    stack: &Stack,
+    probe: &Probe<'_>,
+    page: &TestPage,
+    script: &str,
+    cfg: &Settings,
+    dir: &std::path::Path,
+) -> Result<Run, String> {
+    let chrome = chromium(probe.agent).ok_or("no Chromium process found under the agent")?;
+    let display = environ(chrome, "DISPLAY");
+    if display.is_empty() {
+        return Err("Chromium has no DISPLAY (run as root to read its environment)".into());
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map_err(|e| e.to_string())?
+        .port();
+    say(&format!(
+        "run 3: same workload, x11vnc serving {display} to an RFB client (ZRLE) / 計測 3: x11vnc で同じ台本…"
+    ));
+    let log = std::fs::File::create(dir.join("x11vnc.log")).map_err(|e| e.to_string())?;
+    // x11vnc runs as the display's user: Xvfb then can attach its shared-memory segments
+    // (MIT-SHM, as the agent's own capture uses).
+    let ids = |key: &str| -> Option<String> {
+        std::fs::read_to_string(format!("/proc/{chrome}/status"))
+            .ok()?
+            .lines()
+            .find_map(|l| l.strip_prefix(key))?
+            .split_whitespace()
+            .next()
+            .map(str::to_owned)
+    };
+    let mut command = match (ids("Uid:"), ids("Gid:")) {
+        (Some(uid), Some(gid)) if uid != "0" && procs_running_as_root() => {
+            let mut c = Command::new("setpriv");
+            c.arg(format!("--reuid={uid}"))
+                .arg(format!("--regid={gid}"))
+                .args(["--clear-groups", "x11vnc"]);
+            c
+        }
+        _ => Command::new("x11vnc"),
+    };
+    let mut child = Child::spawn(
+        "x11vnc",
+        command
+            .args(["-display", &display, "-rfbport", &port.to_string()])
+            .args([
+                "-localhost",
+                "-nopw",
+                "-shared",
+                "-forever",
+                "-norc",
+                "-quiet",
+            ])
+            .env("XAUTHORITY", environ(chrome, "XAUTHORITY"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log),
+    );
+    let addr = format!("127.0.0.1:{port}");
+    let client = procs::wait_for(Duration::from_secs(15), || VncCounter::connect(&addr).ok());
+    let Some(client) = client else {
+        child.stop(Duration::from_secs(5));
+        return Err(format!(
+            "x11vnc did not accept a client (see {})",
+            dir.join("x11vnc.log").display()
+        ));
+    };
+    std::thread::sleep(Duration::from_secs(2));
+    let probe3 = Probe {
+        vnc: Some((child.pid(), client.counts())),
+        ffmpeg: None,
+        ..*probe
+    };
+    let run = run_workload(stack, &probe3, page, "run3", script, cfg.idle_ms);
+    let ended = client.stop();
+    child.stop(Duration::from_secs(5));
+    if let Some(e) = ended {
+        return Err(format!("the RFB client stopped: {e}"));
+    }
+    run
+}
+
+fn procs_running_as_root() -> bool {
+    tsuitate_testkit::stack::running_as_root()
+}
+
+fn vnc_summary(r1: &Run, r3: &Run, expected: &str) -> String {
+    let mut o = String::new();
+    let t3 = r3.secs(START, END);
+    let idle3 = Some(r3.secs(IDLE_START, IDLE_END));
+    let agent3 = r3.delta("agent_cpu", START, END);
+    let vnc = r3.delta("vnc_cpu", START, END);
+    let (frames3, updates) = (
+        r3.delta("frames", START, END),
+        r3.delta("vnc_updates", START, END),
+    );
+    let (bytes3, vb) = (
+        r3.delta("bytes", START, END),
+        r3.delta("vnc_bytes", START, END),
+    );
+    let _ = writeln!(
+        o,
+        "\n== same workload, tsuitate vs x11vnc (XDamage, ZRLE, one client taking every update) (run 3, {t3:.1} s) =="
+    );
+    let rows = [
+        (
+            "encode CPU, CPU-s/s",
+            ratio(agent3, Some(t3)),
+            ratio(vnc, Some(t3)),
+            3,
+        ),
+        ("frames / updates", frames3, updates, 0),
+        ("bytes", bytes3, vb, 0),
+        (
+            "kbit/s",
+            ratio(bytes3, Some(t3 * 125.0)),
+            ratio(vb, Some(t3 * 125.0)),
+            0,
+        ),
+        (
+            "idle window bytes",
+            r3.delta("bytes", IDLE_START, IDLE_END),
+            r3.delta("vnc_bytes", IDLE_START, IDLE_END),
+            0,
+        ),
+        (
+            "idle window CPU-s/s",
+            ratio(r3.delta("agent_cpu", IDLE_START, IDLE_END), idle3),
+            ratio(r3.delta("vnc_cpu", IDLE_START, IDLE_END), idle3),
+            3,
+        ),
+    ];
+    let _ = writeln!(
+        o,
+        "{:24}{:>16}{:>16}{:>10}",
+        "", "tsuitate agent", "x11vnc", "ratio"
+    );
+    for (name, a, b, d) in rows {
+        let _ = writeln!(
+            o,
+            "{name:24}{:>16}{:>16}{:>10}",
+            fmt(a, d),
+            fmt(b, d),
+            fmt(ratio(a, b), 2)
+        );
+    }
+    let _ = writeln!(o, "page check run3: {}", page_check(r3, expected));
+    let agent1 = r1.rate("agent_cpu", START, END);
+    let _ = writeln!(
+        o,
+        "(run 1 agent CPU for the same workload without x11vnc running: {} CPU-s/s; ratio to x11vnc {})",
+        fmt(agent1, 3),
+        fmt(ratio(agent1, ratio(vnc, Some(t3))), 2)
+    );
+    o
 }
 
 fn summary(
