@@ -22,20 +22,17 @@ cd "$(dirname "$0")/.."
 
 scripts/install-deps.sh
 scripts/setup-browser-user.sh
-if [ "${TSUITATE_BENCH_NO_X264:-0}" != 1 ] && ! command -v ffmpeg >/dev/null 2>&1; then
-  echo "[bench-e2e] installing ffmpeg (benchmark only) / ffmpeg をインストールします（ベンチマーク専用）" >&2
-  sudo=""
+# Benchmark-only packages, installed only when missing: install_missing <command> <package>.
+install_missing() {
+  command -v "$1" >/dev/null 2>&1 && return 0
+  echo "[bench-e2e] installing $2 (benchmark only) / $2 をインストールします（ベンチマーク専用）" >&2
+  local sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
   DEBIAN_FRONTEND=noninteractive $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends ffmpeg >/dev/null
-fi
-if [ "${TSUITATE_BENCH_NO_VNC:-0}" != 1 ] && ! command -v x11vnc >/dev/null 2>&1; then
-  echo "[bench-e2e] installing x11vnc (benchmark only) / x11vnc をインストールします（ベンチマーク専用）" >&2
-  sudo=""
-  [ "$(id -u)" -eq 0 ] || sudo="sudo"
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends x11vnc >/dev/null
-fi
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "$2" >/dev/null
+}
+[ "${TSUITATE_BENCH_NO_X264:-0}" = 1 ] || install_missing ffmpeg ffmpeg
+[ "${TSUITATE_BENCH_NO_VNC:-0}" = 1 ] || install_missing x11vnc x11vnc
 echo "[bench-e2e] building release binaries / リリースビルド中…" >&2
 cargo build --release --locked -q --bins -p tsuitate-gateway -p tsuitate-agent -p tsuitate-viewer -p tsuitate-web \
   -p tsuitate-benches

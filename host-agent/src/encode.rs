@@ -204,12 +204,7 @@ impl VideoEncoder for OpenH264Encoder {
     }
 
     fn encode(&mut self, pic: &I420, force_idr: bool) -> Result<Option<EncodedAu>, EncodeError> {
-        if (pic.width, pic.height) != (self.settings.width, self.settings.height) {
-            return Err(EncodeError::Unsupported(format!(
-                "picture {}x{} does not match encoder {}x{}",
-                pic.width, pic.height, self.settings.width, self.settings.height
-            )));
-        }
+        same_size(pic, &self.settings)?;
         if force_idr && self.started {
             self.inner.force_intra_frame();
         }
@@ -228,6 +223,17 @@ impl VideoEncoder for OpenH264Encoder {
         bits.write_vec(&mut self.scratch);
         Ok(filter_access_unit(&self.scratch))
     }
+}
+
+/// A picture must have the size an encoder was set up for.
+pub(crate) fn same_size(pic: &I420, settings: &EncoderSettings) -> Result<(), EncodeError> {
+    if (pic.width, pic.height) != (settings.width, settings.height) {
+        return Err(EncodeError::Unsupported(format!(
+            "picture {}x{} does not match encoder {}x{}",
+            pic.width, pic.height, settings.width, settings.height
+        )));
+    }
+    Ok(())
 }
 
 /// Keep only SPS, PPS, IDR and non-IDR slices (the protocol crate's one allow-list,

@@ -741,6 +741,24 @@ fn run_vnc(
     run
 }
 
+/// A table of (name, agent value, peer value, decimals) rows with the ratio agent / peer.
+fn side_by_side(o: &mut String, peer: &str, rows: &[(&str, Option<f64>, Option<f64>, usize)]) {
+    let _ = writeln!(
+        o,
+        "{:24}{:>16}{:>16}{:>10}",
+        "", "tsuitate agent", peer, "ratio"
+    );
+    for &(name, a, b, d) in rows {
+        let _ = writeln!(
+            o,
+            "{name:24}{:>16}{:>16}{:>10}",
+            fmt(a, d),
+            fmt(b, d),
+            fmt(ratio(a, b), 2)
+        );
+    }
+}
+
 fn procs_running_as_root() -> bool {
     tsuitate_testkit::stack::running_as_root()
 }
@@ -791,20 +809,7 @@ fn vnc_summary(r1: &Run, r3: &Run, expected: &str) -> String {
             3,
         ),
     ];
-    let _ = writeln!(
-        o,
-        "{:24}{:>16}{:>16}{:>10}",
-        "", "tsuitate agent", "x11vnc", "ratio"
-    );
-    for (name, a, b, d) in rows {
-        let _ = writeln!(
-            o,
-            "{name:24}{:>16}{:>16}{:>10}",
-            fmt(a, d),
-            fmt(b, d),
-            fmt(ratio(a, b), 2)
-        );
-    }
+    side_by_side(&mut o, "x11vnc", &rows);
     let _ = writeln!(o, "page check run3: {}", page_check(r3, expected));
     let agent1 = r1.rate("agent_cpu", START, END);
     let _ = writeln!(
@@ -937,20 +942,7 @@ fn summary(
                 3,
             ),
         ];
-        let _ = writeln!(
-            o,
-            "{:24}{:>16}{:>16}{:>10}",
-            "", "tsuitate agent", "ffmpeg x264", "ratio"
-        );
-        for (name, a, b, d) in rows {
-            let _ = writeln!(
-                o,
-                "{name:24}{:>16}{:>16}{:>10}",
-                fmt(a, d),
-                fmt(b, d),
-                fmt(ratio(a, b), 2)
-            );
-        }
+        side_by_side(&mut o, "ffmpeg x264", &rows);
         let _ = writeln!(o, "page check run2: {}", page_check(r2, expected));
         let _ = writeln!(
             o,

@@ -28,7 +28,9 @@ use tsuitate_protocol::h264::{
 };
 
 use crate::convert::I420;
-use crate::encode::{EncodeError, EncodedAu, EncoderSettings, OpenH264Encoder, VideoEncoder};
+use crate::encode::{
+    same_size, EncodeError, EncodedAu, EncoderSettings, OpenH264Encoder, VideoEncoder,
+};
 use picture::{copy_matches, Coding, PictureWriter, Pictures, Plan, Written};
 
 /// Default QP of the macroblocks the writer codes: the strip a scroll exposes stays at PSNR
@@ -463,12 +465,7 @@ impl VideoEncoder for DamageEncoder {
     }
 
     fn encode(&mut self, pic: &I420, force_idr: bool) -> Result<Option<EncodedAu>, EncodeError> {
-        if (pic.width, pic.height) != (self.settings.width, self.settings.height) {
-            return Err(EncodeError::Unsupported(format!(
-                "picture {}x{} does not match encoder {}x{}",
-                pic.width, pic.height, self.settings.width, self.settings.height
-            )));
-        }
+        same_size(pic, &self.settings)?;
         pad(pic, &mut self.src);
         let stream = self
             .stream
