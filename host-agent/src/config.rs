@@ -267,7 +267,7 @@ pub struct AgentConfig {
     pub encoder: EncoderUsage,
     /// Which encoder writes the frames.
     pub encoding: Encoding,
-    /// QP of what the damage encoder's own writer codes (10–40).
+    /// QP of what the damage encoder's own writer codes (12–40).
     pub patch_qp: u8,
     /// Capture path.
     pub capture: CaptureMode,
@@ -399,8 +399,8 @@ fn validate(f: ConfigFile) -> Result<AgentConfig, ConfigErrors> {
     if f.linger_s > 86_400 {
         err("linger_s: 0-86400 (seconds) / 0〜86400 秒で指定してください".into());
     }
-    if !(10..=40).contains(&f.patch_qp) {
-        err("patch_qp: 10-40 (lower: sharper text, more bytes) / 10〜40 で指定してください（小さいほど文字が鮮明で通信量が増えます）".into());
+    if !(12..=40).contains(&f.patch_qp) {
+        err("patch_qp: 12-40 (lower: sharper text, more bytes) / 12〜40 で指定してください（小さいほど文字が鮮明で通信量が増えます）".into());
     }
     if !(100..=50_000).contains(&f.bitrate_kbps) {
         err("bitrate_kbps: 100-50000".into());
@@ -832,7 +832,7 @@ mod tests {
         );
         for (bad, what) in [
             ("encoding = \"x264\"\n", "encoding:"),
-            ("patch_qp = 50\n", "patch_qp: 10-40"),
+            ("patch_qp = 50\n", "patch_qp: 12-40"),
         ] {
             let errs = AgentConfig::parse(&text(d.path(), bad))
                 .err()

@@ -56,12 +56,25 @@ pub enum LastFrame {
     Writer(Written),
 }
 
-/// What the writer needs of openh264's stream: its parameter sets and last `frame_num`.
+/// What the writer needs of openh264's stream: its parameter sets and the `frame_num` its
+/// next picture takes.
 #[derive(Debug, Clone)]
 struct Stream {
     sps: SpsInfo,
     pps: PpsInfo,
-    frame_num: u32,
+    /// The next reference picture's `frame_num` (§7.4.3: the last reference picture's + 1).
+    next_frame_num: u32,
+}
+
+/// The vertical motion vector range of a level in whole luma samples: vectors lie in
+/// [-max, max) (Table A-1, MaxVmvR).
+fn max_vertical_mv(level_idc: u8) -> i32 {
+    match level_idc {
+        0..=10 => 64,
+        11..=20 => 128,
+        21..=30 => 256,
+        _ => 512,
+    }
 }
 
 /// Whether our writer can continue a stream with these parameter sets (what openh264 writes
@@ -81,16 +94,20 @@ pub struct DamageEncoder {
     decoder: Decoder,
     /// The visible size.
     settings: EncoderSettings,
-    /// This capture, the last one sent, and the decoders' pictures (at the coded size).
+    /// The capture padded to the coded size (sizes that are not multiples of 16), the last
+    /// capture sent, and the decoders' pictures, all at the coded size.
     src: I420,
     prev: I420,
     reference: I420,
     next: I420,
+    /// Rows of macroblocks the last encoded capture changed (what `prev` must take of it).
+    changed_rows: Vec<bool>,
     /// Whether `reference` holds the decoders' last picture.
     have_reference: bool,
     stream: Option<Stream>,
-    /// The last frame was ours: openh264 must start over with an IDR.
-    ours_last: bool,
+    /// openh264's next frame must be an IDR: the last frame was ours (openh264's own reference
+    /// is stale), or the agent's decoder lost openh264's stream.
+    need_idr: bool,
     last: LastFrame,
     totals: Totals,
     patch_qp: i32,
@@ -171,9 +188,10 @@ impl DamageEncoder {
             prev: I420::new(cw, ch),
             reference: I420::new(cw, ch),
             next: I420::new(cw, ch),
+            changed_rows: Vec::new(),
             have_reference: false,
             stream: None,
-            ours_last: false,
+            need_idr: false,
             last: LastFrame::None,
             totals: Totals::default(),
             patch_qp: PATCH_QP,
@@ -185,9 +203,10 @@ impl DamageEncoder {
         self.last
     }
 
-    /// Code patches at `qp` (0–51) instead of [`PATCH_QP`]: fewer bytes, blurrier text.
+    /// Code patches at `qp` (12–51) instead of [`PATCH_QP`]: higher, fewer bytes and blurrier
+    /// text. Below 12 the largest DC levels would not fit CAVLC's level range.
     pub fn with_patch_qp(mut self, qp: i32) -> Self {
-        self.patch_qp = qp.clamp(0, 51);
+        self.patch_qp = qp.clamp(12, 51);
         self
     }
 
@@ -201,9 +220,10 @@ impl DamageEncoder {
         &self.reference
     }
 
-    /// What to do with each macroblock, and how many would be intra-coded.
-    fn plan(&self) -> (Vec<Plan>, usize, Vec<(i32, i32)>) {
-        let (w, h) = (usize::from(self.src.width), usize::from(self.src.height));
+    /// What to do with each macroblock of `src` (the capture at the coded size), how many
+    /// would be intra-coded, the picture's shifts, and which rows of macroblocks changed.
+    fn plan(&self, src: &I420) -> (Vec<Plan>, usize, Vec<(i32, i32)>, Vec<bool>) {
+        let (w, h) = (usize::from(src.width), usize::from(src.height));
         let (wm, hm) = (w / 16, h / 16);
         let mut changed = vec![false; wm * hm];
         let mut area: Option<scroll::Area> = None;
@@ -211,15 +231,15 @@ impl DamageEncoder {
         let row_same: Vec<bool> = (0..hm)
             .map(|mby| {
                 let (l, c) = (16 * w, 8 * (w / 2));
-                self.src.y[mby * l..][..l] == self.prev.y[mby * l..][..l]
-                    && self.src.u[mby * c..][..c] == self.prev.u[mby * c..][..c]
-                    && self.src.v[mby * c..][..c] == self.prev.v[mby * c..][..c]
+                src.y[mby * l..][..l] == self.prev.y[mby * l..][..l]
+                    && src.u[mby * c..][..c] == self.prev.u[mby * c..][..c]
+                    && src.v[mby * c..][..c] == self.prev.v[mby * c..][..c]
             })
             .collect();
         for mby in 0..hm {
             for mbx in 0..wm {
                 let p = Pictures {
-                    src: &self.src,
+                    src,
                     prev: &self.prev,
                 };
                 if !row_same[mby] && !same(p, mbx, mby) {
@@ -234,13 +254,22 @@ impl DamageEncoder {
                 }
             }
         }
+        let changed_rows: Vec<bool> = row_same.iter().map(|same| !same).collect();
         let mut plans = vec![Plan::Copy(0, 0); wm * hm];
         let Some(area) = area else {
-            return (plans, 0, Vec::new());
+            return (plans, 0, Vec::new(), changed_rows);
         };
-        let shifts = scroll::candidates(&self.prev.y, &self.src.y, w, h, area);
+        // Vectors stay within the level's range (Table A-1, MaxVmvR; ±2048 horizontally).
+        let max_v = self
+            .stream
+            .as_ref()
+            .map_or(64, |s| max_vertical_mv(s.sps.level_idc));
+        let shifts: Vec<(i32, i32)> = scroll::candidates(&self.prev.y, &src.y, w, h, area)
+            .into_iter()
+            .filter(|&(dx, dy)| (-2048..2048).contains(&dx) && (-max_v..max_v).contains(&dy))
+            .collect();
         let p = Pictures {
-            src: &self.src,
+            src,
             prev: &self.prev,
         };
         let mut intra = 0;
@@ -257,12 +286,18 @@ impl DamageEncoder {
                 }
             };
         }
-        (plans, intra, shifts)
+        (plans, intra, shifts, changed_rows)
     }
 
     /// Write one P picture with our writer.
-    fn write_ours(&mut self, stream: &Stream, plans: &[Plan], shifts: &[(i32, i32)]) -> EncodedAu {
-        let frame_num = (stream.frame_num + 1) % (1 << stream.sps.log2_max_frame_num);
+    fn write_ours(
+        &mut self,
+        src: &I420,
+        stream: &Stream,
+        plans: &[Plan],
+        shifts: &[(i32, i32)],
+    ) -> EncodedAu {
+        let frame_num = stream.next_frame_num;
         let mut w = BitWriter::new();
         w.ue(0); // first_mb_in_slice
         w.ue(0); // slice_type P
@@ -287,7 +322,7 @@ impl DamageEncoder {
             constrained_intra: stream.pps.constrained_intra_pred,
         };
         let pictures = Pictures {
-            src: &self.src,
+            src,
             prev: &self.prev,
         };
         // Without motion the picture is written over the reference in place (one copy of the
@@ -311,7 +346,7 @@ impl DamageEncoder {
         data.extend_from_slice(&[0, 0, 0, 1]);
         data.extend_from_slice(&nal);
         if let Some(s) = &mut self.stream {
-            s.frame_num = frame_num;
+            s.next_frame_num = (frame_num + 1) % (1 << s.sps.log2_max_frame_num);
         }
         self.last = LastFrame::Writer(written);
         let t = &mut self.totals;
@@ -328,11 +363,18 @@ impl DamageEncoder {
     }
 
     /// Encode with openh264; learn its parameter sets and decode its picture as the reference.
-    fn write_openh264(&mut self, idr: bool) -> Result<Option<EncodedAu>, EncodeError> {
-        let Some(au) = self.open.encode(&self.src, idr)? else {
+    fn write_openh264(&mut self, src: &I420, idr: bool) -> Result<Option<EncodedAu>, EncodeError> {
+        let Some(au) = self.open.encode(src, idr)? else {
             self.last = LastFrame::None;
             return Ok(None);
         };
+        if idr && !au.keyframe {
+            // A P picture predicted from a picture decoders no longer hold: never sent. The
+            // pipeline tries again (as after a picture the rate control skipped).
+            self.need_idr = true;
+            self.last = LastFrame::None;
+            return Ok(None);
+        }
         let mut out = Vec::with_capacity(au.data.len() + 8);
         let mut frame_num = None;
         let mut sps = self.stream.as_ref().map(|s| s.sps.clone());
@@ -352,17 +394,19 @@ impl DamageEncoder {
                     if let (Some(sps), Some(pps)) = (&sps, &pps) {
                         let h = parse_slice(nal, sps, pps, sps.max_num_ref_frames)
                             .map_err(|e| bad(e.to_string()))?;
-                        frame_num = Some(h.frame_num);
+                        // After a non-reference picture the next one takes the same number.
+                        let step = u32::from(h.nal_ref_idc != 0);
+                        frame_num = Some((h.frame_num + step) % (1 << sps.log2_max_frame_num));
                     }
                 }
             }
             out.extend_from_slice(nal);
         }
         self.stream = match (sps, pps, frame_num) {
-            (Some(sps), Some(pps), Some(frame_num)) => Some(Stream {
+            (Some(sps), Some(pps), Some(next_frame_num)) => Some(Stream {
                 sps,
                 pps,
-                frame_num,
+                next_frame_num,
             }),
             _ => None,
         };
@@ -371,7 +415,8 @@ impl DamageEncoder {
             Ok(Some(pic)) => copy_decoded(&pic, &mut self.reference),
             _ => false,
         };
-        self.ours_last = false;
+        // Without the decoders' picture the writer waits for openh264's next IDR.
+        self.need_idr = !self.have_reference;
         self.last = LastFrame::OpenH264 {
             keyframe: au.keyframe,
         };
@@ -388,8 +433,8 @@ impl DamageEncoder {
     /// openh264's SPS with cropping to the visible size (written anew).
     fn cropped(&self, sps: &SpsInfo) -> Vec<u8> {
         let mut s = sps.clone();
-        let right = u32::from(self.src.width - self.settings.width) / 2;
-        let bottom = u32::from(self.src.height - self.settings.height) / 2;
+        let right = u32::from(self.prev.width - self.settings.width) / 2;
+        let bottom = u32::from(self.prev.height - self.settings.height) / 2;
         s.crop = [0, right, 0, bottom];
         s.width = u32::from(self.settings.width);
         s.height = u32::from(self.settings.height);
@@ -466,32 +511,71 @@ impl VideoEncoder for DamageEncoder {
 
     fn encode(&mut self, pic: &I420, force_idr: bool) -> Result<Option<EncodedAu>, EncodeError> {
         same_size(pic, &self.settings)?;
-        pad(pic, &mut self.src);
+        // The capture at the coded size: the picture itself when its size is a multiple of
+        // 16, else a padded copy (taken out of `self` while it is read).
+        let padded = (pic.width, pic.height) != (self.prev.width, self.prev.height);
+        let mut own = std::mem::replace(&mut self.src, I420::new(0, 0));
+        if padded {
+            pad(pic, &mut own);
+        }
+        let src = if padded { &own } else { pic };
+        let result = self.encode_coded(src, force_idr);
+        if let Ok(Some(_)) = &result {
+            // `prev` becomes this capture: the rows of macroblocks that changed.
+            if padded {
+                std::mem::swap(&mut own, &mut self.prev);
+            } else {
+                copy_rows(src, &mut self.prev, &self.changed_rows);
+            }
+        }
+        self.src = own;
+        result
+    }
+}
+
+impl DamageEncoder {
+    /// Encode a capture at the coded size.
+    fn encode_coded(
+        &mut self,
+        src: &I420,
+        force_idr: bool,
+    ) -> Result<Option<EncodedAu>, EncodeError> {
         let stream = self
             .stream
             .clone()
             .filter(|s| self.have_reference && writable(&s.sps, &s.pps));
-        let au = match stream {
+        let rows = usize::from(src.height) / 16;
+        match stream {
             Some(stream) if !force_idr => {
-                let (plans, intra, shifts) = self.plan();
+                let (plans, intra, shifts, changed) = self.plan(src);
                 if intra * 100 > plans.len() * LARGE_CHANGE_PERCENT {
-                    let idr = self.ours_last;
-                    self.write_openh264(idr)?
+                    self.changed_rows = vec![true; rows];
+                    let idr = self.need_idr;
+                    self.write_openh264(src, idr)
                 } else {
-                    let au = self.write_ours(&stream, &plans, &shifts);
-                    self.ours_last = true;
-                    Some(au)
+                    self.changed_rows = changed;
+                    let au = self.write_ours(src, &stream, &plans, &shifts);
+                    self.need_idr = true;
+                    Ok(Some(au))
                 }
             }
             _ => {
-                let idr = force_idr || self.ours_last;
-                self.write_openh264(idr)?
+                self.changed_rows = vec![true; rows];
+                let idr = force_idr || self.need_idr;
+                self.write_openh264(src, idr)
             }
-        };
-        if au.is_some() {
-            std::mem::swap(&mut self.src, &mut self.prev);
         }
-        Ok(au)
+    }
+}
+
+/// Copy the rows of macroblocks marked in `rows` from `src` to `dst` (same size).
+fn copy_rows(src: &I420, dst: &mut I420, rows: &[bool]) {
+    let w = usize::from(src.width);
+    let (l, c) = (16 * w, 8 * (w / 2));
+    for (mby, _) in rows.iter().enumerate().filter(|(_, changed)| **changed) {
+        dst.y[mby * l..][..l].copy_from_slice(&src.y[mby * l..][..l]);
+        dst.u[mby * c..][..c].copy_from_slice(&src.u[mby * c..][..c]);
+        dst.v[mby * c..][..c].copy_from_slice(&src.v[mby * c..][..c]);
     }
 }
 
@@ -619,6 +703,16 @@ mod tests {
             ));
         }
         out
+    }
+
+    #[test]
+    fn vectors_stay_within_the_levels_range() {
+        // Table A-1: level 3.0 (640x480) ±256 rows, 3.1 and up (720p, 1080p) ±512.
+        assert_eq!(max_vertical_mv(10), 64);
+        assert_eq!(max_vertical_mv(20), 128);
+        assert_eq!(max_vertical_mv(30), 256);
+        assert_eq!(max_vertical_mv(31), 512);
+        assert_eq!(max_vertical_mv(51), 512);
     }
 
     fn type_glyph(p: &mut Page) {

@@ -74,9 +74,9 @@ pub struct Pictures<'a> {
     pub prev: &'a I420,
 }
 
-/// Whether the luma of the macroblock at (`mbx`, `mby`) of `src` equals `prev` shifted by
-/// (dx, dy), the shifted block inside the picture. Chroma follows the same vector; where an odd
-/// shift puts it half a sample off (§8.4.2.2.2), the writer adds a chroma residual.
+/// Whether the macroblock at (`mbx`, `mby`) of `src` equals `prev` shifted by (dx, dy), the
+/// shifted block inside the picture: luma exactly, and chroma exactly for an even shift. An odd
+/// shift puts chroma half a sample off (§8.4.2.2.2); the writer adds a chroma residual there.
 pub fn copy_matches(p: Pictures<'_>, mbx: usize, mby: usize, (dx, dy): (i32, i32)) -> bool {
     let (w, h) = (usize::from(p.src.width), usize::from(p.src.height));
     let (x0, y0) = (mbx * 16, mby * 16);
@@ -85,7 +85,18 @@ pub fn copy_matches(p: Pictures<'_>, mbx: usize, mby: usize, (dx, dy): (i32, i32
         return false;
     }
     let (sx, sy) = (sx as usize, sy as usize);
-    (0..16).all(|r| p.src.y[(y0 + r) * w + x0..][..16] == p.prev.y[(sy + r) * w + sx..][..16])
+    let luma =
+        (0..16).all(|r| p.src.y[(y0 + r) * w + x0..][..16] == p.prev.y[(sy + r) * w + sx..][..16]);
+    if !luma || dx % 2 != 0 || dy % 2 != 0 {
+        return luma;
+    }
+    let cw = w / 2;
+    let (cx, cy, csx, csy) = (x0 / 2, y0 / 2, sx / 2, sy / 2);
+    [(&p.src.u, &p.prev.u), (&p.src.v, &p.prev.v)]
+        .iter()
+        .all(|(s, r)| {
+            (0..8).all(|j| s[(cy + j) * cw + cx..][..8] == r[(csy + j) * cw + csx..][..8])
+        })
 }
 
 /// A chroma macroblock (8x8) predicted with motion vector `mv` (quarter luma samples, i.e.

@@ -216,9 +216,14 @@ struct Session {
 
 type PageIn = (u64, bytes::BytesMut);
 
+/// The least time a session waits for its page's first connection after the login, however
+/// short `page_linger` is: a slow PC loading the viewer page must not lose the session it just
+/// logged in to.
+const FIRST_PAGE_WAIT: std::time::Duration = std::time::Duration::from_secs(15);
+
 impl Session {
     fn new(conn: &Connected, ctx: Arc<SessionContext>) -> Session {
-        let page_deadline = Some(Instant::now() + ctx.page_linger);
+        let page_deadline = Some(Instant::now() + ctx.page_linger.max(FIRST_PAGE_WAIT));
         Session {
             ctx,
             width: conn.width,
