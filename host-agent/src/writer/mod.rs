@@ -77,6 +77,18 @@ fn max_vertical_mv(level_idc: u8) -> i32 {
     }
 }
 
+/// What [`DamageEncoder::plan`] decided for a picture.
+struct PicturePlan {
+    /// One per macroblock, raster order.
+    plans: Vec<Plan>,
+    /// How many of them are patches (to be coded, not copied).
+    patches: usize,
+    /// The picture's scroll vectors.
+    shifts: Vec<(i32, i32)>,
+    /// Which rows of macroblocks changed.
+    changed_rows: Vec<bool>,
+}
+
 /// Whether our writer can continue a stream with these parameter sets (what openh264 writes
 /// with our settings; checked so that a different openh264 falls back instead of breaking).
 fn writable(sps: &SpsInfo, pps: &PpsInfo) -> bool {
@@ -220,9 +232,8 @@ impl DamageEncoder {
         &self.reference
     }
 
-    /// What to do with each macroblock of `src` (the capture at the coded size), how many
-    /// would be intra-coded, the picture's shifts, and which rows of macroblocks changed.
-    fn plan(&self, src: &I420) -> (Vec<Plan>, usize, Vec<(i32, i32)>, Vec<bool>) {
+    /// What to do with each macroblock of `src` (the capture at the coded size).
+    fn plan(&self, src: &I420) -> PicturePlan {
         let (w, h) = (usize::from(src.width), usize::from(src.height));
         let (wm, hm) = (w / 16, h / 16);
         let mut changed = vec![false; wm * hm];
@@ -257,7 +268,12 @@ impl DamageEncoder {
         let changed_rows: Vec<bool> = row_same.iter().map(|same| !same).collect();
         let mut plans = vec![Plan::Copy(0, 0); wm * hm];
         let Some(area) = area else {
-            return (plans, 0, Vec::new(), changed_rows);
+            return PicturePlan {
+                plans,
+                patches: 0,
+                shifts: Vec::new(),
+                changed_rows,
+            };
         };
         // Vectors stay within the level's range (Table A-1, MaxVmvR; ±2048 horizontally).
         let max_v = self
@@ -286,7 +302,12 @@ impl DamageEncoder {
                 }
             };
         }
-        (plans, intra, shifts, changed_rows)
+        PicturePlan {
+            plans,
+            patches: intra,
+            shifts,
+            changed_rows,
+        }
     }
 
     /// Write one P picture with our writer.
@@ -547,13 +568,18 @@ impl DamageEncoder {
         let rows = usize::from(src.height) / 16;
         match stream {
             Some(stream) if !force_idr => {
-                let (plans, intra, shifts, changed) = self.plan(src);
-                if intra * 100 > plans.len() * LARGE_CHANGE_PERCENT {
+                let PicturePlan {
+                    plans,
+                    patches,
+                    shifts,
+                    changed_rows,
+                } = self.plan(src);
+                if patches * 100 > plans.len() * LARGE_CHANGE_PERCENT {
                     self.changed_rows = vec![true; rows];
                     let idr = self.need_idr;
                     self.write_openh264(src, idr)
                 } else {
-                    self.changed_rows = changed;
+                    self.changed_rows = changed_rows;
                     let au = self.write_ours(src, &stream, &plans, &shifts);
                     self.need_idr = true;
                     Ok(Some(au))
