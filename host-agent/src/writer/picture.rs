@@ -55,6 +55,7 @@ struct Counts {
     chroma: [[u8; 4]; 2],
 }
 
+/// What later macroblocks need of one. The default is a `P_Skip` with vector (0, 0).
 #[derive(Debug, Clone, Copy, Default)]
 struct MbRec {
     intra: bool,
@@ -141,6 +142,14 @@ fn chroma_mc(
     out
 }
 
+impl MbRec {
+    /// An inter macroblock with vector (0, 0) (reference index 0): the neighbour that makes a
+    /// `P_Skip` vector (0, 0).
+    fn still(&self) -> bool {
+        !self.intra && self.mv == (0, 0)
+    }
+}
+
 fn median(a: i32, b: i32, c: i32) -> i32 {
     a.max(b).min(a.min(b).max(c))
 }
@@ -206,6 +215,19 @@ impl<'a> PictureWriter<'a> {
         let mut run = 0u32;
         for (idx, plan) in plans.iter().enumerate().take(self.recs.len()) {
             let (mbx, mby) = (idx % self.w_mbs, idx / self.w_mbs);
+            // The common case first: an unchanged macroblock next to (or on the edge beside)
+            // another still copy is a `P_Skip` with vector (0, 0) (§8.4.1.1), and its record is
+            // the default one already.
+            if *plan == Plan::Copy(0, 0)
+                && (mbx == 0
+                    || mby == 0
+                    || self.recs[idx - 1].still()
+                    || self.recs[idx - self.w_mbs].still())
+            {
+                run += 1;
+                done.skipped += 1;
+                continue;
+            }
             match *plan {
                 Plan::Copy(dx, dy) => {
                     let want = (4 * dx, 4 * dy);
