@@ -27,6 +27,7 @@ use tsuitate_agent::{
     bgra_to_i420, EncoderSettings, FrameSource, OpenH264Encoder, VideoEncoder, I420,
 };
 use tsuitate_benches::content::{all_cases, encode_case, next_picture};
+use tsuitate_testkit::viewer_gateway::psnr;
 
 /// Frames in the bytes/frame pass (two seconds at 30 fps).
 const BYTES_PASS_FRAMES: usize = 60;
@@ -151,20 +152,6 @@ fn encoder_for(name: &str, settings: EncoderSettings) -> Option<Box<dyn VideoEnc
     }
 }
 
-fn luma_psnr(a: &[u8], b: &[u8]) -> f64 {
-    let mse = a
-        .iter()
-        .zip(b)
-        .map(|(x, y)| (f64::from(*x) - f64::from(*y)).powi(2))
-        .sum::<f64>()
-        / a.len().max(1) as f64;
-    if mse == 0.0 {
-        f64::INFINITY
-    } else {
-        10.0 * (255.0 * 255.0 / mse).log10()
-    }
-}
-
 /// Bytes per frame and PSNR of the decoded picture over `frames` frames of a change (the
 /// two pictures alternating), after the stream's first two frames (the IDR and the first
 /// change). Calls the rate control skipped are not counted; at most 200 calls are made.
@@ -194,8 +181,7 @@ fn change_pass(enc: &mut dyn VideoEncoder, pics: &[I420; 2], frames: usize) -> (
         let y: Vec<u8> = (0..h)
             .flat_map(|r| d.y()[r * stride..][..w].to_vec())
             .collect();
-        let p = luma_psnr(&y, &pic.y);
-        psnr_sum += if p.is_finite() { p } else { 99.0 };
+        psnr_sum += psnr(&y, &pic.y);
         bytes += au.data.len();
         counted += 1;
     }

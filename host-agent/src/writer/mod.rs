@@ -612,20 +612,7 @@ mod tests {
     use tsuitate_protocol::{Limits, NalSanitizer, VideoHeader};
 
     use super::sample::Page;
-
-    fn psnr(a: &[u8], b: &[u8]) -> f64 {
-        let mse = a
-            .iter()
-            .zip(b)
-            .map(|(x, y)| (f64::from(*x) - f64::from(*y)).powi(2))
-            .sum::<f64>()
-            / a.len() as f64;
-        if mse == 0.0 {
-            f64::INFINITY
-        } else {
-            10.0 * (255.0 * 255.0 / mse).log10()
-        }
-    }
+    use tsuitate_testkit::viewer_gateway::psnr;
 
     /// The visible part of a coded-size picture as three tight planes.
     fn visible(p: &I420, w: usize, h: usize) -> [Vec<u8>; 3] {

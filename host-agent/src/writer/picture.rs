@@ -55,6 +55,9 @@ struct Counts {
     chroma: [[u8; 4]; 2],
 }
 
+/// An inter prediction of a macroblock: luma and both chroma blocks.
+type Prediction = ([u8; 256], [[u8; 64]; 2]);
+
 /// What later macroblocks need of one. The default is a `P_Skip` with vector (0, 0).
 #[derive(Debug, Clone, Copy, Default)]
 struct MbRec {
@@ -383,7 +386,7 @@ impl<'a> PictureWriter<'a> {
     /// Inter prediction of a macroblock with a whole-sample luma vector (§8.4.2.2): luma and
     /// both chroma blocks. Written in place, the picture is its own reference, which holds for
     /// (0, 0) only (this macroblock not written yet).
-    fn mc(&self, mbx: usize, mby: usize, mv: (i32, i32)) -> ([u8; 256], [[u8; 64]; 2]) {
+    fn mc(&self, mbx: usize, mby: usize, mv: (i32, i32)) -> Prediction {
         let r: &I420 = match self.reference {
             Some(r) => r,
             None => {
@@ -431,15 +434,16 @@ impl<'a> PictureWriter<'a> {
         let vectors = std::iter::once((0, 0))
             .chain(shifts.iter().map(|(dx, dy)| (4 * dx, 4 * dy)))
             .filter(|mv| *mv == (0, 0) || self.reference.is_some());
-        let mut best: Option<(i64, (i32, i32))> = None;
+        // The best vector's prediction is kept, not made again.
+        let mut best: Option<(i64, (i32, i32), Prediction)> = None;
         for mv in vectors {
-            let cost = sad(&self.mc(mbx, mby, mv).0, &src);
-            if best.is_none_or(|b| cost < b.0) {
-                best = Some((cost, mv));
+            let prediction = self.mc(mbx, mby, mv);
+            let cost = sad(&prediction.0, &src);
+            if best.as_ref().is_none_or(|b| cost < b.0) {
+                best = Some((cost, mv, prediction));
             }
         }
-        let (best_sad, mv) = best?;
-        let (pred, cpred) = self.mc(mbx, mby, mv);
+        let (best_sad, mv, (pred, cpred)) = best?;
         let qp = self.coding.qp;
         let mut levels = [[0i32; 16]; 16]; // by block position (row-major)
         let mut luma = [0u8; 256];
