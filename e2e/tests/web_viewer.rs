@@ -530,7 +530,24 @@ fn fullscreen_locks_the_keyboard_and_ctrl_chords_reach_the_remote_browser() {
 
     // A Ctrl chord is sent on, not kept by the viewer page (after a click on the remote page,
     // as a user would, which also gives the remote window the keyboard focus).
-    let (x, y) = frame_point(&mut b, 800, 100);
+    // Full screen resizes the remote browser (headless Chromium's screen is 800×600): wait for
+    // the picture of the new size, then click inside it.
+    assert!(
+        b.wait_true(
+            "(() => { const r = document.getElementById('stage').getBoundingClientRect(); \
+               const s = window.tsuitate.stats(); \
+               return s.width === Math.floor(r.width / 2) * 2 && s.height === Math.floor(r.height / 2) * 2; })()",
+            Duration::from_secs(10)
+        ),
+        "the picture has the full-screen size: {}",
+        b.eval("window.tsuitate.stats()")
+    );
+    let width = b
+        .eval("window.tsuitate.stats().width")
+        .as_u64()
+        .expect("width");
+    // Right of the test page's button, on the page's body.
+    let (x, y) = frame_point(&mut b, width.saturating_sub(20) as u32, 100);
     b.click(x, y);
     std::thread::sleep(Duration::from_millis(500));
     b.chord(2, "m", "KeyM", 0x4d);
