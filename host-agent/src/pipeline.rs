@@ -36,6 +36,8 @@ struct Control {
     keyframe: bool,
     /// A new capture size the capture thread has not applied yet.
     resize: Option<(u16, u16)>,
+    /// Nobody watches (the session lingers): neither thread captures or encodes.
+    paused: bool,
 }
 
 #[derive(Debug, Default)]
@@ -120,6 +122,19 @@ impl Pipeline {
         self.shared.tell(|c| c.resize = Some((width, height)));
     }
 
+    /// Stop capturing and encoding while nobody watches (`true`: the session lingers without
+    /// a gateway), or go on (`false`). A pause forgets the pictures not yet sent; going on
+    /// takes a new picture at once. Ask for a keyframe with it: the viewer that resumes has
+    /// none of the stream before.
+    pub fn pause(&self, paused: bool) {
+        self.shared.tell(|c| {
+            c.paused = paused;
+            if paused {
+                c.newest = None;
+            }
+        });
+    }
+
     /// Counters.
     pub fn stats(&self) -> &PipelineStats {
         &self.shared.stats
@@ -162,9 +177,30 @@ fn apply_resize(source: &mut dyn FrameSource, shared: &Shared) -> Result<bool, S
     }
 }
 
+/// Wait while the pipeline is paused; true when it was (the next picture is then taken at
+/// once, as the first one is).
+fn wait_while_paused(shared: &Shared) -> bool {
+    let Ok(mut c) = shared.control.lock() else {
+        return false;
+    };
+    let mut waited = false;
+    while c.paused && !shared.stop.load(Ordering::SeqCst) {
+        waited = true;
+        c = match shared.cv.wait(c) {
+            Ok(guard) => guard,
+            Err(_) => return waited,
+        };
+    }
+    waited
+}
+
 fn capture_loop(mut source: Box<dyn FrameSource>, interval: Duration, shared: &Shared) {
     let mut last: Option<Instant> = None;
     while !shared.stop.load(Ordering::SeqCst) {
+        if wait_while_paused(shared) {
+            last = None;
+            continue;
+        }
         let mut resized = match apply_resize(source.as_mut(), shared) {
             Ok(r) => r,
             Err(e) => return shared.end(e),
@@ -196,7 +232,9 @@ fn capture_loop(mut source: Box<dyn FrameSource>, interval: Duration, shared: &S
             Err(e) => return shared.end(format!("capture: {e}")),
         };
         shared.tell(|c| {
-            if c.newest.replace(frame).is_some() {
+            // A picture taken as the pause began is not kept: it would be sent as the first
+            // one after it, older than the screen by the whole pause.
+            if !c.paused && c.newest.replace(frame).is_some() {
                 shared.stats.frames_skipped.fetch_add(1, Ordering::Relaxed);
             }
         });
@@ -225,6 +263,15 @@ fn next_work(shared: &Shared, last: &mut Option<Frame>, retry: bool, interval: D
         if shared.stop.load(Ordering::SeqCst) {
             return Work::Stop;
         }
+        if c.paused {
+            // The last picture is not encoded again after the pause: it is old by then.
+            *last = None;
+            c = match shared.cv.wait(c) {
+                Ok(guard) => guard,
+                Err(_) => return Work::Stop,
+            };
+            continue;
+        }
         if let Some(f) = c.newest.take() {
             return Work::Encode(f, std::mem::take(&mut c.keyframe));
         }
@@ -242,7 +289,7 @@ fn next_work(shared: &Shared, last: &mut Option<Frame>, retry: bool, interval: D
             Ok((guard, _)) => guard,
             Err(_) => return Work::Stop,
         };
-        if retry && c.newest.is_none() {
+        if retry && !c.paused && c.newest.is_none() {
             if let Some(f) = last.take() {
                 return Work::Encode(restamped(f), std::mem::take(&mut c.keyframe));
             }
@@ -422,6 +469,71 @@ mod tests {
         assert_eq!(frames[first_new].header.height, 272);
         assert!(frames[first_new..].iter().all(|f| f.header.width == 480));
         assert!(frames[..first_new].iter().all(|f| f.header.width == 320));
+    }
+
+    /// A source that counts its captures.
+    struct Counted(SyntheticSource, Arc<AtomicU64>);
+
+    impl FrameSource for Counted {
+        fn size(&self) -> (u16, u16) {
+            self.0.size()
+        }
+        fn wait_change(&mut self, timeout: Duration) -> Result<Change, crate::frame::CaptureError> {
+            self.0.wait_change(timeout)
+        }
+        fn capture(&mut self) -> Result<Frame, crate::frame::CaptureError> {
+            self.1.fetch_add(1, Ordering::SeqCst);
+            self.0.capture()
+        }
+        fn set_size(&mut self, w: u16, h: u16) -> Result<(), crate::frame::CaptureError> {
+            self.0.set_size(w, h)
+        }
+    }
+
+    #[test]
+    fn a_paused_pipeline_neither_captures_nor_encodes_and_goes_on_with_a_fresh_keyframe() {
+        // A scroll changes every frame: without the pause it is captured 30 times a second.
+        let captures = Arc::new(AtomicU64::new(0));
+        let src = Counted(
+            SyntheticSource::new(320, 240, SyntheticContent::Scroll),
+            Arc::clone(&captures),
+        );
+        let (tx, mut rx) = mpsc::channel(4);
+        let Ok(mut p) = Pipeline::start(Box::new(src), Box::new(encoder_320x240()), 30, tx) else {
+            panic!("pipeline")
+        };
+        for _ in 0..3 {
+            assert!(rx.blocking_recv().is_some());
+        }
+        p.pause(true);
+        // What was under way as the pause began (at most one picture in each thread).
+        std::thread::sleep(Duration::from_millis(300));
+        while rx.try_recv().is_ok() {}
+        let before = captures.load(Ordering::SeqCst);
+        std::thread::sleep(Duration::from_millis(800));
+        assert_eq!(
+            captures.load(Ordering::SeqCst),
+            before,
+            "captured while paused"
+        );
+        assert!(rx.try_recv().is_err(), "encoded while paused");
+
+        let resumed_at = crate::frame::now_us();
+        p.pause(false);
+        p.request_keyframe();
+        let Some(f) = rx.blocking_recv() else {
+            panic!("nothing after the pause")
+        };
+        p.stop();
+        assert!(
+            f.header.keyframe,
+            "the first frame after the pause is a keyframe"
+        );
+        assert!(
+            f.header.capture_us >= resumed_at,
+            "and a picture taken after the pause, not before it"
+        );
+        assert!(captures.load(Ordering::SeqCst) > before);
     }
 
     #[test]

@@ -232,6 +232,8 @@ async fn serve_inner(open: OpenRequest, stream: Stream, ctx: &SessionContext) {
             match linger(&mut running, &mut video_rx, &mut handovers, ctx, until).await {
                 Some(h) => {
                     if take_watermark(&running, h.watermark) {
+                        // `drive` asks for the keyframe the new viewer starts with.
+                        running.pipeline.pause(false);
                         let _ = h.reply.send(Ok(()));
                         next = Some(h.stream);
                         resumed = true;
@@ -316,8 +318,8 @@ async fn serve_inner(open: OpenRequest, stream: Stream, ctx: &SessionContext) {
     }
 }
 
-/// Keep the browser without a gateway until `deadline`: frames are discarded, keys the viewer
-/// held are released. Returns the stream handed over to resume it, or `None` when it ends (the
+/// Keep the browser without a gateway until `deadline`: nothing is captured or encoded, keys
+/// the viewer held are released. Returns the stream handed over to resume it, or `None` when it ends (the
 /// linger ran out, the browser exited, the agent shuts down).
 async fn linger(
     running: &mut Running,
@@ -328,6 +330,9 @@ async fn linger(
 ) -> Option<Handover> {
     // Never waits: a stuck injection thread must not keep the linger from ending.
     let _ = running.input.try_send(Inject::ReleaseAll);
+    // Nobody watches: a lingering browser costs no capture or encoding (the page may still
+    // animate); what was under way is discarded below.
+    running.pipeline.pause(true);
     let mut shutdown = ctx.shutdown.clone();
     let mut tick = tokio::time::interval(Duration::from_millis(500));
     loop {
