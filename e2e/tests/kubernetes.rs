@@ -128,6 +128,33 @@ fn the_configurations_are_accepted_by_the_binaries_parsers() {
     assert_eq!(port_of(g, "agents") as u16, cfg.agent_listen.port());
     assert_eq!(port_of(g, "viewers") as u16, cfg.viewer_listen.port());
     assert_eq!(port_of(g, "admin") as u16, cfg.admin_listen.port());
+    // Every instance keys session owners with the one Secret (never mounted on an agent).
+    let owner = cfg
+        .session
+        .owner_key_file
+        .clone()
+        .expect("[session] owner_key_file is set");
+    let mount = g["volumeMounts"]
+        .as_sequence()
+        .into_iter()
+        .flatten()
+        .find(|m| owner.starts_with(s(&m["mountPath"])))
+        .unwrap_or_else(|| panic!("{} is on no volume", owner.display()));
+    let pod = &kind(&docs, "StatefulSet", "tsuitate-gateway")["spec"]["template"]["spec"];
+    let volume = pod["volumes"]
+        .as_sequence()
+        .into_iter()
+        .flatten()
+        .find(|v| v["name"] == mount["name"])
+        .expect("the owner key's volume");
+    assert_eq!(s(&volume["secret"]["secretName"]), "tsuitate-owner-key");
+    let agent_pod = &kind(&docs, "StatefulSet", "tsuitate-agent")["spec"]["template"]["spec"];
+    assert!(
+        !serde_yaml::to_string(agent_pod)
+            .unwrap()
+            .contains("tsuitate-owner-key"),
+        "agents never get the owner key"
+    );
     let store = cfg
         .lockout
         .shared_store

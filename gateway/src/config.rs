@@ -762,7 +762,7 @@ impl Config {
                 if let Err(e) = key {
                     errs.push(format!("{name}: {e}"));
                 } else if std::fs::metadata(p)
-                    .map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o077 != 0)
+                    .map(|m| readable_by_others(&m))
                     .unwrap_or(false)
                 {
                     errs.push(format!(
@@ -879,6 +879,16 @@ pub fn secs(s: u64) -> Duration {
     Duration::from_secs(s)
 }
 
+/// Whether a secret file (a key, the admin tokens) can be read by anyone but the gateway:
+/// another user, or a group the gateway does not run as. A file of the gateway's own group may
+/// be group-readable: Kubernetes mounts a Secret as 0440 owned by the pod's `fsGroup`, which is
+/// the gateway's own group there (docs/decisions.md D29).
+pub fn readable_by_others(meta: &std::fs::Metadata) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let mode = meta.mode();
+    mode & 0o007 != 0 || (mode & 0o070 != 0 && meta.gid() != rustix::process::getegid().as_raw())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -891,6 +901,33 @@ ca = "ca.pem"
 cert = "gateway.pem"
 key = "gateway-key.pem"
 "#;
+
+    #[test]
+    fn a_secret_may_be_read_by_the_gateways_own_group_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("owner.key");
+        std::fs::write(&key, [7u8; 32]).unwrap();
+        let with_mode = |mode: u32| {
+            std::fs::set_permissions(&key, std::fs::Permissions::from_mode(mode)).unwrap();
+            readable_by_others(&std::fs::metadata(&key).unwrap())
+        };
+        assert!(!with_mode(0o600));
+        // As Kubernetes mounts a Secret for a pod whose fsGroup is the gateway's group.
+        assert!(!with_mode(0o440));
+        assert!(with_mode(0o604), "readable by every user");
+        assert!(with_mode(0o444));
+        // A group the gateway is not: only root may hand the file to another group.
+        let other = if rustix::process::getegid().as_raw() == 65534 {
+            0
+        } else {
+            65534
+        };
+        if std::os::unix::fs::chown(&key, None, Some(other)).is_ok() {
+            assert!(with_mode(0o440), "readable by another group");
+            assert!(!with_mode(0o400));
+        }
+    }
 
     #[test]
     fn minimal_config_gets_defaults() {

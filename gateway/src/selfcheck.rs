@@ -658,7 +658,7 @@ fn check_revoked(r: &mut Report, cfg: &Config) {
 
 fn check_key(r: &mut Report, key: &Path) {
     match std::fs::metadata(key) {
-        Ok(m) if m.permissions().mode() & 0o077 != 0 => r.add(
+        Ok(m) if crate::config::readable_by_others(&m) => r.add(
             "key.gateway",
             KEY,
             Status::Fail,
@@ -765,7 +765,7 @@ fn check_admin(r: &mut Report, cfg: &Config) {
             Status::Fail,
             format!("{}: {e}", path.display()),
         ),
-        Ok(m) if m.permissions().mode() & 0o077 != 0 => r.add(
+        Ok(m) if crate::config::readable_by_others(&m) => r.add(
             "admin_api",
             ADMIN,
             Status::Fail,
