@@ -222,6 +222,11 @@ impl SessionBroker {
         found.first().map(|(_, agent, n)| ((*agent).clone(), *n))
     }
 
+    /// Whether some agent holds a session of `user` (attached or lingering).
+    pub fn holds_for(&self, user: &str) -> bool {
+        self.held_for(user, true).is_some()
+    }
+
     /// Decide where `user` goes. With `one_per_user`, any session of the user is resumed
     /// (taken over if attached elsewhere); otherwise only a lingering one is — first among
     /// this gateway's sessions, then among those the agents hold (a browser whose gateway is

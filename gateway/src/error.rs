@@ -93,6 +93,10 @@ pub enum GatewayError {
     /// The peer closed its stream.
     #[error("{0:?} closed the stream")]
     Closed(Side),
+    /// The agent had no free slot for a new browser (another gateway placed a session on it
+    /// first).
+    #[error("the agent has no free browser slot")]
+    AgentFull,
     /// Something in the gateway itself.
     #[error("internal: {0}")]
     Internal(String),
@@ -107,6 +111,7 @@ impl GatewayError {
             | GatewayError::Read(s, _)
             | GatewayError::Write(s, _)
             | GatewayError::Closed(s) => *s,
+            GatewayError::AgentFull => Side::Agent,
             GatewayError::Internal(_) => Side::Internal,
         }
     }

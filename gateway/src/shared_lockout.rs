@@ -4,7 +4,9 @@
 //!
 //! Keys (each with its own expiry, so the store needs no cleaning):
 //! `tsuitate:lockout:fail:{user|addr}:<key>` counts failures within `window_s`, and
-//! `tsuitate:lockout:lock:{user|addr}:<key>` exists while the user or address is locked. Every
+//! `tsuitate:lockout:lock:{user|addr}:<key>` exists while the user or address is locked;
+//! `tsuitate:start:<owner>` while one gateway starts a new browser for that session owner
+//! (`one_session_per_user` across gateways, docs/decisions.md D30). Every
 //! command has a short deadline; a store that does not answer is reported to the caller, which
 //! keeps its own per-gateway lockout meanwhile (and always), and audits the outage. The protocol
 //! is RESP2 over one TCP connection, reconnected when it fails.
@@ -134,6 +136,46 @@ impl SharedLockout {
         }
     }
 
+    /// Claim the start of a new browser for session owner `owner` (hex) for at most `ttl`:
+    /// `true` when this gateway now holds the claim, `false` while another gateway does. Two
+    /// gateways checking one user's password at the same instant thus never both start a
+    /// browser for them (`one_session_per_user`): the second waits and takes over the first's.
+    pub async fn claim_start(
+        &self,
+        owner: &str,
+        token: &str,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        let key = start_key(owner);
+        let ttl = millis(ttl);
+        let args: [&[u8]; 6] = [
+            b"SET",
+            key.as_bytes(),
+            token.as_bytes(),
+            b"NX",
+            b"PX",
+            ttl.as_bytes(),
+        ];
+        match self.command(&args).await? {
+            Reply::Simple(s) if s == "OK" => Ok(true),
+            Reply::Bulk(None) => Ok(false),
+            other => Err(StoreError::Protocol(format!("{other:?}"))),
+        }
+    }
+
+    /// Give up a claim of [`claim_start`](Self::claim_start) (only this gateway's own: a
+    /// claim that expired and was taken by another gateway stays).
+    pub async fn release_start(&self, owner: &str, token: &str) -> Result<(), StoreError> {
+        const SCRIPT: &[u8] = b"if redis.call('GET', KEYS[1]) == ARGV[1] then \
+              return redis.call('DEL', KEYS[1]) end return 0";
+        let key = start_key(owner);
+        let args: [&[u8]; 5] = [b"EVAL", SCRIPT, b"1", key.as_bytes(), token.as_bytes()];
+        match self.command(&args).await? {
+            Reply::Int(_) => Ok(()),
+            other => Err(StoreError::Protocol(format!("{other:?}"))),
+        }
+    }
+
     async fn command(&self, args: &[&[u8]]) -> Result<Reply, StoreError> {
         let resting = || {
             self.rest_until
@@ -186,6 +228,11 @@ impl SharedLockout {
 
 fn millis(d: Duration) -> String {
     d.as_millis().max(1).to_string()
+}
+
+/// The claim of a new browser for a session owner (the owner digest, not the user name).
+fn start_key(owner: &str) -> String {
+    format!("tsuitate:start:{owner}")
 }
 
 fn lock_key(kind: &str, key: &str) -> String {

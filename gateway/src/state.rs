@@ -237,6 +237,21 @@ impl Drop for HubGuard<'_> {
     }
 }
 
+/// The outcome of [`State::claim_start`].
+pub(crate) enum StartClaim {
+    /// This gateway starts the browser; the claim is given back with
+    /// [`State::release_start_claim`].
+    Ours { owner: String, token: String },
+    /// Another gateway is starting a browser for the same user right now.
+    Busy,
+    /// No shared store (or it does not answer): this gateway's own rule applies.
+    Unavailable,
+}
+
+fn hex_owner(owner: &tsuitate_protocol::SessionOwner) -> String {
+    owner.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// Held by a task that shutdown waits for (mini-redis's `shutdown_complete` sender).
 #[derive(Debug)]
 pub(crate) struct DrainToken(#[allow(dead_code)] mpsc::Sender<()>);
@@ -428,6 +443,43 @@ impl State {
         if let Some(s) = &self.shared_lockout {
             self.shared_result(s.succeed(user).await);
         }
+    }
+
+    /// Claim, in the shared store, the start of a new browser for `user` (see
+    /// [`SharedLockout::claim_start`](crate::shared_lockout::SharedLockout::claim_start)).
+    pub async fn claim_start(&self, user: &str) -> StartClaim {
+        let Some(s) = &self.shared_lockout else {
+            return StartClaim::Unavailable;
+        };
+        let owner = hex_owner(&self.hub().broker.owner(user));
+        let token = format!("{:x}-{:x}", std::process::id(), self.next_id());
+        // As long as a start may take, and a little more: a gateway that dies while starting
+        // holds nobody up for longer.
+        let ttl = self.cfg.session.start_timeout + std::time::Duration::from_secs(2);
+        match self.shared_result(s.claim_start(&owner, &token, ttl).await) {
+            Some(true) => StartClaim::Ours { owner, token },
+            Some(false) => StartClaim::Busy,
+            None => StartClaim::Unavailable,
+        }
+    }
+
+    /// Give up a start claim once every gateway can see the browser it started (the agent
+    /// tells them all `Held` at once; a little time is left for the others to hear it), or
+    /// after two seconds when nothing was started.
+    pub fn release_start_claim(self: &Arc<Self>, user: &str, owner: String, token: String) {
+        let (state, user) = (Arc::clone(self), user.to_owned());
+        tokio::spawn(async move {
+            let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(2);
+            if state
+                .wait_hub(deadline, |hub| hub.broker.holds_for(&user))
+                .await
+            {
+                tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+            }
+            if let Some(s) = &state.shared_lockout {
+                state.shared_result(s.release_start(&owner, &token).await);
+            }
+        });
     }
 
     /// A shared-store result: an outage (and the return) is logged and audited once.

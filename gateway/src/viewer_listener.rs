@@ -18,7 +18,7 @@ use crate::broker::Placement;
 use crate::error::{GatewayError, Side, Violation};
 use crate::relay::input::ControlLimit;
 use crate::session;
-use crate::state::{now_us, State};
+use crate::state::{now_us, StartClaim, State};
 use crate::state::{SessionCommand, ToViewer, ViewerCommand, ViewerSink};
 use crate::streams::write_msg;
 use crate::viewer_writer::spawn_writer;
@@ -261,6 +261,9 @@ async fn login(
     true
 }
 
+/// How often a login waiting for another gateway's start claim looks at the store again.
+const CLAIM_RETRY: Duration = Duration::from_millis(100);
+
 /// Find or start the user's session; on failure the viewer is told why.
 async fn place(
     state: &Arc<State>,
@@ -274,6 +277,9 @@ async fn place(
     // A session of the same user may still be starting on another connection: wait for it
     // (woken by the registry, no polling) up to the start timeout.
     let wait_until = tokio::time::Instant::now() + cfg.start_timeout;
+    // Whether the viewer was told its login worked (a browser start that found the agent full
+    // is placed again, and a refusal after it is a `Bye`).
+    let mut told_ok = false;
     loop {
         let placement = state
             .hub()
@@ -290,13 +296,15 @@ async fn place(
                 state.audit(
                     json!({"event": "no_capacity", "user": user, "viewer": peer.to_string(), "cause": cause}),
                 );
-                refuse(send, conn, LoginStatus::NoCapacity, 10, Reason::NoCapacity).await;
+                no_capacity(send, conn, told_ok).await;
                 return None;
             }
             Placement::Resume(id) => {
                 let link = state.hub().sessions.get(&id).cloned();
                 if let Some(link) = link {
-                    ok_result(send, deadline).await?;
+                    if !told_ok {
+                        ok_result(send, deadline).await?;
+                    }
                     return Some(link.tx);
                 }
                 // Still starting on another connection of the same user: wait until it is
@@ -315,7 +323,32 @@ async fn place(
                 agent,
                 resume,
             } => {
-                if ok_result(send, deadline).await.is_none() {
+                // A new browser, one per user: with a shared store, only one gateway starts
+                // it; another that checked the same user's password at the same instant waits
+                // until the agent holds it, then takes it over (D30).
+                let mut claim = None;
+                if resume.is_none() && cfg.one_session_per_user {
+                    match state.claim_start(user).await {
+                        StartClaim::Ours { owner, token } => claim = Some((owner, token)),
+                        StartClaim::Busy => {
+                            state.hub().broker.release_with(session_id, true);
+                            let soon = (tokio::time::Instant::now() + CLAIM_RETRY).min(wait_until);
+                            state.wait_hub(soon, |hub| hub.broker.holds_for(user)).await;
+                            if tokio::time::Instant::now() >= wait_until {
+                                break;
+                            }
+                            continue;
+                        }
+                        StartClaim::Unavailable => {}
+                    }
+                }
+                let release = |state: &Arc<State>| {
+                    if let Some((owner, token)) = claim.clone() {
+                        state.release_start_claim(user, owner, token);
+                    }
+                };
+                if !told_ok && ok_result(send, deadline).await.is_none() {
+                    release(state);
                     // The viewer is gone: give the reserved slot back, or the user's next
                     // login would wait for a session that never starts.
                     state
@@ -329,12 +362,41 @@ async fn place(
                     agent: &agent,
                     resume,
                 };
-                return start(state, conn, send, peer, user, new).await;
+                let started = start(state, conn, send, peer, user, new).await;
+                release(state);
+                match started {
+                    Start::Running(tx) => return Some(tx),
+                    Start::Ended => return None,
+                    // Another gateway took the agent's last slot first: place again.
+                    Start::AgentFull => told_ok = true,
+                }
             }
         }
     }
-    refuse(send, conn, LoginStatus::NoCapacity, 10, Reason::NoCapacity).await;
+    no_capacity(send, conn, told_ok).await;
     None
+}
+
+/// Tell the viewer no browser is free: a login refusal, or a `Bye` after its login worked.
+async fn no_capacity(send: &mut SendStream, conn: &quinn::Connection, told_ok: bool) {
+    if told_ok {
+        let bye = GatewayToViewer::Bye {
+            reason: Reason::NoCapacity,
+        };
+        last_words(send, conn, &[bye], Reason::NoCapacity).await;
+    } else {
+        refuse(send, conn, LoginStatus::NoCapacity, 10, Reason::NoCapacity).await;
+    }
+}
+
+/// How a browser start went.
+enum Start {
+    /// The session runs.
+    Running(mpsc::Sender<SessionCommand>),
+    /// It failed and the viewer was told why.
+    Ended,
+    /// The agent had no free slot (nothing told to the viewer yet).
+    AgentFull,
 }
 
 /// Tell the viewer its login worked; `None` if it cannot be told by `deadline` (the login
@@ -365,7 +427,7 @@ async fn start(
     peer: SocketAddr,
     user: &str,
     new: NewSession<'_>,
-) -> Option<mpsc::Sender<SessionCommand>> {
+) -> Start {
     let cfg = &state.cfg.session;
     let NewSession { id, agent, resume } = new;
     let req = session::OpenRequest {
@@ -391,7 +453,18 @@ async fn start(
             }
             state.audit(json!({"event": "session_start", "session": id, "user": user, "agent": agent, "viewer": peer.to_string(), "resumed_on_agent": resumed, "browser_age_s": opened.age().as_secs()}));
             let tx = session::spawn(state, opened, id, user, agent);
-            Some(tx)
+            Start::Running(tx)
+        }
+        Err(GatewayError::AgentFull) if resume.is_none() => {
+            let mut hub = state.hub();
+            hub.broker.release_with(id, false);
+            // Until its next `Capacity` says otherwise.
+            hub.broker.set_reported_free(agent, 0);
+            tracing::info!(
+                agent,
+                "agent full (another gateway placed first): placing again"
+            );
+            Start::AgentFull
         }
         Err(e) => {
             state.hub().broker.release_with(id, resume.is_none());
@@ -416,7 +489,7 @@ async fn start(
             };
             let bye = GatewayToViewer::Bye { reason };
             last_words(send, conn, &[bye], reason).await;
-            None
+            Start::Ended
         }
     }
 }

@@ -7,6 +7,7 @@ use tsuitate_gateway::users::UsersFile;
 use tsuitate_protocol::{GatewayToViewer, LoginStatus, Reason, ViewerToGateway};
 use tsuitate_testkit::agent::{self, close_reason, AgentOptions};
 use tsuitate_testkit::fixture::{Fixture, PASSWORD};
+use tsuitate_testkit::redis::Redis;
 use tsuitate_testkit::viewer::TestViewer;
 
 const T: Duration = Duration::from_secs(20);
@@ -528,49 +529,6 @@ async fn the_memory_budget_bounds_the_sessions_with_no_capacity() {
     }
     assert!(ok, "the freed budget takes the next login");
     gw.shutdown().await;
-}
-
-/// A real redis-server on a free loopback port, stopped when dropped.
-struct Redis {
-    child: std::process::Child,
-    addr: String,
-}
-
-impl Redis {
-    fn start() -> Redis {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = std::process::Command::new("redis-server")
-            .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
-            .args([
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--protected-mode",
-                "yes",
-            ])
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .expect("redis-server (scripts/install-deps.sh installs it)");
-        let addr = format!("127.0.0.1:{port}");
-        let up = (0..100).any(|_| {
-            std::thread::sleep(Duration::from_millis(50));
-            std::net::TcpStream::connect(&addr).is_ok()
-        });
-        assert!(up, "redis-server did not start");
-        Redis { child, addr }
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// Two gateways sharing a lockout store: a guesser spreading attempts over both is locked

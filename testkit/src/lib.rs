@@ -23,6 +23,7 @@ pub mod page;
 pub mod picture;
 pub mod pki;
 pub mod procs;
+pub mod redis;
 pub mod stack;
 pub mod viewer;
 pub mod viewer_gateway;

@@ -126,6 +126,9 @@ async fn open_stream(
             conn: link.conn,
             clock: link.clock,
         }),
+        Ok(AgentSessionToGateway::Ended {
+            reason: Reason::NoCapacity,
+        }) => Err(GatewayError::AgentFull),
         Ok(AgentSessionToGateway::Ended { reason }) => Err(GatewayError::Internal(format!(
             "agent could not start a browser: {}",
             reason.name()
@@ -245,7 +248,7 @@ impl Driver {
                 break end;
             }
         };
-        self.finish(end).await;
+        self.finish(end, cmd_rx).await;
     }
 
     fn record_events(&mut self) {
@@ -269,7 +272,7 @@ impl Driver {
     }
 
     /// Tell the agent and the viewer, unregister, count and audit.
-    async fn finish(mut self, end: End) {
+    async fn finish(mut self, end: End, mut cmd_rx: mpsc::Receiver<SessionCommand>) {
         let limit = Duration::from_secs(1);
         let core = &mut self.core;
         if let Some((side, v)) = &end.violation {
@@ -293,6 +296,14 @@ impl Driver {
         }
         if let Some(viewer) = core.take_viewer() {
             let _ = timeout(limit, viewer.tx.send(ToViewer::Bye(end.to_viewer))).await;
+        }
+        // A viewer whose login found this session just before it ended is told why too (from
+        // now on its attach fails, and it is told the browser host was lost).
+        cmd_rx.close();
+        while let Ok(cmd) = cmd_rx.try_recv() {
+            if let SessionCommand::Attach(sink) = cmd {
+                let _ = sink.tx.try_send(ToViewer::Bye(end.to_viewer));
+            }
         }
         {
             let mut hub = self.state.hub();
