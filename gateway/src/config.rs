@@ -879,14 +879,17 @@ pub fn secs(s: u64) -> Duration {
     Duration::from_secs(s)
 }
 
-/// Whether a secret file (a key, the admin tokens) can be read by anyone but the gateway:
-/// another user, or a group the gateway does not run as. A file of the gateway's own group may
-/// be group-readable: Kubernetes mounts a Secret as 0440 owned by the pod's `fsGroup`, which is
-/// the gateway's own group there (docs/decisions.md D29).
+/// Whether a secret file (a key, the admin tokens) can be read or changed by anyone but the
+/// gateway: another user, or a group the gateway does not run as. A file of the gateway's own
+/// group may be group-readable (not writable) when root or the gateway owns it: Kubernetes
+/// mounts a Secret as 0440, root's, in the pod's `fsGroup`, which is the gateway's own group
+/// there (docs/decisions.md D29).
 pub fn readable_by_others(meta: &std::fs::Metadata) -> bool {
     use std::os::unix::fs::MetadataExt;
     let mode = meta.mode();
-    mode & 0o007 != 0 || (mode & 0o070 != 0 && meta.gid() != rustix::process::getegid().as_raw())
+    let owner_ok = meta.uid() == 0 || meta.uid() == rustix::process::geteuid().as_raw();
+    let own_group = meta.gid() == rustix::process::getegid().as_raw();
+    mode & 0o007 != 0 || mode & 0o030 != 0 || (mode & 0o040 != 0 && !(own_group && owner_ok))
 }
 
 #[cfg(test)]
@@ -917,6 +920,7 @@ key = "gateway-key.pem"
         assert!(!with_mode(0o440));
         assert!(with_mode(0o604), "readable by every user");
         assert!(with_mode(0o444));
+        assert!(with_mode(0o660), "writable by the group");
         // A group the gateway is not: only root may hand the file to another group.
         let other = if rustix::process::getegid().as_raw() == 65534 {
             0
@@ -926,6 +930,13 @@ key = "gateway-key.pem"
         if std::os::unix::fs::chown(&key, None, Some(other)).is_ok() {
             assert!(with_mode(0o440), "readable by another group");
             assert!(!with_mode(0o400));
+            // The gateway's group, but another user's file: that user reads it too.
+            let gid = rustix::process::getegid().as_raw();
+            if std::os::unix::fs::chown(&key, Some(65534), Some(gid)).is_ok()
+                && rustix::process::geteuid().as_raw() != 65534
+            {
+                assert!(with_mode(0o440), "another user's file");
+            }
         }
     }
 

@@ -280,6 +280,13 @@ async fn place(
     // Whether the viewer was told its login worked (a browser start that found the agent full
     // is placed again, and a refusal after it is a `Bye`).
     let mut told_ok = false;
+    // This login's claim to start the user's new browser (D30), kept across placing again and
+    // given back when the placement is over, whichever way.
+    let mut claim = StartClaimGuard {
+        state,
+        user,
+        held: None,
+    };
     loop {
         let placement = state
             .hub()
@@ -326,12 +333,17 @@ async fn place(
                 // A new browser, one per user: with a shared store, only one gateway starts
                 // it; another that checked the same user's password at the same instant waits
                 // until the agent holds it, then takes it over (D30).
-                let mut claim = None;
-                if resume.is_none() && cfg.one_session_per_user {
+                if resume.is_none() && cfg.one_session_per_user && claim.held.is_none() {
                     match state.claim_start(user).await {
-                        StartClaim::Ours { owner, token } => claim = Some((owner, token)),
+                        StartClaim::Ours { owner, token } => claim.held = Some((owner, token)),
                         StartClaim::Busy => {
                             state.hub().broker.release_with(session_id, true);
+                            // The viewer hears that its login worked while it waits (its
+                            // wait for the session is longer than for the login's answer).
+                            if !told_ok {
+                                ok_result(send, deadline).await?;
+                                told_ok = true;
+                            }
                             let soon = (tokio::time::Instant::now() + CLAIM_RETRY).min(wait_until);
                             state.wait_hub(soon, |hub| hub.broker.holds_for(user)).await;
                             if tokio::time::Instant::now() >= wait_until {
@@ -342,13 +354,7 @@ async fn place(
                         StartClaim::Unavailable => {}
                     }
                 }
-                let release = |state: &Arc<State>| {
-                    if let Some((owner, token)) = claim.clone() {
-                        state.release_start_claim(user, owner, token);
-                    }
-                };
                 if !told_ok && ok_result(send, deadline).await.is_none() {
-                    release(state);
                     // The viewer is gone: give the reserved slot back, or the user's next
                     // login would wait for a session that never starts.
                     state
@@ -362,19 +368,38 @@ async fn place(
                     agent: &agent,
                     resume,
                 };
-                let started = start(state, conn, send, peer, user, new).await;
-                release(state);
-                match started {
+                match start(state, conn, send, peer, user, new).await {
                     Start::Running(tx) => return Some(tx),
                     Start::Ended => return None,
                     // Another gateway took the agent's last slot first: place again.
-                    Start::AgentFull => told_ok = true,
+                    Start::AgentFull => {
+                        told_ok = true;
+                        if tokio::time::Instant::now() >= wait_until {
+                            break;
+                        }
+                    }
                 }
             }
         }
     }
     no_capacity(send, conn, told_ok).await;
     None
+}
+
+/// A login's start claim (D30), given back when it is dropped.
+struct StartClaimGuard<'a> {
+    state: &'a Arc<State>,
+    user: &'a str,
+    /// (owner, token) while this login holds the claim.
+    held: Option<(String, String)>,
+}
+
+impl Drop for StartClaimGuard<'_> {
+    fn drop(&mut self) {
+        if let Some((owner, token)) = self.held.take() {
+            self.state.release_start_claim(self.user, owner, token);
+        }
+    }
 }
 
 /// Tell the viewer no browser is free: a login refusal, or a `Bye` after its login worked.

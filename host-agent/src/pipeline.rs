@@ -38,6 +38,9 @@ struct Control {
     resize: Option<(u16, u16)>,
     /// Nobody watches (the session lingers): neither thread captures or encodes.
     paused: bool,
+    /// A pause ended: the capture thread takes a picture at once (it may not have seen the
+    /// pause at all, if it was short).
+    fresh: bool,
 }
 
 #[derive(Debug, Default)]
@@ -124,13 +127,16 @@ impl Pipeline {
 
     /// Stop capturing and encoding while nobody watches (`true`: the session lingers without
     /// a gateway), or go on (`false`). A pause forgets the pictures not yet sent; going on
-    /// takes a new picture at once. Ask for a keyframe with it: the viewer that resumes has
-    /// none of the stream before.
+    /// takes a new picture at once and encodes it as a keyframe (the viewer that resumes has
+    /// none of the stream before).
     pub fn pause(&self, paused: bool) {
         self.shared.tell(|c| {
             c.paused = paused;
             if paused {
                 c.newest = None;
+            } else {
+                c.fresh = true;
+                c.keyframe = true;
             }
         });
     }
@@ -177,21 +183,19 @@ fn apply_resize(source: &mut dyn FrameSource, shared: &Shared) -> Result<bool, S
     }
 }
 
-/// Wait while the pipeline is paused; true when it was (the next picture is then taken at
-/// once, as the first one is).
+/// Wait while the pipeline is paused; true when a pause ended since the last call (the next
+/// picture is then taken at once, as the first one is).
 fn wait_while_paused(shared: &Shared) -> bool {
     let Ok(mut c) = shared.control.lock() else {
         return false;
     };
-    let mut waited = false;
     while c.paused && !shared.stop.load(Ordering::SeqCst) {
-        waited = true;
         c = match shared.cv.wait(c) {
             Ok(guard) => guard,
-            Err(_) => return waited,
+            Err(_) => return false,
         };
     }
-    waited
+    std::mem::take(&mut c.fresh)
 }
 
 fn capture_loop(mut source: Box<dyn FrameSource>, interval: Duration, shared: &Shared) {
@@ -520,7 +524,6 @@ mod tests {
 
         let resumed_at = crate::frame::now_us();
         p.pause(false);
-        p.request_keyframe();
         let Some(f) = rx.blocking_recv() else {
             panic!("nothing after the pause")
         };
@@ -534,6 +537,37 @@ mod tests {
             "and a picture taken after the pause, not before it"
         );
         assert!(captures.load(Ordering::SeqCst) > before);
+    }
+
+    #[test]
+    fn a_pause_too_short_for_the_capture_thread_to_see_still_gives_a_keyframe() {
+        // A still screen: nothing but the pause's end makes a new picture.
+        let mut src = SyntheticSource::new(320, 240, SyntheticContent::StaticCaret);
+        src.changing = false;
+        let (tx, mut rx) = mpsc::channel(4);
+        let Ok(mut p) = Pipeline::start(Box::new(src), Box::new(encoder_320x240()), 30, tx) else {
+            panic!("pipeline")
+        };
+        assert!(rx.blocking_recv().is_some(), "the first frame");
+        std::thread::sleep(Duration::from_millis(300));
+        let resumed_at = crate::frame::now_us();
+        // Over before the capture thread is back from waiting for damage.
+        p.pause(true);
+        p.pause(false);
+        let until = Instant::now() + Duration::from_secs(3);
+        let got = loop {
+            match rx.try_recv() {
+                Ok(f) => break Some(f),
+                Err(_) if Instant::now() > until => break None,
+                Err(_) => std::thread::sleep(Duration::from_millis(10)),
+            }
+        };
+        p.stop();
+        let Some(f) = got else {
+            panic!("no frame after the pause")
+        };
+        assert!(f.header.keyframe, "a keyframe after the pause");
+        assert!(f.header.capture_us >= resumed_at, "of a new picture");
     }
 
     #[test]

@@ -232,7 +232,7 @@ async fn serve_inner(open: OpenRequest, stream: Stream, ctx: &SessionContext) {
             match linger(&mut running, &mut video_rx, &mut handovers, ctx, until).await {
                 Some(h) => {
                     if take_watermark(&running, h.watermark) {
-                        // `drive` asks for the keyframe the new viewer starts with.
+                        // A new picture at once, as a keyframe: the new viewer starts there.
                         running.pipeline.pause(false);
                         let _ = h.reply.send(Ok(()));
                         next = Some(h.stream);

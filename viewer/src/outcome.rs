@@ -44,10 +44,7 @@ pub fn exit_code_for(e: &ClientError) -> ExitCode {
         ClientError::Certificate(_) => ExitCode::Certificate,
         ClientError::Denied => ExitCode::Denied,
         ClientError::LockedOut { .. } => ExitCode::LockedOut,
-        // Refused at login, or told right after it (the browser host was full after all).
-        ClientError::NoCapacity | ClientError::Ended(tsuitate_protocol::Reason::NoCapacity) => {
-            ExitCode::NoCapacity
-        }
+        ClientError::NoCapacity => ExitCode::NoCapacity,
         ClientError::Ended(tsuitate_protocol::Reason::VersionMismatch) => ExitCode::Protocol,
         ClientError::Ended(_) | ClientError::ConnectionLost(_) => ExitCode::SessionEnded,
         ClientError::Protocol(_) => ExitCode::Protocol,

@@ -297,12 +297,17 @@ impl Driver {
         if let Some(viewer) = core.take_viewer() {
             let _ = timeout(limit, viewer.tx.send(ToViewer::Bye(end.to_viewer))).await;
         }
-        // A viewer whose login found this session just before it ended is told why too (from
-        // now on its attach fails, and it is told the browser host was lost).
+        // A viewer whose login found this session just before it ended is told so too: taken
+        // over by a later login of the same user, or (any other end) the browser is gone. From
+        // now on an attach fails, and the viewer is told the browser host was lost.
         cmd_rx.close();
+        let late = match end.to_viewer {
+            Reason::Replaced => Reason::Replaced,
+            _ => Reason::AgentLost,
+        };
         while let Ok(cmd) = cmd_rx.try_recv() {
             if let SessionCommand::Attach(sink) = cmd {
-                let _ = sink.tx.try_send(ToViewer::Bye(end.to_viewer));
+                let _ = sink.tx.try_send(ToViewer::Bye(late));
             }
         }
         {
