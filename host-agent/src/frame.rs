@@ -97,6 +97,9 @@ pub trait FrameSource: Send {
     /// capture reads the rectangle at the screen's top-left corner). Fails, changing
     /// nothing, when the size does not fit the source.
     fn set_size(&mut self, width: u16, height: u16) -> Result<(), CaptureError>;
+    /// Take back the buffer of a picture nobody needs any more, for a later capture (a source
+    /// that reuses it allocates and clears no new buffer per picture).
+    fn recycle(&mut self, _bgra: Vec<u8>) {}
 }
 
 /// Content a [`SyntheticSource`] draws.

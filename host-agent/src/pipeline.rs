@@ -41,6 +41,8 @@ struct Control {
     /// A pause ended: the capture thread takes a picture at once (it may not have seen the
     /// pause at all, if it was short).
     fresh: bool,
+    /// The buffer of a picture nobody needs any more, for the next capture.
+    spare: Option<Vec<u8>>,
 }
 
 #[derive(Debug, Default)]
@@ -231,6 +233,10 @@ fn capture_loop(mut source: Box<dyn FrameSource>, interval: Duration, shared: &S
             }
         }
         last = Some(Instant::now());
+        let spare = shared.control.lock().ok().and_then(|mut c| c.spare.take());
+        if let Some(buf) = spare {
+            source.recycle(buf);
+        }
         let frame = match source.capture() {
             Ok(f) => f,
             Err(e) => return shared.end(format!("capture: {e}")),
@@ -238,8 +244,11 @@ fn capture_loop(mut source: Box<dyn FrameSource>, interval: Duration, shared: &S
         shared.tell(|c| {
             // A picture taken as the pause began is not kept: it would be sent as the first
             // one after it, older than the screen by the whole pause.
-            if !c.paused && c.newest.replace(frame).is_some() {
+            if c.paused {
+                c.spare = Some(frame.bgra);
+            } else if let Some(old) = c.newest.replace(frame) {
                 shared.stats.frames_skipped.fetch_add(1, Ordering::Relaxed);
+                c.spare = Some(old.bgra);
             }
         });
     }
@@ -343,7 +352,11 @@ fn encode_loop(
             width: frame.width,
             height: frame.height,
         };
-        last = Some(frame);
+        if let Some(old) = last.replace(frame) {
+            if let Ok(mut c) = shared.control.lock() {
+                c.spare = Some(old.bgra);
+            }
+        }
         let Some(au) = au else {
             // Rate control skipped this picture: try again after an interval unless a newer
             // capture arrives first, so the viewer never keeps a stale screen.
@@ -475,8 +488,8 @@ mod tests {
         assert!(frames[..first_new].iter().all(|f| f.header.width == 320));
     }
 
-    /// A source that counts its captures.
-    struct Counted(SyntheticSource, Arc<AtomicU64>);
+    /// A source that counts its captures and the buffers given back to it.
+    struct Counted(SyntheticSource, Arc<AtomicU64>, Arc<AtomicU64>);
 
     impl FrameSource for Counted {
         fn size(&self) -> (u16, u16) {
@@ -492,6 +505,35 @@ mod tests {
         fn set_size(&mut self, w: u16, h: u16) -> Result<(), crate::frame::CaptureError> {
             self.0.set_size(w, h)
         }
+        fn recycle(&mut self, bgra: Vec<u8>) {
+            assert_eq!(bgra.len(), 320 * 240 * 4, "a whole picture's buffer");
+            self.2.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn picture_buffers_go_back_to_the_source() {
+        let (captures, recycled) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+        let src = Counted(
+            SyntheticSource::new(320, 240, SyntheticContent::Scroll),
+            Arc::clone(&captures),
+            Arc::clone(&recycled),
+        );
+        let (tx, mut rx) = mpsc::channel(4);
+        let Ok(mut p) = Pipeline::start(Box::new(src), Box::new(encoder_320x240()), 30, tx) else {
+            panic!("pipeline")
+        };
+        for _ in 0..10 {
+            assert!(rx.blocking_recv().is_some());
+        }
+        p.stop();
+        // Every capture but the few still held (the newest, the last encoded, one spare)
+        // reused the buffer of an earlier one.
+        let (c, r) = (
+            captures.load(Ordering::SeqCst),
+            recycled.load(Ordering::SeqCst),
+        );
+        assert!(r + 3 >= c && r >= 7, "{r} of {c} captures reused a buffer");
     }
 
     #[test]
@@ -501,6 +543,7 @@ mod tests {
         let src = Counted(
             SyntheticSource::new(320, 240, SyntheticContent::Scroll),
             Arc::clone(&captures),
+            Arc::default(),
         );
         let (tx, mut rx) = mpsc::channel(4);
         let Ok(mut p) = Pipeline::start(Box::new(src), Box::new(encoder_320x240()), 30, tx) else {

@@ -253,6 +253,10 @@ impl FrameSource for Watermarked {
         }
     }
 
+    fn recycle(&mut self, bgra: Vec<u8>) {
+        self.inner.recycle(bgra);
+    }
+
     fn capture(&mut self) -> Result<Frame, CaptureError> {
         let mut frame = self.inner.capture()?;
         self.take_text();

@@ -192,12 +192,9 @@ impl<'a> PictureWriter<'a> {
         out: &'a mut I420,
         coding: Coding,
     ) -> Self {
-        // Every macroblock left as it was is a copy with vector (0, 0).
-        if let Some(r) = reference {
-            out.y.copy_from_slice(&r.y);
-            out.u.copy_from_slice(&r.u);
-            out.v.copy_from_slice(&r.v);
-        }
+        // Every macroblock is written into `out` as it is coded, a copy with vector (0, 0)
+        // too (`still_copy`): a scroll moves most of them, so copying the whole reference
+        // first would be mostly wasted.
         let w_mbs = usize::from(p.src.width) / 16;
         let mbs = w_mbs * (usize::from(p.src.height) / 16);
         PictureWriter {
@@ -227,6 +224,7 @@ impl<'a> PictureWriter<'a> {
                     || self.recs[idx - 1].still()
                     || self.recs[idx - self.w_mbs].still())
             {
+                self.still_copy(mbx, mby);
                 run += 1;
                 done.skipped += 1;
                 continue;
@@ -367,7 +365,7 @@ impl<'a> PictureWriter<'a> {
     /// starts as the reference, so a zero vector leaves it as it is.
     fn motion_copy(&mut self, mbx: usize, mby: usize, mv: (i32, i32)) {
         if mv == (0, 0) {
-            return;
+            return self.still_copy(mbx, mby);
         }
         let (luma, chroma) = self.mc(mbx, mby, mv);
         let w = usize::from(self.out.width);
@@ -380,6 +378,25 @@ impl<'a> PictureWriter<'a> {
             for j in 0..8 {
                 dst[(mby * 8 + j) * cw + mbx * 8..][..8].copy_from_slice(&chroma[c][j * 8..][..8]);
             }
+        }
+    }
+
+    /// The reference's macroblock at the same place (vector (0, 0)) into the picture; nothing
+    /// to do when the picture is written over its reference in place.
+    fn still_copy(&mut self, mbx: usize, mby: usize) {
+        let Some(r) = self.reference else {
+            return;
+        };
+        let w = usize::from(self.out.width);
+        for j in 0..16 {
+            let at = (mby * 16 + j) * w + mbx * 16;
+            self.out.y[at..][..16].copy_from_slice(&r.y[at..][..16]);
+        }
+        let cw = w / 2;
+        for j in 0..8 {
+            let at = (mby * 8 + j) * cw + mbx * 8;
+            self.out.u[at..][..8].copy_from_slice(&r.u[at..][..8]);
+            self.out.v[at..][..8].copy_from_slice(&r.v[at..][..8]);
         }
     }
 

@@ -218,11 +218,6 @@ impl X11Capture {
             pixels: r.cursor_image,
         })
     }
-
-    /// Give a frame's buffer back for reuse.
-    pub fn recycle(&mut self, frame: Frame) {
-        self.scratch = frame.bgra;
-    }
 }
 
 fn lost(e: x11rb::errors::ConnectionError) -> CaptureError {
@@ -232,6 +227,11 @@ fn lost(e: x11rb::errors::ConnectionError) -> CaptureError {
 impl FrameSource for X11Capture {
     fn size(&self) -> (u16, u16) {
         (self.width, self.height)
+    }
+
+    fn recycle(&mut self, bgra: Vec<u8>) {
+        // The next picture is read over it: no allocation, no clearing.
+        self.scratch = bgra;
     }
 
     fn set_size(&mut self, width: u16, height: u16) -> Result<(), CaptureError> {
