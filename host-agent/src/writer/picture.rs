@@ -125,6 +125,24 @@ fn chroma_mc(
         }
         return out;
     }
+    let (a, b, c, d) = ((8 - fx) * (8 - fy), fx * (8 - fy), (8 - fx) * fy, fx * fy);
+    // The block and the samples right of and below it inside the picture (a scroll's usual
+    // case): no edge to repeat.
+    if x0 >= 0 && y0 >= 0 && x0 + 9 <= cw as i64 && y0 + 9 <= ch as i64 {
+        let (x0, y0) = (x0 as usize, y0 as usize);
+        for j in 0..8 {
+            let r0 = &plane[(y0 + j) * cw + x0..][..9];
+            let r1 = &plane[(y0 + j + 1) * cw + x0..][..9];
+            for i in 0..8 {
+                let v = a * i32::from(r0[i])
+                    + b * i32::from(r0[i + 1])
+                    + c * i32::from(r1[i])
+                    + d * i32::from(r1[i + 1]);
+                out[j * 8 + i] = ((v + 32) >> 6) as u8;
+            }
+        }
+        return out;
+    }
     let at = |x: i64, y: i64| -> i32 {
         let x = x.clamp(0, cw as i64 - 1) as usize;
         let y = y.clamp(0, ch as i64 - 1) as usize;
@@ -133,10 +151,10 @@ fn chroma_mc(
     for j in 0..8 {
         for i in 0..8 {
             let (xi, yi) = (x0 + i as i64, y0 + j as i64);
-            let v = ((8 - fx) * (8 - fy) * at(xi, yi)
-                + fx * (8 - fy) * at(xi + 1, yi)
-                + (8 - fx) * fy * at(xi, yi + 1)
-                + fx * fy * at(xi + 1, yi + 1)
+            let v = (a * at(xi, yi)
+                + b * at(xi + 1, yi)
+                + c * at(xi, yi + 1)
+                + d * at(xi + 1, yi + 1)
                 + 32)
                 >> 6;
             out[j * 8 + i] = v as u8;
@@ -192,9 +210,12 @@ impl<'a> PictureWriter<'a> {
         out: &'a mut I420,
         coding: Coding,
     ) -> Self {
-        // Every macroblock is written into `out` as it is coded, a copy with vector (0, 0)
-        // too (`still_copy`): a scroll moves most of them, so copying the whole reference
-        // first would be mostly wasted.
+        // Every macroblock left as it was is a copy with vector (0, 0).
+        if let Some(r) = reference {
+            out.y.copy_from_slice(&r.y);
+            out.u.copy_from_slice(&r.u);
+            out.v.copy_from_slice(&r.v);
+        }
         let w_mbs = usize::from(p.src.width) / 16;
         let mbs = w_mbs * (usize::from(p.src.height) / 16);
         PictureWriter {
@@ -224,7 +245,6 @@ impl<'a> PictureWriter<'a> {
                     || self.recs[idx - 1].still()
                     || self.recs[idx - self.w_mbs].still())
             {
-                self.still_copy(mbx, mby);
                 run += 1;
                 done.skipped += 1;
                 continue;
@@ -365,7 +385,7 @@ impl<'a> PictureWriter<'a> {
     /// starts as the reference, so a zero vector leaves it as it is.
     fn motion_copy(&mut self, mbx: usize, mby: usize, mv: (i32, i32)) {
         if mv == (0, 0) {
-            return self.still_copy(mbx, mby);
+            return;
         }
         let (luma, chroma) = self.mc(mbx, mby, mv);
         let w = usize::from(self.out.width);
@@ -378,25 +398,6 @@ impl<'a> PictureWriter<'a> {
             for j in 0..8 {
                 dst[(mby * 8 + j) * cw + mbx * 8..][..8].copy_from_slice(&chroma[c][j * 8..][..8]);
             }
-        }
-    }
-
-    /// The reference's macroblock at the same place (vector (0, 0)) into the picture; nothing
-    /// to do when the picture is written over its reference in place.
-    fn still_copy(&mut self, mbx: usize, mby: usize) {
-        let Some(r) = self.reference else {
-            return;
-        };
-        let w = usize::from(self.out.width);
-        for j in 0..16 {
-            let at = (mby * 16 + j) * w + mbx * 16;
-            self.out.y[at..][..16].copy_from_slice(&r.y[at..][..16]);
-        }
-        let cw = w / 2;
-        for j in 0..8 {
-            let at = (mby * 8 + j) * cw + mbx * 8;
-            self.out.u[at..][..8].copy_from_slice(&r.u[at..][..8]);
-            self.out.v[at..][..8].copy_from_slice(&r.v[at..][..8]);
         }
     }
 
