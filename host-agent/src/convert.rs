@@ -48,21 +48,45 @@ impl I420 {
 
 /// Convert `bgra` (`stride` bytes per row) into `out`, which must already have the frame size.
 pub fn bgra_to_i420(bgra: &[u8], stride: usize, out: &mut I420) -> Result<(), ConvertError> {
+    let height = out.height;
+    bgra_to_i420_rows(bgra, stride, out, (0, height))
+}
+
+/// Convert only rows `[start, end)` of `bgra` into `out` (the rest of `out` is left as it is):
+/// `start` is taken down and `end` up to even rows, since each chroma sample covers two rows.
+/// The result is the same as converting the whole picture, for those rows.
+pub fn bgra_to_i420_rows(
+    bgra: &[u8],
+    stride: usize,
+    out: &mut I420,
+    (start, end): (u16, u16),
+) -> Result<(), ConvertError> {
+    let h = usize::from(out.height);
+    let y0 = usize::from(start & !1).min(h);
+    let y1 = ((usize::from(end).min(h) + 1) & !1).min(h);
+    if y1 <= y0 {
+        return Ok(());
+    }
+    let w = usize::from(out.width);
+    let cw = out.chroma_width();
+    let (c0, c1) = (y0 / 2, y1.div_ceil(2));
+    let rows = bgra
+        .get(y0 * stride..)
+        .ok_or_else(|| ConvertError("rows outside the picture".into()))?;
     let stride = u32::try_from(stride).map_err(|_| ConvertError("stride too large".into()))?;
-    let cw = out.chroma_width() as u32;
     let mut planar = YuvPlanarImageMut {
-        y_plane: BufferStoreMut::Borrowed(&mut out.y),
-        y_stride: u32::from(out.width),
-        u_plane: BufferStoreMut::Borrowed(&mut out.u),
-        u_stride: cw,
-        v_plane: BufferStoreMut::Borrowed(&mut out.v),
-        v_stride: cw,
-        width: u32::from(out.width),
-        height: u32::from(out.height),
+        y_plane: BufferStoreMut::Borrowed(&mut out.y[y0 * w..y1 * w]),
+        y_stride: w as u32,
+        u_plane: BufferStoreMut::Borrowed(&mut out.u[c0 * cw..c1 * cw]),
+        u_stride: cw as u32,
+        v_plane: BufferStoreMut::Borrowed(&mut out.v[c0 * cw..c1 * cw]),
+        v_stride: cw as u32,
+        width: w as u32,
+        height: (y1 - y0) as u32,
     };
     bgra_to_yuv420(
         &mut planar,
-        bgra,
+        rows,
         stride,
         YuvRange::Limited,
         YuvStandardMatrix::Bt601,
@@ -75,6 +99,31 @@ pub fn bgra_to_i420(bgra: &[u8], stride: usize, out: &mut I420) -> Result<(), Co
 mod tests {
     use super::*;
     use crate::frame::Frame;
+
+    #[test]
+    fn converting_the_changed_rows_gives_what_converting_everything_gives() {
+        use crate::frame::{FrameSource, SyntheticContent, SyntheticSource};
+        let mut page = SyntheticSource::new(320, 240, SyntheticContent::Scroll);
+        let after = page.capture().expect("frame");
+        // The picture before: rows 37..121 differ (odd bounds: two rows share chroma).
+        let mut before = after.clone();
+        for y in 37..121 {
+            for x in 0..320 {
+                before.bgra[y * before.stride + x * 4] ^= 0x5a;
+            }
+        }
+        let mut whole = I420::new(320, 240);
+        assert!(bgra_to_i420(&after.bgra, after.stride, &mut whole).is_ok());
+        let mut updated = I420::new(320, 240);
+        assert!(bgra_to_i420(&before.bgra, before.stride, &mut updated).is_ok());
+        assert_ne!(updated, whole);
+        assert!(bgra_to_i420_rows(&after.bgra, after.stride, &mut updated, (37, 121)).is_ok());
+        assert_eq!(updated, whole);
+        // Rows beyond the picture are clamped; an empty range changes nothing.
+        assert!(bgra_to_i420_rows(&after.bgra, after.stride, &mut updated, (239, 900)).is_ok());
+        assert!(bgra_to_i420_rows(&before.bgra, before.stride, &mut updated, (50, 50)).is_ok());
+        assert_eq!(updated, whole);
+    }
 
     #[test]
     fn white_and_red_convert_to_expected_bt601_values() {

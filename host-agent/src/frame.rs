@@ -27,6 +27,21 @@ pub struct Frame {
     pub bgra: Vec<u8>,
     /// When the picture was taken (µs since the UNIX epoch).
     pub capture_us: u64,
+    /// Rows `[start, end)` outside of which the picture equals the source's previous one
+    /// (XDamage, the pointer's old and new place); `None`: any row may have changed.
+    pub changed_rows: Option<(u16, u16)>,
+}
+
+/// The union of two `changed_rows` (`None`, unknown, absorbs; an empty range adds nothing).
+pub fn union_rows(a: Option<(u16, u16)>, b: Option<(u16, u16)>) -> Option<(u16, u16)> {
+    let ((a0, a1), (b0, b1)) = (a?, b?);
+    Some(if a0 >= a1 {
+        (b0, b1)
+    } else if b0 >= b1 {
+        (a0, a1)
+    } else {
+        (a0.min(b0), a1.max(b1))
+    })
 }
 
 impl Frame {
@@ -43,6 +58,7 @@ impl Frame {
             stride,
             bgra,
             capture_us: now_us(),
+            changed_rows: None,
         }
     }
 
@@ -170,6 +186,7 @@ impl SyntheticSource {
             stride,
             bgra,
             capture_us: now_us(),
+            changed_rows: None,
         }
     }
 }

@@ -12,9 +12,9 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 use tsuitate_protocol::{VideoFrame, VideoHeader};
 
-use crate::convert::{bgra_to_i420, I420};
+use crate::convert::{bgra_to_i420_rows, I420};
 use crate::encode::VideoEncoder;
-use crate::frame::{Change, Frame, FrameSource};
+use crate::frame::{union_rows, Change, Frame, FrameSource};
 
 /// Counters shared with the session (for `Stats`).
 #[derive(Debug, Default)]
@@ -43,6 +43,9 @@ struct Control {
     fresh: bool,
     /// The buffer of a picture nobody needs any more, for the next capture.
     spare: Option<Vec<u8>>,
+    /// A picture was dropped without its changed rows going to a later one: the next one
+    /// counts as changed everywhere.
+    rows_lost: bool,
 }
 
 #[derive(Debug, Default)]
@@ -136,6 +139,7 @@ impl Pipeline {
             c.paused = paused;
             if paused {
                 c.newest = None;
+                c.rows_lost = true;
             } else {
                 c.fresh = true;
                 c.keyframe = true;
@@ -237,7 +241,7 @@ fn capture_loop(mut source: Box<dyn FrameSource>, interval: Duration, shared: &S
         if let Some(buf) = spare {
             source.recycle(buf);
         }
-        let frame = match source.capture() {
+        let mut frame = match source.capture() {
             Ok(f) => f,
             Err(e) => return shared.end(format!("capture: {e}")),
         };
@@ -245,11 +249,20 @@ fn capture_loop(mut source: Box<dyn FrameSource>, interval: Duration, shared: &S
             // A picture taken as the pause began is not kept: it would be sent as the first
             // one after it, older than the screen by the whole pause.
             if c.paused {
+                c.rows_lost = true;
                 c.spare = Some(frame.bgra);
-            } else if let Some(old) = c.newest.replace(frame) {
+                return;
+            }
+            if std::mem::take(&mut c.rows_lost) {
+                frame.changed_rows = None;
+            }
+            if let Some(old) = c.newest.take() {
+                // What changed in the picture replaced changed against the one encoded last.
+                frame.changed_rows = union_rows(frame.changed_rows, old.changed_rows);
                 shared.stats.frames_skipped.fetch_add(1, Ordering::Relaxed);
                 c.spare = Some(old.bgra);
             }
+            c.newest = Some(frame);
         });
     }
 }
@@ -334,11 +347,21 @@ fn encode_loop(
             idr |= size.is_some();
             size = Some((frame.width, frame.height));
         }
-        let pic = picture.get_or_insert_with(|| I420::new(frame.width, frame.height));
-        if (pic.width, pic.height) != (frame.width, frame.height) {
-            *pic = I420::new(frame.width, frame.height);
+        // `picture` holds the last frame taken here, converted: only the rows changed since
+        // are converted again (all of them for a new picture).
+        let mut rows = frame.changed_rows;
+        if picture
+            .as_ref()
+            .is_none_or(|p| (p.width, p.height) != (frame.width, frame.height))
+        {
+            picture = Some(I420::new(frame.width, frame.height));
+            rows = None;
         }
-        if let Err(e) = bgra_to_i420(&frame.bgra, frame.stride, pic) {
+        let Some(pic) = picture.as_mut() else {
+            return shared.end("no picture".into());
+        };
+        let rows = rows.unwrap_or((0, frame.height));
+        if let Err(e) = bgra_to_i420_rows(&frame.bgra, frame.stride, pic, rows) {
             return shared.end(e.to_string());
         }
         let au = match encoder.encode(pic, idr) {

@@ -260,7 +260,12 @@ impl FrameSource for Watermarked {
     fn capture(&mut self) -> Result<Frame, CaptureError> {
         let mut frame = self.inner.capture()?;
         self.take_text();
+        let drawn = self.painter.minute;
         self.painter.apply(&mut frame);
+        if self.painter.minute != drawn {
+            // A new text or minute: the watermark's rows changed too (wherever it is).
+            frame.changed_rows = None;
+        }
         Ok(frame)
     }
 

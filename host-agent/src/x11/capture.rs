@@ -18,7 +18,7 @@ use x11rb::NONE;
 
 use super::cursor::{composite_cursor, CursorImage};
 use super::Wake;
-use crate::frame::{now_us, CaptureError, Change, Frame, FrameSource};
+use crate::frame::{now_us, union_rows, CaptureError, Change, Frame, FrameSource};
 
 /// How pixels are read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,6 +50,15 @@ pub struct X11Capture {
     wake_rx: Receiver<Wake>,
     draw_cursor: bool,
     scratch: Vec<u8>,
+    /// Where XDamage puts what was drawn since the last picture.
+    region: xfixes::Region,
+    /// The screen as last read, without the pointer: with MIT-SHM only the rows XDamage
+    /// reports are read again (the rest has not changed).
+    mirror: Vec<u8>,
+    /// The size `mirror` holds a whole picture of (`None`: read everything next time).
+    mirror_size: Option<(u16, u16)>,
+    /// The rows the pointer was drawn on in the last picture.
+    cursor_rows: Option<(u16, u16)>,
 }
 
 impl std::fmt::Debug for X11Capture {
@@ -115,6 +124,11 @@ impl X11Capture {
             },
             CaptureMode::GetImage => None,
         };
+        let region = conn.generate_id().map_err(req)?;
+        conn.xfixes_create_region(region, &[])
+            .map_err(req)?
+            .check()
+            .map_err(req)?;
         let (wake_tx, wake_rx) = mpsc::sync_channel(8);
         spawn_event_thread(Arc::clone(&conn), wake_tx.clone())?;
         Ok(X11Capture {
@@ -129,6 +143,10 @@ impl X11Capture {
             wake_rx,
             draw_cursor: true,
             scratch: Vec::new(),
+            region,
+            mirror: Vec::new(),
+            mirror_size: None,
+            cursor_rows: None,
         })
     }
 
@@ -149,6 +167,54 @@ impl X11Capture {
     /// Whether frames get the pointer drawn in (default true).
     pub fn set_draw_cursor(&mut self, on: bool) {
         self.draw_cursor = on;
+    }
+
+    /// Read rows `[top, bottom)` of the capture rectangle into `mirror` (MIT-SHM: only those
+    /// rows, placed in the segment where a whole picture has them; GetImage: everything).
+    fn read_rows(&mut self, top: u16, bottom: u16) -> Result<(), CaptureError> {
+        let (w, h) = (self.width, self.height);
+        let stride = usize::from(w) * 4;
+        let len = stride * usize::from(h);
+        self.mirror.resize(len, 0);
+        match &self.shm {
+            Some(s) => {
+                let offset = stride * usize::from(top);
+                let offset_u32 = u32::try_from(offset)
+                    .map_err(|_| CaptureError::Unsupported("screen too large".into()))?;
+                self.conn
+                    .shm_get_image(
+                        self.root,
+                        0,
+                        top as i16,
+                        w,
+                        bottom - top,
+                        !0,
+                        ImageFormat::Z_PIXMAP.into(),
+                        s.seg,
+                        offset_u32,
+                    )
+                    .map_err(lost)?
+                    .reply()
+                    .map_err(req)?;
+                let end = stride * usize::from(bottom);
+                s.file
+                    .read_exact_at(&mut self.mirror[offset..end], offset as u64)?;
+            }
+            None => {
+                let reply = self
+                    .conn
+                    .get_image(ImageFormat::Z_PIXMAP, self.root, 0, 0, w, h, !0)
+                    .map_err(lost)?
+                    .reply()
+                    .map_err(req)?;
+                let data = reply
+                    .data
+                    .get(..len)
+                    .ok_or_else(|| CaptureError::Unsupported("short GetImage reply".into()))?;
+                self.mirror.copy_from_slice(data);
+            }
+        }
+        Ok(())
     }
 
     /// Read the screen without the cursor.
@@ -198,6 +264,7 @@ impl X11Capture {
             stride,
             bgra,
             capture_us,
+            changed_rows: None,
         })
     }
 
@@ -235,6 +302,8 @@ impl FrameSource for X11Capture {
     }
 
     fn set_size(&mut self, width: u16, height: u16) -> Result<(), CaptureError> {
+        // A new size is a new layout of the segment: everything is read again.
+        self.mirror_size = None;
         // The SHM segment is as large as the screen, so any rectangle inside it fits.
         if width == 0 || height == 0 || width > self.screen.0 || height > self.screen.1 {
             return Err(CaptureError::Unsupported(format!(
@@ -264,14 +333,62 @@ impl FrameSource for X11Capture {
     }
 
     fn capture(&mut self) -> Result<Frame, CaptureError> {
-        // Re-arm damage before reading, so drawing during the read wakes us again.
+        // Re-arm damage before reading, so drawing during the read wakes us again; what was
+        // drawn until now lands in `region`.
         self.conn
-            .damage_subtract(self.damage, NONE, NONE)
+            .damage_subtract(self.damage, NONE, self.region)
             .map_err(lost)?;
-        let mut frame = self.grab()?;
-        if self.draw_cursor {
-            composite_cursor(&mut frame, &self.cursor()?);
+        let damaged = self
+            .conn
+            .xfixes_fetch_region(self.region)
+            .map_err(lost)?
+            .reply()
+            .map_err(req)?
+            .extents;
+        let (w, h) = (self.width, self.height);
+        let capture_us = now_us();
+        let mut changed = None;
+        match &self.shm {
+            Some(_) if self.mirror_size == Some((w, h)) => {
+                let top = damaged.y.clamp(0, h as i16) as u16;
+                let bottom = (i32::from(damaged.y) + i32::from(damaged.height))
+                    .clamp(0, i32::from(h)) as u16;
+                if bottom > top {
+                    self.read_rows(top, bottom)?;
+                }
+                changed = Some((top, bottom));
+            }
+            _ => {
+                self.read_rows(0, h)?;
+                self.mirror_size = Some((w, h));
+            }
         }
+        let mut bgra = std::mem::take(&mut self.scratch);
+        bgra.resize(self.mirror.len(), 0);
+        bgra.copy_from_slice(&self.mirror);
+        let mut frame = Frame {
+            width: w,
+            height: h,
+            stride: usize::from(w) * 4,
+            bgra,
+            capture_us,
+            changed_rows: None,
+        };
+        let mut cursor_rows = None;
+        if self.draw_cursor {
+            let cursor = self.cursor()?;
+            let top = (cursor.y - i32::from(cursor.yhot)).clamp(0, i32::from(h));
+            let bottom = (top + i32::from(cursor.height)).clamp(0, i32::from(h));
+            cursor_rows = Some((top as u16, bottom as u16));
+            composite_cursor(&mut frame, &cursor);
+        }
+        // Against the last picture: what was drawn, and where the pointer was and is.
+        let pointer = union_rows(
+            self.cursor_rows.or(Some((0, 0))),
+            cursor_rows.or(Some((0, 0))),
+        );
+        frame.changed_rows = union_rows(changed, pointer);
+        self.cursor_rows = cursor_rows;
         Ok(frame)
     }
 }
@@ -330,4 +447,134 @@ fn spawn_event_thread(conn: Arc<RustConnection>, tx: SyncSender<Wake>) -> Result
         })
         .map(|_| ())
         .map_err(|e| CaptureError::Unsupported(format!("thread: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{BufRead, BufReader};
+    use x11rb::protocol::xproto::{ChangeGCAux, CreateGCAux, Rectangle};
+
+    /// A bare Xvfb (no browser), stopped when dropped.
+    struct Display {
+        child: std::process::Child,
+        name: String,
+    }
+
+    impl Display {
+        fn start(width: u16, height: u16) -> Display {
+            let mut child = std::process::Command::new("Xvfb")
+                .args(["-displayfd", "1", "-screen", "0"])
+                .arg(format!("{width}x{height}x24"))
+                .args(["-nolisten", "tcp"])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .expect("Xvfb (scripts/install-deps.sh installs it)");
+            let mut line = String::new();
+            let out = child.stdout.take().expect("stdout");
+            BufReader::new(out)
+                .read_line(&mut line)
+                .expect("display number");
+            Display {
+                child,
+                name: format!(":{}", line.trim()),
+            }
+        }
+
+        fn connect(&self) -> RustConnection {
+            RustConnection::connect(Some(&self.name))
+                .expect("connect")
+                .0
+        }
+    }
+
+    impl Drop for Display {
+        fn drop(&mut self) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+
+    /// Fill `r` on the root window with `colour`, and wait until the server has done it.
+    fn fill(conn: &RustConnection, root: Window, gc: u32, colour: u32, r: Rectangle) {
+        conn.change_gc(gc, &ChangeGCAux::new().foreground(colour))
+            .expect("change gc");
+        conn.poly_fill_rectangle(root, gc, &[r]).expect("fill");
+        conn.get_input_focus().expect("sync").reply().expect("sync");
+    }
+
+    #[test]
+    fn only_damaged_rows_are_read_and_the_picture_is_the_whole_screen() {
+        let display = Display::start(640, 480);
+        let mut capture = X11Capture::new(display.connect(), CaptureMode::Shm).expect("capture");
+        assert_eq!(capture.mode(), CaptureMode::Shm);
+        capture.set_draw_cursor(false);
+        let painter = display.connect();
+        let root = painter.setup().roots[0].root;
+        let gc = painter.generate_id().expect("id");
+        painter
+            .create_gc(gc, root, &CreateGCAux::new().foreground(0))
+            .expect("gc");
+
+        let first = capture.capture().expect("first picture");
+        assert_eq!(first.changed_rows, None, "the first picture is read whole");
+        let steps = [
+            (
+                0x00ff_0000,
+                Rectangle {
+                    x: 10,
+                    y: 100,
+                    width: 200,
+                    height: 40,
+                },
+            ),
+            (
+                0x0000_ff00,
+                Rectangle {
+                    x: 300,
+                    y: 7,
+                    width: 31,
+                    height: 3,
+                },
+            ),
+            (
+                0x0000_00ff,
+                Rectangle {
+                    x: 600,
+                    y: 470,
+                    width: 100,
+                    height: 30,
+                },
+            ),
+        ];
+        for (colour, r) in steps {
+            fill(&painter, root, gc, colour, r);
+            let f = capture.capture().expect("picture");
+            let whole = capture.grab().expect("whole screen");
+            assert!(
+                f.bgra == whole.bgra,
+                "the picture equals the screen after {r:?}"
+            );
+            let (top, bottom) = f.changed_rows.expect("changed rows known");
+            let (r0, r1) = (r.y as u16, (r.y as u16 + r.height).min(480));
+            assert!(
+                top <= r0 && bottom >= r1,
+                "{top}..{bottom} covers {r0}..{r1}"
+            );
+            assert!(bottom - top < 480, "not every row: {top}..{bottom}");
+        }
+        // Nothing drawn: nothing changed.
+        let f = capture.capture().expect("picture");
+        assert!(
+            f.changed_rows.is_some_and(|(a, b)| a >= b),
+            "{:?}",
+            f.changed_rows
+        );
+        // A new size reads everything again.
+        capture.set_size(320, 240).expect("size");
+        let f = capture.capture().expect("picture");
+        assert_eq!(f.changed_rows, None);
+        assert!(f.bgra == capture.grab().expect("whole").bgra);
+    }
 }
