@@ -75,14 +75,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let t = Instant::now();
         for _ in 0..n {
             let f = cap.grab()?;
-            cap.recycle(f.bgra);
+            cap.recycle(f);
         }
         println!("capture {name}: {:.2} ms", ms(t.elapsed(), n));
     }
     let t = Instant::now();
     for _ in 0..n {
         let f = shm.capture()?;
-        shm.recycle(f.bgra);
+        shm.recycle(f);
     }
     println!(
         "capture shm + cursor composite: {:.2} ms",

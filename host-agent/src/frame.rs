@@ -30,18 +30,27 @@ pub struct Frame {
     /// Rows `[start, end)` outside of which the picture equals the source's previous one
     /// (XDamage, the pointer's old and new place); `None`: any row may have changed.
     pub changed_rows: Option<(u16, u16)>,
+    /// The source's number of this picture (0: the source does not number them).
+    pub seq: u64,
+    /// Rows `[start, end)` where something was drawn over the screen (the pointer, the
+    /// watermark): a source that reuses the buffer reads them again.
+    pub overlay_rows: (u16, u16),
 }
 
-/// The union of two `changed_rows` (`None`, unknown, absorbs; an empty range adds nothing).
+/// The union of two `changed_rows` (`None`, unknown, absorbs).
 pub fn union_rows(a: Option<(u16, u16)>, b: Option<(u16, u16)>) -> Option<(u16, u16)> {
-    let ((a0, a1), (b0, b1)) = (a?, b?);
-    Some(if a0 >= a1 {
+    Some(union_range(a?, b?))
+}
+
+/// The smallest row range `[start, end)` holding both (an empty range adds nothing).
+pub fn union_range((a0, a1): (u16, u16), (b0, b1): (u16, u16)) -> (u16, u16) {
+    if a0 >= a1 {
         (b0, b1)
     } else if b0 >= b1 {
         (a0, a1)
     } else {
         (a0.min(b0), a1.max(b1))
-    })
+    }
 }
 
 impl Frame {
@@ -59,6 +68,8 @@ impl Frame {
             bgra,
             capture_us: now_us(),
             changed_rows: None,
+            seq: 0,
+            overlay_rows: (0, 0),
         }
     }
 
@@ -113,9 +124,9 @@ pub trait FrameSource: Send {
     /// capture reads the rectangle at the screen's top-left corner). Fails, changing
     /// nothing, when the size does not fit the source.
     fn set_size(&mut self, width: u16, height: u16) -> Result<(), CaptureError>;
-    /// Take back the buffer of a picture nobody needs any more, for a later capture (a source
-    /// that reuses it allocates and clears no new buffer per picture).
-    fn recycle(&mut self, _bgra: Vec<u8>) {}
+    /// Take back a picture nobody needs any more, for its buffer (a source that reuses it
+    /// allocates and clears no new buffer per picture, and may read only what changed since).
+    fn recycle(&mut self, _frame: Frame) {}
 }
 
 /// Content a [`SyntheticSource`] draws.
@@ -187,6 +198,8 @@ impl SyntheticSource {
             bgra,
             capture_us: now_us(),
             changed_rows: None,
+            seq: 0,
+            overlay_rows: (0, 0),
         }
     }
 }

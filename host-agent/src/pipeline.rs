@@ -41,8 +41,8 @@ struct Control {
     /// A pause ended: the capture thread takes a picture at once (it may not have seen the
     /// pause at all, if it was short).
     fresh: bool,
-    /// The buffer of a picture nobody needs any more, for the next capture.
-    spare: Option<Vec<u8>>,
+    /// A picture nobody needs any more, for the next capture's buffer.
+    spare: Option<Frame>,
     /// A picture was dropped without its changed rows going to a later one: the next one
     /// counts as changed everywhere.
     rows_lost: bool,
@@ -238,8 +238,8 @@ fn capture_loop(mut source: Box<dyn FrameSource>, interval: Duration, shared: &S
         }
         last = Some(Instant::now());
         let spare = shared.control.lock().ok().and_then(|mut c| c.spare.take());
-        if let Some(buf) = spare {
-            source.recycle(buf);
+        if let Some(old) = spare {
+            source.recycle(old);
         }
         let mut frame = match source.capture() {
             Ok(f) => f,
@@ -250,7 +250,7 @@ fn capture_loop(mut source: Box<dyn FrameSource>, interval: Duration, shared: &S
             // one after it, older than the screen by the whole pause.
             if c.paused {
                 c.rows_lost = true;
-                c.spare = Some(frame.bgra);
+                c.spare = Some(frame);
                 return;
             }
             if std::mem::take(&mut c.rows_lost) {
@@ -260,7 +260,7 @@ fn capture_loop(mut source: Box<dyn FrameSource>, interval: Duration, shared: &S
                 // What changed in the picture replaced changed against the one encoded last.
                 frame.changed_rows = union_rows(frame.changed_rows, old.changed_rows);
                 shared.stats.frames_skipped.fetch_add(1, Ordering::Relaxed);
-                c.spare = Some(old.bgra);
+                c.spare = Some(old);
             }
             c.newest = Some(frame);
         });
@@ -377,7 +377,7 @@ fn encode_loop(
         };
         if let Some(old) = last.replace(frame) {
             if let Ok(mut c) = shared.control.lock() {
-                c.spare = Some(old.bgra);
+                c.spare = Some(old);
             }
         }
         let Some(au) = au else {
@@ -528,8 +528,8 @@ mod tests {
         fn set_size(&mut self, w: u16, h: u16) -> Result<(), crate::frame::CaptureError> {
             self.0.set_size(w, h)
         }
-        fn recycle(&mut self, bgra: Vec<u8>) {
-            assert_eq!(bgra.len(), 320 * 240 * 4, "a whole picture's buffer");
+        fn recycle(&mut self, frame: Frame) {
+            assert_eq!(frame.bgra.len(), 320 * 240 * 4, "a whole picture's buffer");
             self.2.fetch_add(1, Ordering::SeqCst);
         }
     }

@@ -18,7 +18,7 @@ use tsuitate_cli::time::Civil;
 use tsuitate_protocol::{Watermark, WatermarkPlace};
 use tsuitate_text::TextRenderer;
 
-use crate::frame::{now_us, CaptureError, Change, Frame, FrameSource};
+use crate::frame::{now_us, union_range, CaptureError, Change, Frame, FrameSource};
 
 /// Space between the tile and the picture's edge, in pixels.
 const MARGIN: i64 = 12;
@@ -158,10 +158,15 @@ impl Painter {
     }
 
     /// Blend the watermark into `frame` (refreshed for the frame's capture time first).
-    pub fn apply(&mut self, frame: &mut Frame) {
+    /// Returns the rows `[start, end)` it drew on.
+    pub fn apply(&mut self, frame: &mut Frame) -> (u16, u16) {
         self.refresh(unix_secs(frame.capture_us));
         let (fw, fh) = (i64::from(frame.width), i64::from(frame.height));
+        let mut rows = (0, 0);
+        let tile_h = i64::from(self.tile.height());
         for (ox, oy) in self.places(fw, fh) {
+            let (top, bottom) = (oy.clamp(0, fh), (oy + tile_h).clamp(0, fh));
+            rows = union_range(rows, (top as u16, bottom as u16));
             for (x, y, p) in self.tile.enumerate_pixels() {
                 let LumaA([value, alpha]) = *p;
                 if alpha == 0 {
@@ -182,6 +187,7 @@ impl Painter {
                 }
             }
         }
+        rows
     }
 }
 
@@ -253,15 +259,16 @@ impl FrameSource for Watermarked {
         }
     }
 
-    fn recycle(&mut self, bgra: Vec<u8>) {
-        self.inner.recycle(bgra);
+    fn recycle(&mut self, frame: Frame) {
+        self.inner.recycle(frame);
     }
 
     fn capture(&mut self) -> Result<Frame, CaptureError> {
         let mut frame = self.inner.capture()?;
         self.take_text();
         let drawn = self.painter.minute;
-        self.painter.apply(&mut frame);
+        let painted = self.painter.apply(&mut frame);
+        frame.overlay_rows = union_range(frame.overlay_rows, painted);
         if self.painter.minute != drawn {
             // A new text or minute: the watermark's rows changed too (wherever it is).
             frame.changed_rows = None;

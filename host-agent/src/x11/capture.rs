@@ -18,7 +18,10 @@ use x11rb::NONE;
 
 use super::cursor::{composite_cursor, CursorImage};
 use super::Wake;
-use crate::frame::{now_us, union_rows, CaptureError, Change, Frame, FrameSource};
+use crate::frame::{now_us, union_range, union_rows, CaptureError, Change, Frame, FrameSource};
+
+/// How many pictures back a reused buffer may be and still be brought up to date row-wise.
+const HISTORY: usize = 8;
 
 /// How pixels are read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,11 +55,17 @@ pub struct X11Capture {
     scratch: Vec<u8>,
     /// Where XDamage puts what was drawn since the last picture.
     region: xfixes::Region,
-    /// The screen as last read, without the pointer: with MIT-SHM only the rows XDamage
-    /// reports are read again (the rest has not changed).
-    mirror: Vec<u8>,
-    /// The size `mirror` holds a whole picture of (`None`: read everything next time).
-    mirror_size: Option<(u16, u16)>,
+    /// The size the SHM segment holds the whole screen at (`None`: read everything next
+    /// time). The segment is the screen as last read: only the rows XDamage reports are
+    /// asked of the server again.
+    segment_size: Option<(u16, u16)>,
+    /// The number of the last picture, and the rows read into the segment for each of the
+    /// last [`HISTORY`] pictures: a buffer given back that held picture `n` needs those rows
+    /// of the pictures after `n` (and the rows drawn over it) read again, nothing else.
+    seq: u64,
+    history: std::collections::VecDeque<(u64, (u16, u16))>,
+    /// A picture given back, for its buffer.
+    recycled: Option<Frame>,
     /// The rows the pointer was drawn on in the last picture.
     cursor_rows: Option<(u16, u16)>,
 }
@@ -144,8 +153,10 @@ impl X11Capture {
             draw_cursor: true,
             scratch: Vec::new(),
             region,
-            mirror: Vec::new(),
-            mirror_size: None,
+            segment_size: None,
+            seq: 0,
+            history: std::collections::VecDeque::new(),
+            recycled: None,
             cursor_rows: None,
         })
     }
@@ -169,52 +180,116 @@ impl X11Capture {
         self.draw_cursor = on;
     }
 
-    /// Read rows `[top, bottom)` of the capture rectangle into `mirror` (MIT-SHM: only those
-    /// rows, placed in the segment where a whole picture has them; GetImage: everything).
-    fn read_rows(&mut self, top: u16, bottom: u16) -> Result<(), CaptureError> {
+    /// A picture of the capture rectangle, `damaged` being what XDamage reported since the
+    /// last one.
+    fn capture_frame(
+        &mut self,
+        damaged: x11rb::protocol::xproto::Rectangle,
+    ) -> Result<Frame, CaptureError> {
         let (w, h) = (self.width, self.height);
         let stride = usize::from(w) * 4;
-        let len = stride * usize::from(h);
-        self.mirror.resize(len, 0);
-        match &self.shm {
-            Some(s) => {
-                let offset = stride * usize::from(top);
-                let offset_u32 = u32::try_from(offset)
-                    .map_err(|_| CaptureError::Unsupported("screen too large".into()))?;
-                self.conn
-                    .shm_get_image(
-                        self.root,
-                        0,
-                        top as i16,
-                        w,
-                        bottom - top,
-                        !0,
-                        ImageFormat::Z_PIXMAP.into(),
-                        s.seg,
-                        offset_u32,
-                    )
-                    .map_err(lost)?
-                    .reply()
-                    .map_err(req)?;
-                let end = stride * usize::from(bottom);
-                s.file
-                    .read_exact_at(&mut self.mirror[offset..end], offset as u64)?;
-            }
-            None => {
-                let reply = self
-                    .conn
-                    .get_image(ImageFormat::Z_PIXMAP, self.root, 0, 0, w, h, !0)
-                    .map_err(lost)?
-                    .reply()
-                    .map_err(req)?;
-                let data = reply
-                    .data
-                    .get(..len)
-                    .ok_or_else(|| CaptureError::Unsupported("short GetImage reply".into()))?;
-                self.mirror.copy_from_slice(data);
-            }
+        let Some(segment) = &self.shm else {
+            // GetImage: the whole screen every time.
+            let frame = self.grab()?;
+            return self.finish(frame, None);
+        };
+        let capture_us = now_us();
+        let seq = self.seq + 1;
+        // 1. The segment: the rows drawn since the last picture (everything the first time
+        //    and after a resize).
+        let (damage, changed) = if self.segment_size == Some((w, h)) {
+            let top = i32::from(damaged.y).clamp(0, i32::from(h)) as u16;
+            let bottom =
+                (i32::from(damaged.y) + i32::from(damaged.height)).clamp(0, i32::from(h)) as u16;
+            ((top, bottom.max(top)), Some((top, bottom.max(top))))
+        } else {
+            self.history.clear();
+            ((0, h), None)
+        };
+        if damage.1 > damage.0 {
+            let offset = u32::try_from(stride * usize::from(damage.0))
+                .map_err(|_| CaptureError::Unsupported("screen too large".into()))?;
+            self.conn
+                .shm_get_image(
+                    self.root,
+                    0,
+                    damage.0 as i16,
+                    w,
+                    damage.1 - damage.0,
+                    !0,
+                    ImageFormat::Z_PIXMAP.into(),
+                    segment.seg,
+                    offset,
+                )
+                .map_err(lost)?
+                .reply()
+                .map_err(req)?;
         }
-        Ok(())
+        self.segment_size = Some((w, h));
+        if self.history.len() == HISTORY {
+            self.history.pop_front();
+        }
+        self.history.push_back((seq, damage));
+        // 2. The picture's buffer: a picture given back is brought up to date with the rows
+        //    read into the segment since it was taken and the rows drawn over it; any other
+        //    buffer is read whole.
+        let len = stride * usize::from(h);
+        let (mut bgra, rows) = match self.recycled.take() {
+            Some(old) if old.bgra.len() == len && old.seq > 0 && old.seq < seq => {
+                let since: Vec<(u16, u16)> = self
+                    .history
+                    .iter()
+                    .filter(|(n, _)| *n > old.seq)
+                    .map(|(_, r)| *r)
+                    .collect();
+                let complete = since.len() as u64 == seq - old.seq;
+                let rows = since.into_iter().fold(old.overlay_rows, union_range);
+                (old.bgra, if complete { rows } else { (0, h) })
+            }
+            Some(old) => (old.bgra, (0, h)),
+            None => (std::mem::take(&mut self.scratch), (0, h)),
+        };
+        bgra.resize(len, 0);
+        if rows.1 > rows.0 {
+            let (a, b) = (stride * usize::from(rows.0), stride * usize::from(rows.1));
+            segment.file.read_exact_at(&mut bgra[a..b], a as u64)?;
+        }
+        self.seq = seq;
+        let frame = Frame {
+            width: w,
+            height: h,
+            stride,
+            bgra,
+            capture_us,
+            changed_rows: None,
+            seq,
+            overlay_rows: (0, 0),
+        };
+        self.finish(frame, changed)
+    }
+
+    /// Draw the pointer into a picture read without it; `changed`: the rows read since the
+    /// last picture (`None`: unknown).
+    fn finish(
+        &mut self,
+        mut frame: Frame,
+        changed: Option<(u16, u16)>,
+    ) -> Result<Frame, CaptureError> {
+        let h = frame.height;
+        let mut cursor_rows = (0, 0);
+        if self.draw_cursor {
+            let cursor = self.cursor()?;
+            let top = (cursor.y - i32::from(cursor.yhot)).clamp(0, i32::from(h));
+            let bottom = (top + i32::from(cursor.height)).clamp(0, i32::from(h));
+            cursor_rows = (top as u16, bottom as u16);
+            composite_cursor(&mut frame, &cursor);
+        }
+        frame.overlay_rows = cursor_rows;
+        // Against the last picture: what was drawn, and where the pointer was and is.
+        let pointer = union_range(self.cursor_rows.unwrap_or((0, 0)), cursor_rows);
+        frame.changed_rows = union_rows(changed, Some(pointer));
+        self.cursor_rows = Some(cursor_rows);
+        Ok(frame)
     }
 
     /// Read the screen without the cursor.
@@ -240,7 +315,10 @@ impl X11Capture {
                     .map_err(lost)?
                     .reply()
                     .map_err(req)?;
-                let mut buf = std::mem::take(&mut self.scratch);
+                let mut buf = match self.recycled.take() {
+                    Some(old) => old.bgra,
+                    None => std::mem::take(&mut self.scratch),
+                };
                 buf.resize(len, 0);
                 s.file.read_exact_at(&mut buf, 0)?;
                 buf
@@ -265,6 +343,8 @@ impl X11Capture {
             bgra,
             capture_us,
             changed_rows: None,
+            seq: 0,
+            overlay_rows: (0, 0),
         })
     }
 
@@ -296,14 +376,15 @@ impl FrameSource for X11Capture {
         (self.width, self.height)
     }
 
-    fn recycle(&mut self, bgra: Vec<u8>) {
-        // The next picture is read over it: no allocation, no clearing.
-        self.scratch = bgra;
+    fn recycle(&mut self, frame: Frame) {
+        // The next picture is read over it: no allocation, no clearing, and only the rows
+        // that changed since it was taken.
+        self.recycled = Some(frame);
     }
 
     fn set_size(&mut self, width: u16, height: u16) -> Result<(), CaptureError> {
         // A new size is a new layout of the segment: everything is read again.
-        self.mirror_size = None;
+        self.segment_size = None;
         // The SHM segment is as large as the screen, so any rectangle inside it fits.
         if width == 0 || height == 0 || width > self.screen.0 || height > self.screen.1 {
             return Err(CaptureError::Unsupported(format!(
@@ -345,51 +426,7 @@ impl FrameSource for X11Capture {
             .reply()
             .map_err(req)?
             .extents;
-        let (w, h) = (self.width, self.height);
-        let capture_us = now_us();
-        let mut changed = None;
-        match &self.shm {
-            Some(_) if self.mirror_size == Some((w, h)) => {
-                let top = damaged.y.clamp(0, h as i16) as u16;
-                let bottom = (i32::from(damaged.y) + i32::from(damaged.height))
-                    .clamp(0, i32::from(h)) as u16;
-                if bottom > top {
-                    self.read_rows(top, bottom)?;
-                }
-                changed = Some((top, bottom));
-            }
-            _ => {
-                self.read_rows(0, h)?;
-                self.mirror_size = Some((w, h));
-            }
-        }
-        let mut bgra = std::mem::take(&mut self.scratch);
-        bgra.resize(self.mirror.len(), 0);
-        bgra.copy_from_slice(&self.mirror);
-        let mut frame = Frame {
-            width: w,
-            height: h,
-            stride: usize::from(w) * 4,
-            bgra,
-            capture_us,
-            changed_rows: None,
-        };
-        let mut cursor_rows = None;
-        if self.draw_cursor {
-            let cursor = self.cursor()?;
-            let top = (cursor.y - i32::from(cursor.yhot)).clamp(0, i32::from(h));
-            let bottom = (top + i32::from(cursor.height)).clamp(0, i32::from(h));
-            cursor_rows = Some((top as u16, bottom as u16));
-            composite_cursor(&mut frame, &cursor);
-        }
-        // Against the last picture: what was drawn, and where the pointer was and is.
-        let pointer = union_rows(
-            self.cursor_rows.or(Some((0, 0))),
-            cursor_rows.or(Some((0, 0))),
-        );
-        frame.changed_rows = union_rows(changed, pointer);
-        self.cursor_rows = cursor_rows;
-        Ok(frame)
+        self.capture_frame(damaged)
     }
 }
 
@@ -547,8 +584,38 @@ mod tests {
                     height: 30,
                 },
             ),
+            (
+                0x00ff_ff00,
+                Rectangle {
+                    x: 0,
+                    y: 200,
+                    width: 640,
+                    height: 90,
+                },
+            ),
+            (
+                0x0000_ffff,
+                Rectangle {
+                    x: 5,
+                    y: 60,
+                    width: 10,
+                    height: 10,
+                },
+            ),
         ];
-        for (colour, r) in steps {
+        // Pictures given back as the pipeline gives them: the one before last, with something
+        // drawn over it (as the pointer or the watermark is) in its overlay rows.
+        let mut kept = vec![first];
+        for (i, (colour, r)) in steps.into_iter().enumerate() {
+            if kept.len() >= 2 {
+                let mut old = kept.remove(0);
+                if i % 2 == 0 {
+                    let stride = old.stride;
+                    old.bgra[300 * stride..310 * stride].fill(0x77);
+                    old.overlay_rows = (300, 310);
+                }
+                capture.recycle(old);
+            }
             fill(&painter, root, gc, colour, r);
             let f = capture.capture().expect("picture");
             let whole = capture.grab().expect("whole screen");
@@ -563,6 +630,7 @@ mod tests {
                 "{top}..{bottom} covers {r0}..{r1}"
             );
             assert!(bottom - top < 480, "not every row: {top}..{bottom}");
+            kept.push(f);
         }
         // Nothing drawn: nothing changed.
         let f = capture.capture().expect("picture");
