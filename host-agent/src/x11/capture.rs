@@ -22,6 +22,8 @@ use crate::frame::{now_us, union_range, union_rows, CaptureError, Change, Frame,
 
 /// How many pictures back a reused buffer may be and still be brought up to date row-wise.
 const HISTORY: usize = 8;
+/// How often a capture reads the whole screen whatever XDamage reported.
+const FULL_READ_EVERY: Duration = Duration::from_secs(10);
 
 /// How pixels are read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,6 +68,8 @@ pub struct X11Capture {
     history: std::collections::VecDeque<(u64, (u16, u16))>,
     /// A picture given back, for its buffer.
     recycled: Option<Frame>,
+    /// When the whole screen was last read into the segment.
+    last_full: std::time::Instant,
     /// The rows the pointer was drawn on in the last picture.
     cursor_rows: Option<(u16, u16)>,
 }
@@ -157,6 +161,7 @@ impl X11Capture {
             seq: 0,
             history: std::collections::VecDeque::new(),
             recycled: None,
+            last_full: std::time::Instant::now(),
             cursor_rows: None,
         })
     }
@@ -197,6 +202,10 @@ impl X11Capture {
         let seq = self.seq + 1;
         // 1. The segment: the rows drawn since the last picture (everything the first time
         //    and after a resize).
+        // Now and then everything is read again, should XDamage ever miss a drawing.
+        if self.last_full.elapsed() >= FULL_READ_EVERY {
+            self.segment_size = None;
+        }
         let (damage, changed) = if self.segment_size == Some((w, h)) {
             let top = i32::from(damaged.y).clamp(0, i32::from(h)) as u16;
             let bottom =
@@ -204,6 +213,7 @@ impl X11Capture {
             ((top, bottom.max(top)), Some((top, bottom.max(top))))
         } else {
             self.history.clear();
+            self.last_full = std::time::Instant::now();
             ((0, h), None)
         };
         if damage.1 > damage.0 {
@@ -235,7 +245,12 @@ impl X11Capture {
         //    buffer is read whole.
         let len = stride * usize::from(h);
         let (mut bgra, rows) = match self.recycled.take() {
-            Some(old) if old.bgra.len() == len && old.seq > 0 && old.seq < seq => {
+            Some(old)
+                if (old.width, old.height) == (w, h)
+                    && old.bgra.len() == len
+                    && old.seq > 0
+                    && old.seq < seq =>
+            {
                 let since: Vec<(u16, u16)> = self
                     .history
                     .iter()
@@ -250,6 +265,7 @@ impl X11Capture {
             None => (std::mem::take(&mut self.scratch), (0, h)),
         };
         bgra.resize(len, 0);
+        let rows = (rows.0.min(h), rows.1.min(h));
         if rows.1 > rows.0 {
             let (a, b) = (stride * usize::from(rows.0), stride * usize::from(rows.1));
             segment.file.read_exact_at(&mut bgra[a..b], a as u64)?;
@@ -640,9 +656,31 @@ mod tests {
             f.changed_rows
         );
         // A new size reads everything again.
-        capture.set_size(320, 240).expect("size");
+        capture.set_size(240, 320).expect("size");
         let f = capture.capture().expect("picture");
         assert_eq!(f.changed_rows, None);
         assert!(f.bgra == capture.grab().expect("whole").bgra);
+        // A picture of another shape with as many pixels, given back after the next resize
+        // (something drawn over its rows 300..310, beyond the new height), is read whole.
+        let mut tall = capture.capture().expect("picture");
+        tall.overlay_rows = (300, 310);
+        capture.set_size(320, 240).expect("size");
+        let wide = capture.capture().expect("picture");
+        capture.recycle(tall);
+        fill(
+            &painter,
+            root,
+            gc,
+            0x0012_3456,
+            Rectangle {
+                x: 0,
+                y: 0,
+                width: 50,
+                height: 50,
+            },
+        );
+        let f = capture.capture().expect("picture");
+        assert!(f.bgra == capture.grab().expect("whole").bgra);
+        drop(wide);
     }
 }
