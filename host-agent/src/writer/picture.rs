@@ -835,6 +835,11 @@ impl ChromaResidual {
     fn new(pred: &[[u8; 64]; 2], src: &[[i32; 64]; 2], cqp: i32) -> Self {
         let mut ac = [[[0i32; 16]; 4]; 2];
         let mut dc = [[0i32; 4]; 2];
+        // The prediction already exact (flat colour, as under most text): nothing to code.
+        let exact = (0..2).all(|c| (0..64).all(|k| src[c][k] == i32::from(pred[c][k])));
+        if exact {
+            return ChromaResidual { cbp: 0, dc, ac };
+        }
         for c in 0..2 {
             let mut dcs = [0i32; 4];
             for b in 0..4 {
