@@ -117,25 +117,25 @@ fn vote(
     (prev, cur): (&[u8], &[u8]),
     shift: impl Fn(i32) -> (i32, i32),
 ) {
-    let mut at: HashMap<u64, Vec<usize>> = HashMap::new();
-    for i in 0..len {
-        if let Some(h) = hash(prev, i) {
-            let lines = at.entry(h).or_default();
-            // A line repeated many times (a table's rule) would vote for every shift.
-            if lines.len() < 4 {
-                lines.push(i);
-            }
-        }
-    }
+    // Each line of `prev` hashed once; (hash, line) sorted, so the lines with a hash are a run
+    // in line order.
+    let prev_hashes: Vec<Option<u64>> = (0..len).map(|i| hash(prev, i)).collect();
+    let mut at: Vec<(u64, usize)> = prev_hashes
+        .iter()
+        .enumerate()
+        .filter_map(|(i, h)| h.map(|h| (h, i)))
+        .collect();
+    at.sort_unstable();
     for i in from..to {
         let Some(h) = hash(cur, i) else { continue };
-        if hash(prev, i) == Some(h) {
+        if prev_hashes.get(i).copied().flatten() == Some(h) {
             continue;
         }
-        if let Some(lines) = at.get(&h) {
-            for &j in lines {
-                *votes.entry(shift(j as i32 - i as i32)).or_default() += 1;
-            }
+        let first = at.partition_point(|(x, _)| *x < h);
+        // A line repeated many times (a table's rule) would vote for every shift: its first
+        // four places only.
+        for &(_, j) in at[first..].iter().take_while(|(x, _)| *x == h).take(4) {
+            *votes.entry(shift(j as i32 - i as i32)).or_default() += 1;
         }
     }
 }
