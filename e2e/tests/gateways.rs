@@ -140,7 +140,16 @@ fn twenty_simultaneous_logins_over_two_gateways_start_at_most_one_browser_per_us
             let name = format!("{u}-{tag}");
             viewers.push((
                 name.clone(),
-                stack.spawn_viewer_at(gateway, u, "e2e-パスワード-s", &name, "wait 6000\n", &[]),
+                // Twenty password checks (argon2id) and four browser starts at once on a
+                // two-core CI machine: the login's answer may take longer than the default 10 s.
+                stack.spawn_viewer_at(
+                    gateway,
+                    u,
+                    "e2e-パスワード-s",
+                    &name,
+                    "wait 6000\n",
+                    &["--connect-timeout-s", "40"],
+                ),
             ));
         }
     }
