@@ -605,15 +605,21 @@ mod tests {
         assert!(captures.load(Ordering::SeqCst) > before);
     }
 
+    /// A pipeline over a still page (nothing changes unless asked).
+    fn still_pipeline() -> (Pipeline, mpsc::Receiver<VideoFrame>) {
+        let mut src = SyntheticSource::new(320, 240, SyntheticContent::StaticCaret);
+        src.changing = false;
+        let (tx, rx) = mpsc::channel(4);
+        let Ok(p) = Pipeline::start(Box::new(src), Box::new(encoder_320x240()), 30, tx) else {
+            panic!("pipeline")
+        };
+        (p, rx)
+    }
+
     #[test]
     fn a_pause_too_short_for_the_capture_thread_to_see_still_gives_a_keyframe() {
         // A still screen: nothing but the pause's end makes a new picture.
-        let mut src = SyntheticSource::new(320, 240, SyntheticContent::StaticCaret);
-        src.changing = false;
-        let (tx, mut rx) = mpsc::channel(4);
-        let Ok(mut p) = Pipeline::start(Box::new(src), Box::new(encoder_320x240()), 30, tx) else {
-            panic!("pipeline")
-        };
+        let (mut p, mut rx) = still_pipeline();
         assert!(rx.blocking_recv().is_some(), "the first frame");
         std::thread::sleep(Duration::from_millis(300));
         let resumed_at = crate::frame::now_us();
@@ -638,12 +644,7 @@ mod tests {
 
     #[test]
     fn a_keyframe_of_an_idle_screen_is_stamped_when_it_is_encoded() {
-        let mut src = SyntheticSource::new(320, 240, SyntheticContent::StaticCaret);
-        src.changing = false;
-        let (tx, mut rx) = mpsc::channel(4);
-        let Ok(mut p) = Pipeline::start(Box::new(src), Box::new(encoder_320x240()), 30, tx) else {
-            panic!("pipeline")
-        };
+        let (mut p, mut rx) = still_pipeline();
         let Some(first) = rx.blocking_recv() else {
             panic!("no first frame")
         };

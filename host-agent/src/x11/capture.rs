@@ -251,14 +251,14 @@ impl X11Capture {
                     && old.seq > 0
                     && old.seq < seq =>
             {
-                let since: Vec<(u16, u16)> = self
+                let (count, rows) = self
                     .history
                     .iter()
                     .filter(|(n, _)| *n > old.seq)
-                    .map(|(_, r)| *r)
-                    .collect();
-                let complete = since.len() as u64 == seq - old.seq;
-                let rows = since.into_iter().fold(old.overlay_rows, union_range);
+                    .fold((0u64, old.overlay_rows), |(count, acc), (_, r)| {
+                        (count + 1, union_range(acc, *r))
+                    });
+                let complete = count == seq - old.seq;
                 (old.bgra, if complete { rows } else { (0, h) })
             }
             Some(old) => (old.bgra, (0, h)),
