@@ -16,7 +16,18 @@ pub fn nal_units(buf: &[u8]) -> NalUnits<'_> {
 
 /// Position of the next `00 00 01` in `buf`.
 fn find_start_code(buf: &[u8]) -> Option<usize> {
-    buf.windows(3).position(|w| w == [0, 0, 1])
+    let mut i = 0;
+    while let Some(&third) = buf.get(i + 2) {
+        if third > 1 {
+            // No `00 00 01` starts at i, i + 1 or i + 2.
+            i += 3;
+        } else if third == 1 && buf[i] == 0 && buf[i + 1] == 0 {
+            return Some(i);
+        } else {
+            i += 1;
+        }
+    }
+    None
 }
 
 fn trim_trailing_zeros(mut nal: &[u8]) -> &[u8] {
@@ -68,6 +79,24 @@ mod tests {
         let buf = [0x06, 5, 0, 0, 1, 0x65, 1];
         let units: Vec<_> = nal_units(&buf).collect();
         assert_eq!(units, vec![&[0x06, 5][..], &[0x65, 1][..]]);
+    }
+
+    #[test]
+    fn start_codes_are_found_where_they_are() {
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        for n in 0..20_000usize {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            let buf: Vec<u8> = (0..n % 40)
+                .map(|k| ((seed >> (k % 21 * 3)) % 4) as u8)
+                .collect();
+            assert_eq!(
+                find_start_code(&buf),
+                buf.windows(3).position(|w| w == [0, 0, 1]),
+                "{buf:?}"
+            );
+        }
     }
 
     #[test]

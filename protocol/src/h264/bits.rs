@@ -7,16 +7,22 @@ pub struct OutOfBits;
 
 /// Remove emulation-prevention bytes (`00 00 03` → `00 00`).
 pub fn unescape(nal: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(nal.len());
-    let mut zeros = 0usize;
-    for &b in nal {
-        if zeros >= 2 && b == 3 {
-            zeros = 0;
-            continue;
+    let mut out = Vec::with_capacity(nal.len() + PADDING);
+    let mut from = 0;
+    let mut i = 0;
+    while let Some(&third) = nal.get(i + 2) {
+        if third > 3 {
+            // No `00 00 03` starts at i, i + 1 or i + 2.
+            i += 3;
+        } else if third == 3 && nal[i] == 0 && nal[i + 1] == 0 {
+            out.extend_from_slice(&nal[from..i + 2]);
+            from = i + 3;
+            i += 3;
+        } else {
+            i += 1;
         }
-        zeros = if b == 0 { zeros + 1 } else { 0 };
-        out.push(b);
     }
+    out.extend_from_slice(&nal[from..]);
     out
 }
 
@@ -150,9 +156,15 @@ impl<'a> BitReader<'a> {
         Ok(if k % 2 == 1 { (k + 1) / 2 } else { -(k / 2) })
     }
 
-    /// Bits read so far.
-    pub fn position(&self) -> usize {
-        self.bit
+    /// The data (with its padding), the position, the RBSP's end and its stop bit: for a
+    /// reader of its own that holds them by value (the slice-data walk).
+    pub(super) fn state(&self) -> (&'a [u8], usize, usize, Option<usize>) {
+        (self.data, self.bit, self.end, self.stop)
+    }
+
+    /// Move to bit `pos` (where a reader made from [`BitReader::state`] ended).
+    pub(super) fn seek(&mut self, pos: usize) {
+        self.bit = pos.min(self.end);
     }
 
     /// Whether syntax data follows before the RBSP trailing bits (H.264 §7.2
@@ -359,6 +371,36 @@ mod tests {
         let mut r = BitReader::new(&data);
         assert_eq!(r.se(), Ok(1));
         assert_eq!(r.se(), Ok(-1));
+    }
+
+    /// `unescape` by its definition, a byte at a time.
+    fn unescape_slowly(nal: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut zeros = 0usize;
+        for &b in nal {
+            if zeros >= 2 && b == 3 {
+                zeros = 0;
+                continue;
+            }
+            zeros = if b == 0 { zeros + 1 } else { 0 };
+            out.push(b);
+        }
+        out
+    }
+
+    #[test]
+    fn unescape_removes_what_the_definition_removes() {
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        for n in 0..20_000usize {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            // Bytes 0..=4 only, so that zeros and threes meet often.
+            let nal: Vec<u8> = (0..n % 40)
+                .map(|k| ((seed >> (k % 21 * 3)) % 5) as u8)
+                .collect();
+            assert_eq!(unescape(&nal), unescape_slowly(&nal), "{nal:?}");
+        }
     }
 
     #[test]

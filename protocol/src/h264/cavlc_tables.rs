@@ -235,15 +235,15 @@ pub const COEFF_TOKEN_CHROMA_DC: [(u16, u8, u8, u8); 14] = [
 /// TrailingOnes 0. Returns (TotalCoeff, TrailingOnes), or `None` for a value that is not a
 /// codeword of the table: wider than 6 bits, or TrailingOnes greater than TotalCoeff (`000010`
 /// and `000111`).
-pub fn coeff_token_nc8(code6: u16) -> Option<(u8, u8)> {
+pub const fn coeff_token_nc8(code6: u16) -> Option<(u8, u8)> {
     if code6 >= 64 {
         return None;
     }
     if code6 == 0b000011 {
         return Some((0, 0));
     }
-    let total_coeff = u8::try_from(code6 >> 2).ok()? + 1;
-    let trailing_ones = u8::try_from(code6 & 0b11).ok()?;
+    let total_coeff = (code6 >> 2) as u8 + 1;
+    let trailing_ones = (code6 & 0b11) as u8;
     if trailing_ones > total_coeff {
         return None;
     }
