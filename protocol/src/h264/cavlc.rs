@@ -11,7 +11,7 @@
 //! Supported (what our agents' encoder writes, and what Constrained Baseline allows): CAVLC,
 //! 4:2:0, frames, I and P slices, no 8x8 transform. Anything else is refused before this runs.
 
-use super::bits::BitReader;
+use super::bits::{BitReader, PADDING};
 use super::cavlc_tables::{
     coeff_token_nc8, CBP_INTER, CBP_INTRA, COEFF_TOKEN_CHROMA_DC, COEFF_TOKEN_NC0, COEFF_TOKEN_NC2,
     COEFF_TOKEN_NC4, RUN_BEFORE, TOTAL_ZEROS_4X4, TOTAL_ZEROS_CHROMA_DC,
@@ -39,8 +39,8 @@ pub(super) struct SliceShape {
 /// macroblock (nibble `i`: block `i`): the non-zero coefficient counts of its luma blocks and
 /// of its chroma blocks (Cb 0..4, Cr 4..8) — at most 15: nC picks the same table for 16
 /// (both are ≥ 8, and so is every average with either) — and for intra prediction its Intra
-/// 4x4 modes and whether it is intra-coded. Whole words: a copy of one never loads in one
-/// piece what was just stored in several (a stall on every macroblock; docs/benchmarks.md).
+/// 4x4 modes and whether it is intra-coded. Whole words rather than byte arrays: a macroblock
+/// is three words and a flag to keep, not 41 bytes to copy twice.
 #[derive(Debug, Clone, Copy)]
 struct MbCounts {
     luma: u64,
@@ -303,13 +303,18 @@ fn bad(field: &'static str) -> SliceError {
     SliceError::OutOfRange(field)
 }
 
-/// Walk the slice data from the reader's position to its end (a [`BitReader::padded`] reader
-/// makes every read one 8-byte load). Returns the address after the slice's last macroblock.
+/// Walk the slice data from the reader's position to its end. The reader must be a
+/// [`BitReader::padded`] one: the walk reads whatever lies within [`PADDING`] bytes after the
+/// RBSP as zeros (a reader without them is refused, not misread). Returns the address after
+/// the slice's last macroblock.
 pub(super) fn verify_slice_data(
     r: &mut BitReader<'_>,
     shape: SliceShape,
 ) -> Result<u32, SliceError> {
     let (data, pos, end, stop) = r.state();
+    if data.len() < end / 8 + PADDING {
+        return Err(SliceError::Malformed);
+    }
     let mut w = Walk {
         b: Bits::new(data, pos, end, stop),
         end,
@@ -800,7 +805,8 @@ const SHORT_BITS: u32 = 8;
 const REST_BITS: u32 = 6;
 /// Entries per number of leading zeros.
 const ROW: usize = 1 << REST_BITS;
-/// Most leading zeros in any CAVLC code (a code of only zeros aside).
+/// Rows of leading zeros in `long`: codes have at most 14 (a code of only zeros aside), and
+/// row 16 takes any longer run (only a code of only zeros can match it).
 const MAX_ZEROS: u32 = 16;
 const LOOKUP_LEN: usize = (MAX_ZEROS as usize + 1) * ROW;
 /// An entry's length field; values (at most 10 bits) below it.
@@ -974,6 +980,31 @@ mod tests {
             all.push((value(t), l));
         }
         all
+    }
+
+    /// The walk reads the bytes after the RBSP as zeros, so a reader without that padding is
+    /// refused rather than misread.
+    #[test]
+    fn a_reader_without_padding_is_refused() {
+        let shape = SliceShape {
+            width_mbs: 1,
+            total_mbs: 1,
+            first_mb: 0,
+            intra: false,
+            ref_idx_active: 1,
+            constrained_intra_pred: false,
+        };
+        // mb_skip_run 1, then the stop bit: one skipped macroblock.
+        let rbsp = [0b0101_0000u8];
+        let mut unpadded = BitReader::new(&rbsp);
+        assert_eq!(
+            verify_slice_data(&mut unpadded, shape),
+            Err(SliceError::Malformed)
+        );
+        let mut padded_data = rbsp.to_vec();
+        padded_data.extend_from_slice(&[0; PADDING]);
+        let mut padded = BitReader::padded(&padded_data);
+        assert_eq!(verify_slice_data(&mut padded, shape), Ok(1));
     }
 
     /// Whatever bits follow a code, the lookup finds that code; and whatever it finds for
