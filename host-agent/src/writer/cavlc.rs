@@ -54,15 +54,37 @@ fn coeff_token(w: &mut BitWriter, nc: i32, total: u8, ones: u8) {
     w.bits(u32::from(code), u32::from(len));
 }
 
-/// Write the codeword of `value` from a (code, length, value) table. Every value our blocks
-/// produce is in its table; a missing one would be a bug in this module, caught by the tests
-/// that decode what it writes.
-fn put<V: PartialEq>(w: &mut BitWriter, mut table: impl Iterator<Item = (u16, u8, V)>, value: V) {
-    if let Some((code, len, _)) = table.find(|(_, _, v)| *v == value) {
-        w.bits(u32::from(code), u32::from(len));
-    } else {
-        debug_assert!(false, "value missing from a CAVLC table");
+/// A total_zeros or run_before table indexed by value: (code, length), length 0 for values
+/// the table has no codeword for.
+type ValueIndex = [(u16, u8); 16];
+
+/// Index each (code, length, value) table of a list.
+const fn by_value<const N: usize>(tables: [&[(u16, u8, u8)]; N]) -> [ValueIndex; N] {
+    let mut out = [[(0u16, 0u8); 16]; N];
+    let mut t = 0;
+    while t < N {
+        let mut i = 0;
+        while i < tables[t].len() {
+            let (code, len, value) = tables[t][i];
+            out[t][value as usize] = (code, len);
+            i += 1;
+        }
+        t += 1;
     }
+    out
+}
+
+const TOTAL_ZEROS: [ValueIndex; 15] = by_value(TOTAL_ZEROS_4X4);
+const TOTAL_ZEROS_DC: [ValueIndex; 3] = by_value(TOTAL_ZEROS_CHROMA_DC);
+const RUNS: [ValueIndex; 7] = by_value(RUN_BEFORE);
+
+/// Write the codeword of `value` from an indexed table. Every value our blocks produce is in
+/// its table; a missing one would be a bug in this module, caught by the tests that decode
+/// what it writes.
+fn put(w: &mut BitWriter, table: &ValueIndex, value: usize) {
+    let (code, len) = table[value.min(15)];
+    debug_assert!(len > 0, "value missing from a CAVLC table");
+    w.bits(u32::from(code), u32::from(len));
 }
 
 /// Write `residual_block_cavlc` for `coeffs` (scan order; its length is maxNumCoeff: 4 for
@@ -114,22 +136,18 @@ pub fn residual_block(w: &mut BitWriter, coeffs: &[i32], nc: i32) -> u8 {
     if total < max {
         let total_zeros = (at[0] + 1 - total) as u8;
         let table = if max == 4 {
-            TOTAL_ZEROS_CHROMA_DC[total - 1]
+            &TOTAL_ZEROS_DC[total - 1]
         } else {
-            TOTAL_ZEROS_4X4[total - 1]
+            &TOTAL_ZEROS[total - 1]
         };
-        put(w, table.iter().copied(), total_zeros);
+        put(w, table, usize::from(total_zeros));
         let mut zeros_left = usize::from(total_zeros);
         for k in 0..total - 1 {
             if zeros_left == 0 {
                 break;
             }
             let run = at[k] - at[k + 1] - 1;
-            put(
-                w,
-                RUN_BEFORE[zeros_left.min(7) - 1].iter().copied(),
-                run as u8,
-            );
+            put(w, &RUNS[zeros_left.min(7) - 1], run);
             zeros_left -= run;
         }
     }

@@ -208,11 +208,13 @@ impl BitWriter {
     }
 
     /// One bit.
+    #[inline]
     pub fn bit(&mut self, b: bool) {
         self.bits(u32::from(b), 1);
     }
 
     /// The low `n` bits of `v` (n ≤ 32).
+    #[inline]
     pub fn bits(&mut self, v: u32, n: u32) {
         if n == 0 {
             return;
