@@ -125,6 +125,9 @@ pub(crate) struct SessionInfo {
     pub started: SystemTime,
     /// Refreshed by the session's driver after each step.
     pub view: Mutex<SessionView>,
+    /// Set as the session ends: what a viewer whose attach comes too late is told
+    /// (`Replaced` when a later login took the browser over, otherwise `AgentLost`).
+    pub ended: std::sync::OnceLock<tsuitate_protocol::Reason>,
 }
 
 /// The changing part of [`SessionInfo`].

@@ -18,7 +18,7 @@ use crate::broker::Placement;
 use crate::error::{GatewayError, Side, Violation};
 use crate::relay::input::ControlLimit;
 use crate::session;
-use crate::state::{now_us, StartClaim, State};
+use crate::state::{now_us, SessionLink, StartClaim, State};
 use crate::state::{SessionCommand, ToViewer, ViewerCommand, ViewerSink};
 use crate::streams::write_msg;
 use crate::viewer_writer::spawn_writer;
@@ -272,7 +272,7 @@ async fn place(
     peer: SocketAddr,
     user: &str,
     deadline: Instant,
-) -> Option<mpsc::Sender<SessionCommand>> {
+) -> Option<SessionLink> {
     let cfg = &state.cfg.session;
     // A session of the same user may still be starting on another connection: wait for it
     // (woken by the registry, no polling) up to the start timeout.
@@ -312,7 +312,7 @@ async fn place(
                     if !told_ok {
                         ok_result(send, deadline).await?;
                     }
-                    return Some(link.tx);
+                    return Some(link);
                 }
                 // Still starting on another connection of the same user: wait until it is
                 // registered or gone.
@@ -369,7 +369,7 @@ async fn place(
                     resume,
                 };
                 match start(state, conn, send, peer, user, new).await {
-                    Start::Running(tx) => return Some(tx),
+                    Start::Running(link) => return Some(link),
                     Start::Ended => return None,
                     // Another gateway took the agent's last slot first: place again.
                     Start::AgentFull => {
@@ -417,7 +417,7 @@ async fn no_capacity(send: &mut SendStream, conn: &quinn::Connection, told_ok: b
 /// How a browser start went.
 enum Start {
     /// The session runs.
-    Running(mpsc::Sender<SessionCommand>),
+    Running(SessionLink),
     /// It failed and the viewer was told why.
     Ended,
     /// The agent had no free slot (nothing told to the viewer yet).
@@ -477,8 +477,7 @@ async fn start(
                 state.metrics.sessions_started.fetch_add(1, Relaxed);
             }
             state.audit(json!({"event": "session_start", "session": id, "user": user, "agent": agent, "viewer": peer.to_string(), "resumed_on_agent": resumed, "browser_age_s": opened.age().as_secs()}));
-            let tx = session::spawn(state, opened, id, user, agent);
-            Start::Running(tx)
+            Start::Running(session::spawn(state, opened, id, user, agent))
         }
         Err(GatewayError::AgentFull) if resume.is_none() => {
             let mut hub = state.hub();
@@ -542,9 +541,18 @@ async fn attach(
         tx: tx.clone(),
         replaced: replaced.clone(),
     };
-    if session.send(SessionCommand::Attach(sink)).await.is_err() {
-        let _ = tx.send(ToViewer::Bye(Reason::AgentLost)).await;
+    if session.tx.send(SessionCommand::Attach(sink)).await.is_err() {
+        // The session ended between its placement and this attach (e.g. taken over by the
+        // same user's login through another gateway): the viewer is told why.
+        let reason = session
+            .info
+            .ended
+            .get()
+            .copied()
+            .unwrap_or(Reason::AgentLost);
+        let _ = tx.send(ToViewer::Bye(reason)).await;
     }
+    let session = session.tx;
     let link = ViewerLink {
         session: &session,
         viewer_id,

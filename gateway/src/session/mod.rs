@@ -142,29 +142,29 @@ async fn open_stream(
     }
 }
 
-/// Spawn the task of a session whose browser started. Returns its command sender.
+/// Spawn the task of a session whose browser started. Returns its link (command sender and
+/// shared information), as registered.
 pub(crate) fn spawn(
     state: &Arc<State>,
     opened: Opened,
     id: u64,
     user: &str,
     agent: &str,
-) -> mpsc::Sender<SessionCommand> {
+) -> SessionLink {
     let (tx, rx) = mpsc::channel(16);
     let info = Arc::new(SessionInfo {
         user: user.to_owned(),
         agent: agent.to_owned(),
         started: std::time::SystemTime::now(),
         view: Mutex::new(SessionView::default()),
+        ended: std::sync::OnceLock::new(),
     });
     // Registered before the task runs, so a session that ends at once also unregisters.
-    state.hub().sessions.insert(
-        id,
-        SessionLink {
-            tx: tx.clone(),
-            info: info.clone(),
-        },
-    );
+    let link = SessionLink {
+        tx: tx.clone(),
+        info: info.clone(),
+    };
+    state.hub().sessions.insert(id, link.clone());
     // An emergency stop that came while this session was starting ends it at once.
     if state.stopped_for(agent) {
         let _ = tx.try_send(SessionCommand::End {
@@ -197,7 +197,7 @@ pub(crate) fn spawn(
     };
     let span = tracing::info_span!("session", session = id, user = %user, agent = %agent);
     tokio::spawn(driver.run(opened.rx, rx).instrument(span));
-    tx
+    link
 }
 
 /// The I/O around one [`SessionCore`].
@@ -299,12 +299,14 @@ impl Driver {
         }
         // A viewer whose login found this session just before it ended is told so too: taken
         // over by a later login of the same user, or (any other end) the browser is gone. From
-        // now on an attach fails, and the viewer is told the browser host was lost.
-        cmd_rx.close();
+        // now on an attach fails, and the viewer is told the same (`SessionInfo::ended`, set
+        // before the channel closes).
         let late = match end.to_viewer {
             Reason::Replaced => Reason::Replaced,
             _ => Reason::AgentLost,
         };
+        let _ = self.info.ended.set(late);
+        cmd_rx.close();
         while let Ok(cmd) = cmd_rx.try_recv() {
             if let SessionCommand::Attach(sink) = cmd {
                 let _ = sink.tx.try_send(ToViewer::Bye(late));
