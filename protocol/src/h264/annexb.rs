@@ -83,11 +83,9 @@ mod tests {
 
     #[test]
     fn start_codes_are_found_where_they_are() {
-        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut random = super::super::xorshift(0x2545_f491_4f6c_dd1d);
         for n in 0..20_000usize {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
+            let seed = random();
             let buf: Vec<u8> = (0..n % 40)
                 .map(|k| ((seed >> (k % 21 * 3)) % 4) as u8)
                 .collect();

@@ -1031,13 +1031,8 @@ mod tests {
     /// any 32 bits is a code of the table at their top.
     #[test]
     fn lookups_find_exactly_the_standards_codes() {
-        let mut seed = 0x2545_f491_4f6c_dd1du64;
-        let mut random = || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed as u32
-        };
+        let mut next = super::super::xorshift(0x2545_f491_4f6c_dd1d);
+        let mut random = || next() as u32;
         for (codes, lookup) in tables() {
             for &(code, len, value) in &codes {
                 for _ in 0..64 {

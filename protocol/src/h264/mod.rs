@@ -52,3 +52,14 @@ pub fn keep_allowed(annexb: &[u8]) -> Option<AllowedUnits> {
     }
     (slices > 0).then_some(AllowedUnits { data, keyframe })
 }
+
+/// A xorshift generator for the property tests: the same numbers every run.
+#[cfg(test)]
+fn xorshift(mut seed: u64) -> impl FnMut() -> u64 {
+    move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    }
+}
