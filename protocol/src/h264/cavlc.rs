@@ -332,7 +332,9 @@ pub(super) fn verify_slice_data(
             if u64::from(w.curr) + u64::from(run) > u64::from(shape.total_mbs) {
                 return Err(bad("mb_skip_run"));
             }
-            w.skip(run);
+            for _ in 0..run {
+                w.push(MbCounts::default());
+            }
             if run > 0 {
                 more = w.b.more_rbsp_data();
             }
@@ -385,28 +387,6 @@ impl Walk<'_> {
         self.x += 1;
         if self.x == self.shape.width_mbs {
             self.x = 0;
-        }
-    }
-
-    /// `run` skipped macroblocks ([`Walk::push`] of each, a row's stretch at a time).
-    fn skip(&mut self, run: u32) {
-        let width = self.shape.width_mbs;
-        let mut left = run;
-        while left > 0 {
-            let x = self.x as usize;
-            let n = left.min(width - self.x);
-            let stretch = &mut self.top_row[x..x + n as usize];
-            if let Some(last) = stretch.last() {
-                self.top_left_intra = last.intra;
-            }
-            stretch.fill(MbCounts::default());
-            self.left = MbCounts::default();
-            self.curr += n;
-            self.x += n;
-            if self.x == width {
-                self.x = 0;
-            }
-            left -= n;
         }
     }
 
