@@ -15,34 +15,44 @@ const MIN_VOTES: u32 = 8;
 /// Candidates tried per macroblock, most voted first.
 pub const MAX_CANDIDATES: usize = 3;
 
+/// Mix one word into a hash lane.
+#[inline(always)]
+fn mix(h: u64, v: u64) -> u64 {
+    const K: u64 = 0x9e37_79b9_7f4a_7c15;
+    (h ^ v).wrapping_mul(K).rotate_left(29)
+}
+
 /// Hash of `n` samples starting at `at` with step `step` (a row: step 1; a column: step
 /// width); `None` for a uniform run, which matches everywhere and proves nothing.
 fn line_hash(plane: &[u8], at: usize, n: usize, step: usize) -> Option<u64> {
-    const K: u64 = 0x9e37_79b9_7f4a_7c15;
     let first = plane[at];
-    let mut h: u64 = n as u64;
     let mut uniform = true;
     if step == 1 {
-        // A row: eight samples at a time.
+        // A row: eight samples a word, four words at a time in four lanes that do not wait
+        // for each other (with one lane every word waited for the previous multiply).
+        let row = &plane[at..at + n];
         let splat = u64::from_ne_bytes([first; 8]);
-        let mut chunks = plane[at..at + n].chunks_exact(8);
-        for c in &mut chunks {
-            let mut b = [0u8; 8];
-            b.copy_from_slice(c);
-            let v = u64::from_ne_bytes(b);
-            uniform &= v == splat;
-            h = (h ^ v).wrapping_mul(K).rotate_left(29);
+        let mut lanes = [n as u64, 1, 2, 3];
+        let mut blocks = row.chunks_exact(32);
+        for block in &mut blocks {
+            for (lane, word) in lanes.iter_mut().zip(block.chunks_exact(8)) {
+                let v = u64::from_ne_bytes(word.try_into().unwrap_or([0; 8]));
+                uniform &= v == splat;
+                *lane = mix(*lane, v);
+            }
         }
-        for &s in chunks.remainder() {
+        let mut h = lanes.iter().fold(0, |h, lane| mix(h, *lane));
+        for &s in blocks.remainder() {
             uniform &= s == first;
-            h = (h ^ u64::from(s)).wrapping_mul(K).rotate_left(29);
+            h = mix(h, u64::from(s));
         }
-    } else {
-        for k in 0..n {
-            let s = plane[at + k * step];
-            uniform &= s == first;
-            h = (h ^ u64::from(s)).wrapping_mul(K).rotate_left(29);
-        }
+        return (!uniform).then_some(h);
+    }
+    let mut h: u64 = n as u64;
+    for k in 0..n {
+        let s = plane[at + k * step];
+        uniform &= s == first;
+        h = mix(h, u64::from(s));
     }
     (!uniform).then_some(h)
 }
@@ -61,21 +71,33 @@ pub fn candidates(
 ) -> Vec<(i32, i32)> {
     let (c0, c1, r0, r1) = area;
     let mut votes: HashMap<(i32, i32), u32> = HashMap::new();
-    // Vertical: rows of each band of columns.
+    // Vertical: rows of each band of columns. The rows of every band are hashed in one pass
+    // down the picture (memory in order; band after band was slower).
     let (x0, x1) = (c0 * 16, c1 * 16);
-    let mut bx = x0;
-    while bx < x1 {
-        let n = BAND.min(x1 - bx);
-        let hash = |plane: &[u8], y| line_hash(plane, y * width + bx, n, 1);
+    let bands: Vec<(usize, usize)> = (x0..x1)
+        .step_by(BAND)
+        .map(|bx| (bx, BAND.min(x1 - bx)))
+        .collect();
+    let hash_rows = |plane: &[u8], rows: std::ops::Range<usize>| {
+        let mut out = vec![Vec::with_capacity(rows.len()); bands.len()];
+        for y in rows {
+            for (hashes, &(bx, n)) in out.iter_mut().zip(&bands) {
+                hashes.push(line_hash(plane, y * width + bx, n, 1));
+            }
+        }
+        out
+    };
+    let (from, to) = (r0 * 16, r1 * 16);
+    let prev_rows = hash_rows(prev, 0..height);
+    let cur_rows = hash_rows(cur, from..to);
+    for (prev_hashes, cur_hashes) in prev_rows.iter().zip(&cur_rows) {
         vote(
             &mut votes,
-            height,
-            (r0 * 16, r1 * 16),
-            hash,
-            (prev, cur),
+            prev_hashes,
+            (from, to),
+            |i| cur_hashes[i - from],
             |d| (0, d),
         );
-        bx += n;
     }
     // Horizontal (rarer, and column access is slower): only when no vertical shift showed.
     if !votes.values().any(|v| *v >= MIN_VOTES) {
@@ -84,12 +106,12 @@ pub fn candidates(
         while by < y1 {
             let n = BAND.min(y1 - by);
             let hash = |plane: &[u8], x| line_hash(plane, by * width + x, n, width);
+            let prev_hashes: Vec<Option<u64>> = (0..width).map(|x| hash(prev, x)).collect();
             vote(
                 &mut votes,
-                width,
+                &prev_hashes,
                 (c0 * 16, c1 * 16),
-                hash,
-                (prev, cur),
+                |x| hash(cur, x),
                 |d| (d, 0),
             );
             by += n;
@@ -107,35 +129,62 @@ pub fn candidates(
         .collect()
 }
 
-/// Count, for every changed line in `lines` of `cur`, the shifts to lines of `prev`
-/// (anywhere in 0..len) with the same hash.
+/// A hasher for keys that are hashes already: the key itself.
+#[derive(Default)]
+struct Prehashed(u64);
+
+impl std::hash::Hasher for Prehashed {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 << 8) | u64::from(*b);
+        }
+    }
+
+    fn write_u64(&mut self, v: u64) {
+        self.0 = v;
+    }
+}
+
+type ByHash<V> = HashMap<u64, V, std::hash::BuildHasherDefault<Prehashed>>;
+
+/// A line repeated many times (a table's rule) would vote for every shift: its first this
+/// many places only.
+const PLACES: usize = 4;
+
+/// Count, for every changed line `i` in `lines` (its hash `cur(i)`), the shifts to lines of
+/// the previous picture (hashes `prev`) with the same hash.
 fn vote(
     votes: &mut HashMap<(i32, i32), u32>,
-    len: usize,
+    prev: &[Option<u64>],
     (from, to): (usize, usize),
-    hash: impl Fn(&[u8], usize) -> Option<u64>,
-    (prev, cur): (&[u8], &[u8]),
+    cur: impl Fn(usize) -> Option<u64>,
     shift: impl Fn(i32) -> (i32, i32),
 ) {
-    // Each line of `prev` hashed once; (hash, line) sorted, so the lines with a hash are a run
-    // in line order.
-    let prev_hashes: Vec<Option<u64>> = (0..len).map(|i| hash(prev, i)).collect();
-    let mut at: Vec<(u64, usize)> = prev_hashes
-        .iter()
-        .enumerate()
-        .filter_map(|(i, h)| h.map(|h| (h, i)))
-        .collect();
-    at.sort_unstable();
+    // For each hash its first places in line order.
+    let mut at: ByHash<(usize, [u32; PLACES])> = ByHash::default();
+    at.reserve(prev.len());
+    for (i, h) in prev.iter().enumerate() {
+        if let Some(h) = h {
+            let (n, places) = at.entry(*h).or_default();
+            if *n < PLACES {
+                places[*n] = i as u32;
+                *n += 1;
+            }
+        }
+    }
     for i in from..to {
-        let Some(h) = hash(cur, i) else { continue };
-        if prev_hashes.get(i).copied().flatten() == Some(h) {
+        let Some(h) = cur(i) else { continue };
+        if prev.get(i).copied().flatten() == Some(h) {
             continue;
         }
-        let first = at.partition_point(|(x, _)| *x < h);
-        // A line repeated many times (a table's rule) would vote for every shift: its first
-        // four places only.
-        for &(_, j) in at[first..].iter().take_while(|(x, _)| *x == h).take(4) {
-            *votes.entry(shift(j as i32 - i as i32)).or_default() += 1;
+        if let Some((n, places)) = at.get(&h) {
+            for &j in &places[..*n] {
+                *votes.entry(shift(j as i32 - i as i32)).or_default() += 1;
+            }
         }
     }
 }
