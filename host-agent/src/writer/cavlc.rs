@@ -111,9 +111,11 @@ pub fn residual_block(w: &mut BitWriter, coeffs: &[i32], nc: i32) -> u8 {
     if total == 0 {
         return 0;
     }
-    for l in &levels[..ones] {
-        w.bit(*l < 0);
-    }
+    // trailing_ones_sign_flag of each, in one write.
+    let signs = levels[..ones]
+        .iter()
+        .fold(0, |acc, l| (acc << 1) | u32::from(*l < 0));
+    w.bits(signs, ones as u32);
     let mut suffix_len: u32 = if total > 10 && ones < 3 { 1 } else { 0 };
     for (i, &level) in levels[..total].iter().enumerate().skip(ones) {
         let mut code = if level > 0 {
@@ -173,8 +175,6 @@ fn level_code(w: &mut BitWriter, code: u32, suffix_len: u32) {
     } else {
         (15, code - (15 << suffix_len), 12)
     };
-    w.bits(1, prefix + 1);
-    if suffix_bits > 0 {
-        w.bits(suffix, suffix_bits);
-    }
+    // `prefix` zeros, a one and the suffix: at most 15 + 1 + 12 bits, one write.
+    w.bits((1 << suffix_bits) | suffix, prefix + 1 + suffix_bits);
 }

@@ -31,7 +31,7 @@ use crate::convert::I420;
 use crate::encode::{
     same_size, EncodeError, EncodedAu, EncoderSettings, OpenH264Encoder, VideoEncoder,
 };
-use picture::{copy_matches, Coding, PictureWriter, Pictures, Plan, Written};
+use picture::{copy_matches, row_eq, Coding, PictureWriter, Pictures, Plan, Written};
 
 /// Default QP of the macroblocks the writer codes: the strip a scroll exposes stays at PSNR
 /// ≥ 40 dB on dense synthetic text (the tests); on a real browsing session it costs about 1.2×
@@ -466,15 +466,11 @@ impl DamageEncoder {
 /// Whether a macroblock is the same in this capture and the last one sent.
 fn same(p: Pictures<'_>, mbx: usize, mby: usize) -> bool {
     let w = usize::from(p.src.width);
-    let rows = |a: &[u8], b: &[u8], stride: usize, n: usize| {
-        (0..n).all(|r| {
-            let at = (mby * n + r) * stride + mbx * n;
-            a[at..at + n] == b[at..at + n]
-        })
-    };
-    rows(&p.src.y, &p.prev.y, w, 16)
-        && rows(&p.src.u, &p.prev.u, w / 2, 8)
-        && rows(&p.src.v, &p.prev.v, w / 2, 8)
+    let at = |r: usize, stride: usize, n: usize| (mby * n + r) * stride + mbx * n;
+    (0..16).all(|r| row_eq::<16>(&p.src.y[at(r, w, 16)..], &p.prev.y[at(r, w, 16)..]))
+        && [(&p.src.u, &p.prev.u), (&p.src.v, &p.prev.v)]
+            .iter()
+            .all(|(s, q)| (0..8).all(|r| row_eq::<8>(&s[at(r, w / 2, 8)..], &q[at(r, w / 2, 8)..])))
 }
 
 /// Copy a decoded picture into `dst` (same coded size). False if the sizes differ.

@@ -10,7 +10,7 @@ use tsuitate_protocol::h264::BitWriter;
 use super::cavlc::residual_block;
 use super::transform::{
     chroma_dc_dequant, chroma_dc_quant, chroma_qp, dequant, forward, inverse, luma_dc_dequant,
-    luma_dc_quant, quant, quant_inter, ZIGZAG,
+    luma_dc_quant, quant, quant_inter, satd4x4, ZIGZAG,
 };
 use crate::convert::I420;
 
@@ -89,8 +89,12 @@ pub fn copy_matches(p: Pictures<'_>, mbx: usize, mby: usize, (dx, dy): (i32, i32
         return false;
     }
     let (sx, sy) = (sx as usize, sy as usize);
-    let luma =
-        (0..16).all(|r| p.src.y[(y0 + r) * w + x0..][..16] == p.prev.y[(sy + r) * w + sx..][..16]);
+    let luma = (0..16).all(|r| {
+        row_eq::<16>(
+            &p.src.y[(y0 + r) * w + x0..],
+            &p.prev.y[(sy + r) * w + sx..],
+        )
+    });
     if !luma || dx % 2 != 0 || dy % 2 != 0 {
         return luma;
     }
@@ -99,8 +103,37 @@ pub fn copy_matches(p: Pictures<'_>, mbx: usize, mby: usize, (dx, dy): (i32, i32
     [(&p.src.u, &p.prev.u), (&p.src.v, &p.prev.v)]
         .iter()
         .all(|(s, r)| {
-            (0..8).all(|j| s[(cy + j) * cw + cx..][..8] == r[(csy + j) * cw + csx..][..8])
+            (0..8).all(|j| row_eq::<8>(&s[(cy + j) * cw + cx..], &r[(csy + j) * cw + csx..]))
         })
+}
+
+/// The `W`-wide block of `N` samples at (`x0`, `y0`) of a plane `stride` samples wide, row by
+/// row.
+fn block<const N: usize, const W: usize>(
+    plane: &[u8],
+    stride: usize,
+    x0: usize,
+    y0: usize,
+) -> [i32; N] {
+    let mut out = [0i32; N];
+    for (j, row) in out.chunks_exact_mut(W).enumerate() {
+        let from = &plane[(y0 + j) * stride + x0..][..W];
+        for (o, s) in row.iter_mut().zip(from) {
+            *o = i32::from(*s);
+        }
+    }
+    out
+}
+
+/// Whether the first `N` samples of `a` and `b` are equal (false if either is shorter):
+/// compared as arrays of a size known here, in one or two loads each, not as slices (a call
+/// per row, which was most of the time a scroll's macroblock checks took).
+#[inline(always)]
+pub fn row_eq<const N: usize>(a: &[u8], b: &[u8]) -> bool {
+    match (a.first_chunk::<N>(), b.first_chunk::<N>()) {
+        (Some(x), Some(y)) => x == y,
+        _ => false,
+    }
 }
 
 /// A chroma macroblock (8x8) predicted with motion vector `mv` (quarter luma samples, i.e.
@@ -210,12 +243,6 @@ impl<'a> PictureWriter<'a> {
         out: &'a mut I420,
         coding: Coding,
     ) -> Self {
-        // Every macroblock left as it was is a copy with vector (0, 0).
-        if let Some(r) = reference {
-            out.y.copy_from_slice(&r.y);
-            out.u.copy_from_slice(&r.u);
-            out.v.copy_from_slice(&r.v);
-        }
         let w_mbs = usize::from(p.src.width) / 16;
         let mbs = w_mbs * (usize::from(p.src.height) / 16);
         PictureWriter {
@@ -232,6 +259,7 @@ impl<'a> PictureWriter<'a> {
     /// last skip run; the caller adds the trailing bits. `shifts` are the picture's scroll
     /// vectors (whole pixels), tried as predictions for the macroblocks to code.
     pub fn write(mut self, w: &mut BitWriter, plans: &[Plan], shifts: &[(i32, i32)]) -> Written {
+        self.copy_still(plans);
         let mut done = Written::default();
         let mut run = 0u32;
         for (idx, plan) in plans.iter().enumerate().take(self.recs.len()) {
@@ -300,20 +328,7 @@ impl<'a> PictureWriter<'a> {
                 Plan::Intra => {
                     w.ue(run);
                     run = 0;
-                    // The best copy with a residual, or intra: whichever is shorter. A copy
-                    // that is close already (a few levels per sample) is taken as it is.
-                    let chosen = match self.inter(mbx, mby, shifts) {
-                        Some((inter, sad)) if sad <= CLOSE_SAD => inter,
-                        Some((inter, _)) => {
-                            let intra = self.intra(mbx, mby);
-                            if inter.bits.len_bits() < intra.bits.len_bits() {
-                                inter
-                            } else {
-                                intra
-                            }
-                        }
-                        None => self.intra(mbx, mby),
-                    };
+                    let chosen = self.patch(mbx, mby, shifts);
                     if chosen.rec.intra {
                         done.intra += 1;
                     } else {
@@ -327,6 +342,40 @@ impl<'a> PictureWriter<'a> {
             w.ue(run);
         }
         done
+    }
+
+    /// With a separate reference: copy the macroblocks planned as copies with vector (0, 0)
+    /// into `out`, a run of them in a row at a time (the others are all written: moved,
+    /// or intra-coded).
+    fn copy_still(&mut self, plans: &[Plan]) {
+        let Some(r) = self.reference else {
+            return;
+        };
+        let w = usize::from(self.out.width);
+        let cw = w / 2;
+        for (mby, row) in plans.chunks(self.w_mbs).enumerate() {
+            let mut mbx = 0;
+            while mbx < row.len() {
+                if row[mbx] != Plan::Copy(0, 0) {
+                    mbx += 1;
+                    continue;
+                }
+                let end = row[mbx..]
+                    .iter()
+                    .position(|p| *p != Plan::Copy(0, 0))
+                    .map_or(row.len(), |n| mbx + n);
+                for j in mby * 16..mby * 16 + 16 {
+                    let span = j * w + mbx * 16..j * w + end * 16;
+                    self.out.y[span.clone()].copy_from_slice(&r.y[span]);
+                }
+                for j in mby * 8..mby * 8 + 8 {
+                    let span = j * cw + mbx * 8..j * cw + end * 8;
+                    self.out.u[span.clone()].copy_from_slice(&r.u[span.clone()]);
+                    self.out.v[span.clone()].copy_from_slice(&r.v[span]);
+                }
+                mbx = end;
+            }
+        }
     }
 
     /// Neighbour (column, row) relative to a macroblock, if inside the picture and already
@@ -387,8 +436,29 @@ impl<'a> PictureWriter<'a> {
         if mv == (0, 0) {
             return;
         }
-        let (luma, chroma) = self.mc(mbx, mby, mv);
         let w = usize::from(self.out.width);
+        let h = usize::from(self.out.height);
+        let sx = (mbx * 16) as i64 + i64::from(mv.0 >> 2);
+        let sy = (mby * 16) as i64 + i64::from(mv.1 >> 2);
+        let inside = sx >= 0 && sy >= 0 && sx + 16 <= w as i64 && sy + 16 <= h as i64;
+        if let (Some(r), true, 0) = (self.reference, inside, (mv.0 | mv.1) & 7) {
+            // Whole luma and chroma samples inside the picture (a scroll's usual case): the
+            // rows straight from the reference.
+            let (sx, sy) = (sx as usize, sy as usize);
+            for j in 0..16 {
+                self.out.y[(mby * 16 + j) * w + mbx * 16..][..16]
+                    .copy_from_slice(&r.y[(sy + j) * w + sx..][..16]);
+            }
+            let cw = w / 2;
+            for (dst, src) in [(&mut self.out.u, &r.u), (&mut self.out.v, &r.v)] {
+                for j in 0..8 {
+                    dst[(mby * 8 + j) * cw + mbx * 8..][..8]
+                        .copy_from_slice(&src[(sy / 2 + j) * cw + sx / 2..][..8]);
+                }
+            }
+            return;
+        }
+        let (luma, chroma) = self.mc(mbx, mby, mv);
         for j in 0..16 {
             self.out.y[(mby * 16 + j) * w + mbx * 16..][..16]
                 .copy_from_slice(&luma[j * 16..][..16]);
@@ -405,7 +475,13 @@ impl<'a> PictureWriter<'a> {
     /// both chroma blocks. Written in place, the picture is its own reference, which holds for
     /// (0, 0) only (this macroblock not written yet).
     fn mc(&self, mbx: usize, mby: usize, mv: (i32, i32)) -> Prediction {
-        let r: &I420 = match self.reference {
+        (self.mc_luma(mbx, mby, mv), self.mc_chroma(mbx, mby, mv))
+    }
+
+    /// The picture copies and motion vectors predict from: the reference, or (when the
+    /// picture is written in place, without motion) the picture itself.
+    fn source(&self, mv: (i32, i32)) -> &I420 {
+        match self.reference {
             Some(r) => r,
             None => {
                 debug_assert!(
@@ -414,7 +490,12 @@ impl<'a> PictureWriter<'a> {
                 );
                 &*self.out
             }
-        };
+        }
+    }
+
+    /// The luma part of [`PictureWriter::mc`].
+    fn mc_luma(&self, mbx: usize, mby: usize, mv: (i32, i32)) -> [u8; 256] {
+        let r = self.source(mv);
         let (w, h) = (usize::from(r.width), usize::from(r.height));
         let sx = (mbx * 16) as i64 + i64::from(mv.0 >> 2);
         let sy = (mby * 16) as i64 + i64::from(mv.1 >> 2);
@@ -433,35 +514,97 @@ impl<'a> PictureWriter<'a> {
                 }
             }
         }
-        let (cw, ch) = (w / 2, h / 2);
-        let chroma = [
-            chroma_mc(&r.u, cw, ch, mbx, mby, mv),
-            chroma_mc(&r.v, cw, ch, mbx, mby, mv),
-        ];
-        (luma, chroma)
+        luma
     }
 
-    /// The best copy with a residual: of (0, 0) and the picture's shifts, the vector whose
-    /// prediction is closest to the capture (luma SAD), coded as `P_L0_16x16` with its
-    /// residual, with that SAD. `None` when no vector can be used.
-    fn inter(&self, mbx: usize, mby: usize, shifts: &[(i32, i32)]) -> Option<(Candidate, i64)> {
+    /// The chroma part of [`PictureWriter::mc`].
+    fn mc_chroma(&self, mbx: usize, mby: usize, mv: (i32, i32)) -> [[u8; 64]; 2] {
+        let r = self.source(mv);
+        let (cw, ch) = (usize::from(r.width) / 2, usize::from(r.height) / 2);
+        [
+            chroma_mc(&r.u, cw, ch, mbx, mby, mv),
+            chroma_mc(&r.v, cw, ch, mbx, mby, mv),
+        ]
+    }
+
+    /// The captured luma of a macroblock.
+    fn luma_source(&self, mbx: usize, mby: usize) -> [i32; 256] {
         let width = usize::from(self.p.src.width);
-        let (x0, y0) = (mbx * 16, mby * 16);
-        let src: [i32; 256] =
-            std::array::from_fn(|k| i32::from(self.p.src.y[(y0 + k / 16) * width + x0 + k % 16]));
+        block::<256, 16>(&self.p.src.y, width, mbx * 16, mby * 16)
+    }
+
+    /// A macroblock the plan intra-codes (a patch): the best copy with a residual, Intra
+    /// 16x16 or Intra 4x4, whichever is written in the fewest bits. A copy that is close
+    /// already (a few levels per sample) is taken as it is. The others are first ranked by an
+    /// estimate (SATD and header bits, [`Estimates`]); only those within [`MARGIN_PERCENT`] of
+    /// the cheapest are written in full and compared — most patches write one coding
+    /// instead of three (docs/agent.md).
+    fn patch(&self, mbx: usize, mby: usize, shifts: &[(i32, i32)]) -> Candidate {
+        let src = self.luma_source(mbx, mby);
+        let inter = self.inter_prediction(mbx, mby, shifts, &src);
+        if let Some((sad, mv, prediction)) = &inter {
+            if *sad <= CLOSE_SAD {
+                return self.inter(mbx, mby, &src, *mv, prediction);
+            }
+        }
+        let e = self.estimates(mbx, mby, &src, inter.as_ref().map(|(_, mv, p)| (*mv, p)));
+        let cheapest = [e.inter, Some(e.intra16), Some(e.intra4)]
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap_or(0);
+        let worth = |cost: i64| cost * 100 <= cheapest * (100 + MARGIN_PERCENT);
+        let inter = inter
+            .filter(|_| e.inter.is_some_and(worth))
+            .map(|(_, mv, prediction)| self.inter(mbx, mby, &src, mv, &prediction));
+        let intra = (worth(e.intra16) || worth(e.intra4))
+            .then(|| self.intra(mbx, mby, &src, worth(e.intra16), worth(e.intra4)));
+        match (inter, intra) {
+            (Some(inter), Some(intra)) if intra.bits.len_bits() <= inter.bits.len_bits() => intra,
+            (Some(inter), _) => inter,
+            (None, Some(intra)) => intra,
+            // Unreachable: the cheapest estimate is always worth writing.
+            (None, None) => self.intra(mbx, mby, &src, true, true),
+        }
+    }
+
+    /// Of (0, 0) and the picture's shifts, the vector whose prediction is closest to the
+    /// capture `src` (luma SAD): (that SAD, the vector, its prediction). `None` when no
+    /// vector can be used.
+    fn inter_prediction(
+        &self,
+        mbx: usize,
+        mby: usize,
+        shifts: &[(i32, i32)],
+        src: &[i32; 256],
+    ) -> Option<(i64, (i32, i32), Prediction)> {
         let vectors = std::iter::once((0, 0))
             .chain(shifts.iter().map(|(dx, dy)| (4 * dx, 4 * dy)))
             .filter(|mv| *mv == (0, 0) || self.reference.is_some());
-        // The best vector's prediction is kept, not made again.
-        let mut best: Option<(i64, (i32, i32), Prediction)> = None;
+        // Vectors are compared by luma; the best one's luma is kept, not made again, and only
+        // its chroma is made.
+        let mut best: Option<(i64, (i32, i32), [u8; 256])> = None;
         for mv in vectors {
-            let prediction = self.mc(mbx, mby, mv);
-            let cost = sad(&prediction.0, &src);
+            let luma = self.mc_luma(mbx, mby, mv);
+            let cost = sad(&luma, src);
             if best.as_ref().is_none_or(|b| cost < b.0) {
-                best = Some((cost, mv, prediction));
+                best = Some((cost, mv, luma));
             }
         }
-        let (best_sad, mv, (pred, cpred)) = best?;
+        best.map(|(cost, mv, luma)| (cost, mv, (luma, self.mc_chroma(mbx, mby, mv))))
+    }
+
+    /// A copy with vector `mv` and prediction `(pred, cpred)`, coded as `P_L0_16x16` with
+    /// its residual.
+    fn inter(
+        &self,
+        mbx: usize,
+        mby: usize,
+        src: &[i32; 256],
+        mv: (i32, i32),
+        (pred, cpred): &Prediction,
+    ) -> Candidate {
+        let (pred, cpred) = (*pred, *cpred);
         let qp = self.coding.qp;
         let mut levels = [[0i32; 16]; 16]; // by block position (row-major)
         let mut luma = [0u8; 256];
@@ -500,7 +643,7 @@ impl<'a> PictureWriter<'a> {
             write_luma_4x4(&mut bits, &mut counts, &levels, cbp, left, top);
             chroma.write(&mut bits, &mut counts, left, top);
         }
-        let candidate = Candidate {
+        Candidate {
             bits,
             counts,
             luma,
@@ -512,8 +655,87 @@ impl<'a> PictureWriter<'a> {
                 mv,
                 counts,
             },
+        }
+    }
+
+    /// Estimated costs of the codings of a patch (see [`Estimates`]); `inter` the best
+    /// copy's vector and prediction, if any.
+    fn estimates(
+        &self,
+        mbx: usize,
+        mby: usize,
+        src: &[i32; 256],
+        inter: Option<((i32, i32), &Prediction)>,
+    ) -> Estimates {
+        let lambda = lambda(self.coding.qp);
+        let width = usize::from(self.p.src.width);
+        let (x0, y0) = (mbx * 16, mby * 16);
+        let left = self.intra_neighbour(mbx, mby, -1, 0);
+        let top = self.intra_neighbour(mbx, mby, 0, -1);
+        let csrc = self.chroma_source(mbx, mby);
+        let chroma_cost = |cpred: &[[u8; 64]; 2]| -> i64 {
+            (0..2)
+                .map(|c| satd_blocks::<64, 8>(&cpred[c], &csrc[c]))
+                .sum()
         };
-        Some((candidate, best_sad))
+        let inter = inter.map(|(mv, (pred, cpred))| {
+            let mvp = self.mvp(mbx, mby);
+            let bits = se_bits(mv.0 - mvp.0) + se_bits(mv.1 - mvp.1) + 2;
+            satd_blocks::<256, 16>(pred, src) + chroma_cost(cpred) + lambda * bits
+        });
+        let (_, cpred) = self.intra_chroma(mbx, mby, left, top);
+        let chroma = chroma_cost(&cpred);
+        let (_, pred16) = best(predictions(&self.out.y, width, x0, y0, 16, left, top), src);
+        let intra16 = satd_blocks::<256, 16>(&pred16, src) + chroma + lambda * 4;
+        // Intra 4x4 predicts each block from the decoded samples of the blocks before it;
+        // the estimate takes the captured ones (not decoded yet) inside the macroblock.
+        let mut intra4 = chroma + lambda * (16 * 2 + 4);
+        for idx in 0..16 {
+            let (bx, by) = luma_block_pos(idx);
+            let has_top = by > 0 || top;
+            let has_left = bx > 0 || left;
+            let above: [i32; 4] = std::array::from_fn(|i| {
+                if by > 0 {
+                    src[(by * 4 - 1) * 16 + bx * 4 + i]
+                } else if top {
+                    i32::from(self.out.y[(y0 - 1) * width + x0 + bx * 4 + i])
+                } else {
+                    0
+                }
+            });
+            let side: [i32; 4] = std::array::from_fn(|j| {
+                if bx > 0 {
+                    src[(by * 4 + j) * 16 + bx * 4 - 1]
+                } else if left {
+                    i32::from(self.out.y[(y0 + by * 4 + j) * width + x0 - 1])
+                } else {
+                    0
+                }
+            });
+            let block: [i32; 16] =
+                std::array::from_fn(|k| src[(by * 4 + k / 4) * 16 + bx * 4 + k % 4]);
+            let dc = match (has_left, has_top) {
+                (true, true) => (above.iter().sum::<i32>() + side.iter().sum::<i32>() + 4) >> 3,
+                (true, false) => (side.iter().sum::<i32>() + 2) >> 2,
+                (false, true) => (above.iter().sum::<i32>() + 2) >> 2,
+                (false, false) => 128,
+            };
+            let cost =
+                |pred: &dyn Fn(usize) -> i32| satd4x4(&std::array::from_fn(|k| block[k] - pred(k)));
+            let mut block_cost = cost(&|_| dc);
+            if has_top {
+                block_cost = block_cost.min(cost(&|k| above[k % 4]));
+            }
+            if has_left {
+                block_cost = block_cost.min(cost(&|k| side[k / 4]));
+            }
+            intra4 += block_cost;
+        }
+        Estimates {
+            inter,
+            intra16,
+            intra4,
+        }
     }
 
     /// Write a chosen coding of a macroblock and its decoded samples; its record.
@@ -549,9 +771,7 @@ impl<'a> PictureWriter<'a> {
     /// The captured chroma of a macroblock.
     fn chroma_source(&self, mbx: usize, mby: usize) -> [[i32; 64]; 2] {
         let cw = usize::from(self.p.src.width) / 2;
-        [&self.p.src.u, &self.p.src.v].map(|plane| {
-            std::array::from_fn(|k| i32::from(plane[(mby * 8 + k / 8) * cw + mbx * 8 + k % 8]))
-        })
+        [&self.p.src.u, &self.p.src.v].map(|plane| block::<64, 8>(plane, cw, mbx * 8, mby * 8))
     }
 
     /// The chroma residual between the capture and the prediction already in `out`.
@@ -588,19 +808,16 @@ impl<'a> PictureWriter<'a> {
             .is_some_and(|r| r.intra || !self.coding.constrained_intra)
     }
 
-    /// The intra coding of a macroblock: Intra 16x16 or Intra 4x4, whichever takes fewer
-    /// bits, with its decoded samples.
-    fn intra(&self, mbx: usize, mby: usize) -> Candidate {
-        let left = self.intra_neighbour(mbx, mby, -1, 0);
-        let top = self.intra_neighbour(mbx, mby, 0, -1);
-        let cqp = chroma_qp(self.coding.qp, self.coding.chroma_qp_offset);
-        let width = usize::from(self.p.src.width);
-        let (x0, y0) = (mbx * 16, mby * 16);
-        let src: [i32; 256] =
-            std::array::from_fn(|k| i32::from(self.p.src.y[(y0 + k / 16) * width + x0 + k % 16]));
-
-        // Chroma: one prediction mode for both components, the same for either luma kind.
-        let cwidth = width / 2;
+    /// The chroma prediction of an intra macroblock: one mode for both components, the
+    /// same for either luma kind: the mode and the predictions.
+    fn intra_chroma(
+        &self,
+        mbx: usize,
+        mby: usize,
+        left: bool,
+        top: bool,
+    ) -> (usize, [[u8; 64]; 2]) {
+        let cwidth = usize::from(self.p.src.width) / 2;
         let (cx0, cy0) = (mbx * 8, mby * 8);
         let csrc = self.chroma_source(mbx, mby);
         let candidates = [
@@ -623,26 +840,42 @@ impl<'a> PictureWriter<'a> {
             candidates[0][chroma_mode].unwrap_or([128; 64]),
             candidates[1][chroma_mode].unwrap_or([128; 64]),
         ];
-        let chroma = ChromaResidual::new(&cpred, &csrc, cqp);
+        (chroma_mode, cpred)
+    }
 
-        // Both luma codings, each written in full; the shorter one is kept.
+    /// The intra coding of a macroblock with luma `src`: Intra 16x16 (if `try16`) or Intra
+    /// 4x4 (if `try4`), whichever takes fewer bits, with its decoded samples.
+    fn intra(
+        &self,
+        mbx: usize,
+        mby: usize,
+        src: &[i32; 256],
+        try16: bool,
+        try4: bool,
+    ) -> Candidate {
+        let left = self.intra_neighbour(mbx, mby, -1, 0);
+        let top = self.intra_neighbour(mbx, mby, 0, -1);
+        let cqp = chroma_qp(self.coding.qp, self.coding.chroma_qp_offset);
+        let (x0, y0) = (mbx * 16, mby * 16);
+        let (chroma_mode, cpred) = self.intra_chroma(mbx, mby, left, top);
+        let chroma = ChromaResidual::new(&cpred, &self.chroma_source(mbx, mby), cqp);
+
+        // The luma codings tried, each written in full; the shorter one is kept.
         let (left_rec, top_rec) = self.neighbour_counts(mbx, mby);
-        let l16 = self.luma16(&src, x0, y0, left, top);
-        let mut w16 = BitWriter::new();
-        let mut c16 = Counts::default();
-        l16.write(
-            &mut w16,
-            &mut c16,
-            chroma_mode as u32,
-            chroma.cbp,
-            left_rec,
-            top_rec,
-        );
-        chroma.write(&mut w16, &mut c16, left_rec, top_rec);
+        let try16 = try16 || !try4;
+        let i16 = try16.then(|| {
+            let l16 = self.luma16(src, x0, y0, left, top);
+            let mut w16 = BitWriter::new();
+            let mut c16 = Counts::default();
+            let cm = chroma_mode as u32;
+            l16.write(&mut w16, &mut c16, cm, chroma.cbp, left_rec, top_rec);
+            chroma.write(&mut w16, &mut c16, left_rec, top_rec);
+            (l16, w16, c16)
+        });
         // A macroblock Intra 16x16 predicts without any AC residual is flat: Intra 4x4 would
         // not be shorter.
-        let l4 = l16.cbp.then(|| {
-            let l4 = self.luma4(&src, x0, y0, left, top);
+        let i4 = (try4 && i16.as_ref().is_none_or(|(l16, ..)| l16.cbp)).then(|| {
+            let l4 = self.luma4(src, x0, y0, left, top);
             let predicted = self.predicted_modes(mbx, mby);
             let mut w4 = BitWriter::new();
             let mut c4 = Counts::default();
@@ -653,11 +886,13 @@ impl<'a> PictureWriter<'a> {
             chroma.write(&mut w4, &mut c4, left_rec, top_rec);
             (l4, w4, c4)
         });
-        let (bits, counts, modes, luma) = match l4 {
-            Some((l4, w4, c4)) if w4.len_bits() < w16.len_bits() => {
-                (w4, c4, Some(l4.modes), l4.recon)
+        let (bits, counts, modes, luma) = match (i16, i4) {
+            (Some((l16, w16, c16)), Some((_, w4, _))) if w4.len_bits() >= w16.len_bits() => {
+                (w16, c16, None, l16.recon(self.coding.qp))
             }
-            _ => (w16, c16, None, l16.recon(self.coding.qp)),
+            (_, Some((l4, w4, c4))) => (w4, c4, Some(l4.modes), l4.recon),
+            (Some((l16, w16, c16)), None) => (w16, c16, None, l16.recon(self.coding.qp)),
+            (None, None) => unreachable!("Intra 16x16 is tried when Intra 4x4 is not"),
         };
         Candidate {
             bits,
@@ -908,6 +1143,54 @@ const DC: u8 = 2;
 /// A copy whose luma differs from the capture by at most this sum of absolute differences
 /// (2 levels per sample on average) is coded with its residual without trying intra.
 const CLOSE_SAD: i64 = 2 * 256;
+
+/// A coding whose estimated cost is more than this many percent above the cheapest
+/// estimate is not written (measured: docs/agent.md).
+const MARGIN_PERCENT: i64 = 5;
+
+/// Estimated costs of the codings of a patch: SATD of luma and chroma against their
+/// predictions, plus λ times a rough count of header bits (motion vector difference, mb_type,
+/// prediction modes). `inter`: the best copy with a residual, if there is one.
+#[derive(Debug, Clone, Copy)]
+struct Estimates {
+    inter: Option<i64>,
+    intra16: i64,
+    intra4: i64,
+}
+
+/// λ of the estimates: SATD per header bit at `qp`, 2^((qp - 12) / 6) (the step size
+/// doubles every 6 QP), at least 1.
+fn lambda(qp: i32) -> i64 {
+    let q = (qp - 12).max(0);
+    let base = [16, 18, 20, 23, 25, 28][(q % 6) as usize];
+    ((base << (q / 6)) / 16).max(1)
+}
+
+/// Bits of the signed exp-Golomb code of `v`.
+fn se_bits(v: i32) -> i64 {
+    let k = if v > 0 {
+        2 * i64::from(v) - 1
+    } else {
+        -2 * i64::from(v)
+    };
+    let len = 64 - (k + 1).leading_zeros();
+    i64::from(2 * len - 1)
+}
+
+/// SATD of a block `W` samples wide (`N` samples, row-major) against `src`, in 4x4 blocks.
+fn satd_blocks<const N: usize, const W: usize>(pred: &[u8; N], src: &[i32; N]) -> i64 {
+    let mut total = 0;
+    for by in (0..N / W).step_by(4) {
+        for bx in (0..W).step_by(4) {
+            let diff: [i32; 16] = std::array::from_fn(|k| {
+                let at = (by + k / 4) * W + bx + k % 4;
+                src[at] - i32::from(pred[at])
+            });
+            total += satd4x4(&diff);
+        }
+    }
+    total
+}
 
 /// The coded_block_pattern codeNum of an Intra 4x4 macroblock (Table 9-4).
 fn intra_cbp_code(cbp: u32) -> u32 {

@@ -157,6 +157,16 @@ fn hadamard4(x: &[i32; 16]) -> [i32; 16] {
     y
 }
 
+/// Sum of absolute transformed differences of a 4x4 block (row-major), halved: an estimate
+/// of what coding the difference costs, used to rank codings before writing any.
+pub fn satd4x4(diff: &[i32; 16]) -> i64 {
+    hadamard4(diff)
+        .iter()
+        .map(|c| i64::from(c.unsigned_abs()))
+        .sum::<i64>()
+        / 2
+}
+
 /// Intra 16x16 luma DC: the 16 blocks' DC coefficients (row-major by block position) →
 /// quantised levels (row-major; scanned with [`ZIGZAG`]).
 pub fn luma_dc_quant(dc: &[i32; 16], qp: i32) -> [i32; 16] {
