@@ -91,16 +91,22 @@ fn put(w: &mut BitWriter, table: &ValueIndex, value: usize) {
 /// chroma DC, 15 for AC blocks, 16 for whole 4x4 blocks) with table selector `nc`. Levels must
 /// be within ±[`MAX_LEVEL`]. Returns TotalCoeff (what neighbours' nC counts).
 pub fn residual_block(w: &mut BitWriter, coeffs: &[i32], nc: i32) -> u8 {
-    // Non-zero levels from the highest frequency down, with their positions.
+    // Non-zero levels from the highest frequency down, with their positions: found from a
+    // mask of the non-zero positions (no branch per coefficient, which text's levels make
+    // unpredictable).
+    let coeffs = &coeffs[..coeffs.len().min(16)];
+    let mut mask = 0u32;
+    for (i, c) in coeffs.iter().enumerate() {
+        mask |= u32::from(*c != 0) << i;
+    }
+    let total = mask.count_ones() as usize;
     let mut levels = [0i32; 16];
     let mut at = [0usize; 16];
-    let mut total = 0usize;
-    for (i, &c) in coeffs.iter().enumerate().rev() {
-        if c != 0 && total < 16 {
-            levels[total] = c.clamp(-MAX_LEVEL, MAX_LEVEL);
-            at[total] = i;
-            total += 1;
-        }
+    for (level, pos) in levels.iter_mut().zip(at.iter_mut()).take(total) {
+        let i = (31 - mask.leading_zeros()) as usize;
+        mask &= !(1 << i);
+        *level = coeffs[i].clamp(-MAX_LEVEL, MAX_LEVEL);
+        *pos = i;
     }
     let ones = levels[..total]
         .iter()
