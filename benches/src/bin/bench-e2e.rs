@@ -15,7 +15,10 @@
 //!    (`tsuitate-web`) in a headless Chromium driven over CDP: the page's capture→shown latency
 //!    beside run 1's capture→decoded latency of the native viewer, and the web viewer's CPU;
 //! 5. run 2 (unless `TSUITATE_BENCH_NO_X264=1`): the same workload while ffmpeg captures the
-//!    session's Xvfb display at 30 fps with x264 (ultrafast, zerolatency);
+//!    session's Xvfb display at 30 fps with x264 (4:2:0, preset `TSUITATE_BENCH_X264_PRESET`,
+//!    default veryfast, zerolatency); at its end the screen is grabbed, and the luma PSNR of
+//!    the last picture each decoded (the viewer's snapshot, x264's last frame) against it
+//!    is the text's legibility at rest;
 //! 6. run 3 (unless `TSUITATE_BENCH_NO_VNC=1`): the same workload while x11vnc serves the
 //!    session's display (XDamage, ZRLE) to an RFB client that takes every update and counts its
 //!    bytes (`tsuitate_benches::vnc`);
@@ -24,7 +27,8 @@
 //!
 //! Environment: `TSUITATE_BENCH_SIZE` (default 1280x720), `TSUITATE_BENCH_IDLE_MS` (12000,
 //! at least 6000), `TSUITATE_BENCH_NO_X264=1`, `TSUITATE_BENCH_NO_WEB=1`, `TSUITATE_BENCH_NO_VNC=1`,
-//! `TSUITATE_BENCH_ENCODING` (`damage`, the agent's default, or `openh264`). Everything it starts is stopped at the end; the
+//! `TSUITATE_BENCH_ENCODING` (`damage`, the agent's default, or `openh264`),
+//! `TSUITATE_BENCH_X264_PRESET` (an x264 preset, default `veryfast`). Everything it starts is stopped at the end; the
 //! working directory (logs, reports, snapshots) is kept and printed.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -35,8 +39,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use tsuitate_benches::vnc::{VncCounter, VncCounts};
+use tsuitate_testkit::picture::Picture;
 use tsuitate_testkit::procs::{self, cmdline, cpu_seconds, descendants, environ, Child};
 use tsuitate_testkit::stack::{http_get, metric, PASSWORD};
+use tsuitate_testkit::viewer_gateway::psnr;
 use tsuitate_testkit::{Stack, TestPage};
 
 /// Reload, then let the page settle before the idle window.
@@ -71,7 +77,23 @@ struct Settings {
     /// The agent's `encoding` (`damage`, its default, or `openh264`).
     encoding: String,
     web: bool,
+    /// x264's preset in run 2.
+    x264_preset: String,
 }
+
+/// x264's presets, fastest first.
+const X264_PRESETS: [&str; 10] = [
+    "ultrafast",
+    "superfast",
+    "veryfast",
+    "faster",
+    "fast",
+    "medium",
+    "slow",
+    "slower",
+    "veryslow",
+    "placebo",
+];
 
 fn settings() -> Result<Settings, String> {
     let size = std::env::var("TSUITATE_BENCH_SIZE").unwrap_or_else(|_| "1280x720".into());
@@ -88,7 +110,16 @@ fn settings() -> Result<Settings, String> {
             "TSUITATE_BENCH_IDLE_MS must be at least 6000 / 6000 以上にしてください".into(),
         );
     }
+    let x264_preset =
+        std::env::var("TSUITATE_BENCH_X264_PRESET").unwrap_or_else(|_| "veryfast".into());
+    if !X264_PRESETS.contains(&x264_preset.as_str()) {
+        return Err(format!(
+            "TSUITATE_BENCH_X264_PRESET must be one of {} / x264 のプリセット名を指定してください",
+            X264_PRESETS.join(", ")
+        ));
+    }
     Ok(Settings {
+        x264_preset,
         width: w,
         height: h,
         idle_ms,
@@ -246,6 +277,8 @@ fn ffmpeg_frames(progress: &std::path::Path) -> Option<f64> {
 struct Run {
     s: [Sample; 4],
     report: Value,
+    /// Where the viewer wrote its snapshots.
+    snapshots: std::path::PathBuf,
     typed: Option<String>,
     clicks: u32,
 }
@@ -306,6 +339,7 @@ fn run_workload(
     Ok(Run {
         s: [start, idle_start, idle_end, end],
         report: run.report,
+        snapshots: run.snapshots,
         typed,
         clicks,
     })
@@ -563,7 +597,7 @@ fn bench() -> Result<(), String> {
     };
 
     let mut run2 = None;
-    let mut ffmpeg_child = None;
+    let mut legibility = None;
     if cfg.x264 {
         let chrome = chromium(agent).ok_or("no Chromium process found under the agent")?;
         let display = environ(chrome, "DISPLAY");
@@ -597,15 +631,14 @@ fn bench() -> Result<(), String> {
                     "-i",
                 ])
                 .arg(&display)
-                .args([
-                    "-c:v",
-                    "libx264",
-                    "-preset",
-                    "ultrafast",
-                    "-tune",
-                    "zerolatency",
-                ])
-                .args(["-f", "h264", "-y"])
+                // 4:2:0 like tsuitate's stream (what browsers decode); from the X server's
+                // RGB ffmpeg would otherwise pick 4:4:4.
+                .args(["-pix_fmt", "yuv420p", "-c:v", "libx264", "-preset"])
+                .arg(&cfg.x264_preset)
+                .args(["-tune", "zerolatency"])
+                // Each packet written as it is made: the file's size is x264's bytes so far
+                // (buffered, it grew in 256 KiB steps).
+                .args(["-flush_packets", "1", "-f", "h264", "-y"])
                 .arg(&out)
                 .env("XAUTHORITY", environ(chrome, "XAUTHORITY"))
                 .stdin(Stdio::null())
@@ -614,24 +647,47 @@ fn bench() -> Result<(), String> {
         );
         std::thread::sleep(Duration::from_secs(2));
         let pid = child.pid();
-        ffmpeg_child = Some(child);
+        let mut ffmpeg_child = child;
         let probe2 = Probe {
             ffmpeg: Some((pid, out, progress)),
             vnc: None,
             ..probe
         };
-        run2 = Some(run_workload(
-            &stack,
-            &probe2,
-            &page,
-            "run2",
-            &script,
-            cfg.idle_ms,
-        )?);
-    }
-    if let Some(mut ff) = ffmpeg_child {
-        procs::signal(ff.pid(), libc::SIGINT);
-        ff.stop(Duration::from_secs(5));
+        let r2 = run_workload(&stack, &probe2, &page, "run2", &script, cfg.idle_ms)?;
+        // The page is still now: the screen as it is, then x264's last frame once ffmpeg ends.
+        let screen = dir.join("screen-end.png");
+        let grabbed = ffmpeg(
+            Command::new("ffmpeg")
+                .args(["-f", "x11grab", "-video_size", &size, "-i"])
+                .arg(&display)
+                .args(["-frames:v", "1", "-y"])
+                .arg(&screen)
+                .env("XAUTHORITY", environ(chrome, "XAUTHORITY")),
+        );
+        // SIGINT and time to finish: a second signal makes ffmpeg exit at once, leaving the
+        // last seconds of its stream unwritten.
+        procs::signal(ffmpeg_child.pid(), libc::SIGINT);
+        procs::wait_for(Duration::from_secs(10), || {
+            ffmpeg_child.exited().then_some(())
+        });
+        ffmpeg_child.stop(Duration::from_secs(5));
+        let last = dir.join("x264-end.png");
+        let decoded = ffmpeg(
+            Command::new("ffmpeg")
+                .arg("-i")
+                .arg(dir.join("x264.h264"))
+                .args(["-update", "1", "-y"])
+                .arg(&last),
+        );
+        legibility = Some(if grabbed && decoded {
+            (
+                luma_psnr(&screen, &r2.snapshots.join("workload-end.png")),
+                luma_psnr(&screen, &last),
+            )
+        } else {
+            (None, None)
+        });
+        run2 = Some(r2);
     }
 
     let run3 = if cfg.vnc {
@@ -640,7 +696,7 @@ fn bench() -> Result<(), String> {
         None
     };
 
-    let mut summary = summary(&cfg, &run1, run2.as_ref(), &expected, &dir);
+    let mut summary = summary(&cfg, &run1, run2.as_ref(), legibility, &expected, &dir);
     if let Some(r3) = &run3 {
         let v = vnc_summary(&run1, r3, &expected);
         match summary.find("\ndetails:") {
@@ -821,10 +877,44 @@ fn vnc_summary(r1: &Run, r3: &Run, expected: &str) -> String {
     o
 }
 
+/// Run ffmpeg quietly with `cmd`'s arguments; whether it succeeded.
+fn ffmpeg(cmd: &mut Command) -> bool {
+    let mut full = Command::new(cmd.get_program());
+    full.args(["-nostdin", "-hide_banner", "-loglevel", "error"])
+        .args(cmd.get_args())
+        .envs(cmd.get_envs().filter_map(|(k, v)| Some((k, v?))))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null());
+    full.status().is_ok_and(|s| s.success())
+}
+
+/// Luma PSNR (dB) of the picture in PNG file `b` against `a`; `None` when either is missing
+/// or their sizes differ.
+fn luma_psnr(a: &std::path::Path, b: &std::path::Path) -> Option<f64> {
+    if !a.is_file() || !b.is_file() {
+        return None;
+    }
+    let (a, b) = (Picture::load(a), Picture::load(b));
+    if a.width != b.width || a.px.len() != b.px.len() {
+        return None;
+    }
+    // BT.601 luma, the same formula for both.
+    let luma = |p: &Picture| -> Vec<u8> {
+        p.px.iter()
+            .map(|[r, g, b]| {
+                let y = 66 * u32::from(*r) + 129 * u32::from(*g) + 25 * u32::from(*b);
+                (((y + 128) >> 8) + 16) as u8
+            })
+            .collect()
+    };
+    Some(psnr(&luma(&a), &luma(&b)))
+}
+
 fn summary(
     cfg: &Settings,
     r1: &Run,
     r2: Option<&Run>,
+    legibility: Option<(Option<f64>, Option<f64>)>,
     expected: &str,
     dir: &std::path::Path,
 ) -> String {
@@ -906,7 +996,8 @@ fn summary(
         let idle2 = Some(r2.secs(IDLE_START, IDLE_END));
         let _ = writeln!(
             o,
-            "\n== same workload, tsuitate vs ffmpeg x264 (ultrafast, zerolatency, 30 fps) (run 2, {t2:.1} s) =="
+            "\n== same workload, tsuitate vs ffmpeg x264 ({}, zerolatency, 4:2:0, 30 fps) (run 2, {t2:.1} s) ==",
+            cfg.x264_preset
         );
         let rows = [
             (
@@ -943,6 +1034,14 @@ fn summary(
             ),
         ];
         side_by_side(&mut o, "ffmpeg x264", &rows);
+        if let Some((ours, theirs)) = legibility {
+            let _ = writeln!(
+                o,
+                "last picture vs screen   luma PSNR {} dB (tsuitate) / {} dB (x264): the text at rest",
+                fmt(ours, 1),
+                fmt(theirs, 1)
+            );
+        }
         let _ = writeln!(o, "page check run2: {}", page_check(r2, expected));
         let _ = writeln!(
             o,
