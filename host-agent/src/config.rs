@@ -184,6 +184,8 @@ struct ConfigFile {
     #[serde(default = "default_patch_qp")]
     patch_qp: u8,
     #[serde(default)]
+    refine_qp: Option<u8>,
+    #[serde(default)]
     capture: CaptureSetting,
     #[serde(default = "default_max_width")]
     max_width: u16,
@@ -225,6 +227,12 @@ fn default_resolve_interval() -> u64 {
 }
 fn default_patch_qp() -> u8 {
     crate::writer::PATCH_QP as u8
+}
+/// The refinement QP for `patch_qp` when none is set: [`crate::writer::REFINE_QP`], or finer
+/// than `patch_qp` by one where that is finer still; none when `patch_qp` is the finest (12).
+fn default_refine_qp(patch_qp: u8) -> Option<u8> {
+    let qp = (crate::writer::REFINE_QP as u8).min(patch_qp.saturating_sub(1));
+    (qp >= 12).then_some(qp)
 }
 fn default_linger() -> u64 {
     120
@@ -269,6 +277,9 @@ pub struct AgentConfig {
     pub encoding: Encoding,
     /// QP of what the damage encoder's own writer codes (12–40).
     pub patch_qp: u8,
+    /// QP at which the damage encoder refines a still screen (12–40, below `patch_qp`);
+    /// `None`: it does not.
+    pub refine_qp: Option<u8>,
     /// Capture path.
     pub capture: CaptureMode,
     /// Everything the browser needs.
@@ -365,7 +376,7 @@ fn check_field(key: &str, v: &toml::Value) -> Option<String> {
         "gateways" => check::<Vec<GatewayEntry>>(key, v),
         "encoder" => check::<EncoderUsage>(key, v),
         "encoding" => check::<Encoding>(key, v),
-        "patch_qp" => check::<u8>(key, v),
+        "patch_qp" | "refine_qp" => check::<u8>(key, v),
         "capture" => check::<CaptureSetting>(key, v),
         other => Some(format!("{other}: unknown field / 不明な項目です")),
     }
@@ -401,6 +412,15 @@ fn validate(f: ConfigFile) -> Result<AgentConfig, ConfigErrors> {
     }
     if !(12..=40).contains(&f.patch_qp) {
         err("patch_qp: 12-40 (lower: sharper text, more bytes) / 12〜40 で指定してください（小さいほど文字が鮮明で通信量が増えます）".into());
+    }
+    if f.refine_qp
+        .is_some_and(|qp| qp != 0 && !(12..f.patch_qp).contains(&qp))
+    {
+        err(format!(
+            "refine_qp: 0 (off) or 12 up to patch_qp - 1 ({}) / 0（無効）または 12〜patch_qp - 1（{}）で指定してください",
+            f.patch_qp.saturating_sub(1),
+            f.patch_qp.saturating_sub(1)
+        ));
     }
     if !(100..=50_000).contains(&f.bitrate_kbps) {
         err("bitrate_kbps: 100-50000".into());
@@ -602,6 +622,10 @@ fn validate(f: ConfigFile) -> Result<AgentConfig, ConfigErrors> {
         encoder: f.encoder,
         encoding: f.encoding,
         patch_qp: f.patch_qp,
+        refine_qp: match f.refine_qp {
+            None => default_refine_qp(f.patch_qp),
+            Some(qp) => (qp != 0).then_some(qp),
+        },
         capture: match f.capture {
             CaptureSetting::Shm => CaptureMode::Shm,
             CaptureSetting::Getimage => CaptureMode::GetImage,
@@ -687,6 +711,7 @@ mod tests {
         assert_eq!(c.encoder, EncoderUsage::Screen);
         assert_eq!(c.encoding, Encoding::Damage);
         assert_eq!(c.patch_qp, 22);
+        assert_eq!(c.refine_qp, Some(16));
         assert_eq!(c.browser.start_url, "about:blank");
         assert_eq!(c.browser.max_size, (1920, 1080));
     }
@@ -822,7 +847,7 @@ mod tests {
     }
 
     #[test]
-    fn encoding_and_patch_qp_are_checked() {
+    fn encoding_patch_qp_and_refine_qp_are_checked() {
         let d = files();
         let t = text(d.path(), "encoding = \"openh264\"\npatch_qp = 30\n");
         let c = AgentConfig::parse(&t).map_err(|e| e.0);
@@ -830,9 +855,27 @@ mod tests {
             c.as_ref().map(|c| (c.encoding, c.patch_qp)),
             Ok((Encoding::Openh264, 30))
         );
+        for (set, refine) in [
+            ("refine_qp = 0\n", None),
+            ("refine_qp = 20\n", Some(20)),
+            ("patch_qp = 14\n", Some(13)),
+            ("patch_qp = 12\n", None),
+        ] {
+            let c = AgentConfig::parse(&text(d.path(), set)).map_err(|e| e.0);
+            assert_eq!(c.map(|c| c.refine_qp), Ok(refine), "{set}");
+        }
         for (bad, what) in [
             ("encoding = \"x264\"\n", "encoding:"),
             ("patch_qp = 50\n", "patch_qp: 12-40"),
+            (
+                "refine_qp = 22\n",
+                "refine_qp: 0 (off) or 12 up to patch_qp - 1 (21)",
+            ),
+            ("refine_qp = 11\n", "refine_qp:"),
+            (
+                "patch_qp = 14\nrefine_qp = 14\n",
+                "refine_qp: 0 (off) or 12 up to patch_qp - 1 (13)",
+            ),
         ] {
             let errs = AgentConfig::parse(&text(d.path(), bad))
                 .err()

@@ -58,6 +58,13 @@ pub trait VideoEncoder: Send {
     /// Encode `width`×`height` pictures from now on. A changed size starts a new stream: the
     /// next access unit is an IDR with new SPS/PPS. The same size changes nothing.
     fn resize(&mut self, width: u16, height: u16) -> Result<(), EncodeError>;
+    /// The screen has stayed as it was at the last picture encoded: an access unit that
+    /// brings what decoders show closer to that picture (a finer residual where it was coded
+    /// coarsely), or `None` when there is nothing to refine. Encoders that do not refine
+    /// return `None`.
+    fn refine(&mut self) -> Result<Option<EncodedAu>, EncodeError> {
+        Ok(None)
+    }
 }
 
 /// The H.264 level (`level_idc` × 10 encoded as in the standard, e.g. 31 = 3.1) that a stream

@@ -23,6 +23,8 @@ pub struct PipelineStats {
     pub frames_encoded: AtomicU64,
     /// Captures replaced by a newer one before encoding, or skipped by rate control.
     pub frames_skipped: AtomicU64,
+    /// Of the access units sent, refinements of a still screen.
+    pub frames_refined: AtomicU64,
 }
 
 /// Everything the threads are told, under one lock with one condition variable: a change is
@@ -270,8 +272,14 @@ fn capture_loop(mut source: Box<dyn FrameSource>, interval: Duration, shared: &S
 /// What the encode loop should do next.
 enum Work {
     Encode(Frame, bool),
+    /// The screen has been still for [`REFINE_AFTER`] since the last frame sent.
+    Refine,
     Stop,
 }
+
+/// A screen still for this long after a frame is refined once ([`VideoEncoder::refine`]):
+/// long enough that typing and scrolling, whose next change comes sooner, do not pay for it.
+pub const REFINE_AFTER: Duration = Duration::from_millis(600);
 
 /// The last picture, encoded again (a keyframe request on an idle screen, or a retry after
 /// rate control skipped it): nothing changed on screen since, so it shows the screen as it is
@@ -281,7 +289,14 @@ fn restamped(mut f: Frame) -> Frame {
     f
 }
 
-fn next_work(shared: &Shared, last: &mut Option<Frame>, retry: bool, interval: Duration) -> Work {
+/// The next work; `refine_at`: when a still screen is due for refinement, if it is.
+fn next_work(
+    shared: &Shared,
+    last: &mut Option<Frame>,
+    retry: bool,
+    interval: Duration,
+    refine_at: &mut Option<Instant>,
+) -> Work {
     let Ok(mut c) = shared.control.lock() else {
         return Work::Stop;
     };
@@ -292,6 +307,7 @@ fn next_work(shared: &Shared, last: &mut Option<Frame>, retry: bool, interval: D
         if c.paused {
             // The last picture is not encoded again after the pause: it is old by then.
             *last = None;
+            *refine_at = None;
             c = match shared.cv.wait(c) {
                 Ok(guard) => guard,
                 Err(_) => return Work::Stop,
@@ -308,6 +324,13 @@ fn next_work(shared: &Shared, last: &mut Option<Frame>, retry: bool, interval: D
         }
         let wait = if retry {
             interval
+        } else if let Some(at) = *refine_at {
+            let now = Instant::now();
+            if now >= at {
+                *refine_at = None;
+                return Work::Refine;
+            }
+            at - now
         } else {
             Duration::from_millis(500)
         };
@@ -334,9 +357,38 @@ fn encode_loop(
     let mut sequence = 0u64;
     let mut retry = false;
     let mut size: Option<(u16, u16)> = None;
+    let mut refine_at: Option<Instant> = None;
     loop {
-        let (frame, mut idr) = match next_work(shared, &mut last, retry, interval) {
+        let (frame, mut idr) = match next_work(shared, &mut last, retry, interval, &mut refine_at) {
             Work::Encode(f, idr) => (f, idr),
+            Work::Refine => {
+                let au = match encoder.refine() {
+                    Ok(au) => au,
+                    Err(e) => return shared.end(format!("encode: {e}")),
+                };
+                let (Some(au), Some((width, height))) = (au, size) else {
+                    continue;
+                };
+                // Nothing new was captured: stamped when made, like a keyframe of an idle
+                // screen.
+                let vf = VideoFrame {
+                    header: VideoHeader {
+                        sequence,
+                        capture_us: crate::frame::now_us(),
+                        keyframe: au.keyframe,
+                        width,
+                        height,
+                    },
+                    data: Bytes::from(au.data),
+                };
+                if !send_or_stop(&out, vf, shared) {
+                    return;
+                }
+                sequence += 1;
+                shared.stats.frames_encoded.fetch_add(1, Ordering::Relaxed);
+                shared.stats.frames_refined.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
             Work::Stop => return,
         };
         // A new picture size starts a new stream (SPS/PPS + IDR, docs/protocol.md §3.3).
@@ -403,6 +455,7 @@ fn encode_loop(
         }
         sequence += 1;
         shared.stats.frames_encoded.fetch_add(1, Ordering::Relaxed);
+        refine_at = Some(Instant::now() + REFINE_AFTER);
     }
 }
 
@@ -614,6 +667,57 @@ mod tests {
             panic!("pipeline")
         };
         (p, rx)
+    }
+
+    /// A still screen coded coarsely (openh264's keyframe at a low bitrate): the damage
+    /// encoder sends one refinement about [`REFINE_AFTER`] later, stamped when made, and then
+    /// nothing while the screen stays still.
+    #[test]
+    fn a_still_screen_gets_one_refinement() {
+        let mut src = SyntheticSource::new(320, 240, SyntheticContent::StaticCaret);
+        src.changing = false;
+        let settings = EncoderSettings {
+            width: 320,
+            height: 240,
+            fps: 30,
+            bitrate_kbps: 100,
+            screen_content: true,
+        };
+        let Ok(enc) = crate::writer::DamageEncoder::new(settings) else {
+            panic!("encoder")
+        };
+        let (tx, mut rx) = mpsc::channel(4);
+        let Ok(mut p) = Pipeline::start(Box::new(src), Box::new(enc), 30, tx) else {
+            panic!("pipeline")
+        };
+        let Some(first) = rx.blocking_recv() else {
+            panic!("no first frame")
+        };
+        let sent = Instant::now();
+        let mut later = Vec::new();
+        while sent.elapsed() < REFINE_AFTER + Duration::from_millis(2000) {
+            match rx.try_recv() {
+                Ok(f) => later.push((sent.elapsed(), f)),
+                Err(_) => std::thread::sleep(Duration::from_millis(10)),
+            }
+        }
+        let refined = p.stats().frames_refined.load(Ordering::Relaxed);
+        p.stop();
+        assert!(first.header.keyframe);
+        assert_eq!(
+            later.len(),
+            1,
+            "one refinement, then nothing: {:?}",
+            later.iter().map(|(t, _)| t).collect::<Vec<_>>()
+        );
+        let (after, f) = &later[0];
+        assert!(
+            *after >= REFINE_AFTER,
+            "refined {after:?} after the keyframe"
+        );
+        assert!(!f.header.keyframe);
+        assert!(f.header.capture_us > first.header.capture_us);
+        assert_eq!(refined, 1);
     }
 
     #[test]

@@ -420,7 +420,8 @@ fn start_blocking(
         Encoding::Damage => Box::new(
             DamageEncoder::new(settings)
                 .map_err(|e| b(&e))?
-                .with_patch_qp(i32::from(config.patch_qp)),
+                .with_patch_qp(i32::from(config.patch_qp))
+                .with_refine_qp(config.refine_qp.map(i32::from)),
         ),
         Encoding::Openh264 => Box::new(OpenH264Encoder::new(settings).map_err(|e| b(&e))?),
     };

@@ -38,6 +38,14 @@ use picture::{copy_matches, row_eq, Coding, PictureWriter, Pictures, Plan, Writt
 /// openh264's bytes, QP 26 about 1× (docs/agent.md). Agent config `patch_qp`.
 pub const PATCH_QP: i32 = 22;
 
+/// Default QP of refinements: the text of a still screen at about 50 dB where it was coded
+/// coarser (docs/agent.md "Refinement"). Agent config `refine_qp`.
+pub const REFINE_QP: i32 = 16;
+
+/// A macroblock whose decoded luma differs from the capture by more than this sum of squared
+/// differences (46 dB PSNR over the macroblock) is refined.
+const REFINE_SSE: u64 = 256 * 255 * 255 / 39_811;
+
 /// When more than this share (percent) of the macroblocks would be intra-coded, openh264
 /// encodes the picture (a page load, a new window).
 pub const LARGE_CHANGE_PERCENT: usize = 40;
@@ -123,6 +131,8 @@ pub struct DamageEncoder {
     last: LastFrame,
     totals: Totals,
     patch_qp: i32,
+    /// QP of refinements ([`DamageEncoder::refine`]); `None`: none.
+    refine_qp: Option<i32>,
 }
 
 /// What an encoder wrote over its life (logged when it ends: counts only).
@@ -146,6 +156,8 @@ pub struct Totals {
     pub intra: u64,
     /// Copies with a residual.
     pub residual: u64,
+    /// Macroblocks coded again by refinements of a still screen (also counted above).
+    pub refined: u64,
 }
 
 impl Drop for DamageEncoder {
@@ -164,6 +176,7 @@ impl Drop for DamageEncoder {
             moved_mbs = t.moved,
             intra_mbs = t.intra,
             residual_mbs = t.residual,
+            refined_mbs = t.refined,
             "encoder totals / 符号化の集計"
         );
     }
@@ -207,6 +220,7 @@ impl DamageEncoder {
             last: LastFrame::None,
             totals: Totals::default(),
             patch_qp: PATCH_QP,
+            refine_qp: Some(REFINE_QP),
         })
     }
 
@@ -219,6 +233,13 @@ impl DamageEncoder {
     /// text. Below 12 the largest DC levels would not fit CAVLC's level range.
     pub fn with_patch_qp(mut self, qp: i32) -> Self {
         self.patch_qp = qp.clamp(12, 51);
+        self
+    }
+
+    /// Refine still screens at `qp` (12–51), or not at all (`None`); see
+    /// [`VideoEncoder::refine`].
+    pub fn with_refine_qp(mut self, qp: Option<i32>) -> Self {
+        self.refine_qp = qp.map(|qp| qp.clamp(12, 51));
         self
     }
 
@@ -317,6 +338,7 @@ impl DamageEncoder {
         stream: &Stream,
         plans: &[Plan],
         shifts: &[(i32, i32)],
+        qp: i32,
     ) -> EncodedAu {
         let frame_num = stream.next_frame_num;
         let mut w = BitWriter::new();
@@ -333,12 +355,10 @@ impl DamageEncoder {
         }
         w.bit(false); // ref_pic_list_modification_flag_l0
         w.bit(false); // adaptive_ref_pic_marking_mode_flag: sliding window
-        w.se(i64::from(
-            self.patch_qp - 26 - stream.pps.pic_init_qp_minus26,
-        ));
+        w.se(i64::from(qp - 26 - stream.pps.pic_init_qp_minus26));
         w.ue(1); // disable_deblocking_filter_idc: off
         let coding = Coding {
-            qp: self.patch_qp,
+            qp,
             chroma_qp_offset: stream.pps.chroma_qp_index_offset,
             constrained_intra: stream.pps.constrained_intra_pred,
         };
@@ -548,6 +568,10 @@ impl VideoEncoder for DamageEncoder {
         self.src = own;
         result
     }
+
+    fn refine(&mut self) -> Result<Option<EncodedAu>, EncodeError> {
+        Ok(self.refine_still())
+    }
 }
 
 impl DamageEncoder {
@@ -576,7 +600,7 @@ impl DamageEncoder {
                     self.write_openh264(src, idr)
                 } else {
                     self.changed_rows = changed_rows;
-                    let au = self.write_ours(src, &stream, &plans, &shifts);
+                    let au = self.write_ours(src, &stream, &plans, &shifts, self.patch_qp);
                     self.need_idr = true;
                     Ok(Some(au))
                 }
@@ -587,6 +611,53 @@ impl DamageEncoder {
                 self.write_openh264(src, idr)
             }
         }
+    }
+}
+
+impl DamageEncoder {
+    /// [`VideoEncoder::refine`]: the macroblocks whose decoded luma is furthest from the last
+    /// capture sent (more than [`REFINE_SSE`]) coded again at the refinement QP — a copy of
+    /// what decoders show with a finer residual, or intra, whichever is shorter — the rest
+    /// skipped. `None` when none is that far, refinement is off, or our writer cannot write
+    /// the stream.
+    fn refine_still(&mut self) -> Option<EncodedAu> {
+        let qp = self.refine_qp?;
+        let stream = self
+            .stream
+            .clone()
+            .filter(|s| self.have_reference && writable(&s.sps, &s.pps))?;
+        if matches!(self.last, LastFrame::None) {
+            return None;
+        }
+        let w = usize::from(self.prev.width);
+        let (wm, hm) = (w / 16, usize::from(self.prev.height) / 16);
+        let mut plans = vec![Plan::Copy(0, 0); wm * hm];
+        for (idx, plan) in plans.iter_mut().enumerate() {
+            let (x0, y0) = ((idx % wm) * 16, (idx / wm) * 16);
+            let sse: u64 = (y0..y0 + 16)
+                .map(|y| {
+                    let at = y * w + x0;
+                    self.prev.y[at..at + 16]
+                        .iter()
+                        .zip(&self.reference.y[at..at + 16])
+                        .map(|(a, b)| u64::from(a.abs_diff(*b)).pow(2))
+                        .sum::<u64>()
+                })
+                .sum();
+            if sse > REFINE_SSE {
+                *plan = Plan::Intra;
+            }
+        }
+        let refined = plans.iter().filter(|p| **p == Plan::Intra).count();
+        if refined == 0 {
+            return None;
+        }
+        // Written against the capture already sent, which stays the last one sent.
+        let capture = self.prev.clone();
+        let au = self.write_ours(&capture, &stream, &plans, &[], qp);
+        self.need_idr = true;
+        self.totals.refined += refined as u64;
+        Some(au)
     }
 }
 
@@ -712,6 +783,109 @@ mod tests {
             ));
         }
         out
+    }
+
+    /// A still screen after a scroll coded coarsely (`patch_qp` 30): one refinement makes
+    /// the decoded picture much closer to the capture, passes the sanitizer and decodes as the
+    /// writer reconstructs it; a second finds less or nothing to do; refinement off finds
+    /// nothing.
+    #[test]
+    fn a_still_screen_is_refined_towards_the_capture() {
+        let (width, height) = (328usize, 184usize);
+        let settings = EncoderSettings {
+            width: width as u16,
+            height: height as u16,
+            fps: 30,
+            bitrate_kbps: 4000,
+            screen_content: true,
+        };
+        let Ok(mut dec) = Decoder::new() else {
+            panic!("decoder")
+        };
+        let mut sanitizer = NalSanitizer::new(Limits::default());
+        let mut page = Page::new(width, height, 7);
+        let mut sequence = 0u64;
+        let mut check = |enc: &DamageEncoder, au: &EncodedAu, what: &str| -> Vec<u8> {
+            let header = VideoHeader {
+                sequence,
+                capture_us: 0,
+                keyframe: au.keyframe,
+                width: width as u16,
+                height: height as u16,
+            };
+            sequence += 1;
+            let checked = sanitizer.sanitize(&header, &au.data);
+            assert!(checked.is_ok(), "{what}: sanitizer refused: {checked:?}");
+            let Ok(Some(d)) = dec.decode(&au.data) else {
+                panic!("{what}: openh264 did not decode")
+            };
+            let got = decoded(&d);
+            assert_eq!(got, visible(enc.reconstruction(), width, height), "{what}");
+            got[0].clone()
+        };
+        let Ok(enc) = DamageEncoder::new(settings) else {
+            panic!("encoder")
+        };
+        let mut enc = enc.with_patch_qp(30);
+        assert!(
+            matches!(enc.refine(), Ok(None)),
+            "nothing to refine before the first picture"
+        );
+        let mut pics = Vec::new();
+        for step in 0..2 {
+            if step == 1 {
+                page.scroll_y += 37;
+            }
+            let Ok(pic) = page.render() else {
+                panic!("render")
+            };
+            let Ok(Some(au)) = enc.encode(&pic, false) else {
+                panic!("step {step}: no access unit")
+            };
+            check(&enc, &au, "picture");
+            pics.push(pic);
+        }
+        assert!(matches!(enc.last_frame(), LastFrame::Writer(_)));
+        let Some(capture) = pics.last() else {
+            panic!("no picture")
+        };
+        let decoded_before = visible(enc.reconstruction(), width, height);
+        let before = psnr(&decoded_before[0], &capture.y);
+        let Ok(Some(au)) = enc.refine() else {
+            panic!("no refinement")
+        };
+        let first = enc.totals().refined;
+        let after = psnr(&check(&enc, &au, "refinement"), &capture.y);
+        println!("refined: {before:.1} dB -> {after:.1} dB over {first} macroblocks");
+        assert!(first > 0);
+        assert!(
+            after >= before + 3.0,
+            "refined: {before:.1} dB -> {after:.1} dB over {first} macroblocks"
+        );
+        // Again on the same still screen: less left to do.
+        if let Ok(Some(au)) = enc.refine() {
+            check(&enc, &au, "second refinement");
+            let second = enc.totals().refined - first;
+            assert!(second < first, "{second} macroblocks again of {first}");
+        }
+        // The next change is coded as usual on top of the refined picture.
+        page.scroll_y += 16;
+        let Ok(pic) = page.render() else {
+            panic!("render")
+        };
+        let Ok(Some(au)) = enc.encode(&pic, false) else {
+            panic!("no access unit after the refinement")
+        };
+        check(&enc, &au, "scroll after the refinement");
+
+        let Ok(off) = DamageEncoder::new(settings) else {
+            panic!("encoder")
+        };
+        let mut off = off.with_patch_qp(30).with_refine_qp(None);
+        for pic in &pics {
+            assert!(matches!(off.encode(pic, false), Ok(Some(_))));
+        }
+        assert!(matches!(off.refine(), Ok(None)), "refinement off");
     }
 
     #[test]
