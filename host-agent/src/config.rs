@@ -413,14 +413,16 @@ fn validate(f: ConfigFile) -> Result<AgentConfig, ConfigErrors> {
     if !(12..=40).contains(&f.patch_qp) {
         err("patch_qp: 12-40 (lower: sharper text, more bytes) / 12〜40 で指定してください（小さいほど文字が鮮明で通信量が増えます）".into());
     }
-    if f.refine_qp
-        .is_some_and(|qp| qp != 0 && !(12..f.patch_qp).contains(&qp))
-    {
-        err(format!(
-            "refine_qp: 0 (off) or 12 up to patch_qp - 1 ({}) / 0（無効）または 12〜patch_qp - 1（{}）で指定してください",
-            f.patch_qp.saturating_sub(1),
-            f.patch_qp.saturating_sub(1)
-        ));
+    if let Some(qp) = f.refine_qp.filter(|qp| *qp != 0) {
+        // Finer than patch_qp, and within 12-40 whatever patch_qp is.
+        let coarsest = f.patch_qp.clamp(12, 41) - 1;
+        if coarsest < 12 {
+            err("refine_qp: only 0 (off) with patch_qp 12 / patch_qp が 12 のときは 0（無効）のみ指定できます".into());
+        } else if !(12..=coarsest).contains(&qp) {
+            err(format!(
+                "refine_qp: 0 (off) or 12 up to patch_qp - 1 ({coarsest}) / 0（無効）または 12〜patch_qp - 1（{coarsest}）で指定してください"
+            ));
+        }
     }
     if !(100..=50_000).contains(&f.bitrate_kbps) {
         err("bitrate_kbps: 100-50000".into());
@@ -875,6 +877,10 @@ mod tests {
             (
                 "patch_qp = 14\nrefine_qp = 14\n",
                 "refine_qp: 0 (off) or 12 up to patch_qp - 1 (13)",
+            ),
+            (
+                "patch_qp = 12\nrefine_qp = 12\n",
+                "refine_qp: only 0 (off) with patch_qp 12",
             ),
         ] {
             let errs = AgentConfig::parse(&text(d.path(), bad))

@@ -277,9 +277,14 @@ enum Work {
     Stop,
 }
 
-/// A screen still for this long after a frame is refined once ([`VideoEncoder::refine`]):
-/// long enough that typing and scrolling, whose next change comes sooner, do not pay for it.
+/// A screen still for this long after a frame is refined ([`VideoEncoder::refine`]): long
+/// enough that typing and scrolling, whose next change comes sooner, do not pay for it. While
+/// the encoder has more to refine, it is asked again after as long.
 pub const REFINE_AFTER: Duration = Duration::from_millis(600);
+
+/// A screen that never stays still that long (a blinking caret in a focused field) is
+/// refined at the latest this long after the first frame since the last refinement.
+pub const REFINE_AT_MOST_AFTER: Duration = Duration::from_millis(2500);
 
 /// The last picture, encoded again (a keyframe request on an idle screen, or a retry after
 /// rate control skipped it): nothing changed on screen since, so it shows the screen as it is
@@ -358,16 +363,22 @@ fn encode_loop(
     let mut retry = false;
     let mut size: Option<(u16, u16)> = None;
     let mut refine_at: Option<Instant> = None;
+    // When the first frame not refined yet was sent.
+    let mut unrefined_since: Option<Instant> = None;
     loop {
         let (frame, mut idr) = match next_work(shared, &mut last, retry, interval, &mut refine_at) {
             Work::Encode(f, idr) => (f, idr),
             Work::Refine => {
+                unrefined_since = None;
                 let au = match encoder.refine() {
                     Ok(au) => au,
                     Err(e) => return shared.end(format!("encode: {e}")),
                 };
-                let (Some(au), Some((width, height))) = (au, size) else {
+                let Some(au) = au else {
                     continue;
+                };
+                let Some((width, height)) = size else {
+                    return shared.end("encode: a refinement before any picture".into());
                 };
                 // Nothing new was captured: stamped when made, like a keyframe of an idle
                 // screen.
@@ -387,6 +398,8 @@ fn encode_loop(
                 sequence += 1;
                 shared.stats.frames_encoded.fetch_add(1, Ordering::Relaxed);
                 shared.stats.frames_refined.fetch_add(1, Ordering::Relaxed);
+                // More may be left (a refinement is bounded): ask again if it stays still.
+                refine_at = Some(Instant::now() + REFINE_AFTER);
                 continue;
             }
             Work::Stop => return,
@@ -455,7 +468,9 @@ fn encode_loop(
         }
         sequence += 1;
         shared.stats.frames_encoded.fetch_add(1, Ordering::Relaxed);
-        refine_at = Some(Instant::now() + REFINE_AFTER);
+        let now = Instant::now();
+        let first = *unrefined_since.get_or_insert(now);
+        refine_at = Some((now + REFINE_AFTER).min(first + REFINE_AT_MOST_AFTER));
     }
 }
 
@@ -669,13 +684,11 @@ mod tests {
         (p, rx)
     }
 
-    /// A still screen coded coarsely (openh264's keyframe at a low bitrate): the damage
-    /// encoder sends one refinement about [`REFINE_AFTER`] later, stamped when made, and then
-    /// nothing while the screen stays still.
-    #[test]
-    fn a_still_screen_gets_one_refinement() {
+    /// A damage encoder at a low bitrate (openh264's keyframe coarse: much to refine) behind
+    /// a pipeline over the synthetic page, changing every frame or still.
+    fn coarse_pipeline(changing: bool) -> (Pipeline, mpsc::Receiver<VideoFrame>) {
         let mut src = SyntheticSource::new(320, 240, SyntheticContent::StaticCaret);
-        src.changing = false;
+        src.changing = changing;
         let settings = EncoderSettings {
             width: 320,
             height: 240,
@@ -686,16 +699,24 @@ mod tests {
         let Ok(enc) = crate::writer::DamageEncoder::new(settings) else {
             panic!("encoder")
         };
-        let (tx, mut rx) = mpsc::channel(4);
-        let Ok(mut p) = Pipeline::start(Box::new(src), Box::new(enc), 30, tx) else {
+        let (tx, rx) = mpsc::channel(64);
+        let Ok(p) = Pipeline::start(Box::new(src), Box::new(enc), 30, tx) else {
             panic!("pipeline")
         };
+        (p, rx)
+    }
+
+    /// A still screen coded coarsely: refinements follow at [`REFINE_AFTER`] intervals, each
+    /// stamped when made, until nothing is left to refine; then nothing.
+    #[test]
+    fn a_still_screen_is_refined_and_then_left_alone() {
+        let (mut p, mut rx) = coarse_pipeline(false);
         let Some(first) = rx.blocking_recv() else {
             panic!("no first frame")
         };
         let sent = Instant::now();
         let mut later = Vec::new();
-        while sent.elapsed() < REFINE_AFTER + Duration::from_millis(2000) {
+        while sent.elapsed() < REFINE_AFTER * 6 + Duration::from_millis(1500) {
             match rx.try_recv() {
                 Ok(f) => later.push((sent.elapsed(), f)),
                 Err(_) => std::thread::sleep(Duration::from_millis(10)),
@@ -703,21 +724,43 @@ mod tests {
         }
         let refined = p.stats().frames_refined.load(Ordering::Relaxed);
         p.stop();
+        let times: Vec<Duration> = later.iter().map(|(t, _)| *t).collect();
         assert!(first.header.keyframe);
-        assert_eq!(
-            later.len(),
-            1,
-            "one refinement, then nothing: {:?}",
-            later.iter().map(|(t, _)| t).collect::<Vec<_>>()
-        );
-        let (after, f) = &later[0];
         assert!(
-            *after >= REFINE_AFTER,
-            "refined {after:?} after the keyframe"
+            (1..=4).contains(&later.len()),
+            "refinements, each at most a quarter of the picture: {times:?}"
         );
-        assert!(!f.header.keyframe);
-        assert!(f.header.capture_us > first.header.capture_us);
-        assert_eq!(refined, 1);
+        assert_eq!(refined, later.len() as u64);
+        let mut previous = Duration::ZERO;
+        for (at, f) in &later {
+            assert!(*at >= previous + REFINE_AFTER, "{times:?}");
+            assert!(!f.header.keyframe);
+            assert!(f.header.capture_us > first.header.capture_us);
+            previous = *at;
+        }
+        assert!(
+            sent.elapsed() >= previous + Duration::from_millis(1000),
+            "then nothing for a second and more: {times:?}"
+        );
+    }
+
+    /// A screen that changes all the time (the caret of a focused field) is refined anyway,
+    /// [`REFINE_AT_MOST_AFTER`] after the first frame.
+    #[test]
+    fn a_screen_that_never_stays_still_is_refined_too() {
+        let (mut p, mut rx) = coarse_pipeline(true);
+        let until = Instant::now() + REFINE_AT_MOST_AFTER + Duration::from_millis(2000);
+        let mut frames = 0;
+        while Instant::now() < until && p.stats().frames_refined.load(Ordering::Relaxed) == 0 {
+            while rx.try_recv().is_ok() {
+                frames += 1;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let refined = p.stats().frames_refined.load(Ordering::Relaxed);
+        p.stop();
+        assert!(frames > 10, "the screen kept changing: {frames} frames");
+        assert!(refined >= 1, "no refinement in {frames} frames");
     }
 
     #[test]

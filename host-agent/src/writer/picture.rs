@@ -430,10 +430,12 @@ impl<'a> PictureWriter<'a> {
         self.mvp(mbx, mby)
     }
 
-    /// Inter prediction with a whole-sample luma vector (§8.4.2.2), written to `out`. `out`
-    /// starts as the reference, so a zero vector leaves it as it is.
+    /// Inter prediction with a whole-sample luma vector (§8.4.2.2), written to `out`. Written
+    /// in place, a zero vector leaves `out` as it is; with a separate reference it is copied
+    /// like any other (the macroblocks planned as such copies are there already:
+    /// [`PictureWriter::copy_still`]).
     fn motion_copy(&mut self, mbx: usize, mby: usize, mv: (i32, i32)) {
-        if mv == (0, 0) {
+        if mv == (0, 0) && self.reference.is_none() {
             return;
         }
         let w = usize::from(self.out.width);
