@@ -757,7 +757,8 @@ mod tests {
     #[test]
     fn a_screen_that_never_stays_still_is_refined_too() {
         let (mut p, mut rx) = coarse_pipeline(true);
-        let until = Instant::now() + REFINE_AT_MOST_AFTER + Duration::from_millis(2000);
+        // REFINE_AT_MOST_AFTER and then some: a busy machine may be slow.
+        let until = Instant::now() + REFINE_AT_MOST_AFTER + Duration::from_secs(6);
         let mut frames = 0;
         while Instant::now() < until && p.stats().frames_refined.load(Ordering::Relaxed) == 0 {
             while rx.try_recv().is_ok() {
