@@ -589,10 +589,7 @@ impl DamageEncoder {
         src: &I420,
         force_idr: bool,
     ) -> Result<Option<EncodedAu>, EncodeError> {
-        let stream = self
-            .stream
-            .clone()
-            .filter(|s| self.have_reference && writable(&s.sps, &s.pps));
+        let stream = self.writable_stream();
         let rows = usize::from(src.height) / 16;
         match stream {
             Some(stream) if !force_idr => {
@@ -627,9 +624,15 @@ impl DamageEncoder {
             }
         }
     }
-}
 
-impl DamageEncoder {
+    /// openh264's stream, if our writer can continue it now: a reference picture is held and
+    /// the parameter sets are ones it writes for.
+    fn writable_stream(&self) -> Option<Stream> {
+        self.stream
+            .clone()
+            .filter(|s| self.have_reference && writable(&s.sps, &s.pps))
+    }
+
     /// [`VideoEncoder::refine`]: the macroblocks whose decoded luma is furthest from the last
     /// capture sent (more than [`REFINE_SSE`]; at most [`REFINE_MAX_PERCENT`] of them, the
     /// furthest first), coded again at the refinement QP as patches are (a copy of what
@@ -638,10 +641,7 @@ impl DamageEncoder {
     /// or our writer cannot write the stream.
     fn refine_still(&mut self) -> Option<EncodedAu> {
         let qp = self.refine_qp?;
-        let stream = self
-            .stream
-            .clone()
-            .filter(|s| self.have_reference && writable(&s.sps, &s.pps))?;
+        let stream = self.writable_stream()?;
         if matches!(self.last, LastFrame::None) {
             return None;
         }

@@ -125,6 +125,31 @@ fn block<const N: usize, const W: usize>(
     out
 }
 
+/// Copy `count` macroblocks side by side, from the samples of `src` at luma position (`sx`,
+/// `sy`) (even: chroma at half), into `dst` at macroblock (`mbx`, `mby`); both pictures of one
+/// size, the area inside both.
+fn copy_macroblocks(
+    dst: &mut I420,
+    src: &I420,
+    (mbx, mby): (usize, usize),
+    count: usize,
+    (sx, sy): (usize, usize),
+) {
+    let w = usize::from(dst.width);
+    let n = count * 16;
+    for j in 0..16 {
+        dst.y[(mby * 16 + j) * w + mbx * 16..][..n]
+            .copy_from_slice(&src.y[(sy + j) * w + sx..][..n]);
+    }
+    let cw = w / 2;
+    for (d, s) in [(&mut dst.u, &src.u), (&mut dst.v, &src.v)] {
+        for j in 0..8 {
+            d[(mby * 8 + j) * cw + mbx * 8..][..n / 2]
+                .copy_from_slice(&s[(sy / 2 + j) * cw + sx / 2..][..n / 2]);
+        }
+    }
+}
+
 /// Whether the first `N` samples of `a` and `b` are equal (false if either is shorter):
 /// compared as arrays of a size known here, in one or two loads each, not as slices (a call
 /// per row, which was most of the time a scroll's macroblock checks took).
@@ -351,8 +376,6 @@ impl<'a> PictureWriter<'a> {
         let Some(r) = self.reference else {
             return;
         };
-        let w = usize::from(self.out.width);
-        let cw = w / 2;
         for (mby, row) in plans.chunks(self.w_mbs).enumerate() {
             let mut mbx = 0;
             while mbx < row.len() {
@@ -364,15 +387,7 @@ impl<'a> PictureWriter<'a> {
                     .iter()
                     .position(|p| *p != Plan::Copy(0, 0))
                     .map_or(row.len(), |n| mbx + n);
-                for j in mby * 16..mby * 16 + 16 {
-                    let span = j * w + mbx * 16..j * w + end * 16;
-                    self.out.y[span.clone()].copy_from_slice(&r.y[span]);
-                }
-                for j in mby * 8..mby * 8 + 8 {
-                    let span = j * cw + mbx * 8..j * cw + end * 8;
-                    self.out.u[span.clone()].copy_from_slice(&r.u[span.clone()]);
-                    self.out.v[span.clone()].copy_from_slice(&r.v[span]);
-                }
+                copy_macroblocks(self.out, r, (mbx, mby), end - mbx, (mbx * 16, mby * 16));
                 mbx = end;
             }
         }
@@ -446,18 +461,7 @@ impl<'a> PictureWriter<'a> {
         if let (Some(r), true, 0) = (self.reference, inside, (mv.0 | mv.1) & 7) {
             // Whole luma and chroma samples inside the picture (a scroll's usual case): the
             // rows straight from the reference.
-            let (sx, sy) = (sx as usize, sy as usize);
-            for j in 0..16 {
-                self.out.y[(mby * 16 + j) * w + mbx * 16..][..16]
-                    .copy_from_slice(&r.y[(sy + j) * w + sx..][..16]);
-            }
-            let cw = w / 2;
-            for (dst, src) in [(&mut self.out.u, &r.u), (&mut self.out.v, &r.v)] {
-                for j in 0..8 {
-                    dst[(mby * 8 + j) * cw + mbx * 8..][..8]
-                        .copy_from_slice(&src[(sy / 2 + j) * cw + sx / 2..][..8]);
-                }
-            }
+            copy_macroblocks(self.out, r, (mbx, mby), 1, (sx as usize, sy as usize));
             return;
         }
         let (luma, chroma) = self.mc(mbx, mby, mv);
@@ -693,7 +697,6 @@ impl<'a> PictureWriter<'a> {
         preds: &IntraPredictions,
     ) -> Estimates {
         let lambda = lambda(self.coding.qp);
-        let width = usize::from(self.p.src.width);
         let (x0, y0) = (mbx * 16, mby * 16);
         let left = self.intra_neighbour(mbx, mby, -1, 0);
         let top = self.intra_neighbour(mbx, mby, 0, -1);
@@ -715,34 +718,12 @@ impl<'a> PictureWriter<'a> {
         let mut intra4 = chroma + lambda * (16 * 2 + 4);
         for idx in 0..16 {
             let (bx, by) = luma_block_pos(idx);
-            let has_top = by > 0 || top;
-            let has_left = bx > 0 || left;
-            let above: [i32; 4] = std::array::from_fn(|i| {
-                if by > 0 {
-                    src[(by * 4 - 1) * 16 + bx * 4 + i]
-                } else if top {
-                    i32::from(self.out.y[(y0 - 1) * width + x0 + bx * 4 + i])
-                } else {
-                    0
-                }
-            });
-            let side: [i32; 4] = std::array::from_fn(|j| {
-                if bx > 0 {
-                    src[(by * 4 + j) * 16 + bx * 4 - 1]
-                } else if left {
-                    i32::from(self.out.y[(y0 + by * 4 + j) * width + x0 - 1])
-                } else {
-                    0
-                }
-            });
+            // The captured samples are 0-255 (`src` holds them widened).
+            let e = self.edges4((x0, y0), (bx, by), (left, top), |at| src[at] as u8);
+            let (has_top, has_left, dc) = (e.has_top, e.has_left, i32::from(e.dc));
+            let (above, side) = (e.above.map(i32::from), e.side.map(i32::from));
             let block: [i32; 16] =
                 std::array::from_fn(|k| src[(by * 4 + k / 4) * 16 + bx * 4 + k % 4]);
-            let dc = match (has_left, has_top) {
-                (true, true) => (above.iter().sum::<i32>() + side.iter().sum::<i32>() + 4) >> 3,
-                (true, false) => (side.iter().sum::<i32>() + 2) >> 2,
-                (false, true) => (above.iter().sum::<i32>() + 2) >> 2,
-                (false, false) => 128,
-            };
             let cost =
                 |pred: &dyn Fn(usize) -> i32| satd4x4(&std::array::from_fn(|k| block[k] - pred(k)));
             let mut block_cost = cost(&|_| dc);
@@ -965,46 +946,73 @@ impl<'a> PictureWriter<'a> {
         }
     }
 
+    /// What Intra 4x4 block (`bx`, `by`) of the macroblock at luma (`x0`, `y0`) predicts from
+    /// (§8.3.1.2): the row above and the column left of it — inside the macroblock
+    /// `inside(index)` (16 samples a row), outside it the decoded picture where `left`/`top`
+    /// make it available, 0 otherwise — and its DC prediction.
+    fn edges4(
+        &self,
+        (x0, y0): (usize, usize),
+        (bx, by): (usize, usize),
+        (left, top): (bool, bool),
+        inside: impl Fn(usize) -> u8,
+    ) -> Edges4 {
+        let width = usize::from(self.p.src.width);
+        let has_top = by > 0 || top;
+        let has_left = bx > 0 || left;
+        let above: [u8; 4] = std::array::from_fn(|i| {
+            if by > 0 {
+                inside((by * 4 - 1) * 16 + bx * 4 + i)
+            } else if top {
+                self.out.y[(y0 - 1) * width + x0 + bx * 4 + i]
+            } else {
+                0
+            }
+        });
+        let side: [u8; 4] = std::array::from_fn(|j| {
+            if bx > 0 {
+                inside((by * 4 + j) * 16 + bx * 4 - 1)
+            } else if left {
+                self.out.y[(y0 + by * 4 + j) * width + x0 - 1]
+            } else {
+                0
+            }
+        });
+        let sum = |v: &[u8; 4]| v.iter().map(|s| u32::from(*s)).sum::<u32>();
+        let dc = match (has_left, has_top) {
+            (true, true) => ((sum(&above) + sum(&side) + 4) >> 3) as u8,
+            (true, false) => ((sum(&side) + 2) >> 2) as u8,
+            (false, true) => ((sum(&above) + 2) >> 2) as u8,
+            (false, false) => 128,
+        };
+        Edges4 {
+            above,
+            side,
+            has_top,
+            has_left,
+            dc,
+        }
+    }
+
     /// Intra 4x4: for each block in decoding order the cheapest of vertical, horizontal and
     /// DC prediction (by SAD) from the samples decoded so far, transformed and reconstructed
     /// before the next block predicts from it.
     fn luma4(&self, src: &[i32; 256], x0: usize, y0: usize, left: bool, top: bool) -> Luma4 {
         let qp = self.coding.qp;
-        let width = usize::from(self.p.src.width);
         let mut rec = [0u8; 256];
         let mut modes = [DC; 16];
         let mut levels = [[0i32; 16]; 16];
         for idx in 0..16 {
             let (bx, by) = luma_block_pos(idx);
-            let has_top = by > 0 || top;
-            let has_left = bx > 0 || left;
-            let above: [u8; 4] = std::array::from_fn(|i| {
-                if by > 0 {
-                    rec[(by * 4 - 1) * 16 + bx * 4 + i]
-                } else if top {
-                    self.out.y[(y0 - 1) * width + x0 + bx * 4 + i]
-                } else {
-                    0
-                }
-            });
-            let side: [u8; 4] = std::array::from_fn(|j| {
-                if bx > 0 {
-                    rec[(by * 4 + j) * 16 + bx * 4 - 1]
-                } else if left {
-                    self.out.y[(y0 + by * 4 + j) * width + x0 - 1]
-                } else {
-                    0
-                }
-            });
+            let Edges4 {
+                above,
+                side,
+                has_top,
+                has_left,
+                dc,
+            } = self.edges4((x0, y0), (bx, by), (left, top), |at| rec[at]);
             let block: [i32; 16] =
                 std::array::from_fn(|k| src[(by * 4 + k / 4) * 16 + bx * 4 + k % 4]);
-            let sum = |v: &[u8; 4]| v.iter().map(|s| u32::from(*s)).sum::<u32>();
-            let dc = match (has_left, has_top) {
-                (true, true) => ((sum(&above) + sum(&side) + 4) >> 3) as u8,
-                (true, false) => ((sum(&side) + 2) >> 2) as u8,
-                (false, true) => ((sum(&above) + 2) >> 2) as u8,
-                (false, false) => 128,
-            };
             let candidates: [Option<[u8; 16]>; 3] = [
                 has_top.then(|| std::array::from_fn(|k| above[k % 4])),
                 has_left.then(|| std::array::from_fn(|k| side[k / 4])),
@@ -1180,6 +1188,15 @@ struct Estimates {
     inter: Option<i64>,
     intra16: i64,
     intra4: i64,
+}
+
+/// What an Intra 4x4 block predicts from ([`PictureWriter::edges4`]).
+struct Edges4 {
+    above: [u8; 4],
+    side: [u8; 4],
+    has_top: bool,
+    has_left: bool,
+    dc: u8,
 }
 
 /// A macroblock's intra predictions: chroma (mode, both components) and Intra 16x16 luma
