@@ -13,7 +13,7 @@ use tokio::sync::mpsc;
 use tsuitate_protocol::{VideoFrame, VideoHeader};
 
 use crate::convert::{bgra_to_i420_rows, I420};
-use crate::encode::VideoEncoder;
+use crate::encode::{EncodedAu, VideoEncoder};
 use crate::frame::{union_rows, Change, Frame, FrameSource};
 
 /// Counters shared with the session (for `Stats`).
@@ -382,21 +382,17 @@ fn encode_loop(
                 };
                 // Nothing new was captured: stamped when made, like a keyframe of an idle
                 // screen.
-                let vf = VideoFrame {
-                    header: VideoHeader {
-                        sequence,
-                        capture_us: crate::frame::now_us(),
-                        keyframe: au.keyframe,
-                        width,
-                        height,
-                    },
-                    data: Bytes::from(au.data),
+                let header = VideoHeader {
+                    sequence,
+                    capture_us: crate::frame::now_us(),
+                    keyframe: false,
+                    width,
+                    height,
                 };
-                if !send_or_stop(&out, vf, shared) {
+                if !send_au(&out, header, au, shared) {
                     return;
                 }
                 sequence += 1;
-                shared.stats.frames_encoded.fetch_add(1, Ordering::Relaxed);
                 shared.stats.frames_refined.fetch_add(1, Ordering::Relaxed);
                 // More may be left (a refinement is bounded): ask again if it stays still.
                 refine_at = Some(Instant::now() + REFINE_AFTER);
@@ -456,22 +452,36 @@ fn encode_loop(
             continue;
         };
         retry = false;
-        let vf = VideoFrame {
-            header: VideoHeader {
-                keyframe: au.keyframe,
-                ..header
-            },
-            data: Bytes::from(au.data),
-        };
-        if !send_or_stop(&out, vf, shared) {
+        if !send_au(&out, header, au, shared) {
             return;
         }
         sequence += 1;
-        shared.stats.frames_encoded.fetch_add(1, Ordering::Relaxed);
         let now = Instant::now();
         let first = *unrefined_since.get_or_insert(now);
         refine_at = Some((now + REFINE_AFTER).min(first + REFINE_AT_MOST_AFTER));
     }
+}
+
+/// Send an access unit with `header` (its keyframe flag taken from the unit) and count it;
+/// false when the pipeline stopped ([`send_or_stop`]).
+fn send_au(
+    out: &mpsc::Sender<VideoFrame>,
+    header: VideoHeader,
+    au: EncodedAu,
+    shared: &Shared,
+) -> bool {
+    let frame = VideoFrame {
+        header: VideoHeader {
+            keyframe: au.keyframe,
+            ..header
+        },
+        data: Bytes::from(au.data),
+    };
+    let sent = send_or_stop(out, frame, shared);
+    if sent {
+        shared.stats.frames_encoded.fetch_add(1, Ordering::Relaxed);
+    }
+    sent
 }
 
 /// Send a frame, waiting while the channel is full (backpressure from the QUIC stream) but

@@ -610,16 +610,10 @@ fn bench() -> Result<(), String> {
         let (out, progress) = (dir.join("x264.h264"), dir.join("x264.progress"));
         let log = std::fs::File::create(dir.join("ffmpeg.log")).map_err(|e| e.to_string())?;
         let size = format!("{}x{}", cfg.width, cfg.height);
-        let child = Child::spawn(
+        let mut ffmpeg_child = Child::spawn(
             "ffmpeg",
-            Command::new("ffmpeg")
-                .args([
-                    "-nostdin",
-                    "-hide_banner",
-                    "-loglevel",
-                    "error",
-                    "-progress",
-                ])
+            quiet_ffmpeg()
+                .arg("-progress")
                 .arg(&progress)
                 .args([
                     "-f",
@@ -641,13 +635,10 @@ fn bench() -> Result<(), String> {
                 .args(["-flush_packets", "1", "-f", "h264", "-y"])
                 .arg(&out)
                 .env("XAUTHORITY", environ(chrome, "XAUTHORITY"))
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
                 .stderr(log),
         );
         std::thread::sleep(Duration::from_secs(2));
-        let pid = child.pid();
-        let mut ffmpeg_child = child;
+        let pid = ffmpeg_child.pid();
         let probe2 = Probe {
             ffmpeg: Some((pid, out, progress)),
             vnc: None,
@@ -656,8 +647,8 @@ fn bench() -> Result<(), String> {
         let r2 = run_workload(&stack, &probe2, &page, "run2", &script, cfg.idle_ms)?;
         // The page is still now: the screen as it is, then x264's last frame once ffmpeg ends.
         let screen = dir.join("screen-end.png");
-        let grabbed = ffmpeg(
-            Command::new("ffmpeg")
+        let grabbed = succeeds(
+            quiet_ffmpeg()
                 .args(["-f", "x11grab", "-video_size", &size, "-i"])
                 .arg(&display)
                 .args(["-frames:v", "1", "-y"])
@@ -672,8 +663,8 @@ fn bench() -> Result<(), String> {
         });
         ffmpeg_child.stop(Duration::from_secs(5));
         let last = dir.join("x264-end.png");
-        let decoded = ffmpeg(
-            Command::new("ffmpeg")
+        let decoded = succeeds(
+            quiet_ffmpeg()
                 .arg("-i")
                 .arg(dir.join("x264.h264"))
                 .args(["-update", "1", "-y"])
@@ -877,15 +868,18 @@ fn vnc_summary(r1: &Run, r3: &Run, expected: &str) -> String {
     o
 }
 
-/// Run ffmpeg quietly with `cmd`'s arguments; whether it succeeded.
-fn ffmpeg(cmd: &mut Command) -> bool {
-    let mut full = Command::new(cmd.get_program());
-    full.args(["-nostdin", "-hide_banner", "-loglevel", "error"])
-        .args(cmd.get_args())
-        .envs(cmd.get_envs().filter_map(|(k, v)| Some((k, v?))))
+/// ffmpeg without its banner, its stdin or anything but errors on stderr.
+fn quiet_ffmpeg() -> Command {
+    let mut cmd = Command::new("ffmpeg");
+    cmd.args(["-nostdin", "-hide_banner", "-loglevel", "error"])
         .stdin(Stdio::null())
         .stdout(Stdio::null());
-    full.status().is_ok_and(|s| s.success())
+    cmd
+}
+
+/// Run `cmd` to its end; whether it succeeded.
+fn succeeds(cmd: &mut Command) -> bool {
+    cmd.status().is_ok_and(|s| s.success())
 }
 
 /// Luma PSNR (dB) of the picture in PNG file `b` against `a`; `None` when either is missing
