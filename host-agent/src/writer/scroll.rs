@@ -15,6 +15,19 @@ const MIN_VOTES: u32 = 8;
 /// Candidates tried per macroblock, most voted first.
 pub const MAX_CANDIDATES: usize = 3;
 
+/// A random start for every line hash of this process. The lines are the page's pixels, and
+/// the hashes key a hash map with no hashing of its own ([`Prehashed`]): with a start a page
+/// cannot know, it cannot draw rows whose hashes all fall in one bucket of that map.
+fn seed() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    static SEED: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *SEED.get_or_init(|| {
+        std::collections::hash_map::RandomState::new()
+            .build_hasher()
+            .finish()
+    })
+}
+
 /// Mix one word into a hash lane.
 #[inline(always)]
 fn mix(h: u64, v: u64) -> u64 {
@@ -32,7 +45,7 @@ fn line_hash(plane: &[u8], at: usize, n: usize, step: usize) -> Option<u64> {
         // for each other (with one lane every word waited for the previous multiply).
         let row = &plane[at..at + n];
         let splat = u64::from_ne_bytes([first; 8]);
-        let mut lanes = [n as u64, 1, 2, 3];
+        let mut lanes = [seed() ^ n as u64, 1, 2, 3];
         let mut blocks = row.chunks_exact(32);
         for block in &mut blocks {
             for (lane, word) in lanes.iter_mut().zip(block.chunks_exact(8)) {
@@ -48,7 +61,7 @@ fn line_hash(plane: &[u8], at: usize, n: usize, step: usize) -> Option<u64> {
         }
         return (!uniform).then_some(h);
     }
-    let mut h: u64 = n as u64;
+    let mut h: u64 = seed() ^ n as u64;
     for k in 0..n {
         let s = plane[at + k * step];
         uniform &= s == first;
