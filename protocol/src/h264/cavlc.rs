@@ -89,14 +89,20 @@ struct Samples {
 }
 
 impl Samples {
-    /// Whether Intra 4x4 `mode` (0..=8) only reads samples that exist (§8.3.1.2).
-    fn intra4x4_ok(self, mode: u8) -> bool {
-        match mode {
-            0 | 3 | 7 => self.top,
-            1 | 8 => self.left,
-            4..=6 => self.left && self.top && self.top_left,
-            _ => true,
-        }
+    /// The Intra 4x4 modes (bit `mode`, 0..=8) that only read samples that exist (§8.3.1.2).
+    #[inline(always)]
+    fn intra4x4_allowed(self) -> u16 {
+        let vertical = (1 << 0) | (1 << 3) | (1 << 7);
+        let horizontal = (1 << 1) | (1 << 8);
+        let diagonal = (1 << 4) | (1 << 5) | (1 << 6);
+        (1 << DC)
+            | if self.top { vertical } else { 0 }
+            | if self.left { horizontal } else { 0 }
+            | if self.left && self.top && self.top_left {
+                diagonal
+            } else {
+                0
+            }
     }
 
     /// Whether Intra 16x16 `mode` (0..=3) only reads samples that exist (§8.3.3).
@@ -121,9 +127,12 @@ impl Samples {
 
 /// The slice data's bits, read MSB-first: the walk's own reader. The next bits wait in a
 /// register (`cache`), so that reading a code is a shift of it rather than a load from the
-/// position (docs/benchmarks.md); it is topped up with one 8-byte load before each code. The
-/// data after the RBSP is zero padding ([`BitReader::padded`]); every move is checked against
-/// the bits that remain.
+/// position (docs/benchmarks.md); it is topped up with one 8-byte load before each code.
+/// Reading does not check the RBSP's end: past it the reader reads zeros (the padding
+/// [`BitReader::padded`] puts there, then nothing), and the walk checks the position against
+/// the end after every macroblock — every loop within a macroblock is bounded, and a
+/// macroblock read past the end is refused. The checks cost more than the codes they guard
+/// (the walk is bound by the number of instructions, not by their latency).
 #[derive(Clone, Copy)]
 struct Bits<'a> {
     data: &'a [u8],
@@ -133,43 +142,39 @@ struct Bits<'a> {
     avail: u32,
     /// The next byte to load.
     next: usize,
-    /// Bits left before the end of the RBSP.
-    remaining: usize,
-    /// `remaining` at the RBSP stop bit (`usize::MAX` when there is none).
-    at_stop: usize,
+    /// The position of the RBSP stop bit (0 when there is none).
+    stop: usize,
 }
 
 impl<'a> Bits<'a> {
-    /// A reader of `data` (padded) from bit `pos` of an RBSP of `end` bits with its stop bit
-    /// at `stop`.
-    fn new(data: &'a [u8], pos: usize, end: usize, stop: Option<usize>) -> Self {
+    /// A reader of `data` (padded) from bit `pos` of an RBSP with its stop bit at `stop`.
+    fn new(data: &'a [u8], pos: usize, stop: Option<usize>) -> Self {
         let mut b = Bits {
             data,
             cache: 0,
             avail: 0,
             next: 0,
-            remaining: 0,
-            at_stop: stop.map_or(usize::MAX, |s| end - s),
+            stop: stop.unwrap_or(0),
         };
-        b.seek(pos.min(end), end);
+        b.seek(pos);
         b
     }
 
-    /// Start again at bit `pos` of an RBSP of `end` bits.
-    fn seek(&mut self, pos: usize, end: usize) {
+    /// Start again at bit `pos`.
+    fn seek(&mut self, pos: usize) {
         self.cache = 0;
         self.avail = 0;
         self.next = pos / 8;
-        self.remaining = end - pos;
         self.refill();
         let skip = (pos % 8) as u32;
         self.cache <<= skip;
         self.avail -= skip;
     }
 
-    /// The bit position (in the RBSP), given its length `end`.
-    fn position(&self, end: usize) -> usize {
-        end - self.remaining
+    /// The bit position: the bytes loaded less the bits not yet read.
+    #[inline(always)]
+    fn position(&self) -> usize {
+        self.next * 8 - self.avail as usize
     }
 
     /// Load whole bytes until at least 56 bits are available.
@@ -188,43 +193,47 @@ impl<'a> Bits<'a> {
         self.avail += bytes * 8;
     }
 
+    /// The next 4 bits, without a refill: at least 4 must be loaded.
+    #[inline(always)]
+    fn top4(&self) -> u8 {
+        (self.cache >> 60) as u8
+    }
+
     /// The next 32 bits without moving (zeros past the data).
     #[inline(always)]
     fn peek32(&mut self) -> u32 {
-        self.refill();
+        if self.avail < 32 {
+            self.refill();
+        }
         (self.cache >> 32) as u32
     }
 
-    /// Move `n` ≤ 32 bits on after a [`Bits::peek32`]; an error when fewer remain.
+    /// Move `n` ≤ 32 bits on after a [`Bits::peek32`] (or another refill since which no
+    /// more than 24 bits were read).
     #[inline(always)]
-    fn consume(&mut self, n: u32) -> Result<(), SliceError> {
+    fn consume(&mut self, n: u32) {
         self.cache <<= n;
         self.avail -= n;
-        self.remaining = self
-            .remaining
-            .checked_sub(n as usize)
-            .ok_or(SliceError::Malformed)?;
-        Ok(())
     }
 
     /// Move `n` ≤ 32 bits on.
     #[inline(always)]
-    fn skip(&mut self, n: u32) -> Result<(), SliceError> {
+    fn skip(&mut self, n: u32) {
         self.refill();
         self.consume(n)
     }
 
     /// The next `n` ≤ 32 bits.
     #[inline(always)]
-    fn bits(&mut self, n: u32) -> Result<u32, SliceError> {
+    fn bits(&mut self, n: u32) -> u32 {
         let v = ((u64::from(self.peek32()) << n) >> 32) as u32;
-        self.consume(n)?;
-        Ok(v)
+        self.consume(n);
+        v
     }
 
     #[inline(always)]
-    fn flag(&mut self) -> Result<bool, SliceError> {
-        Ok(self.bits(1)? == 1)
+    fn flag(&mut self) -> bool {
+        self.bits(1) == 1
     }
 
     /// Unsigned exp-Golomb, at most 32 bits of value.
@@ -236,7 +245,7 @@ impl<'a> Bits<'a> {
             return self.long_ue(zeros);
         }
         let len = 2 * zeros + 1;
-        self.consume(len)?;
+        self.consume(len);
         Ok((peek >> (32 - len)) - 1)
     }
 
@@ -247,9 +256,9 @@ impl<'a> Bits<'a> {
         if zeros > 31 {
             return Err(SliceError::Malformed);
         }
-        self.skip(zeros + 1)?;
-        let high = self.bits(zeros - 16)?;
-        let low = self.bits(16)?;
+        self.skip(zeros + 1);
+        let high = self.bits(zeros - 16);
+        let low = self.bits(16);
         let rest = (u64::from(high) << 16) | u64::from(low);
         ((1u64 << zeros) - 1 + rest)
             .try_into()
@@ -266,7 +275,7 @@ impl<'a> Bits<'a> {
     /// `more_rbsp_data()` (§7.2): syntax data follows before the trailing bits.
     #[inline(always)]
     fn more_rbsp_data(&self) -> bool {
-        self.remaining > self.at_stop
+        self.position() < self.stop
     }
 
     /// One code of a CAVLC table ([`Lookup`]); `field` names it in the error.
@@ -276,7 +285,7 @@ impl<'a> Bits<'a> {
         if entry == 0 {
             return Err(bad(field));
         }
-        self.consume(u32::from(entry >> LEN_SHIFT))?;
+        self.consume(u32::from(entry >> LEN_SHIFT));
         Ok(entry & VALUE_MASK)
     }
 }
@@ -316,7 +325,7 @@ pub(super) fn verify_slice_data(
         return Err(SliceError::Malformed);
     }
     let mut w = Walk {
-        b: Bits::new(data, pos, end, stop),
+        b: Bits::new(data, pos.min(end), stop),
         end,
         shape,
         top_row: vec![MbCounts::default(); shape.width_mbs as usize],
@@ -345,6 +354,10 @@ pub(super) fn verify_slice_data(
                 return Err(SliceError::TrailingData);
             }
             let counts = w.macroblock()?;
+            if w.b.position() > end {
+                // The macroblock was read past the RBSP's end (on zeros).
+                return Err(SliceError::Malformed);
+            }
             w.push(counts);
             more = w.b.more_rbsp_data();
         }
@@ -352,7 +365,12 @@ pub(super) fn verify_slice_data(
             break;
         }
     }
-    r.seek(w.b.position(end));
+    let pos = w.b.position();
+    if pos > end {
+        // The last skip run was read past the end.
+        return Err(SliceError::Malformed);
+    }
+    r.seek(pos);
     if r.at_trailing_bits() {
         Ok(w.curr)
     } else {
@@ -423,81 +441,66 @@ impl Walk<'_> {
     }
 
     /// The 16 Intra 4x4 modes, derived as a decoder does (§8.3.1.1) and checked against the
-    /// samples each may use.
+    /// samples each may use. Without a branch on the bits (whether a mode is the predicted
+    /// one is as likely as not, and a mispredicted branch per block cost more than the rest
+    /// of the block's work), and written out per block so that each block's place is a
+    /// constant.
     fn intra4x4_modes(&mut self) -> Result<u64, SliceError> {
         let mb = self.mb_samples();
         let left = self.intra(self.left()).map(|m| m.modes);
         let top = self.intra(self.top()).map(|m| m.modes);
-        let mut modes = 0;
-        for blk in 0..16usize {
-            let (x, y) = ((blk / 4 % 2) * 2 + blk % 2, (blk / 8) * 2 + blk % 4 / 2);
-            let a = if x > 0 {
-                Some(nibble(modes, y * 4 + x - 1))
-            } else {
-                left.map(|m| nibble(m, y * 4 + 3))
-            };
-            let b = if y > 0 {
-                Some(nibble(modes, (y - 1) * 4 + x))
-            } else {
-                top.map(|m| nibble(m, 12 + x))
-            };
-            let predicted = match (a, b) {
-                (Some(a), Some(b)) => a.min(b),
-                _ => DC,
-            };
-            let mode = if self.b.flag()? {
-                predicted
-            } else {
-                let rem = self.b.bits(3)? as u8;
-                if rem < predicted {
-                    rem
-                } else {
-                    rem + 1
+        // The samples a block may use by where it lies: at the macroblock's top-left
+        // corner, in its top row, in its left column, inside.
+        let inside = Samples {
+            left: true,
+            top: true,
+            top_left: true,
+        };
+        let ctx = ModeContext {
+            left: left.unwrap_or(ALL_DC),
+            top: top.unwrap_or(ALL_DC),
+            // A neighbour that is not available makes the blocks next to it predict DC.
+            dc: if left.is_none() { LEFT_COLUMN } else { 0 }
+                | if top.is_none() { TOP_ROW } else { 0 },
+            allowed: [
+                mb.intra4x4_allowed(),
+                Samples {
+                    top: mb.top,
+                    top_left: mb.top,
+                    ..inside
                 }
-            };
-            let samples = Samples {
-                left: x > 0 || mb.left,
-                top: y > 0 || mb.top,
-                top_left: match (x > 0, y > 0) {
-                    (true, true) => true,
-                    (false, true) => mb.left,
-                    (true, false) => mb.top,
-                    (false, false) => mb.top_left,
-                },
-            };
-            if !samples.intra4x4_ok(mode) {
-                return Err(bad("intra4x4 prediction mode"));
-            }
-            modes |= as_nibble(mode, y * 4 + x);
-        }
-        Ok(modes)
-    }
-
-    /// nC of a 4x4 block at (`x`, `y`) in a grid `size` blocks wide, reading `get` of the
-    /// current macroblock's counts so far or a neighbour's (§9.2.1).
-    fn nc(
-        &self,
-        own: &MbCounts,
-        x: usize,
-        y: usize,
-        size: usize,
-        get: fn(&MbCounts, usize) -> u8,
-    ) -> i32 {
-        let a = if x > 0 {
-            Some(get(own, y * size + x - 1))
-        } else {
-            self.left().map(|m| get(m, y * size + size - 1))
+                .intra4x4_allowed(),
+                Samples {
+                    left: mb.left,
+                    top_left: mb.left,
+                    ..inside
+                }
+                .intra4x4_allowed(),
+                inside.intra4x4_allowed(),
+            ],
         };
-        let b = if y > 0 {
-            Some(get(own, (y - 1) * size + x))
-        } else {
-            self.top().map(|m| get(m, (size - 1) * size + x))
-        };
-        match (a, b) {
-            (Some(a), Some(b)) => (i32::from(a) + i32::from(b) + 1) >> 1,
-            (Some(n), None) | (None, Some(n)) => i32::from(n),
-            (None, None) => 0,
+        let mut modes = (0u64, 0u16);
+        let b = &mut self.b;
+        intra4x4_mode::<0>(b, &ctx, &mut modes);
+        intra4x4_mode::<1>(b, &ctx, &mut modes);
+        intra4x4_mode::<2>(b, &ctx, &mut modes);
+        intra4x4_mode::<3>(b, &ctx, &mut modes);
+        intra4x4_mode::<4>(b, &ctx, &mut modes);
+        intra4x4_mode::<5>(b, &ctx, &mut modes);
+        intra4x4_mode::<6>(b, &ctx, &mut modes);
+        intra4x4_mode::<7>(b, &ctx, &mut modes);
+        intra4x4_mode::<8>(b, &ctx, &mut modes);
+        intra4x4_mode::<9>(b, &ctx, &mut modes);
+        intra4x4_mode::<10>(b, &ctx, &mut modes);
+        intra4x4_mode::<11>(b, &ctx, &mut modes);
+        intra4x4_mode::<12>(b, &ctx, &mut modes);
+        intra4x4_mode::<13>(b, &ctx, &mut modes);
+        intra4x4_mode::<14>(b, &ctx, &mut modes);
+        intra4x4_mode::<15>(b, &ctx, &mut modes);
+        if modes.1 != 0 {
+            return Err(bad("intra4x4 prediction mode"));
         }
+        Ok(modes.0)
     }
 
     fn macroblock(&mut self) -> Result<MbCounts, SliceError> {
@@ -514,17 +517,17 @@ impl Walk<'_> {
             }
         };
         if kind == MbKind::Pcm {
-            while self.b.position(self.end) % 8 != 0 {
-                if self.b.flag()? {
+            while self.b.position() % 8 != 0 {
+                if self.b.flag() {
                     return Err(bad("pcm_alignment_zero_bit"));
                 }
             }
             // 384 samples of 8 bits.
-            let after = self.b.position(self.end) + 384 * 8;
+            let after = self.b.position() + 384 * 8;
             if after > self.end {
                 return Err(SliceError::Malformed);
             }
-            self.b.seek(after, self.end);
+            self.b.seek(after);
             return Ok(MbCounts {
                 luma: u64::MAX,
                 chroma: u64::from(u32::MAX),
@@ -613,7 +616,7 @@ impl Walk<'_> {
         match range {
             0 => {}
             1 => {
-                self.b.skip(1)?;
+                self.b.skip(1);
             }
             _ => {
                 if self.b.ue()? > range {
@@ -636,21 +639,36 @@ impl Walk<'_> {
 
     /// `residual()` for CAVLC, 4:2:0, 4x4 transforms (§7.3.5.3).
     fn residual(&mut self, counts: &mut MbCounts, cbp: u8, i16: bool) -> Result<(), SliceError> {
-        let luma_of = |m: &MbCounts, i: usize| nibble(m.luma, i);
+        let luma = self.neighbours(|m| m.luma);
         if i16 {
-            let nc = self.nc(counts, 0, 0, 4, luma_of);
+            let nc = luma.nc(counts.luma, 0, 0, 4, 0);
             self.block(nc, 16)?;
         }
-        for b8 in 0..4usize {
-            for sub in 0..4usize {
-                let (x, y) = ((b8 % 2) * 2 + sub % 2, (b8 / 2) * 2 + sub / 2);
-                if cbp & (1 << b8) == 0 {
-                    continue;
-                }
-                let nc = self.nc(counts, x, y, 4, luma_of);
-                let max = if i16 { 15 } else { 16 };
-                counts.luma |= as_nibble(self.block(nc, max)?, y * 4 + x);
-            }
+        // Block by block, so that each block's place is a constant.
+        let max = if i16 { 15 } else { 16 };
+        if cbp & 1 != 0 {
+            self.luma_block::<0>(&luma, counts, max)?;
+            self.luma_block::<1>(&luma, counts, max)?;
+            self.luma_block::<2>(&luma, counts, max)?;
+            self.luma_block::<3>(&luma, counts, max)?;
+        }
+        if cbp & 2 != 0 {
+            self.luma_block::<4>(&luma, counts, max)?;
+            self.luma_block::<5>(&luma, counts, max)?;
+            self.luma_block::<6>(&luma, counts, max)?;
+            self.luma_block::<7>(&luma, counts, max)?;
+        }
+        if cbp & 4 != 0 {
+            self.luma_block::<8>(&luma, counts, max)?;
+            self.luma_block::<9>(&luma, counts, max)?;
+            self.luma_block::<10>(&luma, counts, max)?;
+            self.luma_block::<11>(&luma, counts, max)?;
+        }
+        if cbp & 8 != 0 {
+            self.luma_block::<12>(&luma, counts, max)?;
+            self.luma_block::<13>(&luma, counts, max)?;
+            self.luma_block::<14>(&luma, counts, max)?;
+            self.luma_block::<15>(&luma, counts, max)?;
         }
         let chroma = cbp >> 4;
         if chroma > 2 {
@@ -662,19 +680,55 @@ impl Walk<'_> {
             }
         }
         if chroma == 2 {
-            for c in 0..2usize {
-                for i in 0..4usize {
-                    let (x, y) = (i % 2, i / 2);
-                    let get: fn(&MbCounts, usize) -> u8 = if c == 0 {
-                        |m, i| nibble(m.chroma, i)
-                    } else {
-                        |m, i| nibble(m.chroma, 4 + i)
-                    };
-                    let nc = self.nc(counts, x, y, 2, get);
-                    counts.chroma |= as_nibble(self.block(nc, 15)?, c * 4 + i);
-                }
-            }
+            let n = self.neighbours(|m| m.chroma);
+            self.chroma_block::<0>(&n, counts)?;
+            self.chroma_block::<1>(&n, counts)?;
+            self.chroma_block::<2>(&n, counts)?;
+            self.chroma_block::<3>(&n, counts)?;
+            self.chroma_block::<4>(&n, counts)?;
+            self.chroma_block::<5>(&n, counts)?;
+            self.chroma_block::<6>(&n, counts)?;
+            self.chroma_block::<7>(&n, counts)?;
         }
+        Ok(())
+    }
+
+    /// The left and upper neighbours' counts of one kind (`get`), as far as available.
+    #[inline(always)]
+    fn neighbours(&self, get: fn(&MbCounts) -> u64) -> Neighbours {
+        let (left, top) = (self.left(), self.top());
+        Neighbours {
+            left: left.map_or(0, get),
+            top: top.map_or(0, get),
+            left_ok: left.is_some(),
+            top_ok: top.is_some(),
+        }
+    }
+
+    /// Luma block `BLK` (in decoding order) of a residual.
+    #[inline(always)]
+    fn luma_block<const BLK: usize>(
+        &mut self,
+        n: &Neighbours,
+        counts: &mut MbCounts,
+        max: u8,
+    ) -> Result<(), SliceError> {
+        let (x, y) = ((BLK / 4 % 2) * 2 + BLK % 2, (BLK / 8) * 2 + BLK % 4 / 2);
+        let nc = n.nc(counts.luma, x, y, 4, 0);
+        counts.luma |= as_nibble(self.block(nc, max)?, y * 4 + x);
+        Ok(())
+    }
+
+    /// Chroma AC block `BLK` (Cb 0..4, Cr 4..8) of a residual.
+    #[inline(always)]
+    fn chroma_block<const BLK: usize>(
+        &mut self,
+        n: &Neighbours,
+        counts: &mut MbCounts,
+    ) -> Result<(), SliceError> {
+        let (x, y, base) = (BLK % 2, BLK % 4 / 2, BLK / 4 * 4);
+        let nc = n.nc(counts.chroma, x, y, 2, base);
+        counts.chroma |= as_nibble(self.block(nc, 15)?, BLK);
         Ok(())
     }
 
@@ -690,8 +744,11 @@ impl Walk<'_> {
         }
         let mut b = self.b;
         let mut suffix_len: u32 = if total > 10 && ones < 3 { 1 } else { 0 };
-        b.skip(u32::from(ones))?; // trailing_ones_sign_flag
-        for i in ones..total {
+        // The trailing ones' sign flags were read with coeff_token.
+        // The first level after fewer than three trailing ones is at least 2 in magnitude:
+        // its code counts from there.
+        let mut first = if ones < 3 { 2 } else { 0 };
+        for _ in ones..total {
             // level_prefix: leading zeros, then a one (at most 15 zeros in these profiles),
             // and level_suffix after it: at most 28 bits, one peek.
             let peek = b.peek32();
@@ -707,22 +764,17 @@ impl Walk<'_> {
                 suffix_len
             };
             let suffix = ((u64::from(peek << (prefix + 1)) << suffix_size) >> 32) as u32;
-            b.consume(prefix + 1 + suffix_size)?;
-            let mut code = (prefix << suffix_len) + suffix;
+            b.consume(prefix + 1 + suffix_size);
+            let mut code = (prefix << suffix_len) + suffix + first;
+            first = 0;
             if prefix == 15 && suffix_len == 0 {
                 code += 15;
             }
-            if i == ones && ones < 3 {
-                code += 2;
-            }
             // |levelVal| (§9.2.2.1): (code + 2) / 2 for even codes, (code + 1) / 2 for odd.
+            // suffixLength grows without a branch: whether it does is the data's choice.
             let magnitude = (code >> 1) + 1;
-            if suffix_len == 0 {
-                suffix_len = 1;
-            }
-            if magnitude > (3 << (suffix_len - 1)) && suffix_len < 6 {
-                suffix_len += 1;
-            }
+            suffix_len = suffix_len.max(1);
+            suffix_len += u32::from((magnitude > (3 << (suffix_len - 1))) & (suffix_len < 6));
         }
         let mut zeros_left = if total < max_coeff {
             let table = if max_coeff == 4 {
@@ -753,17 +805,112 @@ impl Walk<'_> {
         Ok(total)
     }
 
-    /// coeff_token for `nc` (§9.2.1): (TotalCoeff, TrailingOnes).
+    /// coeff_token for `nc` (§9.2.1) and the trailing ones' sign flags after it:
+    /// (TotalCoeff, TrailingOnes).
     #[inline(always)]
     fn coeff_token(&mut self, nc: i32) -> Result<(u8, u8), SliceError> {
         // Chroma DC (-1), 0 ≤ nC < 2, 2 ≤ nC < 4, 4 ≤ nC < 8, 8 ≤ nC: picked without a branch.
         const CLASS: [u8; 10] = [0, 1, 1, 2, 2, 3, 3, 3, 3, 4];
         let class = CLASS[(nc.clamp(-1, 8) + 1) as usize];
-        let v = self
-            .b
-            .vlc(&COEFF_TOKEN_LOOKUP[usize::from(class)], "coeff_token")?;
+        // A refill at every block's start, whatever is loaded: then coeff_token, the signs
+        // and the first level (at most 16 + 3 + 28 bits) need no top-up, and whether the
+        // later codes need one is a branch the predictor learns.
+        self.b.refill();
+        let entry = COEFF_TOKEN_LOOKUP[usize::from(class)].entry((self.b.cache >> 32) as u32);
+        if entry == 0 {
+            return Err(bad("coeff_token"));
+        }
+        self.b.consume(u32::from(entry >> LEN_SHIFT));
+        let v = entry & VALUE_MASK;
         Ok(((v >> 2) as u8, (v & 3) as u8))
     }
+}
+
+/// The non-zero coefficient counts of a macroblock's left and upper neighbours, of one kind
+/// (luma, or chroma: Cb then Cr), a nibble per block; 0 and not `_ok` when the neighbour is
+/// not available.
+struct Neighbours {
+    left: u64,
+    top: u64,
+    left_ok: bool,
+    top_ok: bool,
+}
+
+impl Neighbours {
+    /// nC (§9.2.1) of the 4x4 block at (`x`, `y`) of a grid `size` blocks wide whose nibbles
+    /// start at `base`, from `own` (the macroblock's counts so far) and the neighbours.
+    #[inline(always)]
+    fn nc(&self, own: u64, x: usize, y: usize, size: usize, base: usize) -> i32 {
+        let a = if x > 0 {
+            Some(nibble(own, base + y * size + x - 1))
+        } else {
+            self.left_ok
+                .then(|| nibble(self.left, base + y * size + size - 1))
+        };
+        let b = if y > 0 {
+            Some(nibble(own, base + (y - 1) * size + x))
+        } else {
+            self.top_ok
+                .then(|| nibble(self.top, base + (size - 1) * size + x))
+        };
+        match (a, b) {
+            (Some(a), Some(b)) => (i32::from(a) + i32::from(b) + 1) >> 1,
+            (Some(n), None) | (None, Some(n)) => i32::from(n),
+            (None, None) => 0,
+        }
+    }
+}
+
+/// What the Intra 4x4 modes of a macroblock are derived from: the neighbours' modes (all DC
+/// for a neighbour that has none), the blocks that predict DC for want of a neighbour
+/// (a bit per block), and the modes allowed by where a block lies (see
+/// [`Walk::intra4x4_modes`]).
+struct ModeContext {
+    left: u64,
+    top: u64,
+    dc: u16,
+    allowed: [u16; 4],
+}
+
+/// The blocks (in decoding order) of a macroblock's left column and of its top row.
+const LEFT_COLUMN: u16 = (1 << 0) | (1 << 2) | (1 << 8) | (1 << 10);
+const TOP_ROW: u16 = (1 << 0) | (1 << 1) | (1 << 4) | (1 << 5);
+
+/// Block `BLK`'s Intra 4x4 mode (§8.3.1.1): read, put into `modes.0` (a nibble per block in
+/// raster order) and, when its prediction would read samples that do not exist, marked in
+/// `modes.1`.
+#[inline(always)]
+fn intra4x4_mode<const BLK: usize>(b: &mut Bits<'_>, ctx: &ModeContext, modes: &mut (u64, u16)) {
+    let (x, y) = ((BLK / 4 % 2) * 2 + BLK % 2, (BLK / 8) * 2 + BLK % 4 / 2);
+    let a = if x > 0 {
+        nibble(modes.0, y * 4 + x - 1)
+    } else {
+        nibble(ctx.left, y * 4 + 3)
+    };
+    let above = if y > 0 {
+        nibble(modes.0, (y - 1) * 4 + x)
+    } else {
+        nibble(ctx.top, 12 + x)
+    };
+    let predicted = if ctx.dc & (1 << BLK) != 0 {
+        DC
+    } else {
+        a.min(above)
+    };
+    // prev_intra4x4_pred_mode_flag, or the flag 0 and rem_intra4x4_pred_mode (3 bits):
+    // eight codes fit in the bits one refill makes available.
+    if BLK % 8 == 0 {
+        b.refill();
+    }
+    let code = b.top4();
+    let rem = code & 7;
+    let coded = rem + u8::from(rem >= predicted);
+    let predicted_flag = code >> 3 == 1;
+    let mode = if predicted_flag { predicted } else { coded };
+    b.consume(if predicted_flag { 1 } else { 4 });
+    let place = usize::from(x > 0) | usize::from(y > 0) << 1;
+    modes.1 |= !ctx.allowed[place] & (1 << mode);
+    modes.0 |= u64::from(mode) << (4 * (y * 4 + x));
 }
 
 /// A CAVLC code table arranged for reading in one step, built at compile time from the
@@ -813,9 +960,10 @@ const LOOKUP_LEN: usize = (MAX_ZEROS as usize + 1) * ROW;
 const LEN_SHIFT: u32 = 10;
 const VALUE_MASK: u16 = (1 << LEN_SHIFT) - 1;
 
-/// Enter code `code` of `len` bits meaning `value`.
-const fn enter(table: &mut Lookup, code: u16, len: u8, value: u16) {
-    let entry = ((len as u16) << LEN_SHIFT) | value;
+/// Enter code `code` of `len` bits meaning `value`, after which `then` more bits are read
+/// with it (the entry's length is `len + then`).
+const fn enter(table: &mut Lookup, code: u16, len: u8, then: u8, value: u16) {
+    let entry = (((len + then) as u16) << LEN_SHIFT) | value;
     if len as u32 <= SHORT_BITS {
         // Every byte that starts with the code.
         let span = 1usize << (SHORT_BITS - len as u32);
@@ -859,13 +1007,20 @@ const EMPTY: Lookup = Lookup {
     long: [0; LOOKUP_LEN],
 };
 
-/// A coeff_token table: values `TotalCoeff << 2 | TrailingOnes`.
+/// A coeff_token table: values `TotalCoeff << 2 | TrailingOnes`; the length read takes in
+/// the trailing ones' sign bits after the code.
 const fn token_lookup(codes: &[(u16, u8, u8, u8)]) -> Lookup {
     let mut table = EMPTY;
     let mut i = 0;
     while i < codes.len() {
         let (code, len, total, ones) = codes[i];
-        enter(&mut table, code, len, ((total as u16) << 2) | ones as u16);
+        enter(
+            &mut table,
+            code,
+            len,
+            ones,
+            ((total as u16) << 2) | ones as u16,
+        );
         i += 1;
     }
     table
@@ -877,7 +1032,13 @@ const fn token_lookup_nc8() -> Lookup {
     let mut code = 0;
     while code < 64 {
         if let Some((total, ones)) = coeff_token_nc8(code) {
-            enter(&mut table, code, 6, ((total as u16) << 2) | ones as u16);
+            enter(
+                &mut table,
+                code,
+                6,
+                ones,
+                ((total as u16) << 2) | ones as u16,
+            );
         }
         code += 1;
     }
@@ -890,7 +1051,7 @@ const fn value_lookup(codes: &[(u16, u8, u8)]) -> Lookup {
     let mut i = 0;
     while i < codes.len() {
         let (code, len, value) = codes[i];
-        enter(&mut table, code, len, value as u16);
+        enter(&mut table, code, len, 0, value as u16);
         i += 1;
     }
     table
@@ -1013,7 +1174,10 @@ mod tests {
     fn lookups_find_exactly_the_standards_codes() {
         let mut next = super::super::xorshift(0x2545_f491_4f6c_dd1d);
         let mut random = || next() as u32;
-        for (codes, lookup) in tables() {
+        for (index, (codes, lookup)) in tables().into_iter().enumerate() {
+            // The first five are coeff_token's: their length takes in the TrailingOnes
+            // sign bits after the code.
+            let then = |value: u16| if index < 5 { value & 3 } else { 0 };
             for &(code, len, value) in &codes {
                 for _ in 0..64 {
                     let after = random() >> len;
@@ -1021,7 +1185,7 @@ mod tests {
                     let entry = lookup.entry(peek);
                     assert_eq!(
                         (entry >> LEN_SHIFT, entry & VALUE_MASK),
-                        (u16::from(len), value),
+                        (u16::from(len) + then(value), value),
                         "code {code:0w$b} then {after:032b}",
                         w = usize::from(len)
                     );
@@ -1032,7 +1196,7 @@ mod tests {
                 let peek = random() >> (random() % 20);
                 let entry = lookup.entry(peek);
                 if entry != 0 {
-                    let len = u32::from(entry >> LEN_SHIFT);
+                    let len = u32::from((entry >> LEN_SHIFT) - then(entry & VALUE_MASK));
                     let top = (peek >> (32 - len)) as u16;
                     assert!(
                         codes.contains(&(top, len as u8, entry & VALUE_MASK)),
