@@ -735,94 +735,22 @@ impl Walk<'_> {
     /// `residual_block_cavlc()` (§7.3.5.3.2, §9.2): returns TotalCoeff.
     #[inline(always)]
     fn block(&mut self, nc: i32, max_coeff: u8) -> Result<u8, SliceError> {
-        let (total, ones) = self.coeff_token(nc)?;
-        if total > max_coeff {
-            return Err(bad("coeff_token"));
-        }
-        if total == 0 {
-            return Ok(0);
-        }
-        let mut b = self.b;
-        let mut suffix_len: u32 = if total > 10 && ones < 3 { 1 } else { 0 };
-        // The trailing ones' sign flags were read with coeff_token.
-        // The first level after fewer than three trailing ones is at least 2 in magnitude:
-        // its code counts from there.
-        let mut first = if ones < 3 { 2 } else { 0 };
-        for _ in ones..total {
-            // level_prefix: leading zeros, then a one (at most 15 zeros in these profiles),
-            // and level_suffix after it: at most 28 bits, one peek.
-            let peek = b.peek32();
-            let prefix = peek.leading_zeros();
-            if prefix > 15 {
-                return Err(bad("level_prefix"));
-            }
-            let suffix_size = if prefix == 14 && suffix_len == 0 {
-                4
-            } else if prefix == 15 {
-                12
-            } else {
-                suffix_len
-            };
-            let suffix = ((u64::from(peek << (prefix + 1)) << suffix_size) >> 32) as u32;
-            b.consume(prefix + 1 + suffix_size);
-            let mut code = (prefix << suffix_len) + suffix + first;
-            first = 0;
-            if prefix == 15 && suffix_len == 0 {
-                code += 15;
-            }
-            // |levelVal| (§9.2.2.1): (code + 2) / 2 for even codes, (code + 1) / 2 for odd.
-            // suffixLength grows without a branch: whether it does is the data's choice.
-            let magnitude = (code >> 1) + 1;
-            suffix_len = suffix_len.max(1);
-            suffix_len += u32::from((magnitude > (3 << (suffix_len - 1))) & (suffix_len < 6));
-        }
-        let mut zeros_left = if total < max_coeff {
-            let table = if max_coeff == 4 {
-                &TOTAL_ZEROS_CHROMA_DC_LOOKUP[usize::from(total) - 1]
-            } else {
-                &TOTAL_ZEROS_LOOKUP[usize::from(total) - 1]
-            };
-            let tz = b.vlc(table, "total_zeros")? as u8;
-            if tz > max_coeff - total {
-                return Err(bad("total_zeros"));
-            }
-            tz
-        } else {
-            0
-        };
-        for _ in 0..total - 1 {
-            if zeros_left == 0 {
-                break;
-            }
-            let table = &RUN_BEFORE_LOOKUP[usize::from(zeros_left.min(7)) - 1];
-            let run = b.vlc(table, "run_before")? as u8;
-            if run > zeros_left {
-                return Err(bad("run_before"));
-            }
-            zeros_left -= run;
-        }
-        self.b = b;
-        Ok(total)
-    }
-
-    /// coeff_token for `nc` (§9.2.1) and the trailing ones' sign flags after it:
-    /// (TotalCoeff, TrailingOnes).
-    #[inline(always)]
-    fn coeff_token(&mut self, nc: i32) -> Result<(u8, u8), SliceError> {
         // Chroma DC (-1), 0 ≤ nC < 2, 2 ≤ nC < 4, 4 ≤ nC < 8, 8 ≤ nC: picked without a branch.
         const CLASS: [u8; 10] = [0, 1, 1, 2, 2, 3, 3, 3, 3, 4];
-        let class = CLASS[(nc.clamp(-1, 8) + 1) as usize];
+        let class = usize::from(CLASS[(nc.clamp(-1, 8) + 1) as usize]);
         // A refill at every block's start, whatever is loaded: then coeff_token, the signs
         // and the first level (at most 16 + 3 + 28 bits) need no top-up, and whether the
         // later codes need one is a branch the predictor learns.
         self.b.refill();
-        let entry = COEFF_TOKEN_LOOKUP[usize::from(class)].entry((self.b.cache >> 32) as u32);
-        if entry == 0 {
-            return Err(bad("coeff_token"));
+        // Most blocks are whole within the next BLOCK_BITS bits: one lookup reads them.
+        if max_coeff != 15 {
+            let whole = WHOLE_BLOCKS[class][(self.b.cache >> (64 - BLOCK_BITS)) as usize];
+            if whole != 0 {
+                self.b.consume(u32::from(whole >> 5));
+                return Ok((whole & 31) as u8);
+            }
         }
-        self.b.consume(u32::from(entry >> LEN_SHIFT));
-        let v = entry & VALUE_MASK;
-        Ok(((v >> 2) as u8, (v & 3) as u8))
+        block_by_codes(&mut self.b, class, max_coeff)
     }
 }
 
@@ -1080,6 +1008,247 @@ static TOTAL_ZEROS_LOOKUP: [Lookup; 15] = value_lookups(TOTAL_ZEROS_4X4);
 static TOTAL_ZEROS_CHROMA_DC_LOOKUP: [Lookup; 3] = value_lookups(TOTAL_ZEROS_CHROMA_DC);
 static RUN_BEFORE_LOOKUP: [Lookup; 7] = value_lookups(RUN_BEFORE);
 
+/// `residual_block_cavlc()` code by code, right after a refill (see [`Walk::block`]):
+/// returns TotalCoeff.
+#[inline(always)]
+fn block_by_codes(bits: &mut Bits<'_>, class: usize, max_coeff: u8) -> Result<u8, SliceError> {
+    let (total, ones) = coeff_token(bits, class)?;
+    if total > max_coeff {
+        return Err(bad("coeff_token"));
+    }
+    if total == 0 {
+        return Ok(0);
+    }
+    let mut b = *bits;
+    let mut suffix_len: u32 = if total > 10 && ones < 3 { 1 } else { 0 };
+    // The trailing ones' sign flags were read with coeff_token.
+    // The first level after fewer than three trailing ones is at least 2 in magnitude:
+    // its code counts from there.
+    let mut first = if ones < 3 { 2 } else { 0 };
+    for _ in ones..total {
+        // level_prefix: leading zeros, then a one (at most 15 zeros in these profiles),
+        // and level_suffix after it: at most 28 bits, one peek.
+        let peek = b.peek32();
+        let prefix = peek.leading_zeros();
+        if prefix > 15 {
+            return Err(bad("level_prefix"));
+        }
+        let suffix_size = if prefix == 14 && suffix_len == 0 {
+            4
+        } else if prefix == 15 {
+            12
+        } else {
+            suffix_len
+        };
+        let suffix = ((u64::from(peek << (prefix + 1)) << suffix_size) >> 32) as u32;
+        b.consume(prefix + 1 + suffix_size);
+        let mut code = (prefix << suffix_len) + suffix + first;
+        first = 0;
+        if prefix == 15 && suffix_len == 0 {
+            code += 15;
+        }
+        // |levelVal| (§9.2.2.1): (code + 2) / 2 for even codes, (code + 1) / 2 for odd.
+        // suffixLength grows without a branch: whether it does is the data's choice.
+        let magnitude = (code >> 1) + 1;
+        suffix_len = suffix_len.max(1);
+        suffix_len += u32::from((magnitude > (3 << (suffix_len - 1))) & (suffix_len < 6));
+    }
+    let mut zeros_left = if total < max_coeff {
+        let table = if max_coeff == 4 {
+            &TOTAL_ZEROS_CHROMA_DC_LOOKUP[usize::from(total) - 1]
+        } else {
+            &TOTAL_ZEROS_LOOKUP[usize::from(total) - 1]
+        };
+        let tz = b.vlc(table, "total_zeros")? as u8;
+        if tz > max_coeff - total {
+            return Err(bad("total_zeros"));
+        }
+        tz
+    } else {
+        0
+    };
+    for _ in 0..total - 1 {
+        if zeros_left == 0 {
+            break;
+        }
+        let table = &RUN_BEFORE_LOOKUP[usize::from(zeros_left.min(7)) - 1];
+        let run = b.vlc(table, "run_before")? as u8;
+        if run > zeros_left {
+            return Err(bad("run_before"));
+        }
+        zeros_left -= run;
+    }
+    *bits = b;
+    Ok(total)
+}
+
+/// coeff_token of table `class` (§9.2.1) and the trailing ones' sign flags after it, right
+/// after a refill: (TotalCoeff, TrailingOnes).
+#[inline(always)]
+fn coeff_token(b: &mut Bits<'_>, class: usize) -> Result<(u8, u8), SliceError> {
+    let entry = COEFF_TOKEN_LOOKUP[class].entry((b.cache >> 32) as u32);
+    if entry == 0 {
+        return Err(bad("coeff_token"));
+    }
+    b.consume(u32::from(entry >> LEN_SHIFT));
+    let v = entry & VALUE_MASK;
+    Ok(((v >> 2) as u8, (v & 3) as u8))
+}
+
+/// Bits the whole-block lookup ([`WHOLE_BLOCKS`]) reads.
+const BLOCK_BITS: u32 = 12;
+
+/// Whether code `code` of `len` bits starts at bit `pos` of a [`BLOCK_BITS`]-bit window.
+const fn code_fits(window: u32, pos: u32, code: u16, len: u8) -> bool {
+    let len = len as u32;
+    pos + len <= BLOCK_BITS
+        && (window >> (BLOCK_BITS - pos - len)) & ((1 << len) - 1) == code as u32
+}
+
+/// The coeff_token of table `class` (as [`COEFF_TOKEN_LOOKUP`]) at bit `pos` of `window`:
+/// (length, TotalCoeff, TrailingOnes).
+const fn token_at(class: usize, window: u32, pos: u32) -> Option<(u32, u8, u8)> {
+    if class == 4 {
+        if pos + 6 > BLOCK_BITS {
+            return None;
+        }
+        let code = ((window >> (BLOCK_BITS - pos - 6)) & 63) as u16;
+        return match coeff_token_nc8(code) {
+            Some((total, ones)) => Some((6, total, ones)),
+            None => None,
+        };
+    }
+    let codes: &[(u16, u8, u8, u8)] = match class {
+        0 => &COEFF_TOKEN_CHROMA_DC,
+        1 => &COEFF_TOKEN_NC0,
+        2 => &COEFF_TOKEN_NC2,
+        _ => &COEFF_TOKEN_NC4,
+    };
+    let mut i = 0;
+    while i < codes.len() {
+        let (code, len, total, ones) = codes[i];
+        if code_fits(window, pos, code, len) {
+            return Some((len as u32, total, ones));
+        }
+        i += 1;
+    }
+    None
+}
+
+/// The code of a total_zeros or run_before list at bit `pos` of `window`: (length, value).
+const fn value_at(codes: &[(u16, u8, u8)], window: u32, pos: u32) -> Option<(u32, u8)> {
+    let mut i = 0;
+    while i < codes.len() {
+        let (code, len, value) = codes[i];
+        if code_fits(window, pos, code, len) {
+            return Some((len as u32, value));
+        }
+        i += 1;
+    }
+    None
+}
+
+/// A whole `residual_block_cavlc()` of coeff_token table `class` and at most `max_coeff`
+/// coefficients, read as the walk reads it (every check included) from the start of a
+/// [`BLOCK_BITS`]-bit `window`: its length `<< 5 |` TotalCoeff, or 0 when it does not end
+/// within the window or is not valid (the walk then reads it code by code).
+const fn whole_block(class: usize, max_coeff: u8, window: u32) -> u16 {
+    let Some((mut pos, total, ones)) = token_at(class, window, 0) else {
+        return 0;
+    };
+    if total > max_coeff {
+        return 0;
+    }
+    pos += ones as u32;
+    let mut suffix_len: u32 = if total > 10 && ones < 3 { 1 } else { 0 };
+    let mut first = if ones < 3 { 2 } else { 0 };
+    let mut i = ones;
+    while i < total {
+        let mut prefix = 0;
+        while pos + prefix < BLOCK_BITS && (window >> (BLOCK_BITS - 1 - pos - prefix)) & 1 == 0 {
+            prefix += 1;
+        }
+        if pos + prefix >= BLOCK_BITS {
+            return 0;
+        }
+        let suffix_size = if prefix == 14 && suffix_len == 0 {
+            4
+        } else if prefix == 15 {
+            12
+        } else {
+            suffix_len
+        };
+        let after = pos + prefix + 1;
+        if after + suffix_size > BLOCK_BITS {
+            return 0;
+        }
+        let suffix = (window >> (BLOCK_BITS - after - suffix_size)) & ((1 << suffix_size) - 1);
+        pos = after + suffix_size;
+        let mut code = (prefix << suffix_len) + suffix + first;
+        first = 0;
+        if prefix == 15 && suffix_len == 0 {
+            code += 15;
+        }
+        let magnitude = (code >> 1) + 1;
+        if suffix_len == 0 {
+            suffix_len = 1;
+        }
+        if magnitude > (3 << (suffix_len - 1)) && suffix_len < 6 {
+            suffix_len += 1;
+        }
+        i += 1;
+    }
+    if total > 0 && total < max_coeff {
+        let tz_codes = if max_coeff == 4 {
+            TOTAL_ZEROS_CHROMA_DC[total as usize - 1]
+        } else {
+            TOTAL_ZEROS_4X4[total as usize - 1]
+        };
+        let Some((len, tz)) = value_at(tz_codes, window, pos) else {
+            return 0;
+        };
+        if tz > max_coeff - total {
+            return 0;
+        }
+        pos += len;
+        let mut zeros_left = tz;
+        let mut i = 1;
+        while i < total && zeros_left > 0 {
+            let table = RUN_BEFORE[if zeros_left < 7 { zeros_left } else { 7 } as usize - 1];
+            let Some((len, run)) = value_at(table, window, pos) else {
+                return 0;
+            };
+            if run > zeros_left {
+                return 0;
+            }
+            zeros_left -= run;
+            pos += len;
+            i += 1;
+        }
+    }
+    ((pos << 5) | total as u32) as u16
+}
+
+/// [`whole_block`] for every window of each coeff_token table: chroma DC (at most 4
+/// coefficients) and the four tables of 4x4 blocks of 16 (a block of 15, an Intra 16x16 AC
+/// or chroma AC block, is read code by code).
+const fn whole_blocks() -> [[u16; 1 << BLOCK_BITS]; 5] {
+    let mut out = [[0u16; 1 << BLOCK_BITS]; 5];
+    let mut class = 0;
+    while class < 5 {
+        let max_coeff = if class == 0 { 4 } else { 16 };
+        let mut window = 0;
+        while window < 1 << BLOCK_BITS {
+            out[class][window as usize] = whole_block(class, max_coeff, window);
+            window += 1;
+        }
+        class += 1;
+    }
+    out
+}
+
+static WHOLE_BLOCKS: [[u16; 1 << BLOCK_BITS]; 5] = whole_blocks();
+
 /// An intra macroblock type (I slice numbering, §7.4.5 Table 7-11).
 fn intra_kind(t: u32) -> Result<MbKind, SliceError> {
     match t {
@@ -1212,5 +1381,47 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// The whole-block lookup reads exactly what reading code by code reads: for every
+    /// window of every table, with any bits after it, the same length and TotalCoeff, and
+    /// a window it has no entry for holds no valid block that ends within it.
+    #[test]
+    fn whole_block_lookup_reads_what_the_codes_read() {
+        let mut random = super::super::xorshift(0x0ddb_a11c_0ffe_e123);
+        let (mut looked_up, mut by_codes) = (0, 0);
+        for (class, entries) in WHOLE_BLOCKS.iter().enumerate() {
+            let max_coeff = if class == 0 { 4 } else { 16 };
+            for window in 0..1u64 << BLOCK_BITS {
+                for _ in 0..4 {
+                    let word = (window << (64 - BLOCK_BITS)) | (random() >> BLOCK_BITS);
+                    let mut data = word.to_be_bytes().to_vec();
+                    data.extend(random().to_be_bytes());
+                    data.extend([0; PADDING]);
+                    let mut b = Bits::new(&data, 0, None);
+                    b.refill();
+                    let read = block_by_codes(&mut b, class, max_coeff).map(|t| (b.position(), t));
+                    let entry = entries[window as usize];
+                    if entry != 0 {
+                        looked_up += 1;
+                        assert_eq!(
+                            read,
+                            Ok((usize::from(entry >> 5), (entry & 31) as u8)),
+                            "class {class}, window {window:012b}"
+                        );
+                    } else if let Ok((len, _)) = read {
+                        by_codes += 1;
+                        assert!(
+                            len > BLOCK_BITS as usize,
+                            "class {class}, window {window:012b}: a block of {len} bits missed"
+                        );
+                    }
+                }
+            }
+        }
+        assert!(
+            looked_up > 10_000 && by_codes > 1_000,
+            "{looked_up} {by_codes}"
+        );
     }
 }
