@@ -743,12 +743,11 @@ impl Walk<'_> {
         // later codes need one is a branch the predictor learns.
         self.b.refill();
         // Most blocks are whole within the next BLOCK_BITS bits: one lookup reads them.
-        if max_coeff != 15 {
-            let whole = WHOLE_BLOCKS[class][(self.b.cache >> (64 - BLOCK_BITS)) as usize];
-            if whole != 0 {
-                self.b.consume(u32::from(whole >> 5));
-                return Ok((whole & 31) as u8);
-            }
+        let table = if max_coeff == 15 { class + 4 } else { class };
+        let whole = WHOLE_BLOCKS[table][(self.b.cache >> (64 - BLOCK_BITS)) as usize];
+        if whole != 0 {
+            self.b.consume(u32::from(whole >> 5));
+            return Ok((whole & 31) as u8);
         }
         block_by_codes(&mut self.b, class, max_coeff)
     }
@@ -1230,24 +1229,28 @@ const fn whole_block(class: usize, max_coeff: u8, window: u32) -> u16 {
 }
 
 /// [`whole_block`] for every window of each coeff_token table: chroma DC (at most 4
-/// coefficients) and the four tables of 4x4 blocks of 16 (a block of 15, an Intra 16x16 AC
-/// or chroma AC block, is read code by code).
-const fn whole_blocks() -> [[u16; 1 << BLOCK_BITS]; 5] {
-    let mut out = [[0u16; 1 << BLOCK_BITS]; 5];
-    let mut class = 0;
-    while class < 5 {
-        let max_coeff = if class == 0 { 4 } else { 16 };
+/// coefficients), the four tables of 4x4 blocks of 16 and, at 4 + the table's number, the
+/// same of blocks of 15 (Intra 16x16 AC and chroma AC).
+const fn whole_blocks() -> [[u16; 1 << BLOCK_BITS]; 9] {
+    let mut out = [[0u16; 1 << BLOCK_BITS]; 9];
+    let mut table = 0;
+    while table < 9 {
+        let (class, max_coeff) = match table {
+            0 => (0, 4),
+            1..=4 => (table, 16),
+            _ => (table - 4, 15),
+        };
         let mut window = 0;
         while window < 1 << BLOCK_BITS {
-            out[class][window as usize] = whole_block(class, max_coeff, window);
+            out[table][window as usize] = whole_block(class, max_coeff, window);
             window += 1;
         }
-        class += 1;
+        table += 1;
     }
     out
 }
 
-static WHOLE_BLOCKS: [[u16; 1 << BLOCK_BITS]; 5] = whole_blocks();
+static WHOLE_BLOCKS: [[u16; 1 << BLOCK_BITS]; 9] = whole_blocks();
 
 /// An intra macroblock type (I slice numbering, §7.4.5 Table 7-11).
 fn intra_kind(t: u32) -> Result<MbKind, SliceError> {
@@ -1390,8 +1393,12 @@ mod tests {
     fn whole_block_lookup_reads_what_the_codes_read() {
         let mut random = super::super::xorshift(0x0ddb_a11c_0ffe_e123);
         let (mut looked_up, mut by_codes) = (0, 0);
-        for (class, entries) in WHOLE_BLOCKS.iter().enumerate() {
-            let max_coeff = if class == 0 { 4 } else { 16 };
+        for (table, entries) in WHOLE_BLOCKS.iter().enumerate() {
+            let (class, max_coeff) = match table {
+                0 => (0, 4),
+                1..=4 => (table, 16),
+                _ => (table - 4, 15),
+            };
             for window in 0..1u64 << BLOCK_BITS {
                 for _ in 0..4 {
                     let word = (window << (64 - BLOCK_BITS)) | (random() >> BLOCK_BITS);
