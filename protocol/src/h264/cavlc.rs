@@ -127,12 +127,12 @@ impl Samples {
 
 /// The slice data's bits, read MSB-first: the walk's own reader. The next bits wait in a
 /// register (`cache`), so that reading a code is a shift of it rather than a load from the
-/// position (docs/benchmarks.md); it is topped up with one 8-byte load before each code.
+/// position (docs/benchmarks.md §1). It is refilled with one 8-byte load at every residual
+/// block's start, and otherwise topped up only when fewer than 32 bits are loaded.
 /// Reading does not check the RBSP's end: past it the reader reads zeros (the padding
 /// [`BitReader::padded`] puts there, then nothing), and the walk checks the position against
 /// the end after every macroblock — every loop within a macroblock is bounded, and a
-/// macroblock read past the end is refused. The checks cost more than the codes they guard
-/// (the walk is bound by the number of instructions, not by their latency).
+/// macroblock read past the end is refused.
 #[derive(Clone, Copy)]
 struct Bits<'a> {
     data: &'a [u8],
