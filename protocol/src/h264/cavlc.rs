@@ -1009,7 +1009,7 @@ static RUN_BEFORE_LOOKUP: [Lookup; 7] = value_lookups(RUN_BEFORE);
 
 /// `residual_block_cavlc()` code by code, right after a refill (see [`Walk::block`]):
 /// returns TotalCoeff.
-#[inline(always)]
+#[inline(never)]
 fn block_by_codes(bits: &mut Bits<'_>, class: usize, max_coeff: u8) -> Result<u8, SliceError> {
     let (total, ones) = coeff_token(bits, class)?;
     if total > max_coeff {
