@@ -212,6 +212,7 @@ impl<'a> Bits<'a> {
     /// more than 24 bits were read).
     #[inline(always)]
     fn consume(&mut self, n: u32) {
+        debug_assert!(n <= self.avail, "{n} bits read with {} loaded", self.avail);
         self.cache <<= n;
         self.avail -= n;
     }
