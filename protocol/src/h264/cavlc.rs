@@ -1067,20 +1067,68 @@ fn block_by_codes(bits: &mut Bits<'_>, class: usize, max_coeff: u8) -> Result<u8
     } else {
         0
     };
-    for _ in 0..total - 1 {
-        if zeros_left == 0 {
-            break;
+    // run_before: up to three codes per lookup (RUNS), one at a time where a code is long.
+    let mut runs_left = total - 1;
+    while runs_left > 0 && zeros_left > 0 {
+        let entry = RUNS[usize::from(zeros_left) - 1][(b.peek32() >> 24) as usize];
+        let codes = (entry & 3) as u8;
+        if codes == 0 {
+            let table = &RUN_BEFORE_LOOKUP[usize::from(zeros_left.min(7)) - 1];
+            let run = b.vlc(table, "run_before")? as u8;
+            if run > zeros_left {
+                return Err(bad("run_before"));
+            }
+            zeros_left -= run;
+            runs_left -= 1;
+            continue;
         }
-        let table = &RUN_BEFORE_LOOKUP[usize::from(zeros_left.min(7)) - 1];
-        let run = b.vlc(table, "run_before")? as u8;
-        if run > zeros_left {
-            return Err(bad("run_before"));
-        }
-        zeros_left -= run;
+        let taken = codes.min(runs_left);
+        let after = (entry >> (2 + 8 * (u32::from(taken) - 1))) & 0xff;
+        b.consume(after & 15);
+        zeros_left = (after >> 4) as u8;
+        runs_left -= taken;
     }
     *bits = b;
     Ok(total)
 }
+
+/// For each zeros_left (1..=15, row `zeros_left - 1`) and the next 8 bits: up to three
+/// run_before codes read one after the other while zeros_left stays above 0 and each code
+/// fits in the 8 bits — their number in bits 0–1 and, for the k-th, at bit `2 + 8 (k - 1)`:
+/// the bits read so far (low nibble) and zeros_left after it (high nibble). 0 codes where
+/// the first does not fit or is not valid (the walk reads it alone and finds the error).
+const fn runs_lookup() -> [[u32; 256]; 15] {
+    let mut out = [[0u32; 256]; 15];
+    let mut row = 0;
+    while row < 15 {
+        let mut window = 0u32;
+        while window < 256 {
+            // The 8 bits at the top of a BLOCK_BITS-bit window, for value_at.
+            let w = window << (BLOCK_BITS - 8);
+            let mut zeros_left = row as u8 + 1;
+            let (mut pos, mut codes, mut entry) = (0u32, 0u32, 0u32);
+            while codes < 3 && zeros_left > 0 {
+                let table = RUN_BEFORE[if zeros_left < 7 { zeros_left } else { 7 } as usize - 1];
+                let Some((len, run)) = value_at(table, w, pos) else {
+                    break;
+                };
+                if run > zeros_left || pos + len > 8 {
+                    break;
+                }
+                zeros_left -= run;
+                pos += len;
+                entry |= (pos | (zeros_left as u32) << 4) << (2 + 8 * codes);
+                codes += 1;
+            }
+            out[row][window as usize] = entry | codes;
+            window += 1;
+        }
+        row += 1;
+    }
+    out
+}
+
+static RUNS: [[u32; 256]; 15] = runs_lookup();
 
 /// coeff_token of table `class` (§9.2.1) and the trailing ones' sign flags after it, right
 /// after a refill: (TotalCoeff, TrailingOnes).
@@ -1431,5 +1479,49 @@ mod tests {
             looked_up > 10_000 && by_codes > 1_000,
             "{looked_up} {by_codes}"
         );
+    }
+
+    /// The run_before lookup reads what reading one code at a time reads: for every
+    /// zeros_left and every 8 bits, each of its codes in turn (length and zeros_left after),
+    /// and it stops only where the next code is longer than the bits left, not valid, or
+    /// not needed.
+    #[test]
+    fn run_lookup_reads_what_the_codes_read() {
+        let mut random = super::super::xorshift(0x005e_ed0f_0123);
+        for (row, entries) in RUNS.iter().enumerate() {
+            for (window, &entry) in entries.iter().enumerate() {
+                let word = ((window as u64) << 56) | (random() >> 8);
+                let mut data = word.to_be_bytes().to_vec();
+                data.extend([0; PADDING]);
+                let mut b = Bits::new(&data, 0, None);
+                let mut zeros_left = row as u8 + 1;
+                let codes = entry & 3;
+                for k in 0..codes {
+                    let table = &RUN_BEFORE_LOOKUP[usize::from(zeros_left.min(7)) - 1];
+                    let run = b.vlc(table, "run_before").map(|v| v as u8);
+                    let Ok(run) = run else {
+                        panic!("row {row}, window {window:08b}: code {k} not valid");
+                    };
+                    assert!(run <= zeros_left, "row {row}, window {window:08b}");
+                    zeros_left -= run;
+                    let slot = (entry >> (2 + 8 * k)) & 0xff;
+                    assert_eq!(
+                        (b.position() as u32, u32::from(zeros_left)),
+                        (slot & 15, slot >> 4),
+                        "row {row}, window {window:08b}, code {k}"
+                    );
+                }
+                if codes < 3 && zeros_left > 0 {
+                    let before = b.position();
+                    let table = &RUN_BEFORE_LOOKUP[usize::from(zeros_left.min(7)) - 1];
+                    if let Ok(run) = b.vlc(table, "run_before") {
+                        assert!(
+                            run as u8 > zeros_left || b.position() > 8,
+                            "row {row}, window {window:08b}: stopped before a code at {before}"
+                        );
+                    }
+                }
+            }
+        }
     }
 }
