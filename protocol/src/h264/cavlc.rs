@@ -603,6 +603,7 @@ impl Walk<'_> {
         Ok(counts)
     }
 
+    #[inline(always)]
     fn chroma_pred_mode(&mut self) -> Result<(), SliceError> {
         let mode = self.b.ue()?;
         if mode > 3 || !self.mb_samples().chroma_ok(mode) {
@@ -628,6 +629,7 @@ impl Walk<'_> {
         Ok(())
     }
 
+    #[inline(always)]
     fn mvd(&mut self) -> Result<(), SliceError> {
         for _ in 0..2 {
             let v = self.b.se()?;
