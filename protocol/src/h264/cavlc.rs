@@ -77,6 +77,12 @@ fn as_nibble(n: u8, i: usize) -> u64 {
     u64::from(n.min(15)) << (4 * i)
 }
 
+/// The place (x, y) in raster order of 4x4 block `blk` in decoding order: the four blocks
+/// of each 8x8 block in turn (§6.4.3).
+const fn block_xy(blk: usize) -> (usize, usize) {
+    ((blk / 4 % 2) * 2 + blk % 2, (blk / 8) * 2 + blk % 4 / 2)
+}
+
 /// Intra prediction mode 2: DC, which needs no neighbouring samples.
 const DC: u8 = 2;
 
@@ -716,7 +722,7 @@ impl Walk<'_> {
         counts: &mut MbCounts,
         max: u8,
     ) -> Result<(), SliceError> {
-        let (x, y) = ((BLK / 4 % 2) * 2 + BLK % 2, (BLK / 8) * 2 + BLK % 4 / 2);
+        let (x, y) = block_xy(BLK);
         let nc = n.nc(counts.luma, x, y, 4, 0);
         counts.luma |= as_nibble(self.block(nc, max)?, y * 4 + x);
         Ok(())
@@ -811,7 +817,7 @@ const TOP_ROW: u16 = (1 << 0) | (1 << 1) | (1 << 4) | (1 << 5);
 /// `modes.1`.
 #[inline(always)]
 fn intra4x4_mode<const BLK: usize>(b: &mut Bits<'_>, ctx: &ModeContext, modes: &mut (u64, u16)) {
-    let (x, y) = ((BLK / 4 % 2) * 2 + BLK % 2, (BLK / 8) * 2 + BLK % 4 / 2);
+    let (x, y) = block_xy(BLK);
     let a = if x > 0 {
         nibble(modes.0, y * 4 + x - 1)
     } else {
@@ -1010,6 +1016,48 @@ static TOTAL_ZEROS_LOOKUP: [Lookup; 15] = value_lookups(TOTAL_ZEROS_4X4);
 static TOTAL_ZEROS_CHROMA_DC_LOOKUP: [Lookup; 3] = value_lookups(TOTAL_ZEROS_CHROMA_DC);
 static RUN_BEFORE_LOOKUP: [Lookup; 7] = value_lookups(RUN_BEFORE);
 
+/// The level rules (§9.2.2) that the code-by-code reading and the whole-block tables share.
+/// suffixLength and the `first` offset before the first level of a block of `total`
+/// coefficients with `ones` trailing ones: the first level after fewer than three trailing
+/// ones is at least 2 in magnitude, and its code counts from there.
+const fn levels_start(total: u8, ones: u8) -> (u32, u32) {
+    let suffix_len = if total > 10 && ones < 3 { 1 } else { 0 };
+    (suffix_len, if ones < 3 { 2 } else { 0 })
+}
+
+/// The size of level_suffix after a level_prefix of `prefix` (at most 15).
+#[inline(always)]
+const fn level_suffix_size(prefix: u32, suffix_len: u32) -> u32 {
+    if prefix == 14 && suffix_len == 0 {
+        4
+    } else if prefix == 15 {
+        12
+    } else {
+        suffix_len
+    }
+}
+
+/// suffixLength after a level of `prefix` and `suffix` (`first`: see [`levels_start`]).
+/// It grows without a branch: whether it does is the data's choice.
+#[inline(always)]
+const fn next_suffix_len(prefix: u32, suffix: u32, suffix_len: u32, first: u32) -> u32 {
+    let escape = if prefix == 15 && suffix_len == 0 {
+        15
+    } else {
+        0
+    };
+    let code = (prefix << suffix_len) + suffix + first + escape;
+    // |levelVal|: (code + 2) / 2 for even codes, (code + 1) / 2 for odd.
+    let magnitude = (code >> 1) + 1;
+    let suffix_len = if suffix_len == 0 { 1 } else { suffix_len };
+    suffix_len + ((magnitude > (3 << (suffix_len - 1))) & (suffix_len < 6)) as u32
+}
+
+/// The run_before table (of [`RUN_BEFORE`], [`RUN_BEFORE_LOOKUP`]) for `zeros_left` > 0.
+const fn run_table(zeros_left: u8) -> usize {
+    (if zeros_left < 7 { zeros_left } else { 7 }) as usize - 1
+}
+
 /// `residual_block_cavlc()` code by code, right after a refill (see [`Walk::block`]):
 /// returns TotalCoeff.
 #[inline(never)]
@@ -1022,11 +1070,8 @@ fn block_by_codes(bits: &mut Bits<'_>, class: usize, max_coeff: u8) -> Result<u8
         return Ok(0);
     }
     let mut b = *bits;
-    let mut suffix_len: u32 = if total > 10 && ones < 3 { 1 } else { 0 };
     // The trailing ones' sign flags were read with coeff_token.
-    // The first level after fewer than three trailing ones is at least 2 in magnitude:
-    // its code counts from there.
-    let mut first = if ones < 3 { 2 } else { 0 };
+    let (mut suffix_len, mut first) = levels_start(total, ones);
     for _ in ones..total {
         // level_prefix: leading zeros, then a one (at most 15 zeros in these profiles),
         // and level_suffix after it: at most 28 bits, one peek.
@@ -1035,25 +1080,11 @@ fn block_by_codes(bits: &mut Bits<'_>, class: usize, max_coeff: u8) -> Result<u8
         if prefix > 15 {
             return Err(bad("level_prefix"));
         }
-        let suffix_size = if prefix == 14 && suffix_len == 0 {
-            4
-        } else if prefix == 15 {
-            12
-        } else {
-            suffix_len
-        };
+        let suffix_size = level_suffix_size(prefix, suffix_len);
         let suffix = ((u64::from(peek << (prefix + 1)) << suffix_size) >> 32) as u32;
         b.consume(prefix + 1 + suffix_size);
-        let mut code = (prefix << suffix_len) + suffix + first;
+        suffix_len = next_suffix_len(prefix, suffix, suffix_len, first);
         first = 0;
-        if prefix == 15 && suffix_len == 0 {
-            code += 15;
-        }
-        // |levelVal| (§9.2.2.1): (code + 2) / 2 for even codes, (code + 1) / 2 for odd.
-        // suffixLength grows without a branch: whether it does is the data's choice.
-        let magnitude = (code >> 1) + 1;
-        suffix_len = suffix_len.max(1);
-        suffix_len += u32::from((magnitude > (3 << (suffix_len - 1))) & (suffix_len < 6));
     }
     let mut zeros_left = if total < max_coeff {
         let table = if max_coeff == 4 {
@@ -1075,7 +1106,7 @@ fn block_by_codes(bits: &mut Bits<'_>, class: usize, max_coeff: u8) -> Result<u8
         let entry = RUNS[usize::from(zeros_left) - 1][(b.peek32() >> 24) as usize];
         let codes = (entry & 3) as u8;
         if codes == 0 {
-            let table = &RUN_BEFORE_LOOKUP[usize::from(zeros_left.min(7)) - 1];
+            let table = &RUN_BEFORE_LOOKUP[run_table(zeros_left)];
             let run = b.vlc(table, "run_before")? as u8;
             if run > zeros_left {
                 return Err(bad("run_before"));
@@ -1110,7 +1141,7 @@ const fn runs_lookup() -> [[u32; 256]; 15] {
             let mut zeros_left = row as u8 + 1;
             let (mut pos, mut codes, mut entry) = (0u32, 0u32, 0u32);
             while codes < 3 && zeros_left > 0 {
-                let table = RUN_BEFORE[if zeros_left < 7 { zeros_left } else { 7 } as usize - 1];
+                let table = RUN_BEFORE[run_table(zeros_left)];
                 let Some((len, run)) = value_at(table, w, pos) else {
                     break;
                 };
@@ -1210,8 +1241,7 @@ const fn whole_block(class: usize, max_coeff: u8, window: u32) -> u16 {
         return 0;
     }
     pos += ones as u32;
-    let mut suffix_len: u32 = if total > 10 && ones < 3 { 1 } else { 0 };
-    let mut first = if ones < 3 { 2 } else { 0 };
+    let (mut suffix_len, mut first) = levels_start(total, ones);
     let mut i = ones;
     while i < total {
         let mut prefix = 0;
@@ -1221,31 +1251,15 @@ const fn whole_block(class: usize, max_coeff: u8, window: u32) -> u16 {
         if pos + prefix >= BLOCK_BITS {
             return 0;
         }
-        let suffix_size = if prefix == 14 && suffix_len == 0 {
-            4
-        } else if prefix == 15 {
-            12
-        } else {
-            suffix_len
-        };
+        let suffix_size = level_suffix_size(prefix, suffix_len);
         let after = pos + prefix + 1;
         if after + suffix_size > BLOCK_BITS {
             return 0;
         }
         let suffix = (window >> (BLOCK_BITS - after - suffix_size)) & ((1 << suffix_size) - 1);
         pos = after + suffix_size;
-        let mut code = (prefix << suffix_len) + suffix + first;
+        suffix_len = next_suffix_len(prefix, suffix, suffix_len, first);
         first = 0;
-        if prefix == 15 && suffix_len == 0 {
-            code += 15;
-        }
-        let magnitude = (code >> 1) + 1;
-        if suffix_len == 0 {
-            suffix_len = 1;
-        }
-        if magnitude > (3 << (suffix_len - 1)) && suffix_len < 6 {
-            suffix_len += 1;
-        }
         i += 1;
     }
     if total > 0 && total < max_coeff {
@@ -1264,7 +1278,7 @@ const fn whole_block(class: usize, max_coeff: u8, window: u32) -> u16 {
         let mut zeros_left = tz;
         let mut i = 1;
         while i < total && zeros_left > 0 {
-            let table = RUN_BEFORE[if zeros_left < 7 { zeros_left } else { 7 } as usize - 1];
+            let table = RUN_BEFORE[run_table(zeros_left)];
             let Some((len, run)) = value_at(table, window, pos) else {
                 return 0;
             };
@@ -1499,7 +1513,7 @@ mod tests {
                 let mut zeros_left = row as u8 + 1;
                 let codes = entry & 3;
                 for k in 0..codes {
-                    let table = &RUN_BEFORE_LOOKUP[usize::from(zeros_left.min(7)) - 1];
+                    let table = &RUN_BEFORE_LOOKUP[run_table(zeros_left)];
                     let run = b.vlc(table, "run_before").map(|v| v as u8);
                     let Ok(run) = run else {
                         panic!("row {row}, window {window:08b}: code {k} not valid");
@@ -1515,7 +1529,7 @@ mod tests {
                 }
                 if codes < 3 && zeros_left > 0 {
                     let before = b.position();
-                    let table = &RUN_BEFORE_LOOKUP[usize::from(zeros_left.min(7)) - 1];
+                    let table = &RUN_BEFORE_LOOKUP[run_table(zeros_left)];
                     if let Ok(run) = b.vlc(table, "run_before") {
                         assert!(
                             run as u8 > zeros_left || b.position() > 8,
