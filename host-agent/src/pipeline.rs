@@ -294,13 +294,36 @@ fn restamped(mut f: Frame) -> Frame {
     f
 }
 
-/// The next work; `refine_at`: when a still screen is due for refinement, if it is.
+/// When a still screen is next refined ([`REFINE_AFTER`], [`REFINE_AT_MOST_AFTER`]). A pause
+/// starts it again.
+#[derive(Debug, Default)]
+struct RefineClock {
+    /// When the first frame not refined yet was sent.
+    first_unrefined: Option<Instant>,
+    /// When a refinement is due, if it is.
+    due: Option<Instant>,
+}
+
+impl RefineClock {
+    /// A frame was sent at `now`.
+    fn frame_sent(&mut self, now: Instant) {
+        let first = *self.first_unrefined.get_or_insert(now);
+        self.due = Some((now + REFINE_AFTER).min(first + REFINE_AT_MOST_AFTER));
+    }
+
+    /// A refinement was sent at `now`: more may be left, asked for if it stays still.
+    fn refinement_sent(&mut self, now: Instant) {
+        self.due = Some(now + REFINE_AFTER);
+    }
+}
+
+/// The next work; `refine`: when a still screen is due for refinement.
 fn next_work(
     shared: &Shared,
     last: &mut Option<Frame>,
     retry: bool,
     interval: Duration,
-    refine_at: &mut Option<Instant>,
+    refine: &mut RefineClock,
 ) -> Work {
     let Ok(mut c) = shared.control.lock() else {
         return Work::Stop;
@@ -312,7 +335,7 @@ fn next_work(
         if c.paused {
             // The last picture is not encoded again after the pause: it is old by then.
             *last = None;
-            *refine_at = None;
+            *refine = RefineClock::default();
             c = match shared.cv.wait(c) {
                 Ok(guard) => guard,
                 Err(_) => return Work::Stop,
@@ -329,10 +352,10 @@ fn next_work(
         }
         let wait = if retry {
             interval
-        } else if let Some(at) = *refine_at {
+        } else if let Some(at) = refine.due {
             let now = Instant::now();
             if now >= at {
-                *refine_at = None;
+                *refine = RefineClock::default();
                 return Work::Refine;
             }
             at - now
@@ -362,14 +385,11 @@ fn encode_loop(
     let mut sequence = 0u64;
     let mut retry = false;
     let mut size: Option<(u16, u16)> = None;
-    let mut refine_at: Option<Instant> = None;
-    // When the first frame not refined yet was sent.
-    let mut unrefined_since: Option<Instant> = None;
+    let mut refine = RefineClock::default();
     loop {
-        let (frame, mut idr) = match next_work(shared, &mut last, retry, interval, &mut refine_at) {
+        let (frame, mut idr) = match next_work(shared, &mut last, retry, interval, &mut refine) {
             Work::Encode(f, idr) => (f, idr),
             Work::Refine => {
-                unrefined_since = None;
                 let au = match encoder.refine() {
                     Ok(au) => au,
                     Err(e) => return shared.end(format!("encode: {e}")),
@@ -394,8 +414,7 @@ fn encode_loop(
                 }
                 sequence += 1;
                 shared.stats.frames_refined.fetch_add(1, Ordering::Relaxed);
-                // More may be left (a refinement is bounded): ask again if it stays still.
-                refine_at = Some(Instant::now() + REFINE_AFTER);
+                refine.refinement_sent(Instant::now());
                 continue;
             }
             Work::Stop => return,
@@ -456,9 +475,7 @@ fn encode_loop(
             return;
         }
         sequence += 1;
-        let now = Instant::now();
-        let first = *unrefined_since.get_or_insert(now);
-        refine_at = Some((now + REFINE_AFTER).min(first + REFINE_AT_MOST_AFTER));
+        refine.frame_sent(Instant::now());
     }
 }
 
@@ -780,6 +797,37 @@ mod tests {
         p.stop();
         assert!(frames > 10, "the screen kept changing: {frames} frames");
         assert!(refined >= 1, "no refinement in {frames} frames");
+    }
+
+    /// A pause starts the refinement clock again: the frames after it are refined
+    /// [`REFINE_AT_MOST_AFTER`] after the first of them at the earliest (on a screen that
+    /// never stays still), not at once for frames sent before the pause.
+    #[test]
+    fn a_pause_starts_the_refinement_clock_again() {
+        let (mut p, mut rx) = coarse_pipeline(true);
+        assert!(rx.blocking_recv().is_some(), "the first frame");
+        std::thread::sleep(Duration::from_millis(300));
+        p.pause(true);
+        // Past REFINE_AT_MOST_AFTER since the first frame while paused.
+        std::thread::sleep(REFINE_AT_MOST_AFTER);
+        let refined = p.stats().frames_refined.load(Ordering::Relaxed);
+        p.pause(false);
+        let resumed = Instant::now();
+        let mut frames = 0;
+        while resumed.elapsed() < REFINE_AT_MOST_AFTER / 2 {
+            while rx.try_recv().is_ok() {
+                frames += 1;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let after = p.stats().frames_refined.load(Ordering::Relaxed);
+        p.stop();
+        assert_eq!(refined, 0, "nothing refined before the pause");
+        assert!(
+            frames > 5,
+            "the screen kept changing after the pause: {frames} frames"
+        );
+        assert_eq!(after, 0, "refined right after the pause");
     }
 
     #[test]
