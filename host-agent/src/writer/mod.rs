@@ -712,6 +712,82 @@ mod tests {
         ]
     }
 
+    /// A viewer of the writer's stream behind the gateway's sanitizer: every access unit
+    /// must pass the sanitizer and decode exactly as the writer reconstructs it.
+    struct Viewer {
+        dec: Decoder,
+        sanitizer: NalSanitizer,
+        sequence: u64,
+        width: usize,
+        height: usize,
+    }
+
+    impl Viewer {
+        fn new(width: usize, height: usize) -> Self {
+            let Ok(dec) = Decoder::new() else {
+                panic!("decoder")
+            };
+            let sanitizer = NalSanitizer::new(Limits::default());
+            Viewer {
+                dec,
+                sanitizer,
+                sequence: 0,
+                width,
+                height,
+            }
+        }
+
+        /// Sanitize and decode `au` (`what` names it in a failure); the decoded planes.
+        fn show(&mut self, enc: &DamageEncoder, au: &EncodedAu, what: &str) -> [Vec<u8>; 3] {
+            let header = VideoHeader {
+                sequence: self.sequence,
+                capture_us: 0,
+                keyframe: au.keyframe,
+                width: self.width as u16,
+                height: self.height as u16,
+            };
+            self.sequence += 1;
+            let checked = self.sanitizer.sanitize(&header, &au.data);
+            assert!(checked.is_ok(), "{what}: sanitizer refused: {checked:?}");
+            let Ok(Some(d)) = self.dec.decode(&au.data) else {
+                panic!("{what}: openh264 did not decode")
+            };
+            let got = decoded(&d);
+            let want = visible(enc.reconstruction(), self.width, self.height);
+            for (plane, (g, w)) in got.iter().zip(&want).enumerate() {
+                let diff = g.iter().zip(w).filter(|(a, b)| a != b).count();
+                assert_eq!(
+                    diff, 0,
+                    "{what}: plane {plane} differs from the writer's reconstruction in {diff} samples"
+                );
+            }
+            got
+        }
+    }
+
+    /// The agent's settings for a screen of `width` × `height`.
+    fn screen_settings(width: usize, height: usize) -> EncoderSettings {
+        EncoderSettings {
+            width: width as u16,
+            height: height as u16,
+            fps: 30,
+            bitrate_kbps: 4000,
+            screen_content: true,
+        }
+    }
+
+    /// Render `page` and encode it: the picture and its access unit (`what` names the step
+    /// in a failure).
+    fn encode_page(enc: &mut DamageEncoder, page: &Page, what: &str) -> (I420, EncodedAu) {
+        let Ok(pic) = page.render() else {
+            panic!("{what}: render")
+        };
+        let Ok(Some(au)) = enc.encode(&pic, false) else {
+            panic!("{what}: no access unit")
+        };
+        (pic, au)
+    }
+
     fn decoded(pic: &impl YUVSource) -> [Vec<u8>; 3] {
         let (w, h) = pic.dimensions();
         let (sy, su, sv) = pic.strides();
@@ -736,20 +812,11 @@ mod tests {
         height: usize,
         steps: &[&dyn Fn(&mut Page)],
     ) -> Vec<(LastFrame, f64, f64)> {
-        let settings = EncoderSettings {
-            width: width as u16,
-            height: height as u16,
-            fps: 30,
-            bitrate_kbps: 4000,
-            screen_content: true,
-        };
+        let settings = screen_settings(width, height);
         let Ok(mut enc) = DamageEncoder::new(settings) else {
             panic!("encoder")
         };
-        let Ok(mut dec) = Decoder::new() else {
-            panic!("decoder")
-        };
-        let mut sanitizer = NalSanitizer::new(Limits::default());
+        let mut viewer = Viewer::new(width, height);
         let mut page = Page::new(width, height, 7);
         let mut out = Vec::new();
         let first: &dyn Fn(&mut Page) = &|_: &mut Page| {};
@@ -758,34 +825,8 @@ mod tests {
             .enumerate()
         {
             step(&mut page);
-            let Ok(pic) = page.render() else {
-                panic!("render")
-            };
-            let Ok(Some(au)) = enc.encode(&pic, false) else {
-                panic!("step {i}: no access unit")
-            };
-            let header = VideoHeader {
-                sequence: i as u64,
-                capture_us: 0,
-                keyframe: au.keyframe,
-                width: width as u16,
-                height: height as u16,
-            };
-            let checked = sanitizer.sanitize(&header, &au.data);
-            assert!(
-                checked.is_ok(),
-                "step {i} ({:?}): sanitizer refused: {checked:?}",
-                enc.last_frame()
-            );
-            let Ok(Some(d)) = dec.decode(&au.data) else {
-                panic!("step {i} ({:?}): openh264 did not decode", enc.last_frame())
-            };
-            let got = decoded(&d);
-            let want = visible(enc.reconstruction(), width, height);
-            for (plane, (g, w)) in got.iter().zip(&want).enumerate() {
-                let diff = g.iter().zip(w).filter(|(a, b)| a != b).count();
-                assert_eq!(diff, 0, "step {i} ({:?}): plane {plane} differs from the writer's reconstruction in {diff} samples", enc.last_frame());
-            }
+            let (pic, au) = encode_page(&mut enc, &page, &format!("step {i}"));
+            let got = viewer.show(&enc, &au, &format!("step {i} ({:?})", enc.last_frame()));
             // The bottom 32 rows left of the scrollbar: what a downward scroll exposes.
             let strip = |plane: &[u8]| {
                 (height - 32..height)
@@ -808,37 +849,9 @@ mod tests {
     #[test]
     fn a_still_screen_is_refined_towards_the_capture() {
         let (width, height) = (328usize, 184usize);
-        let settings = EncoderSettings {
-            width: width as u16,
-            height: height as u16,
-            fps: 30,
-            bitrate_kbps: 4000,
-            screen_content: true,
-        };
-        let Ok(mut dec) = Decoder::new() else {
-            panic!("decoder")
-        };
-        let mut sanitizer = NalSanitizer::new(Limits::default());
+        let settings = screen_settings(width, height);
+        let mut viewer = Viewer::new(width, height);
         let mut page = Page::new(width, height, 7);
-        let mut sequence = 0u64;
-        let mut check = |enc: &DamageEncoder, au: &EncodedAu, what: &str| -> Vec<u8> {
-            let header = VideoHeader {
-                sequence,
-                capture_us: 0,
-                keyframe: au.keyframe,
-                width: width as u16,
-                height: height as u16,
-            };
-            sequence += 1;
-            let checked = sanitizer.sanitize(&header, &au.data);
-            assert!(checked.is_ok(), "{what}: sanitizer refused: {checked:?}");
-            let Ok(Some(d)) = dec.decode(&au.data) else {
-                panic!("{what}: openh264 did not decode")
-            };
-            let got = decoded(&d);
-            assert_eq!(got, visible(enc.reconstruction(), width, height), "{what}");
-            got[0].clone()
-        };
         let Ok(enc) = DamageEncoder::new(settings) else {
             panic!("encoder")
         };
@@ -847,24 +860,12 @@ mod tests {
             matches!(enc.refine(), Ok(None)),
             "nothing to refine before the first picture"
         );
-        let mut pics = Vec::new();
-        for step in 0..2 {
-            if step == 1 {
-                page.scroll_y += 37;
-            }
-            let Ok(pic) = page.render() else {
-                panic!("render")
-            };
-            let Ok(Some(au)) = enc.encode(&pic, false) else {
-                panic!("step {step}: no access unit")
-            };
-            check(&enc, &au, "picture");
-            pics.push(pic);
-        }
+        let (_, au) = encode_page(&mut enc, &page, "first picture");
+        viewer.show(&enc, &au, "first picture");
+        page.scroll_y += 37;
+        let (capture, au) = encode_page(&mut enc, &page, "scroll");
+        viewer.show(&enc, &au, "scroll");
         assert!(matches!(enc.last_frame(), LastFrame::Writer(_)));
-        let Some(capture) = pics.last() else {
-            panic!("no picture")
-        };
         let decoded_before = visible(enc.reconstruction(), width, height);
         let before = psnr(&decoded_before[0], &capture.y);
         // Refinements until nothing is left: each bounded, no macroblock twice.
@@ -882,7 +883,7 @@ mod tests {
                 now - last
             );
             last = now;
-            after = psnr(&check(&enc, &au, "refinement"), &capture.y);
+            after = psnr(&viewer.show(&enc, &au, "refinement")[0], &capture.y);
         }
         println!("refined: {before:.1} dB -> {after:.1} dB over {last} macroblocks in {rounds}");
         assert!(
@@ -902,13 +903,8 @@ mod tests {
         );
         // The next change is coded as usual on top of the refined picture.
         page.scroll_y += 16;
-        let Ok(pic) = page.render() else {
-            panic!("render")
-        };
-        let Ok(Some(au)) = enc.encode(&pic, false) else {
-            panic!("no access unit after the refinement")
-        };
-        check(&enc, &au, "scroll after the refinement");
+        let (_, au) = encode_page(&mut enc, &page, "scroll after the refinement");
+        viewer.show(&enc, &au, "scroll after the refinement");
 
         let Ok(off) = DamageEncoder::new(settings) else {
             panic!("encoder")
@@ -919,10 +915,7 @@ mod tests {
         for step in [0, 37] {
             let mut small = Page::new(320, 176, 7);
             small.scroll_y = step;
-            let Ok(pic) = small.render() else {
-                panic!("render")
-            };
-            assert!(matches!(off.encode(&pic, false), Ok(Some(_))));
+            encode_page(&mut off, &small, "refinement off");
         }
         assert!(matches!(off.last_frame(), LastFrame::Writer(_)));
         assert!(matches!(off.refine(), Ok(None)), "refinement off");
